@@ -1,0 +1,102 @@
+"""Checks: plain functions that raise AssertionError with expected / got / hint.
+
+One module per lab (`autograder/checks/<lab>.py`); each public function that does not start
+with `_` is one check, named as in course.yml. Helpers here keep every message in one shape:
+`<what>: expected <expected>, got <got> — <hint>`.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import torch
+
+__all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt"]
+
+
+def fmt(value: Any) -> str:
+    """A short, readable rendering of a value for a failure message."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() <= 8:
+            return str([round(v, 4) if isinstance(v, float) else v for v in value.detach().cpu().flatten().tolist()])
+        return f"tensor of shape {tuple(value.shape)}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, torch.Size):
+        return str(tuple(value))
+    return repr(value)
+
+
+def fail(what: str, expected: Any, got: Any, hint: str = "") -> None:
+    """Raise the one-line failure every check uses."""
+    exp = expected if isinstance(expected, str) else fmt(expected)
+    gt = got if isinstance(got, str) else fmt(got)
+    message = f"{what}: expected {exp}, got {gt}"
+    raise AssertionError(message + (f" — {hint}" if hint else ""))
+
+
+def expect(condition: bool, what: str, expected: Any, got: Any, hint: str = "") -> None:
+    if not condition:
+        fail(what, expected, got, hint)
+
+
+def rel_error(a: Any, b: Any) -> float:
+    """CS231n relative error: max over elements of |a-b| / max(1e-8, |a|+|b|)."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    if a.numel() == 0:
+        return 0.0
+    return float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-8)).max())
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        fail(what, "a tensor or number", f"{type(value).__name__}", "return a torch.Tensor")
+        raise  # unreachable
+
+
+def expect_shape(value: Any, shape: tuple, what: str, hint: str = "") -> None:
+    """`value` is a tensor of exactly `shape`."""
+    if not isinstance(value, torch.Tensor):
+        fail(what, f"a tensor of shape {tuple(shape)}", type(value).__name__, hint or "return a torch.Tensor")
+    if tuple(value.shape) != tuple(shape):
+        fail(what, f"shape {tuple(shape)}", f"shape {tuple(value.shape)}", hint)
+
+
+def expect_equal(got: Any, expected: Any, what: str, hint: str = "") -> None:
+    """Exact equality (numbers, strings, shapes, integer tensors)."""
+    if isinstance(expected, torch.Tensor):
+        g = _as_tensor(got, what)
+        ok = g.shape == expected.shape and bool(torch.equal(g.to(expected.dtype), expected.cpu()))
+    else:
+        ok = got == expected
+    if not ok:
+        fail(what, expected, got, hint)
+
+
+def expect_close(got: Any, expected: Any, what: str, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "") -> None:
+    """Same shape and every element within atol + rtol·|expected|; NaN never passes."""
+    g = _as_tensor(got, what).to(torch.float64)
+    e = torch.as_tensor(expected, dtype=torch.float64).cpu()
+    if g.shape != e.shape:
+        fail(what, f"shape {tuple(e.shape)}", f"shape {tuple(g.shape)}", hint)
+    if not torch.isfinite(g).all():
+        fail(what, "finite values", "NaN or inf", hint or "look for a division by zero or an overflow")
+    if not torch.allclose(g, e, atol=atol, rtol=rtol):
+        if g.numel() > 8:
+            i = int(((g - e).abs() - (atol + rtol * e.abs())).flatten().argmax())
+            fail(what, f"{float(e.flatten()[i]):.6g} at flat index {i}", f"{float(g.flatten()[i]):.6g}", hint)
+        fail(what, e if e.numel() > 1 else float(e), g if g.numel() > 1 else float(g), hint)
+
+
+@lru_cache(maxsize=None)
+def golden(lab: str) -> dict:
+    """Golden values that `course build` recorded from the reference for `lab` (JSON)."""
+    path = resources.files("autograder") / "golden" / f"{lab}.json"
+    return json.loads(path.read_text())
