@@ -1,0 +1,243 @@
+"""`course build`: templates + reference → source notebooks → nbgrader → solutions/ and exercises/.
+
+A template (`reference/notebooks/<lab>.py.j2`) is jinja2 over a percent-format script; its
+helpers pull code from `reference.<lab>` so no code is written twice (see
+reference/notebooks/README.md). The rendered source notebook carries nbgrader schema-3
+metadata and is written to `solutions/`; nbgrader's own GenerateAssignment turns it into the
+student notebook in `exercises/`. Everything is deterministic, so `--check` can name stale files.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import re
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+import nbformat
+
+from .config import Course, CourseError, Lab
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reference" / "notebooks"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+_HEADER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|check|answer)\])?(?: id=(?P<id>[\w-]+))?\s*$")
+
+
+# ---------------------------------------------------------------- code pulled from the reference
+def _solution_regions(src: str) -> list[tuple[int, int]]:
+    """Line ranges [start, end) of the bodies (after any docstring) of a function, or of every
+    method of a class, in dedented source `src`."""
+    node = ast.parse(src).body[0]
+    funcs = [node] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else [
+        n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    regions = []
+    for f in funcs:
+        body = f.body
+        if ast.get_docstring(f) is not None:
+            start, body = body[0].end_lineno, body[1:]
+        else:
+            start = body[0].lineno - 1
+        if body:
+            regions.append((start, f.end_lineno))
+    return regions
+
+
+def exercise_source(obj: Any) -> str:
+    """The source of `obj` with every function body wrapped in nbgrader solution markers."""
+    src = textwrap.dedent(inspect.getsource(obj)).rstrip() + "\n"
+    lines = src.splitlines()
+    for start, end in reversed(_solution_regions(src)):
+        body = lines[start:end]
+        first = next(line for line in body if line.strip())
+        indent = first[: len(first) - len(first.lstrip())]
+        lines[start:end] = [f"{indent}### BEGIN SOLUTION", *body, f"{indent}### END SOLUTION"]
+    return "\n".join(lines)
+
+
+@dataclass
+class _Helpers:
+    """The functions a template calls; they also record which checks it used."""
+    lab: Lab
+    module: Any
+    used: list[str]
+
+    def _object(self, name: str) -> Any:
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise CourseError(f"reference/notebooks/{self.lab.id}.py.j2: reference.{self.lab.id} has no {name!r}") from None
+
+    def exercise(self, name: str) -> str:
+        return f"# %% [solution] id={name}\n{exercise_source(self._object(name))}"
+
+    def source(self, name: str) -> str:
+        return "# %%\n" + textwrap.dedent(inspect.getsource(self._object(name))).rstrip()
+
+    def answer(self, cell_id: str, code: str) -> str:
+        return f"# %% [answer] id={cell_id}\n### BEGIN SOLUTION\n{code.strip()}\n### END SOLUTION"
+
+    def check(self, name: str, code: str, hidden: str | None = None) -> str:
+        if name not in self.lab.checks:
+            raise CourseError(f"reference/notebooks/{self.lab.id}.py.j2: check {name!r} is not in course.yml labs.{self.lab.id}.checks")
+        self.used.append(name)
+        text = f"# %% [check] id=check_{name}\n{code.strip()}"
+        if hidden:
+            text += f"\n### BEGIN HIDDEN TESTS\n{hidden.strip()}\n### END HIDDEN TESTS"
+        return text
+
+
+def render(lab: Lab, course: Course) -> tuple[str, list[str]]:
+    """Render the lab's template; returns the percent-format text and the checks it used."""
+    module = importlib.import_module(f"reference.{lab.id}")
+    helpers = _Helpers(lab, module, [])
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    try:
+        template = env.get_template(f"{lab.id}.py.j2")
+        text = template.render(lab=lab, course=course, exercise=helpers.exercise, source=helpers.source,
+                               answer=helpers.answer, check=helpers.check)
+    except jinja2.TemplateNotFound:
+        raise CourseError(f"reference/notebooks/{lab.id}.py.j2: no such template for lab {lab.id!r}") from None
+    except jinja2.TemplateError as e:
+        raise CourseError(f"reference/notebooks/{lab.id}.py.j2:{getattr(e, 'lineno', '?')}: {e.message}") from None
+    return text, helpers.used
+
+
+# ---------------------------------------------------------------- percent format → notebook
+def _nbgrader(kind: str, grade_id: str, points: int | None = None) -> dict:
+    meta = {"grade": kind == "check", "grade_id": grade_id, "locked": kind not in ("solution", "answer"),
+            "schema_version": 3, "solution": kind in ("solution", "answer")}
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def parse_cells(text: str, lab: Lab) -> list[nbformat.NotebookNode]:
+    """Split rendered percent-format text into nbformat cells with nbgrader metadata."""
+    where = f"reference/notebooks/{lab.id}.py.j2"
+    chunks: list[tuple[str, str | None, list[str], int]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            chunks.append((m["kind"] or "code", m["id"], [], lineno))
+        elif line.startswith("# %%"):
+            raise CourseError(f"{where}: rendered line {lineno}: malformed cell header {line!r}")
+        elif chunks:
+            chunks[-1][2].append(line)
+        elif line.strip():
+            raise CourseError(f"{where}: rendered line {lineno}: text before the first '# %%' cell header")
+    cells, ids = [], set()
+    for n, (kind, cell_id, lines, lineno) in enumerate(chunks, 1):
+        body = "\n".join(lines).strip("\n")
+        if not body.strip():
+            raise CourseError(f"{where}: rendered line {lineno}: empty cell")
+        if kind == "markdown":
+            body = "\n".join(re.sub(r"^# ?", "", l) if l.startswith("#") else l for l in body.splitlines())
+        grade_id = cell_id or f"{'md' if kind == 'markdown' else 'code'}-{n:02d}"
+        if grade_id in ids:
+            raise CourseError(f"{where}: rendered line {lineno}: duplicate cell id {grade_id!r}")
+        ids.add(grade_id)
+        points = lab.checks[grade_id.removeprefix("check_")] if kind == "check" else None
+        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        cells.append(make(body, id=grade_id, metadata={"nbgrader": _nbgrader(kind, grade_id, points)}))
+    return cells
+
+
+def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
+    """The nbgrader source notebook of `lab`: solutions and hidden tests included."""
+    text, used = render(lab, course)
+    where = f"reference/notebooks/{lab.id}.py.j2"
+    missing = [c for c in lab.checks if c not in used]
+    twice = sorted({c for c in used if used.count(c) > 1})
+    if missing or twice:
+        problem = f"checks of course.yml never used: {', '.join(missing)}" if missing else f"checks used twice: {', '.join(twice)}"
+        raise CourseError(f"{where}: {problem}")
+    checks = importlib.import_module(f"autograder.checks.{lab.id}")
+    for name in lab.checks:
+        if not callable(getattr(checks, name, None)):
+            raise CourseError(f"autograder/checks/{lab.id}.py: no check function {name!r} (course.yml labs.{lab.id}.checks)")
+    header = nbformat.v4.new_markdown_cell(
+        f"*Generated from `reference/{lab.id}.py` and `reference/notebooks/{lab.id}.py.j2` by `course build`: "
+        f"do not edit this notebook, edit those. Students: answer in the cells marked `# YOUR CODE HERE`, "
+        f"then run the check cell below each.*",
+        id="header", metadata={"nbgrader": _nbgrader("markdown", "header")})
+    nb = nbformat.v4.new_notebook(cells=[header, *parse_cells(text, lab)], metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "course": {"lab": lab.id, "title": lab.title, "max_points": lab.max_points},
+    })
+    nbformat.validate(nb)
+    return nb
+
+
+def dumps(nb: nbformat.NotebookNode) -> str:
+    """Notebook JSON as nbformat (and so nbgrader) writes it: sorted keys, indent 1."""
+    return nbformat.writes(nb) + "\n"
+
+
+def generate_assignments(sources: dict[str, nbformat.NotebookNode]) -> dict[str, str]:
+    """Run nbgrader's GenerateAssignment (Python API, no database) on source notebooks;
+    return the released notebook text of each lab."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    released = {}
+    with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
+        for lab_id, nb in sources.items():
+            src = Path(tmp, "source", lab_id, f"{lab_id}.ipynb")
+            src.parent.mkdir(parents=True)
+            src.write_text(dumps(nb), encoding="utf-8")
+            c = Config()
+            c.CourseDirectory.root = tmp
+            c.CourseDirectory.assignment_id = lab_id
+            c.GenerateAssignment.no_database = True
+            c.GenerateAssignment.force = True
+            converter = GenerateAssignment(coursedir=CourseDirectory(config=c), config=c)
+            # SaveCells records the cells in the gradebook; the build keeps no gradebook (the
+            # grader restores cells from solutions/), so it is the one preprocessor left out.
+            converter.preprocessors = [p for p in converter.preprocessors if p.__name__ != "SaveCells"]
+            converter.log.setLevel("ERROR")
+            try:
+                converter.start()
+            except Exception as e:  # nbgrader raises NbGraderException with the reason logged
+                raise CourseError(f"nbgrader generate_assignment failed for lab {lab_id!r}: {e}") from None
+            released[lab_id] = Path(tmp, "release", lab_id, f"{lab_id}.ipynb").read_text(encoding="utf-8")
+    return released
+
+
+def golden_json(lab: Lab) -> str | None:
+    """JSON of `reference.<lab>.golden()` if the lab records golden values for its checks."""
+    module = importlib.import_module(f"reference.{lab.id}")
+    golden: Callable[[], dict] | None = getattr(module, "golden", None)
+    return None if golden is None else json.dumps(golden(), indent=1, sort_keys=True) + "\n"
+
+
+def build(course: Course, lab_ids: list[str] | None = None, check: bool = False) -> list[Path]:
+    """Build the selected labs. With `check`, write nothing and return the stale or missing
+    files; otherwise write them and return the files written."""
+    labs = course.select(lab_ids)
+    sources = {lab.id: source_notebook(lab, course) for lab in labs}
+    released = generate_assignments(sources)
+    outputs: dict[Path, str] = {}
+    for lab in labs:
+        outputs[course.solution_path(lab.id)] = dumps(sources[lab.id])
+        outputs[course.exercise_path(lab.id)] = released[lab.id]
+        golden = golden_json(lab)
+        if golden is not None:
+            outputs[GOLDEN_DIR / f"{lab.id}.json"] = golden
+    changed = [p for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+    if not check:
+        for path in changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(outputs[path], encoding="utf-8")
+            tmp.replace(path)
+    return changed
+

@@ -1,0 +1,117 @@
+"""The `course` command: a thin layer over autograder's functions.
+
+Exit codes: 0 done; 1 `build --check` found stale files or `validate` found a problem;
+2 a usage or input error (bad course.yml, missing folder, unknown lab); 3 grading ran but the
+grader itself failed on some submission. Students' scores never change the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import CourseError, load_course
+
+
+def _build(args, course) -> int:
+    from .build import build
+    t0 = time.monotonic()
+    changed = build(course, args.lab, check=args.check)
+    rel = [str(p.relative_to(course.root)) if p.is_relative_to(course.root) else str(p) for p in changed]
+    if args.check:
+        for p in rel:
+            print(f"stale: {p}")
+        print(f"{len(rel)} stale file(s)" if rel else "up to date", file=sys.stderr)
+        return 1 if rel else 0
+    for p in rel:
+        print(f"wrote {p}")
+    print(f"built {len(course.select(args.lab))} lab(s) in {time.monotonic() - t0:.1f} s ({len(rel)} file(s) changed)", file=sys.stderr)
+    return 0
+
+
+def _grade(args, course) -> int:
+    from tqdm import tqdm
+
+    from .grade import grade_class, find_submissions
+    from .report import failure_lines, summary_table, write_reports, write_result
+
+    out = Path(args.out)
+    found, _ = find_submissions(Path(args.submissions), course, args.lab)
+    bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
+
+    def on_result(result):
+        write_result(out, result)
+        bar.update()
+
+    results, warnings = grade_class(Path(args.submissions), course, args.lab, args.jobs,
+                                    args.cell_timeout, args.notebook_timeout, on_result)
+    bar.close()
+    write_reports(out, results)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(summary_table(results))
+    failures = failure_lines(results)
+    if failures:
+        print("\n" + "\n".join(failures))
+    errors = [r for r in results if r.grader_error]
+    for r in errors:
+        print(f"grader error: {r.student}/{r.lab}: {r.grader_error}", file=sys.stderr)
+    print(f"\n{len(results)} notebook(s) graded; results in {out}/grades.csv and {out}/results/", file=sys.stderr)
+    return 3 if errors else 0
+
+
+def _validate(args, course) -> int:
+    from .report import summary_table
+    from .validate import validate
+    results, problems = validate(course, args.lab, args.jobs)
+    print(summary_table(results))
+    for p in problems:
+        print(f"FAIL {p}")
+    print("all labs valid" if not problems else f"{len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description="Build, validate and grade the CNN course.")
+    p.add_argument("--course", metavar="PATH", help="course.yml to use (default: ./course.yml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="render templates into solutions/ and exercises/ notebooks")
+    b.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
+    b.add_argument("--check", action="store_true", help="write nothing; exit 1 naming every stale file")
+    b.set_defaults(run=_build)
+
+    g = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb")
+    g.add_argument("submissions", metavar="SUBMISSIONS")
+    g.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
+    g.add_argument("--out", default="graded", metavar="DIR", help="where reports go (default: ./graded)")
+    g.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: the cores)")
+    g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
+    g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
+    g.set_defaults(run=_grade)
+
+    v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")
+    v.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
+    v.add_argument("--jobs", type=int, metavar="N", help="notebooks graded at once (default: the cores)")
+    v.set_defaults(run=_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        course = load_course(args.course)
+        if getattr(args, "jobs", None) is not None and args.jobs < 1:
+            raise CourseError(f"--jobs must be at least 1, got {args.jobs}")
+        return args.run(args, course)
+    except CourseError as e:
+        print(f"course: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

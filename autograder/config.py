@@ -1,0 +1,181 @@
+"""course.yml: load, validate, and give the rest of the package typed access to it.
+
+Every problem is one line naming the file, the key and what is wrong (`CourseError`); the CLI
+prints it and exits non-zero.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GPU_POLICIES = ("required", "preferred", "ignore")
+
+
+class CourseError(Exception):
+    """A problem the user can fix (bad path, bad course.yml, malformed notebook, unknown lab)."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    id: str
+    title: str
+    checks: dict[str, int]               # check name -> points, in notebook order
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def max_points(self) -> int:
+        return sum(self.checks.values())
+
+
+@dataclass(frozen=True)
+class Course:
+    path: Path                           # course.yml
+    title: str
+    seed: int
+    mnist_split: dict[str, int]
+    data_root: str | None
+    cell_timeout: float
+    notebook_timeout: float
+    gpu: str
+    labs: tuple[Lab, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def lab(self, lab_id: str) -> Lab:
+        for lab in self.labs:
+            if lab.id == lab_id:
+                return lab
+        raise CourseError(f"unknown lab {lab_id!r}: course.yml has {', '.join(l.id for l in self.labs)}")
+
+    def select(self, lab_ids: list[str] | None) -> list[Lab]:
+        return [self.lab(i) for i in lab_ids] if lab_ids else list(self.labs)
+
+    def solution_path(self, lab_id: str) -> Path:
+        return self.root / "solutions" / lab_id / f"{lab_id}.ipynb"
+
+    def exercise_path(self, lab_id: str) -> Path:
+        return self.root / "exercises" / lab_id / f"{lab_id}.ipynb"
+
+
+# --- a tiny schema: dict of key -> type spec; a spec is a type, a tuple of types, a nested
+# --- dict, ("map", value_spec), ("list", item_spec) or ("choice", values).
+_NUMBER = (int, float)
+_SCHEMA: dict[str, Any] = {
+    "course": {"title": str, "seed": int},
+    "data": {"mnist_split": {"train": int, "val": int, "test": int}, "root": (str, type(None))},
+    "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "gpu": ("choice", GPU_POLICIES)},
+    "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER)}),
+}
+_OPTIONAL = {"thresholds", "root"}
+
+
+def _type_name(spec: Any) -> str:
+    if isinstance(spec, dict):
+        return "a mapping"
+    if isinstance(spec, tuple) and spec and spec[0] in ("map", "list", "choice"):
+        return {"map": "a mapping", "list": "a list", "choice": f"one of {', '.join(spec[1])}"}[spec[0]]
+    types = spec if isinstance(spec, tuple) else (spec,)
+    names = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+
+
+def _validate(value: Any, spec: Any, key: str, where: str) -> None:
+    def bad(problem: str) -> CourseError:
+        return CourseError(f"{where}: {key or '<top level>'}: {problem}")
+
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise bad(f"expected a mapping, got {type(value).__name__}")
+        for k in value:
+            if k not in spec:
+                raise bad(f"unknown key {k!r} (known: {', '.join(spec)})")
+        for k, sub in spec.items():
+            path = f"{key}.{k}" if key else k
+            if k not in value:
+                if k in _OPTIONAL:
+                    continue
+                raise CourseError(f"{where}: {path}: missing")
+            _validate(value[k], sub, path, where)
+    elif isinstance(spec, tuple) and spec and spec[0] == "list":
+        if not isinstance(value, list) or not value:
+            raise bad("expected a non-empty list")
+        for i, item in enumerate(value):
+            _validate(item, spec[1], f"{key}[{i}]", where)
+    elif isinstance(spec, tuple) and spec and spec[0] == "map":
+        if not isinstance(value, dict) or not value:
+            raise bad("expected a non-empty mapping")
+        for k, v in value.items():
+            _validate(v, spec[1], f"{key}.{k}", where)
+    elif isinstance(spec, tuple) and spec and spec[0] == "choice":
+        if value not in spec[1]:
+            raise bad(f"expected {_type_name(spec)}, got {value!r}")
+    else:
+        types = spec if isinstance(spec, tuple) else (spec,)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise bad(f"expected {_type_name(spec)}, got {type(value).__name__} {value!r}")
+
+
+def default_course_path() -> Path:
+    """$COURSE_YML, else ./course.yml, else the course.yml of the checkout this package runs from."""
+    if os.environ.get("COURSE_YML"):
+        return Path(os.environ["COURSE_YML"])
+    here = Path.cwd() / "course.yml"
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "course.yml"
+
+
+def load_course(path: str | Path | None = None) -> Course:
+    """Read and validate course.yml; raise CourseError with one line on any problem."""
+    path = Path(path) if path else default_course_path()
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CourseError(f"{where}: no such file (run from the course root or pass --course)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CourseError(f"{where}: cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise CourseError(f"{where}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    _validate(raw, _SCHEMA, "", where)
+
+    labs, seen = [], set()
+    for i, entry in enumerate(raw["labs"]):
+        lab_id = entry["id"]
+        if lab_id in seen:
+            raise CourseError(f"{where}: labs[{i}].id: duplicate lab id {lab_id!r}")
+        seen.add(lab_id)
+        if not lab_id.isidentifier():
+            raise CourseError(f"{where}: labs[{i}].id: {lab_id!r} is not a valid module name")
+        if importlib.util.find_spec(f"reference.{lab_id}") is None:
+            raise CourseError(f"{where}: labs[{i}].id: lab {lab_id!r} has no reference module reference/{lab_id}.py")
+        for name, points in entry["checks"].items():
+            if points < 0:
+                raise CourseError(f"{where}: labs[{i}].checks.{name}: points must be >= 0, got {points}")
+        thresholds = {k: float(v) for k, v in entry.get("thresholds", {}).items()}
+        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds))
+
+    grading = raw["grading"]
+    for key in ("cell_timeout", "notebook_timeout"):
+        if grading[key] <= 0:
+            raise CourseError(f"{where}: grading.{key}: must be > 0, got {grading[key]}")
+    return Course(
+        path=path.resolve(),
+        title=raw["course"]["title"],
+        seed=raw["course"]["seed"],
+        mnist_split=dict(raw["data"]["mnist_split"]),
+        data_root=raw["data"].get("root"),
+        cell_timeout=float(grading["cell_timeout"]),
+        notebook_timeout=float(grading["notebook_timeout"]),
+        gpu=grading["gpu"],
+        labs=tuple(labs),
+    )

@@ -1,0 +1,95 @@
+"""Run a notebook cell by cell in a fresh kernel, with a per-cell and a per-notebook time limit.
+
+Unlike nbgrader's Execute, a cell that times out or a kernel that dies is recorded on that cell
+and never fails the whole notebook: the outcome of every cell is returned for scoring.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+
+
+@dataclass
+class Outcome:
+    status: str            # ok | error | timeout | died | not_run
+    ename: str = ""
+    evalue: str = ""
+    seconds: float = 0.0
+
+
+def _error_output(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return out.get("ename", "Error"), out.get("evalue", "")
+    return None
+
+
+def _recover_after_timeout(client: NotebookClient, wait: float = 10.0) -> bool:
+    """Interrupt the kernel and wait until it answers again; False if it does not."""
+    try:
+        run_sync(client.km.interrupt_kernel)()
+        msg_id = client.kc.execute("pass", store_history=False)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            msg = run_sync(client.kc.shell_channel.get_msg)(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+    except Exception:
+        return False
+    return False
+
+
+def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeout: float,
+                 env: dict[str, str] | None = None) -> dict[int, Outcome]:
+    """Execute `nb` in place; return the outcome of every code cell by index."""
+    outcomes: dict[int, Outcome] = {}
+    kernel_env = {**os.environ, "MPLBACKEND": "agg", "PYTHONWARNINGS": "ignore", **(env or {})}
+    start = time.monotonic()
+    stopped = ""
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as workdir:
+        client = NotebookClient(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+                                interrupt_on_timeout=False, record_timing=False,
+                                resources={"metadata": {"path": workdir}})
+        try:
+            with client.setup_kernel(env=kernel_env):
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    if stopped:
+                        outcomes[index] = Outcome("not_run", evalue=stopped)
+                        continue
+                    left = notebook_timeout - (time.monotonic() - start)
+                    if left <= 0:
+                        stopped = f"the notebook ran past its {notebook_timeout:.0f} s limit"
+                        outcomes[index] = Outcome("not_run", evalue=stopped)
+                        continue
+                    client.timeout = max(1, int(min(cell_timeout, left)))
+                    t0 = time.monotonic()
+                    try:
+                        client.execute_cell(cell, index)
+                    except CellTimeoutError:
+                        outcomes[index] = Outcome("timeout", evalue=f"{client.timeout} s", seconds=time.monotonic() - t0)
+                        if not _recover_after_timeout(client):
+                            stopped = f"the kernel stopped answering after cell {index} timed out"
+                        continue
+                    except DeadKernelError:
+                        outcomes[index] = Outcome("died", seconds=time.monotonic() - t0)
+                        stopped = "the kernel died in an earlier cell"
+                        continue
+                    err = _error_output(cell)
+                    seconds = time.monotonic() - t0
+                    outcomes[index] = Outcome("error", *err, seconds) if err else Outcome("ok", seconds=seconds)
+        except DeadKernelError:
+            pass  # died during shutdown: outcomes are already recorded
+        except RuntimeError as e:  # the kernel could not start at all
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type == "code" and index not in outcomes:
+                    outcomes[index] = Outcome("not_run", evalue=f"the kernel did not start: {e}")
+    return outcomes

@@ -1,0 +1,186 @@
+"""`course grade`: every notebook of a class, restored, executed, scored per check.
+
+Layout as nbgrader's: `SUBMISSIONS/<student>/<lab>.ipynb`. One broken submission never stops
+the class: a file that is not a notebook, a cell that raises or loops, a kernel that dies — each
+becomes 0 points on what it broke, with a message, and grading goes on. A check passes when its
+test cell runs without an error; output on stderr (a torch warning) never costs points.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbgrader.utils import is_grade, is_solution
+
+from .config import Course, CourseError, Lab
+from .execute import Outcome, run_notebook
+from .notebook import SubmissionError, load_source, read_submission, restore
+
+MAX_MESSAGE = 400
+
+
+@dataclass
+class CheckResult:
+    name: str
+    points: float
+    max_points: float
+    message: str = ""          # empty when the check passed
+
+    @property
+    def passed(self) -> bool:
+        return self.points == self.max_points
+
+
+@dataclass
+class Result:
+    student: str
+    lab: str
+    path: str
+    checks: list[CheckResult]
+    notes: list[str] = field(default_factory=list)   # about the submission as a whole
+    seconds: float = 0.0
+    grader_error: str = ""                           # the grader itself failed (not the student)
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "score": self.score, "max_score": self.max_score}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Result":
+        d = {k: v for k, v in d.items() if k not in ("score", "max_score")}
+        return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})
+
+
+def _one_line(text: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)           # ANSI colours from IPython
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    short = " / ".join(lines[:2])
+    return short if len(short) <= MAX_MESSAGE else short[: MAX_MESSAGE - 1] + "…"
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.status == "timeout":
+        return f"timed out: the cell ran past its {outcome.evalue} limit (an infinite loop, or too much work)"
+    if outcome.status == "died":
+        return "the kernel died while running this cell (os._exit, a crash, or out of memory)"
+    if outcome.status == "not_run":
+        return f"not run: {outcome.evalue}"
+    if outcome.ename == "AssertionError":
+        return _one_line(outcome.evalue) or "AssertionError (no message)"
+    if outcome.ename == "NotImplementedError":
+        return "not answered yet: an answer cell still raises NotImplementedError"
+    return _one_line(f"{outcome.ename}: {outcome.evalue}")
+
+
+def score(nb, outcomes: dict[int, Outcome], lab: Lab) -> list[CheckResult]:
+    """Points per check of `lab` from the executed notebook's test cells."""
+    results: dict[str, CheckResult] = {}
+    first_failure = ""           # the first failing non-test cell, as context for later errors
+    for index, cell in enumerate(nb.cells):
+        outcome = outcomes.get(index)
+        if outcome is None:
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if is_grade(cell) and not is_solution(cell):
+            name = meta["grade_id"].removeprefix("check_")
+            if name not in lab.checks or name in results:
+                continue
+            max_points = lab.checks[name]
+            if outcome.status == "ok":
+                results[name] = CheckResult(name, max_points, max_points)
+            else:
+                message = _describe(outcome)
+                if outcome.status == "error" and outcome.ename not in ("AssertionError", "NotImplementedError") and first_failure:
+                    message += f" (earlier, {first_failure})"
+                results[name] = CheckResult(name, 0, max_points, message)
+        elif outcome.status != "ok" and not first_failure:
+            first_failure = f"cell {meta.get('grade_id', index)!r} failed: {_describe(outcome)}"
+    # a check whose test cell never ran (absent from the source) is a grader bug, not 0 silently
+    return [results.get(n) or CheckResult(n, 0, p, "not run: the check cell is missing from the source notebook")
+            for n, p in lab.checks.items()]
+
+
+def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
+                   cell_timeout: float | None = None, notebook_timeout: float | None = None,
+                   threads: int | None = None) -> Result:
+    """Grade one submitted notebook of `lab`. Never raises for a bad submission."""
+    start = time.monotonic()
+    student = student or path.parent.name
+    source_path = course.solution_path(lab.id)
+    if not source_path.exists():
+        raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
+    try:
+        submission = read_submission(path)
+    except SubmissionError as e:
+        checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
+        return Result(student, lab.id, str(path), checks, [str(e)], time.monotonic() - start)
+    nb, notes = restore(submission, load_source(source_path))
+    env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed)}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    outcomes = run_notebook(nb, cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout, env)
+    return Result(student, lab.id, str(path), score(nb, outcomes, lab), notes, round(time.monotonic() - start, 2))
+
+
+def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
+    """(student, lab, path) for every `root/<student>/<lab>.ipynb` of the selected labs, and
+    warnings for notebooks whose name is no lab."""
+    if not root.is_dir():
+        raise CourseError(f"{root}: no such submissions folder (expected {root}/<student>/<lab>.ipynb)")
+    labs = {lab.id: lab for lab in course.select(lab_ids)}
+    known = {lab.id for lab in course.labs}
+    found, warnings = [], []
+    for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for nb_path in sorted(student_dir.glob("*.ipynb")):
+            if nb_path.stem in labs:
+                found.append((student_dir.name, labs[nb_path.stem], nb_path))
+            elif nb_path.stem not in known:
+                warnings.append(f"skipped {student_dir.name}/{nb_path.name}: no lab {nb_path.stem!r} in course.yml")
+    if not found:
+        which = ", ".join(labs) if lab_ids else "any lab"
+        raise CourseError(f"{root}: no submissions for {which} (expected {root}/<student>/<lab>.ipynb)")
+    return found, warnings
+
+
+def _grade_job(args: tuple) -> dict:
+    student, lab_id, path, course_path, cell_timeout, notebook_timeout, threads = args
+    from .config import load_course
+    course = load_course(course_path)
+    try:
+        result = grade_notebook(Path(path), course.lab(lab_id), course, student, cell_timeout, notebook_timeout, threads)
+    except Exception as e:  # a grader bug: record it on the submission, keep the class going
+        lab = course.lab(lab_id)
+        checks = [CheckResult(n, 0, p, "not graded: grader error") for n, p in lab.checks.items()]
+        result = Result(student, lab_id, path, checks, grader_error=f"{type(e).__name__}: {e}")
+    return result.to_dict()
+
+
+def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
+                cell_timeout: float | None = None, notebook_timeout: float | None = None,
+                on_result=None) -> tuple[list[Result], list[str]]:
+    """Grade every submission under `root` with `jobs` processes; `on_result(result)` is called
+    as soon as each one is known. Returns the results in submission order and warnings."""
+    found, warnings = find_submissions(root, course, lab_ids)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(found)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    tasks = [(s, lab.id, str(p), str(course.path), cell_timeout, notebook_timeout, threads) for s, lab, p in found]
+    results: dict[int, Result] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_grade_job, t): i for i, t in enumerate(tasks)}
+        for future in as_completed(futures):
+            result = Result.from_dict(future.result())
+            results[futures[future]] = result
+            if on_result:
+                on_result(result)
+    return [results[i] for i in range(len(tasks))], warnings

@@ -1,0 +1,95 @@
+"""Reading a submission and restoring what the student does not control.
+
+A student controls only the answer cells (nbgrader `solution: true`). Every other cell —
+prose, given code, checks with their hidden tests — is taken from the source notebook in
+`solutions/`, whatever the submission did to it (edited, re-typed, deleted, points changed).
+Cells the student added are kept, in place, so helper code they wrote still runs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+from nbgrader.utils import is_grade, is_solution
+
+
+class SubmissionError(Exception):
+    """The file is not a gradable notebook; the message is one line for the student."""
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """Parse a submitted file into an nbformat v4 notebook, or raise SubmissionError."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SubmissionError(f"cannot read the file: {e.strerror}") from None
+    if not data.strip():
+        raise SubmissionError("the file is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SubmissionError(f"not a notebook: not UTF-8 text (byte {e.start})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SubmissionError(f"not a notebook: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        raise SubmissionError("not a notebook: JSON without notebook cells")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:  # nbformat raises several types for malformed notebooks
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SubmissionError(f"not a valid notebook: {first[:200]}") from None
+    return nb
+
+
+def _grade_id(cell: nbformat.NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The notebook to execute: the source's cells in the source's order, answer cells from the
+    submission, cells the student added kept before the cell they preceded. Returns it and notes
+    on anything unusual (a deleted answer cell, ...)."""
+    answers: dict[str, nbformat.NotebookNode] = {}
+    added_before: dict[str | None, list] = {}
+    pending: list = []
+    source_ids = {_grade_id(c) for c in source.cells}
+    for cell in submission.cells:
+        gid = _grade_id(cell)
+        if gid in source_ids:
+            if gid not in answers:  # a duplicated cell counts once, the first copy
+                answers[gid] = cell
+            added_before.setdefault(gid, []).extend(pending)
+            pending = []
+        elif cell.cell_type == "code" and cell.source.strip():
+            pending.append(cell)
+    added_before.setdefault(None, []).extend(pending)
+
+    notes, cells = [], []
+    for cell in source.cells:
+        gid = _grade_id(cell)
+        cells.extend(_clean(c) for c in added_before.get(gid, []))
+        if is_solution(cell) and not is_grade(cell):
+            if gid in answers and answers[gid].cell_type == "code":
+                cell = nbformat.from_dict({**cell, "source": answers[gid].source})
+            else:
+                notes.append(f"answer cell {gid!r} was deleted: graded as unanswered")
+                cell = nbformat.from_dict({**cell, "source": "raise NotImplementedError('answer cell deleted')"})
+        cells.append(_clean(cell))
+    cells.extend(_clean(c) for c in added_before.get(None, []))
+    nb = nbformat.from_dict({**source, "cells": cells})
+    return nb, notes
+
+
+def _clean(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    cell = nbformat.from_dict(cell)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    return cell
+
+
+def load_source(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)

@@ -1,0 +1,191 @@
+"""Lab lenet — LeNet-5, and CNN vs MLP (seeds 000, 001, 002).
+
+The seed compares a fully connected network with a convolutional one on MNIST, builds LeNet-5
+(LeCun et al., 1998) and ends with a "zip-code reader": an OpenCV window where five digits are
+drawn with the mouse and recognised. Here the window becomes a plain array (`canvas`) so that
+the reader can be tested.
+
+Shapes through LeNet5 (padding 2 on conv1 keeps MNIST's 28x28 where the paper had 32x32 input):
+    x      [N, 1, 28, 28]
+    conv1  [N, 6, 28, 28]    5x5, padding 2   (6·(1·5·5) + 6     =    156 params)
+    pool1  [N, 6, 14, 14]    2x2 max
+    conv2  [N, 16, 10, 10]   5x5, no padding  (16·(6·5·5) + 16   =  2,416)
+    pool2  [N, 16, 5, 5]     2x2 max
+    fc1    [N, 120]          400 → 120        (400·120 + 120     = 48,120)
+    fc2    [N, 84]                            (120·84 + 84       = 10,164)
+    fc3    [N, 10]                            (84·10 + 10        =    850)
+                                                                   61,706
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+
+from autograder.data import draw_zip_code, mnist_splits
+from autograder.runtime import count_params, get_device, seed_everything
+
+__all__ = [
+    "LeNet5",
+    "MnistFC",
+    "SeedSmallCNN",
+    "count_params",
+    "train_classifier",
+    "accuracy",
+    "read_zip_code",
+    "draw_zip_code",
+    "mnist_splits",
+    "seed_everything",
+    "get_device",
+    "TRAIN_SETTINGS",
+]
+
+# The settings the notebook trains with (benchmarks/lenet.py measures them; course.yml's
+# thresholds.accuracy for lenet is derived from that measurement).
+TRAIN_SETTINGS = {"epochs": 3, "lr": 1e-3, "batch_size": 64}
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 with ReLU and max pooling, for 1x28x28 digits.
+
+    x: [N, 1, 28, 28] → logits [N, num_classes] (no softmax: CrossEntropyLoss applies it).
+    Submodules conv1, pool1, conv2, pool2, fc1, fc2, fc3 (checks hook each one):
+    conv1 [N, 6, 28, 28] (5x5, padding 2) → pool1 [N, 6, 14, 14] → conv2 [N, 16, 10, 10]
+    (5x5, no padding) → pool2 [N, 16, 5, 5] → flatten [N, 400] → fc1 [N, 120] → fc2 [N, 84]
+    → fc3 [N, num_classes]; ReLU after every conv and after fc1 and fc2. 61,706 parameters.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)   # [N, 6, 28, 28]
+        self.pool1 = nn.MaxPool2d(kernel_size=2, stride=2)        # [N, 6, 14, 14]
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)              # [N, 16, 10, 10]
+        self.pool2 = nn.MaxPool2d(kernel_size=2, stride=2)        # [N, 16, 5, 5]
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)                     # [N, 120]
+        self.fc2 = nn.Linear(120, 84)                             # [N, 84]
+        self.fc3 = nn.Linear(84, num_classes)                     # [N, num_classes]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(F.relu(self.conv1(x)))   # [N, 6, 14, 14]
+        x = self.pool2(F.relu(self.conv2(x)))   # [N, 16, 5, 5]
+        x = torch.flatten(x, 1)                 # [N, 400]
+        x = F.relu(self.fc1(x))                 # [N, 120]
+        x = F.relu(self.fc2(x))                 # [N, 84]
+        return self.fc3(x)                      # [N, num_classes]
+
+
+class MnistFC(nn.Module):
+    """The seed's fully connected network, 784-256-10: 203,530 parameters.
+
+    x: [N, 1, 28, 28] → flatten [N, 784] → fc1 [N, 256] → ReLU → fc2 [N, 10] logits.
+    (The seed used Sigmoid and ended in nn.Softmax before nn.CrossEntropyLoss; the loss already
+    applies log-softmax, so the network returns logits. The parameter count is the same.)
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, 256)   # 784·256 + 256 = 200,960
+        self.fc2 = nn.Linear(256, num_classes)  # 256·10 + 10 = 2,570
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)              # [N, 784]
+        return self.fc2(F.relu(self.fc1(x)))  # [N, num_classes]
+
+
+class SeedSmallCNN(nn.Module):
+    """The seed's first CNN: two 3x3 convolutions without pooling, then 4,608 → 48 → 10.
+
+    x: [N, 1, 28, 28] → conv1 [N, 4, 26, 26] → conv2 [N, 8, 24, 24] → flatten [N, 4608]
+    → fc1 [N, 48] → fc2 [N, 10]. 222,058 parameters — more than the FC network, almost all of
+    them in fc1: without pooling the flattened feature map stays large.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, kernel_size=3)      # 4·9 + 4 = 40
+        self.conv2 = nn.Conv2d(4, 8, kernel_size=3)      # 8·4·9 + 8 = 296
+        self.fc1 = nn.Linear(8 * 24 * 24, 48)            # 4608·48 + 48 = 221,232
+        self.fc2 = nn.Linear(48, num_classes)            # 48·10 + 10 = 490
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))   # [N, 8, 24, 24]
+        x = F.relu(self.fc1(torch.flatten(x, 1)))       # [N, 48]
+        return self.fc2(x)                              # [N, num_classes]
+
+
+def train_classifier(
+    model: nn.Module,
+    dataset: TensorDataset,
+    epochs: int = 3,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+) -> list[float]:
+    """Train `model` on an in-memory `TensorDataset` (X [N, ...], y int64 [N]) with Adam and
+    cross-entropy; return the mean training loss of each epoch (per sample).
+
+    Mini-batches come from a random permutation of the indices drawn from torch's global
+    generator (no DataLoader workers), so after `seed_everything(seed)` a CPU run repeats exactly.
+    `device`: where to train (default: `get_device()`); the model is moved there.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    X, y = dataset.tensors[0], dataset.tensors[1]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(y))
+        total = 0.0
+        for start in range(0, len(y), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = X[idx].to(device), y[idx].to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(y))
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset: TensorDataset, device: torch.device | str | None = None,
+             batch_size: int = 500) -> float:
+    """Fraction of `dataset` (X [N, ...], y [N]) that `model` classifies right, in eval mode.
+
+    `device`: where to evaluate (default: where the model's parameters are).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).eval()
+    X, y = dataset.tensors[0], dataset.tensors[1]
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        logits = model(X[start:start + batch_size].to(device))
+        correct += int((logits.argmax(dim=1).cpu() == y[start:start + batch_size]).sum())
+    return correct / len(y)
+
+
+def read_zip_code(canvas, model: nn.Module) -> str:
+    """Read the five digits drawn on a zip-code canvas with a trained digit classifier.
+
+    canvas: uint8 array [200, 520] or [200, 520, 3] (numpy or torch), dark ink on white, with
+        five 100x100 boxes whose insides are rows 51:149 and columns 11+100*i : 9+100*(i+1).
+    model: maps x [N, 1, 28, 28] in [0, 1] (white digit on black, like the training data)
+        to logits [N, 10].
+    Returns the five predicted digits as a string, left to right, e.g. "40213".
+    """
+    img = torch.as_tensor(np.asarray(canvas), dtype=torch.float32)            # [200, 520] or [200, 520, 3]
+    if img.ndim == 3:
+        img = img.mean(dim=2)                                                 # gray: [200, 520]
+    crops = torch.stack([img[51:149, 11 + 100 * i: 9 + 100 * (i + 1)] for i in range(5)])  # [5, 98, 98]
+    crops = 255.0 - crops                                                     # ink becomes bright, as in MNIST
+    x = F.interpolate(crops.unsqueeze(1), size=(28, 28), mode="area")          # [5, 1, 28, 28], 0..255
+    x = x / 255.0                                                             # [0, 1], like the training data
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        digits = model(x.to(device)).argmax(dim=1)                            # [5]
+    return "".join(str(int(d)) for d in digits)

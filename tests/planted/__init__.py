@@ -1,0 +1,28 @@
+"""Planted bugs: each edits one answer cell of a lab's solution notebook and declares exactly
+which checks it must fail. The grading tests plant each bug, grade the notebook and assert that
+precisely the declared checks lose their points and every other check keeps them.
+
+One module per lab, `tests/planted/<lab>.py`, defining `BUGS: list[Bug]`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str             # short, for test ids: "nms-suppresses-at-ge"
+    cell: str             # grade id of the answer cell to edit (the exercise name)
+    old: str              # exact text in that cell's solution source (must occur exactly once)
+    new: str              # its replacement
+    fails: frozenset[str]  # check names (course.yml) that must fail; all others must pass
+
+    def apply(self, source: str) -> str:
+        count = source.count(self.old)
+        if count != 1:
+            raise ValueError(f"bug {self.name}: {self.old!r} occurs {count} times in cell {self.cell}")
+        return source.replace(self.old, self.new)
+
+
+def bug(name: str, cell: str, old: str, new: str, fails: set[str] | str) -> Bug:
+    return Bug(name, cell, old, new, frozenset({fails} if isinstance(fails, str) else fails))
