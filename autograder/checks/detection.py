@@ -1,0 +1,439 @@
+"""Checks of lab 14, Object detection basics: IoU and NMS (course.yml: lab `detection`).
+
+Each public function takes the student's function and raises AssertionError (expected / got /
+hint). Expectations come from torchvision.ops (box_iou, nms, batched_nms, box_convert), from
+small cases worked by hand, and for mAP from golden values the build recorded from the
+reference (`autograder/golden/detection.json`), never from `reference` itself. Random boxes come
+from a private torch.Generator (`seed` picks the draw), so a check leaves the student's RNG alone;
+they keep every IoU at least 1e-4 away from the thresholds used, so float32 and float64 agree.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torchvision import ops
+
+from autograder.checks import expect, expect_close, expect_shape, fail, fmt, golden
+
+__all__ = [
+    "iou",
+    "xywh_to_xyxy",
+    "box_iou",
+    "nms",
+    "batched_nms",
+    "nms_rows",
+    "average_precision",
+    "mean_average_precision",
+]
+
+_TIE = "suppress only when IoU > threshold: a box whose IoU equals the threshold survives, as in torchvision"
+_STABLE = "equal scores: lower index first (torch.sort(..., descending=True, stable=True))"
+
+
+# --- helpers (private) --------------------------------------------------------------------------
+
+
+def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
+    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
+    error from the student's code becomes a one-line failure (the original stays chained)."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        try:
+            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
+        except AssertionError as failure:
+            raise failure from err
+
+
+def _boxes(gen: torch.Generator, n: int, size: float = 100.0) -> torch.Tensor:
+    """[n, 4] random valid boxes (x1, y1, x2, y2) with float coordinates in [0, 4/3 size]."""
+    xy = torch.rand(n, 2, generator=gen) * size
+    wh = torch.rand(n, 2, generator=gen) * size / 3 + 1
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def _clear_of(boxes: torch.Tensor, thresholds: tuple) -> bool:
+    """No pairwise IoU within 1e-4 of a threshold: float32 and float64 answers agree."""
+    ious = ops.box_iou(boxes.double(), boxes.double())
+    return all(bool(((ious - t).abs() > 1e-4).all()) for t in thresholds)
+
+
+def _nms_case(gen: torch.Generator, n: int, thresholds: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random boxes (drawn again until clear of the thresholds) and distinct scores in (0, 1)."""
+    while True:
+        boxes = _boxes(gen, n)
+        if _clear_of(boxes, thresholds):
+            return boxes, (torch.randperm(n, generator=gen).float() + 1) / (n + 1)
+
+
+def _indices(value: Any, what: str) -> torch.Tensor:
+    """value is a 1-D int64 tensor of indices (else a failure)."""
+    if not isinstance(value, torch.Tensor):
+        fail(what, "an int64 tensor of kept indices", type(value).__name__, "return torch.tensor(keep, dtype=torch.int64)")
+    if value.dtype != torch.int64 or value.dim() != 1:
+        fail(what, "a 1-D int64 tensor", f"{value.dtype} of shape {tuple(value.shape)}",
+             "return torch.tensor(keep, dtype=torch.int64)")
+    return value.detach().cpu()
+
+
+def _show(idx: torch.Tensor | list) -> str:
+    """Indices for a message: all of them when few, else the first 10."""
+    items = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)
+    return str(items) if len(items) <= 12 else f"{len(items)} indices starting {items[:10]}"
+
+
+def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str) -> None:
+    """Kept indices equal, in order."""
+    g = _indices(got, what)
+    e = torch.as_tensor(expected, dtype=torch.int64)
+    if not torch.equal(g, e):
+        if sorted(g.tolist()) == sorted(e.tolist()):
+            hint = "the right boxes in the wrong order: highest score first, equal scores by lower index"
+        fail(what, _show(e), _show(g), hint)
+
+
+def _number(value: Any, what: str) -> float:
+    """value is a Python number (float or int, not a tensor); returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (float, int)):
+        fail(what, "a Python float", type(value).__name__, "convert with float(...) or .item()")
+    return float(value)
+
+
+# --- iou ----------------------------------------------------------------------------------------
+
+
+def iou(iou: Callable, seed: int = 0) -> None:
+    """Hand cases (overlap 1/7, identical, disjoint on one and on both axes, containment, zero area),
+    lists and tensors alike, and 40 random pairs against torchvision.ops.box_iou."""
+    cases = [
+        ([0, 0, 2, 2], [1, 1, 3, 3], 1 / 7,
+         "the intersection is [1, 1, 2, 2] with area 1; the union is 4 + 4 - 1 = 7"),
+        ([1, 2, 5, 7], [1, 2, 5, 7], 1.0, "identical boxes: intersection = union"),
+        ([0, 0, 4, 4], [1, 1, 2, 2], 1 / 16, "a box inside another: the intersection is the small box"),
+        ([0, 0, 1, 1], [2, 0, 3, 1], 0.0, "no overlap on x: clamp the intersection width at 0 (max(..., 0))"),
+        ([0, 0, 1, 1], [2, 2, 3, 3], 0.0,
+         "no overlap on either axis: clamp width and height at 0, or two negative sides multiply to a positive area"),
+        ([0, 0, 1, 1], [1, 0, 2, 1], 0.0, "boxes that only touch share no area"),
+        ([0, 0, 2, 1], [0, 0, 1, 1], 0.5, "intersection 1, union 2 + 1 - 1 = 2; corners are (x1, y1, x2, y2), no +1"),
+        ([1, 1, 1, 1], [1, 1, 1, 1], 0.0, "zero-area boxes have union 0: return 0 instead of dividing by zero"),
+    ]
+    for a, b, expected, hint in cases:
+        what = f"iou({a}, {b})"
+        got = _number(_call(iou, what, list(a), list(b), hint=hint), what)
+        expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
+    what = "iou(tensor([0., 0., 2., 2.]), tensor([1., 1., 3., 3.]))"
+    got = _number(_call(iou, what, torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])), what)
+    expect(abs(got - 1 / 7) <= 1e-6, what, 1 / 7, got, "boxes may come as tensors of shape [4] too")
+
+    gen = torch.Generator().manual_seed(1400 + seed)
+    a, b = _boxes(gen, 40, size=30), _boxes(gen, 40, size=30)
+    expected = ops.box_iou(a, b).diagonal()
+    for i in range(40):
+        what = f"iou({fmt(a[i])}, {fmt(b[i])}) (random pair {i})"
+        got = _number(_call(iou, what, a[i].tolist(), b[i].tolist()), what)
+        expect(abs(got - float(expected[i])) <= 1e-5, what, float(expected[i]), got,
+               "IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou")
+
+
+# --- xywh_to_xyxy -------------------------------------------------------------------------------
+
+
+def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
+    """(1, 2, 3, 4) -> (1, 2, 4, 6); random boxes against torchvision.ops.box_convert; [0, 4] in,
+    [0, 4] out; the input left unchanged."""
+    hint = "x2 = x + w and y2 = y + h: (x, y) is the top-left corner, not the centre"
+    what = "xywh_to_xyxy(tensor([[1., 2., 3., 4.]]))"
+    got = _call(xywh_to_xyxy, what, torch.tensor([[1.0, 2.0, 3.0, 4.0]]), hint=hint)
+    expect_shape(got, (1, 4), what, "one row (x1, y1, x2, y2) per box")
+    expect_close(got, [[1.0, 2.0, 4.0, 6.0]], what, hint=hint)
+
+    gen = torch.Generator().manual_seed(1410 + seed)
+    boxes = torch.rand(12, 4, generator=gen) * 50
+    before = boxes.clone()
+    what = "xywh_to_xyxy(12 random boxes)"
+    got = _call(xywh_to_xyxy, what, boxes, hint=hint)
+    expect(bool(torch.equal(boxes, before)), f"{what}: the input boxes", "unchanged", "modified in place",
+           "build a new tensor (torch.stack / torch.cat) instead of writing into the input")
+    expect_shape(got, (12, 4), what, "one row (x1, y1, x2, y2) per box")
+    expect_close(got, ops.box_convert(before, "xywh", "xyxy"), what, hint=hint)
+
+    what = "xywh_to_xyxy(torch.zeros(0, 4))"
+    expect_shape(_call(xywh_to_xyxy, what, torch.zeros(0, 4)), (0, 4), what, "no boxes in, no boxes out")
+
+
+# --- box_iou ------------------------------------------------------------------------------------
+
+
+def box_iou(box_iou: Callable, seed: int = 0) -> None:
+    """[N, M] against torchvision.ops.box_iou on random boxes; disjoint 0 (also on both axes),
+    identical 1, zero-area boxes 0 (never NaN), empty inputs."""
+    gen = torch.Generator().manual_seed(1420 + seed)
+    for n, m, size in ((5, 7, 100.0), (9, 4, 20.0), (1, 1, 10.0)):
+        a, b = _boxes(gen, n, size), _boxes(gen, m, size)
+        what = f"box_iou(a [{n}, 4], b [{m}, 4]) on random boxes"
+        got = _call(box_iou, what, a, b)
+        expect_shape(got, (n, m), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
+        expect_close(got, ops.box_iou(a, b), what, atol=1e-5, rtol=1e-5,
+                     hint="intersection / (area_a[:, None] + area_b[None, :] - intersection), as torchvision")
+
+    a = torch.tensor([[0.0, 0, 1, 1], [4, 4, 6, 7]])
+    b = torch.tensor([[2.0, 2, 3, 3], [2, 0, 3, 1], [0, 0, 1, 1], [4, 4, 6, 7]])
+    what = "box_iou([[0,0,1,1], [4,4,6,7]], [[2,2,3,3], [2,0,3,1], [0,0,1,1], [4,4,6,7]])"
+    got = _call(box_iou, what, a, b)
+    expect_shape(got, (2, 4), what)
+    expected = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    hint = "identical boxes give 1 and disjoint ones 0"
+    g = got.detach().double()
+    if bool((g[:, :2] != 0).any()):
+        hint = ("disjoint boxes must give 0: clamp the intersection width and height at 0 before multiplying "
+                "((rb - lt).clamp(min=0)); two negative sides multiply to a positive area")
+    expect_close(got, expected, what, hint=hint)
+
+    z = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 3]])
+    what = "box_iou on zero-area boxes [[1,1,1,1], [0,0,0,3]] with themselves and [[0,0,4,4]]"
+    got = _call(box_iou, what, z, torch.cat([z, torch.tensor([[0.0, 0, 4, 4]])]))
+    expect_shape(got, (2, 3), what)
+    expect_close(got, torch.zeros(2, 3), what,
+                 hint="where the union is 0 return 0, not NaN (torch.where(union > 0, inter / union, 0)); "
+                      "torchvision gives NaN here, this lab gives 0")
+
+    for shape_a, shape_b in (((0, 4), (3, 4)), ((2, 4), (0, 4))):
+        what = f"box_iou(a {list(shape_a)}, b {list(shape_b)})"
+        got = _call(box_iou, what, _boxes(gen, shape_a[0]), _boxes(gen, shape_b[0]))
+        expect_shape(got, (shape_a[0], shape_b[0]), what, "no boxes: an empty [N, M] matrix, no error")
+
+
+# --- nms ----------------------------------------------------------------------------------------
+
+
+def nms(nms: Callable, seed: int = 0) -> None:
+    """Ties at the threshold survive, highest score first with ties by index, score_threshold
+    (>=, indices into the original boxes), empty input; random boxes against torchvision.ops.nms."""
+    boxes = torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]])                     # IoU exactly 0.5
+    what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5"
+    _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _TIE)
+    what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4"
+    _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.4), [0], what,
+                 "IoU 0.5 > 0.4: the lower-scoring box is suppressed")
+
+    apart = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]])
+    what = "nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]"
+    _expect_keep(_call(nms, what, apart, torch.tensor([0.3, 0.7, 0.5]), 0.5), [1, 2, 0], what,
+                 "nothing overlaps, so all are kept, highest score first")
+    what = "nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]"
+    _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _STABLE)
+    what = "nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]"
+    _expect_keep(_call(nms, what, torch.tensor([[2.0, 2, 4, 4]] * 3), torch.full((3,), 0.5), 0.5), [0], what,
+                 _STABLE + "; the kept box suppresses its copies")
+
+    pairs = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [21, 21, 30, 30]])  # IoU 0.81
+    what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
+    _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2], what,
+                 "boxes with score >= score_threshold take part (0.5 does)")
+    what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
+    _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2], what,
+                 "return indices into the original boxes, not into the boxes left after the score filter")
+
+    what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
+    got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
+    expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+
+    gen = torch.Generator().manual_seed(1430 + seed)
+    thresholds = (0.3, 0.5, 0.7)
+    for n in (40, 25):
+        boxes, scores = _nms_case(gen, n, thresholds)
+        for t in thresholds:
+            what = f"nms on {n} random boxes at iou_threshold {t}"
+            _expect_keep(_call(nms, what, boxes, scores, t), ops.nms(boxes, scores, t), what,
+                         "keep the best remaining box, drop all with IoU > threshold against it, repeat "
+                         "(as torchvision.ops.nms)")
+
+
+# --- batched_nms --------------------------------------------------------------------------------
+
+
+def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
+    """Different classes never suppress each other; same class as nms (ties at the threshold
+    survive); highest score first; empty input; random boxes against torchvision.ops.batched_nms."""
+    same = torch.tensor([[0.0, 0, 1, 1]] * 2)
+    what = "batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]"
+    _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([0, 1]), 0.5), [1, 0], what,
+                 "only boxes of the same class suppress each other; all kept boxes highest score first")
+    what = "batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]"
+    _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([1, 1]), 0.5), [1], what,
+                 "boxes of the same class suppress each other as in nms")
+    what = "batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5"
+    _expect_keep(_call(batched_nms, what, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8]),
+                       torch.tensor([2, 2]), 0.5), [0, 1], what, _TIE)
+
+    what = "batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)"
+    got = _indices(_call(batched_nms, what, torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5),
+                   what)
+    expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+
+    gen = torch.Generator().manual_seed(1440 + seed)
+    thresholds = (0.3, 0.5, 0.7)
+    for n in (40, 30):
+        boxes, scores = _nms_case(gen, n, thresholds)
+        labels = torch.randint(0, 4, (n,), generator=gen)
+        for t in thresholds:
+            what = f"batched_nms on {n} random boxes of 4 classes at iou_threshold {t}"
+            _expect_keep(_call(batched_nms, what, boxes, scores, labels, t), ops.batched_nms(boxes, scores, labels, t),
+                         what, "run NMS within each class, then order all kept boxes by score (as torchvision)")
+
+
+# --- nms_rows -----------------------------------------------------------------------------------
+
+
+def _rows_equal(got: Any, expected: list) -> bool:
+    try:
+        return [[float(v) for v in r] for r in got] == [[float(v) for v in r] for r in expected]
+    except (TypeError, ValueError):
+        return False
+
+
+def _rows_show(rows: Any) -> str:
+    try:
+        rows = [[round(float(v), 3) for v in r] for r in rows]
+    except (TypeError, ValueError):
+        return repr(rows)[:200]
+    return str(rows) if len(rows) <= 4 else f"{len(rows)} rows starting {rows[:2]}"
+
+
+def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
+    """The seed's list form [class, score, x1, y1, x2, y2]: a worked example with an IoU tie at the
+    threshold and another class, the input list left as it was, empty input, and random rows
+    against torchvision.ops.batched_nms."""
+    rows = [[0, 0.8, 0, 0, 1, 1], [0, 0.9, 0, 0, 2, 1], [1, 0.7, 0, 0, 2, 1], [0, 0.6, 0.1, 0, 2, 1]]
+    snapshot = [list(r) for r in rows]
+    what = f"nms_rows({rows}, 0.5)"
+    got = _call(nms_rows, what, rows, 0.5, hint="copy the seed's loop with its bugs fixed (chosen_box, box[2:])")
+    expected = [snapshot[1], snapshot[0], snapshot[2]]
+    expect(rows == snapshot, f"{what}: the rows you were given", _rows_show(snapshot), _rows_show(rows),
+           "work on a sorted copy (sorted(...) makes one); the seed pops from the list itself")
+    hint = ("rows 0 and 1 overlap with IoU exactly 0.5: keep a row when IoU <= threshold "
+            "(the seed's `< iou_threshold` also drops IoU equal to it); row 2 is another class")
+    if isinstance(got, list) and _rows_equal(got, [snapshot[1], snapshot[2]]):
+        hint = "rows 0 and 1 have IoU exactly 0.5: " + _TIE
+    elif isinstance(got, list) and _rows_equal(got, [snapshot[0], snapshot[1], snapshot[2]]):
+        hint = "return the kept rows in descending score order"
+    expect(isinstance(got, list) and _rows_equal(got, expected), what, _rows_show(expected), _rows_show(got), hint)
+
+    what = "nms_rows([], 0.5)"
+    got = _call(nms_rows, what, [], 0.5)
+    expect(got == [], what, "[]", repr(got), "no rows in, no rows out")
+
+    gen = torch.Generator().manual_seed(1450 + seed)
+    for n, t in ((30, 0.4), (30, 0.6)):
+        boxes, scores = _nms_case(gen, n, (t,))
+        labels = torch.randint(0, 3, (n,), generator=gen)
+        rows = [[int(c), float(s), *b] for c, s, b in zip(labels, scores, boxes.tolist())]
+        expected = [rows[i] for i in ops.batched_nms(boxes, scores, labels, t).tolist()]
+        what = f"nms_rows on {n} random rows of 3 classes at iou_threshold {t}"
+        got = _call(nms_rows, what, [list(r) for r in rows], t)
+        expect(isinstance(got, list) and _rows_equal(got, expected), what, _rows_show(expected), _rows_show(got),
+               "sort by score, keep the best row, drop rows of its class with IoU > threshold, repeat")
+
+
+# --- average_precision --------------------------------------------------------------------------
+
+_GT2 = [[0.0, 0, 10, 10], [20, 20, 30, 30]]
+_AP_RECIPE = ("match detections best first to the unmatched ground truth of highest IoU >= threshold; "
+              "make precision monotone from the right; average it at the 101 recall points 0, 0.01, ..., 1")
+
+
+def _golden_class(g: dict, c: int) -> tuple[list, list, list]:
+    """Per-image boxes, scores and ground truth of class c in the golden scenario (float32)."""
+    def t(rows):
+        return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+
+    pb, ps, gb = [], [], []
+    for p, tg in zip(g["scenario"]["preds"], g["scenario"]["targets"]):
+        pb.append(t([b for b, l in zip(p["boxes"], p["labels"]) if l == c]))
+        ps.append(torch.tensor([s for s, l in zip(p["scores"], p["labels"]) if l == c], dtype=torch.float32))
+        gb.append(t([b for b, l in zip(tg["boxes"], tg["labels"]) if l == c]))
+    return pb, ps, gb
+
+
+def average_precision(average_precision: Callable) -> None:
+    """Hand cases (a false positive ranked first: 2/3; a duplicate; equal scores in input order;
+    more than 100 detections in an image; no detections) and the golden scenario's AP per class at
+    IoU 0.5 and 0.75, within 1e-6."""
+    gt = torch.tensor(_GT2)
+    t = torch.tensor
+    cases = [
+        ("one image, 2 objects; detections [miss, hit, hit] with scores [0.9, 0.8, 0.7]",
+         [t([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30]])], [t([0.9, 0.8, 0.7])], [gt], 2 / 3,
+         "precision is 0, 1/2, 2/3 at recall 0, 1/2, 1; made monotone from the right it is 2/3 at every "
+         "recall point, so AP = 2/3"),
+        ("one image, 2 objects; detections [hit A, hit A again, hit B] with scores [0.9, 0.8, 0.7]",
+         [t([[0.0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]])], [t([0.9, 0.8, 0.7])], [gt], (51 + 50 * 2 / 3) / 101,
+         "a ground-truth box matches at most one detection: the duplicate is a false positive"),
+        ("one image, objects A [0,0,10,10] and B [4,0,14,10]; detections [3,0,13,10] (IoU 0.54 with A, 0.82 with B) "
+         "and [0,0,10,10] (A)",
+         [t([[3.0, 0, 13, 10], [0, 0, 10, 10]])], [t([0.9, 0.8])], [t([[0.0, 0, 10, 10], [4, 0, 14, 10]])], 1.0,
+         "each detection takes the unmatched ground-truth box of highest IoU, not the first one above the threshold"),
+        ("one image, 1 object; detections [miss, hit] with equal scores [0.5, 0.5]",
+         [t([[40.0, 40, 50, 50], [0, 0, 10, 10]])], [t([0.5, 0.5])], [gt[:1]], 0.5,
+         "equal scores keep their input order (a stable sort): the miss comes first"),
+        ("one image, 1 object; 151 detections, the only hit ranked 120th",
+         [torch.cat([t([[50.0, 50, 60, 60]] * 119), gt[:1], t([[50.0, 50, 60, 60]] * 31)])],
+         [torch.linspace(1.0, 0.01, 151)], [gt[:1]], 0.0,
+         "COCO keeps only the 100 highest-scoring detections of each image"),
+        ("two images, 2 objects in the first; no detections",
+         [torch.zeros(0, 4), torch.zeros(0, 4)], [torch.zeros(0), torch.zeros(0)], [gt, torch.zeros(0, 4)], 0.0,
+         "no detections: recall never rises above 0, so AP = 0"),
+    ]
+    for desc, pb, ps, gb, expected, hint in cases:
+        what = f"average_precision at IoU 0.5, {desc}"
+        got = _number(_call(average_precision, what, pb, ps, gb, 0.5, hint=hint), what)
+        expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
+
+    g = golden("detection")
+    for key, thr in (("ap_50", 0.5), ("ap_75", 0.75)):
+        for c, expected in zip(g["classes"], g[key]):
+            pb, ps, gb = _golden_class(g, c)
+            what = f"average_precision of class {c} at IoU {thr} on the golden scenario ({len(pb)} images)"
+            got = _number(_call(average_precision, what, pb, ps, gb, thr), what)
+            expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, _AP_RECIPE)
+
+
+# --- mean_average_precision ---------------------------------------------------------------------
+
+
+def _golden_dicts(g: dict) -> tuple[list, list]:
+    def t(rows):
+        return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+
+    preds = [{"boxes": t(p["boxes"]), "scores": torch.tensor(p["scores"], dtype=torch.float32),
+              "labels": torch.tensor(p["labels"], dtype=torch.int64)} for p in g["scenario"]["preds"]]
+    targets = [{"boxes": t(tg["boxes"]), "labels": torch.tensor(tg["labels"], dtype=torch.int64)}
+               for tg in g["scenario"]["targets"]]
+    return preds, targets
+
+
+def mean_average_precision(mean_average_precision: Callable) -> None:
+    """A hand case (a class with predictions only is left out) and the golden scenario's COCO mAP
+    (IoU 0.50:0.05:0.95), VOC mAP@0.5 and mAP@0.75, within 1e-6."""
+    preds = [{"boxes": torch.tensor([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 5, 5]]),
+              "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.tensor([0, 0, 0, 5])}]
+    targets = [{"boxes": torch.tensor(_GT2), "labels": torch.tensor([0, 0])}]
+    what = "mean_average_precision, one image: class 0 with detections [miss, hit, hit], class 5 with a detection only"
+    got = _number(_call(mean_average_precision, what, preds, targets), what)
+    expect(got == got and abs(got - 2 / 3) <= 1e-6, what, 2 / 3, got,
+           "class 0 has AP 2/3 at every threshold (its hits are exact); class 5 has no ground truth, so it is left out")
+
+    g = golden("detection")
+    preds, targets = _golden_dicts(g)
+    scene = f"the golden scenario ({len(preds)} images, classes {g['classes']} with ground truth, class 3 without)"
+    for key, args, label in (("map", (), "default thresholds 0.50:0.05:0.95"), ("map_50", ([0.5],), "[0.5]"),
+                             ("map_75", ([0.75],), "[0.75]")):
+        what = f"mean_average_precision on {scene}, iou_thresholds {label}"
+        got = _number(_call(mean_average_precision, what, preds, targets, *args), what)
+        hint = ("average AP over the classes that have ground truth and over the thresholds "
+                "(default numpy.linspace(0.5, 0.95, 10))")
+        expect(got == got and abs(got - g[key]) <= 1e-6, what, g[key], got, hint)

@@ -1,0 +1,185 @@
+"""Checks of lab lenet (LeNet-5, and CNN vs MLP). Names and points: course.yml.
+
+Independent of each other: a model with wrong layer shapes fails `shapes` (and `accuracy` and
+`zip_code` when it cannot run), `param_count` only when the count changes; a wrong zip-code
+reader fails `zip_code` alone.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autograder.checks import expect, fail
+from autograder.data import draw_zip_code, mnist_splits
+
+__all__ = ["shapes", "param_count", "accuracy", "zip_code"]
+
+_N = 2  # dummy batch size
+
+# layer name → (expected output shape without N, hint)
+_LAYERS: dict[str, tuple[tuple[int, ...], str]] = {
+    "conv1": ((6, 28, 28), "conv1 has 6 filters of 5×5 and padding 2, so 28 − 5 + 2·2 + 1 = 28"),
+    "pool1": ((6, 14, 14), "pool1 is 2×2 max pooling with stride 2: it halves height and width"),
+    "conv2": ((16, 10, 10), "conv2 has 16 filters of 5×5 and no padding: 14 − 5 + 1 = 10"),
+    "pool2": ((16, 5, 5), "pool2 is 2×2 max pooling with stride 2: it halves height and width"),
+    "fc1": ((120,), "fc1 maps the flattened 16·5·5 = 400 features to 120"),
+    "fc2": ((84,), "fc2 maps 120 features to 84"),
+    "fc3": ((10,), "fc3 maps 84 features to the 10 classes"),
+}
+
+# layer name → expected parameter count (weights + biases)
+_PARAMS = {"conv1": 6 * 25 + 6, "conv2": 16 * 6 * 25 + 16, "fc1": 400 * 120 + 120,
+           "fc2": 120 * 84 + 84, "fc3": 84 * 10 + 10}
+_TOTAL = sum(_PARAMS.values())  # 61,706
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, dims)]) + ")"
+
+
+def _device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _at_least(threshold: float) -> str:
+    return f"≥ {threshold:.2f}" if round(threshold, 2) == threshold else f"≥ {threshold:g}"
+
+
+def _error(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}"[:200]
+
+
+def shapes(model: nn.Module) -> None:
+    """Each of conv1, pool1, conv2, pool2, fc1, fc2, fc3 outputs LeNet-5's shape on a [2, 1, 28, 28] batch."""
+    if not isinstance(model, nn.Module):
+        fail("LeNet5", "an nn.Module", type(model).__name__, "pass an instance, LeNet5(), not the class")
+    modules = dict(model.named_children())
+    for name in _LAYERS:
+        if not isinstance(modules.get(name), nn.Module):
+            fail(f"LeNet5 submodule {name}", f"a layer named {name}", "none",
+                 "assign the layers as self.conv1, self.pool1, self.conv2, self.pool2, self.fc1, self.fc2, self.fc3")
+    outputs: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def hook(_module, _inputs, out) -> None:  # must return None, or it would replace the output
+            if name not in outputs:
+                outputs[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+        return hook
+
+    hooks = [modules[name].register_forward_hook(record(name)) for name in _LAYERS]
+    was_training = model.training
+    error: BaseException | None = None
+    try:
+        model.eval()
+        with torch.no_grad():
+            logits = model(torch.zeros(_N, 1, 28, 28, device=_device(model)))
+    except Exception as err:  # noqa: BLE001 — a student's forward may raise anything
+        error, logits = err, None
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for name, (dims, hint) in _LAYERS.items():
+        expected = (_N, *dims)
+        if name in outputs:
+            if outputs[name] != expected:
+                got = "(N, " + ", ".join(map(str, outputs[name][1:])) + ")" if outputs[name] else "no tensor"
+                fail(f"LeNet5 {name} output", _shape(dims), got, hint)
+        elif error is not None:
+            fail(f"LeNet5 {name} output", _shape(dims), _error(error), hint)
+        else:
+            fail(f"LeNet5 {name} output", _shape(dims), f"{name} never called",
+                 f"forward must pass the input through self.{name}")
+    if error is not None:
+        fail("LeNet5 forward", "logits of shape (N, 10)", _error(error), "look at what forward does after fc3")
+    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    expect(got == (_N, 10), "LeNet5 logits", "shape (N, 10)", str(got),
+           "forward returns fc3's output (no softmax: the loss applies it)")
+
+
+def param_count(model: nn.Module) -> None:
+    """The model has LeNet-5's 61,706 parameters (counted like count_params)."""
+    if not isinstance(model, nn.Module):
+        fail("LeNet5", "an nn.Module", type(model).__name__, "pass an instance, LeNet5(), not the class")
+    total = sum(p.numel() for p in model.parameters())
+    if total == _TOTAL:
+        return
+    modules = dict(model.named_children())
+    for name, expected in _PARAMS.items():
+        got = sum(p.numel() for p in modules[name].parameters()) if name in modules else None
+        if got != expected:
+            fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
+                 f"{name} has {'no parameters' if got is None else f'{got:,}'}, expected {expected:,} "
+                 "(weights in·out·k·k plus one bias per output; fc1's input is 16·5·5 = 400)")
+    fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
+         "conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer")
+
+
+_SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
+
+
+def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
+    """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, the model's device) ≥ threshold."""
+    what = f"LeNet5 accuracy on {_SPLIT_NAMES.get(split, split)}"
+    if not isinstance(model, nn.Module):
+        fail(what, _at_least(threshold), type(model).__name__, "pass the trained model")
+    X, y = mnist_splits()[split].tensors
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(y), 500):
+                logits = model(X[start:start + 500].to(device))
+                correct += int((logits.argmax(dim=1).cpu() == y[start:start + 500]).sum())
+    except Exception as err:  # noqa: BLE001
+        fail(what, _at_least(threshold), _error(err), "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first")
+    finally:
+        model.train(was_training)
+    acc = correct / len(y)
+    expect(acc >= threshold, what, _at_least(threshold), f"{acc:.3f}",
+           "train longer or check the learning rate")
+
+
+def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
+    """`read_zip_code` reads canvases drawn from test-split digits at no less than the model's own
+    accuracy on those digits minus 2 points (half the canvases H×W, half H×W×3)."""
+    X, y = mnist_splits()["test"].tensors
+    X, y = X[:n_digits], y[:n_digits]
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            own = (model(X.to(device)).argmax(dim=1).cpu() == y).float().mean().item()
+    except Exception as err:  # noqa: BLE001
+        model.train(was_training)
+        fail("zip-code reader", "a model that classifies [N, 1, 28, 28] digits", _error(err),
+             "the model cannot run: fix LeNet5 first")
+    right = 0
+    try:
+        for k in range(len(y) // 5):
+            layout = "H×W×3" if k % 2 else "H×W"
+            canvas = draw_zip_code(X[5 * k:5 * k + 5], rgb=bool(k % 2))
+            truth = "".join(str(int(d)) for d in y[5 * k:5 * k + 5])
+            try:
+                got = read_zip_code(canvas, model)
+            except Exception as err:  # noqa: BLE001 — the student's function may raise anything
+                fail(f"read_zip_code on a {layout} uint8 canvas", "five digits", _error(err),
+                     "crop rows 51:149 and columns 11+100*i : 9+100*(i+1) of a [200, 520] or [200, 520, 3] canvas")
+            if not (isinstance(got, str) and len(got) == 5 and got.isdigit()):
+                fail(f"read_zip_code on a {layout} canvas", f"a string of 5 digits like {truth!r}", repr(got)[:60],
+                     "return ''.join(str(d) for d in predictions)")
+            right += sum(a == b for a, b in zip(got, truth))
+    finally:
+        model.train(was_training)
+    read = right / len(y)
+    expect(read >= own - 0.02, f"zip-code digits read right ({len(y)} test digits)",
+           f"≥ {own - 0.02:.3f} (the model's own accuracy {own:.3f} minus 0.02)", f"{read:.3f}",
+           "crop each box inside its border, invert (dark ink on white → white on black), "
+           "resize to 28×28 and scale to [0, 1] like the training data")

@@ -1,0 +1,111 @@
+"""The build: templates → nbgrader source → solutions/ and exercises/, deterministic to the byte."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.build import build, dumps, exercise_source, generate_assignments, parse_cells, source_notebook
+from autograder.config import CourseError, Lab, load_course
+from tests.conftest import ROOT
+
+
+def sample(x: int, y: int = 2) -> int:
+    """Docstring stays visible."""
+    # the body is the solution
+    z = x + y
+    return z
+
+
+class Sample:
+    """A class keeps its docstring and method signatures."""
+    scale = 3
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def forward(self, x):
+        """Doc."""
+        return x * self.k * self.scale
+
+
+def test_exercise_source_wraps_every_body():
+    fn = exercise_source(sample)
+    assert fn.splitlines()[:3] == ["def sample(x: int, y: int = 2) -> int:", '    """Docstring stays visible."""', "    ### BEGIN SOLUTION"]
+    assert fn.rstrip().endswith("    return z\n    ### END SOLUTION")
+    cls = exercise_source(Sample)
+    assert cls.count("### BEGIN SOLUTION") == 2 and "    scale = 3" in cls
+    assert "        ### BEGIN SOLUTION\n        self.k = k\n        ### END SOLUTION" in cls
+    compile(cls, "<cls>", "exec")
+
+
+def test_percent_format_parsing():
+    lab = Lab("x", "X", {"a": 2})
+    text = "# %% [markdown]\n# # Title\n#\n# prose\n\n# %%\nimport torch\n\n# %% [check] id=check_a\nassert True\n"
+    md, code, check = parse_cells(text, lab)
+    assert md.source == "# Title\n\nprose" and md.metadata.nbgrader["locked"]
+    assert code.source == "import torch" and code.metadata.nbgrader["grade_id"] == "code-02"
+    assert check.metadata.nbgrader == {"grade": True, "grade_id": "check_a", "locked": True, "points": 2,
+                                        "schema_version": 3, "solution": False}
+    with pytest.raises(CourseError, match="text before the first"):
+        parse_cells("stray\n# %%\nx = 1\n", lab)
+    with pytest.raises(CourseError, match="duplicate cell id"):
+        parse_cells("# %% [check] id=check_a\nx\n# %% [check] id=check_a\ny\n", lab)
+
+
+def test_committed_notebooks_are_fresh(course):
+    assert build(course, check=True) == []
+
+
+@pytest.mark.parametrize("lab_id", [lab.id for lab in load_course(ROOT / "course.yml").labs])
+def test_generated_notebooks(course, lab_id):
+    lab = course.lab(lab_id)
+    solution = nbformat.read(course.solution_path(lab_id), as_version=4)
+    exercise = nbformat.read(course.exercise_path(lab_id), as_version=4)
+    for nb in (solution, exercise):
+        nbformat.validate(nb)
+        assert nb.cells[0].source.startswith(f"*Generated from `reference/{lab_id}.py`")
+        points = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in nb.cells if c.metadata.nbgrader["grade"]}
+        assert points == {f"check_{k}": v for k, v in lab.checks.items()}
+    ex_text = course.exercise_path(lab_id).read_text()
+    assert "BEGIN SOLUTION" not in ex_text and "BEGIN HIDDEN TESTS" not in ex_text
+    assert "raise NotImplementedError()" in ex_text
+    assert "### BEGIN SOLUTION" in course.solution_path(lab_id).read_text()
+    # every cell but the answers is locked in the exercise
+    for cell in exercise.cells:
+        meta = cell.metadata.nbgrader
+        assert meta["solution"] or (meta["locked"] and cell.metadata.get("editable") is False)
+    # the notebook never imports the reference (it contains the code)
+    assert "import reference" not in ex_text and "from reference" not in ex_text
+
+
+def test_build_is_deterministic(course):
+    lab = course.labs[0]
+    a, b = source_notebook(lab, course), source_notebook(lab, course)
+    assert dumps(a) == dumps(b) == course.solution_path(lab.id).read_text()
+    assert generate_assignments({lab.id: a})[lab.id] == course.exercise_path(lab.id).read_text()
+
+
+def test_build_check_names_every_stale_file(tmp_path):
+    shutil.copy(ROOT / "course.yml", tmp_path / "course.yml")
+    cli = [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path / "course.yml"), "build"]
+    lab_ids = [lab.id for lab in load_course(ROOT / "course.yml").labs]
+    fresh = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 1
+    stale = set(fresh.stdout.split())
+    for lab_id in lab_ids:
+        assert f"solutions/{lab_id}/{lab_id}.ipynb" in stale and f"exercises/{lab_id}/{lab_id}.ipynb" in stale
+    assert subprocess.run(cli, capture_output=True, text=True, timeout=300).returncode == 0
+    for lab_id in lab_ids:  # a build elsewhere gives the committed bytes
+        assert (tmp_path / "exercises" / lab_id / f"{lab_id}.ipynb").read_bytes() == (ROOT / "exercises" / lab_id / f"{lab_id}.ipynb").read_bytes()
+    assert subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300).returncode == 0
+    edited = tmp_path / "exercises" / lab_ids[0] / f"{lab_ids[0]}.ipynb"
+    nb = json.loads(edited.read_text())
+    nb["cells"][1]["source"] = ["edited by hand"]
+    edited.write_text(json.dumps(nb))
+    again = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and again.stdout.split() == ["stale:", f"exercises/{lab_ids[0]}/{lab_ids[0]}.ipynb"]

@@ -1,0 +1,78 @@
+"""course.yml validation: every problem is one line naming the file, the key and the problem."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from autograder.config import CourseError, load_course
+from tests.conftest import ROOT
+
+
+def variant(tmp_path, edit):
+    raw = yaml.safe_load((ROOT / "course.yml").read_text())
+    edit(raw)
+    path = tmp_path / "course.yml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_the_course_loads(course):
+    assert [lab.id for lab in course.labs][:1] and all(lab.max_points > 0 for lab in course.labs)
+    assert course.gpu in ("required", "preferred", "ignore")
+
+
+BAD = {
+    "unknown key": (lambda r: r["grading"].update(colour="red"), "grading: unknown key 'colour'"),
+    "unknown lab key": (lambda r: r["labs"][0].update(pointz=3), "labs[0]: unknown key 'pointz'"),
+    "wrong type": (lambda r: r["grading"].update(cell_timeout="soon"), "grading.cell_timeout: expected an integer or a number, got str"),
+    "points not int": (lambda r: r["labs"][0]["checks"].update({next(iter(r["labs"][0]["checks"])): "two"}), "expected an integer"),
+    "no reference module": (lambda r: r["labs"].append({"id": "nosuchlab", "title": "x", "checks": {"a": 1}}), "has no reference module reference/nosuchlab.py"),
+    "duplicate lab": (lambda r: r["labs"].append(dict(r["labs"][0])), "duplicate lab id"),
+    "missing key": (lambda r: r["grading"].pop("gpu"), "grading.gpu: missing"),
+    "bad choice": (lambda r: r["grading"].update(gpu="always"), "grading.gpu: expected one of required, preferred, ignore, got 'always'"),
+    "negative timeout": (lambda r: r["grading"].update(notebook_timeout=0), "grading.notebook_timeout: must be > 0"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_course_yml_names_file_and_key(tmp_path, case):
+    edit, expected = BAD[case]
+    path = variant(tmp_path, edit)
+    with pytest.raises(CourseError) as err:
+        load_course(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "course.yml"
+    bad.write_text("labs: [\n  - id: x\n")
+    with pytest.raises(CourseError, match="not valid YAML at line"):
+        load_course(bad)
+    with pytest.raises(CourseError, match="no such file"):
+        load_course(tmp_path / "absent.yml")
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "autograder.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["build", "--lab", "nosuch"], "unknown lab 'nosuch'"),
+    (["grade", "no/such/folder"], "no such submissions folder"),
+    (["validate", "--lab", "nosuch"], "unknown lab 'nosuch'"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args, expected):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("course: error:") and expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_cli_bad_course_yml(tmp_path):
+    path = variant(tmp_path, lambda r: r["grading"].update(colour="red"))
+    proc = run_cli("--course", str(path), "build", "--check")
+    assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr and "Traceback" not in proc.stderr

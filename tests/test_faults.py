@@ -1,0 +1,172 @@
+"""Broken and hostile submissions, each a real notebook graded through `course grade` in one class:
+every one gets a result with a clear message, loses only what it broke, and never stops the rest."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.build import dumps
+
+LAB = "backprop"
+TARGET = "sigmoid_grad"      # an answer cell and the check aimed at it
+CELL_TIMEOUT = 8
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _edit(nb, grade_id, fn):
+    nb = copy.deepcopy(nb)
+    fn(_cell(nb, grade_id))
+    return nb
+
+
+def _drop(nb, grade_id):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_id]
+    return nb
+
+
+def _prepend(code):
+    return lambda cell: setattr(cell, "source", code + "\n" + cell.source)
+
+
+def _checks_after(nb, grade_id):
+    """Checks whose test cells come after cell `grade_id` in the notebook."""
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    return {i.removeprefix("check_") for i in ids[ids.index(grade_id) + 1:] if i and i.startswith("check_")}
+
+
+@pytest.fixture(scope="module")
+def source(course):
+    return nbformat.read(course.solution_path(LAB), as_version=4)
+
+
+@pytest.fixture(scope="module")
+def graded(course, source, tmp_path_factory):
+    blank = nbformat.read(course.exercise_path(LAB), as_version=4)
+    solution = source
+    notebooks = {
+        "invalid-json": '{"cells": [ not json',
+        "empty": "",
+        "not-utf8": b"\xff\xfe\x00binary",
+        "not-a-notebook": json.dumps({"hello": "world"}),
+        "raises": _edit(solution, TARGET, _prepend("raise ValueError('oops')")),
+        "loops": _edit(solution, TARGET, _prepend("while True:\n    pass")),
+        "loops-ignoring-sigint": _edit(solution, TARGET, _prepend(
+            "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")),
+        "kernel-exit": _edit(solution, TARGET, _prepend("import os\nos._exit(1)")),
+        "deleted-answer": _drop(solution, TARGET),
+        "deleted-test": _drop(solution, f"check_{TARGET}"),
+        "edited-test": _edit(blank, f"check_{TARGET}", lambda c: setattr(c, "source", "pass")),
+        "edited-points": _edit(_edit(blank, f"check_{TARGET}", lambda c: c.metadata.nbgrader.update(points=999)),
+                               f"check_{TARGET}", lambda c: setattr(c, "source", "pass")),
+        "stderr-noise": _edit(solution, TARGET, _prepend(
+            "import sys, warnings\nwarnings.warn('deprecated', UserWarning)\nprint('noise', file=sys.stderr)")),
+        "extra-cell": _insert_helper(solution),
+        "v3-format": nbformat.v3.writes(nbformat.v3.new_notebook()),
+    }
+    root = tmp_path_factory.mktemp("faults")
+    for student, content in notebooks.items():
+        path = root / student / f"{LAB}.ipynb"
+        path.parent.mkdir()
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else dumps(content))
+    out = tmp_path_factory.mktemp("out")
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out),
+                           "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = {p.parent.name: json.loads(p.read_text()) for p in (out / "results").glob(f"*/{LAB}.json")}
+    assert set(results) == set(notebooks)
+    return results, proc
+
+
+def _insert_helper(nb):
+    """The student adds a cell of their own, and their answer uses it."""
+    nb = copy.deepcopy(nb)
+    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
+    nb.cells.insert(i, nbformat.v4.new_code_cell("def my_helper(s):\n    return s * (1 - s)"))
+    cell = nb.cells[i + 1]
+    cell.source = cell.source + f"\n\n_original = {TARGET}\ndef {TARGET}(x):\n    return _original(x) + 0 * my_helper(0.5)"
+    return nb
+
+
+def _by_name(result):
+    return {c["name"]: c for c in result["checks"]}
+
+
+def _lost(result):
+    return {c["name"] for c in result["checks"] if c["points"] != c["max_points"]}
+
+
+@pytest.mark.parametrize("student, message", [
+    ("invalid-json", "not graded: not a notebook: invalid JSON at line 1"),
+    ("empty", "not graded: the file is empty"),
+    ("not-utf8", "not graded: not a notebook: not UTF-8 text"),
+    ("not-a-notebook", "not graded: not a notebook: JSON without notebook cells"),
+])
+def test_unreadable_files_score_zero_with_a_message(graded, student, message):
+    result = graded[0][student]
+    assert result["score"] == 0 and result["max_score"] > 0
+    assert all(c["message"] == message for c in result["checks"]), result["checks"][0]["message"]
+
+
+@pytest.mark.parametrize("student, context", [
+    ("raises", "ValueError: oops"),
+    ("loops", "timed out"),
+])
+def test_a_failing_answer_loses_only_its_check(graded, student, context):
+    result = graded[0][student]
+    assert _lost(result) == {TARGET}
+    message = _by_name(result)[TARGET]["message"]
+    assert f"name '{TARGET}' is not defined" in message and context in message
+
+
+def test_a_kernel_that_dies_or_ignores_interrupts_loses_the_rest(graded, source):
+    after = _checks_after(source, TARGET) | {TARGET}
+    died, stuck = graded[0]["kernel-exit"], graded[0]["loops-ignoring-sigint"]
+    assert _lost(died) == after and _lost(stuck) == after
+    assert "not run: the kernel died" in _by_name(died)[TARGET]["message"]
+    assert "not run: the kernel stopped answering" in _by_name(stuck)[TARGET]["message"]
+
+
+def test_deleted_answer_cell(graded):
+    result = graded[0]["deleted-answer"]
+    assert _lost(result) == {TARGET}
+    assert any("was deleted" in n for n in result["notes"])
+
+
+def test_tests_and_points_are_restored_from_the_source(graded, course):
+    assert graded[0]["deleted-test"]["score"] == graded[0]["deleted-test"]["max_score"]
+    for student in ("edited-test", "edited-points"):
+        result = graded[0][student]
+        assert result["score"] == 0 and result["max_score"] == course.lab(LAB).max_points
+        assert "not answered yet" in _by_name(result)[TARGET]["message"]
+
+
+def test_stderr_and_warnings_never_cost_points(graded):
+    assert graded[0]["stderr-noise"]["score"] == graded[0]["stderr-noise"]["max_score"]
+
+
+def test_cells_the_student_added_are_kept(graded):
+    assert graded[0]["extra-cell"]["score"] == graded[0]["extra-cell"]["max_score"]
+
+
+def test_an_old_format_notebook_is_graded(graded):
+    result = graded[0]["v3-format"]   # converted to v4: no answers, so zero, but graded
+    assert result["score"] == 0 and not result["grader_error"]
+
+
+def test_the_class_report_lists_everyone(graded):
+    results, proc = graded
+    for student in results:
+        assert student in proc.stdout

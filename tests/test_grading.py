@@ -1,0 +1,68 @@
+"""The grader end to end, on real notebooks through `grade_class` (fresh kernels, as in a class):
+the solution scores full marks, the blank exercise zero, every planted bug loses exactly the
+points of the checks it declares, and broken submissions get a clear message without stopping
+the class."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from autograder.build import dumps
+from autograder.grade import grade_class
+from tests.planted import all_bugs, plant
+
+BUGS = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs]
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    """Grade one class holding every lab's solution and blank exercise and every planted bug."""
+    root = tmp_path_factory.mktemp("class")
+    for lab in course.labs:
+        solution = nbformat.read(course.solution_path(lab.id), as_version=4)
+        files = {"solution": dumps(solution), "blank": course.exercise_path(lab.id).read_text()}
+        for lab_id, b in BUGS:
+            if lab_id == lab.id:
+                files[f"bug-{b.name}"] = dumps(plant(solution, b))
+        for student, text in files.items():
+            (root / student).mkdir(exist_ok=True)
+            (root / student / f"{lab.id}.ipynb").write_text(text)
+    results, warnings = grade_class(root, course, jobs=2)
+    assert not warnings
+    return {(r.student, r.lab): r for r in results}
+
+
+@pytest.mark.parametrize("lab_id", [lab.id for lab in __import__("autograder.config").config.load_course().labs])
+def test_solution_full_marks_blank_zero(graded, lab_id):
+    solution, blank = graded["solution", lab_id], graded["blank", lab_id]
+    assert not solution.grader_error and not blank.grader_error
+    assert solution.score == solution.max_score > 0, [(c.name, c.message) for c in solution.checks if not c.passed]
+    assert blank.score == 0
+    for check in blank.checks:
+        assert check.message, check.name  # every lost check says why
+
+
+def test_every_lab_has_two_planted_bugs(course):
+    bugs = all_bugs()
+    assert all(len(bugs.get(lab.id, [])) >= 2 for lab in course.labs)
+
+
+@pytest.mark.parametrize("lab_id, bug", BUGS, ids=[f"{lab}:{b.name}" for lab, b in BUGS])
+def test_planted_bug_loses_exactly_its_checks(graded, course, lab_id, bug):
+    result = graded[f"bug-{bug.name}", lab_id]
+    assert not bug.fails - set(course.lab(lab_id).checks), "the bug declares checks the lab does not have"
+    failed = {c.name for c in result.checks if not c.passed}
+    assert failed == set(bug.fails), {c.name: c.message for c in result.checks if not c.passed}
+    for c in result.checks:
+        if not c.passed:
+            assert c.points == 0 and c.message
+    lost = sum(course.lab(lab_id).checks[n] for n in bug.fails)
+    assert result.score == result.max_score - lost
+
+
+def test_results_round_trip_json(graded):
+    from autograder.grade import Result
+    r = graded["solution", next(iter(graded))[1]]
+    assert Result.from_dict(json.loads(json.dumps(r.to_dict()))) == r
