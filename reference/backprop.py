@@ -25,10 +25,12 @@ __all__ = [
     "sigmoid_grad",
 ]
 
-Params = torch.Tensor | list[torch.Tensor] | dict[str, torch.Tensor]
 
-
-def sgd_step(params: Params, grads: Params, lr: float) -> Params:
+def sgd_step(
+    params: torch.Tensor | list[torch.Tensor] | dict[str, torch.Tensor],
+    grads: torch.Tensor | list[torch.Tensor] | dict[str, torch.Tensor],
+    lr: float,
+) -> torch.Tensor | list[torch.Tensor] | dict[str, torch.Tensor]:
     """One step of plain gradient descent: `new = param - lr * grad`, for every parameter.
 
     params: a tensor, a list of tensors or a dict of tensors.
@@ -45,7 +47,7 @@ def sgd_step(params: Params, grads: Params, lr: float) -> Params:
 
 
 def worked_example(lr: float = 0.01) -> dict:
-    """The seed's worked example: one linear neuron without bias, one SGD step.
+    """The lecture's worked example: one linear neuron without bias, one SGD step.
 
     Inputs i = (0.3, 0.7), weights w = (0.6, 0.9), target tar = 1.5.
       pred  = i1*w1 + i2*w2                      (0.81)
@@ -115,11 +117,11 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
     f: maps a tensor of the shape of x to a scalar tensor (or a Python number).
     x: any shape, contiguous (use float64: in float32, h = 1e-5 drowns in rounding).
-    Returns a tensor of the shape of x. Nudges one element of x at a time in place (so an f
-    that reads x through a closure sees the nudge too) and restores it exactly: on return x
-    holds its original values.
+    Returns a tensor of the shape of x. x may be nudged in place while computing, but on
+    return it must hold exactly its original values.
     """
     grad = torch.zeros_like(x)
+    # nudge x itself, in place (an f that reads x through a closure sees the nudge too)
     with torch.no_grad():  # the nudges are not part of any graph
         flat_x, flat_grad = x.view(-1), grad.view(-1)  # flat views sharing memory with x, grad
         for k in range(flat_x.numel()):

@@ -13,7 +13,9 @@ from autograder.build import dumps
 from autograder.grade import grade_class
 from tests.planted import all_bugs, plant
 
-BUGS = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs]
+# Through real notebooks and fresh kernels: the first two bugs of each lab (the lab's own check
+# tests plant every bug in-process, function by function).
+BUGS = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs[:2]]
 
 
 @pytest.fixture(scope="module")
