@@ -86,12 +86,16 @@ def _show(idx: torch.Tensor | list) -> str:
     return str(items) if len(items) <= 12 else f"{len(items)} indices starting {items[:10]}"
 
 
-def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str) -> None:
-    """Kept indices equal, in order."""
+def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str,
+                 candidates: list | None = None) -> None:
+    """Kept indices equal, in order. `candidates`: the indices that passed a score filter, to
+    recognise positions in the filtered list returned instead of indices into all boxes."""
     g = _indices(got, what)
     e = torch.as_tensor(expected, dtype=torch.int64)
     if not torch.equal(g, e):
-        if sorted(g.tolist()) == sorted(e.tolist()):
+        if candidates is not None and g.tolist() == [candidates.index(i) for i in e.tolist()]:
+            hint = "return indices into the original boxes, not positions among the boxes left after the score filter"
+        elif sorted(g.tolist()) == sorted(e.tolist()):
             hint = "the right boxes in the wrong order: highest score first, equal scores by lower index"
         fail(what, _show(e), _show(g), hint)
 
@@ -115,6 +119,7 @@ def iou(iou: Callable, seed: int = 0) -> None:
         ([1, 2, 5, 7], [1, 2, 5, 7], 1.0, "identical boxes: intersection = union"),
         ([0, 0, 4, 4], [1, 1, 2, 2], 1 / 16, "a box inside another: the intersection is the small box"),
         ([0, 0, 1, 1], [2, 0, 3, 1], 0.0, "no overlap on x: clamp the intersection width at 0 (max(..., 0))"),
+        ([0, 0, 1, 1], [0, 2, 1, 3], 0.0, "no overlap on y: clamp the intersection height at 0 (max(..., 0))"),
         ([0, 0, 1, 1], [2, 2, 3, 3], 0.0,
          "no overlap on either axis: clamp width and height at 0, or two negative sides multiply to a positive area"),
         ([0, 0, 1, 1], [1, 0, 2, 1], 0.0, "boxes that only touch share no area"),
@@ -135,8 +140,10 @@ def iou(iou: Callable, seed: int = 0) -> None:
     for i in range(40):
         what = f"iou({fmt(a[i])}, {fmt(b[i])}) (random pair {i})"
         got = _number(_call(iou, what, a[i].tolist(), b[i].tolist()), what)
-        expect(abs(got - float(expected[i])) <= 1e-5, what, float(expected[i]), got,
-               "IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou")
+        hint = "IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou"
+        if got < 0 or (float(expected[i]) == 0 and got > 0):
+            hint = "these boxes do not overlap: clamp the intersection width and height at 0 before multiplying"
+        expect(abs(got - float(expected[i])) <= 1e-5, what, float(expected[i]), got, hint)
 
 
 # --- xywh_to_xyxy -------------------------------------------------------------------------------
@@ -169,29 +176,19 @@ def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
 
 
 def box_iou(box_iou: Callable, seed: int = 0) -> None:
-    """[N, M] against torchvision.ops.box_iou on random boxes; disjoint 0 (also on both axes),
-    identical 1, zero-area boxes 0 (never NaN), empty inputs."""
-    gen = torch.Generator().manual_seed(1420 + seed)
-    for n, m, size in ((5, 7, 100.0), (9, 4, 20.0), (1, 1, 10.0)):
-        a, b = _boxes(gen, n, size), _boxes(gen, m, size)
-        what = f"box_iou(a [{n}, 4], b [{m}, 4]) on random boxes"
-        got = _call(box_iou, what, a, b)
-        expect_shape(got, (n, m), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
-        expect_close(got, ops.box_iou(a, b), what, atol=1e-5, rtol=1e-5,
-                     hint="intersection / (area_a[:, None] + area_b[None, :] - intersection), as torchvision")
-
+    """Disjoint boxes 0 (on x, on y, on both), identical 1, zero-area boxes 0 (never NaN), [N, M]
+    against torchvision.ops.box_iou on random boxes, empty inputs."""
+    clamp = ("disjoint boxes must give 0: clamp the intersection width and height at 0 before multiplying "
+             "((rb - lt).clamp(min=0)); two negative sides multiply to a positive area")
     a = torch.tensor([[0.0, 0, 1, 1], [4, 4, 6, 7]])
-    b = torch.tensor([[2.0, 2, 3, 3], [2, 0, 3, 1], [0, 0, 1, 1], [4, 4, 6, 7]])
-    what = "box_iou([[0,0,1,1], [4,4,6,7]], [[2,2,3,3], [2,0,3,1], [0,0,1,1], [4,4,6,7]])"
+    b = torch.tensor([[2.0, 2, 3, 3], [2, 0, 3, 1], [0, 2, 1, 3], [0, 0, 1, 1], [4, 4, 6, 7]])
+    what = "box_iou([[0,0,1,1], [4,4,6,7]], [[2,2,3,3], [2,0,3,1], [0,2,1,3], [0,0,1,1], [4,4,6,7]])"
     got = _call(box_iou, what, a, b)
-    expect_shape(got, (2, 4), what)
-    expected = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-    hint = "identical boxes give 1 and disjoint ones 0"
-    g = got.detach().double()
-    if bool((g[:, :2] != 0).any()):
-        hint = ("disjoint boxes must give 0: clamp the intersection width and height at 0 before multiplying "
-                "((rb - lt).clamp(min=0)); two negative sides multiply to a positive area")
-    expect_close(got, expected, what, hint=hint)
+    expect_shape(got, (2, 5), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
+    expected = torch.tensor([[0.0, 0, 0, 1, 0], [0, 0, 0, 0, 1]])
+    disjoint = got.detach().double()[expected == 0]
+    expect_close(got, expected, what, hint=clamp if bool((disjoint != 0).any()) else
+                 "identical boxes give 1 (their union, area_a + area_b - intersection, is the box itself)")
 
     z = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 3]])
     what = "box_iou on zero-area boxes [[1,1,1,1], [0,0,0,3]] with themselves and [[0,0,4,4]]"
@@ -200,6 +197,18 @@ def box_iou(box_iou: Callable, seed: int = 0) -> None:
     expect_close(got, torch.zeros(2, 3), what,
                  hint="where the union is 0 return 0, not NaN (torch.where(union > 0, inter / union, 0)); "
                       "torchvision gives NaN here, this lab gives 0")
+
+    gen = torch.Generator().manual_seed(1420 + seed)
+    for n, m, size in ((5, 7, 100.0), (9, 4, 20.0), (1, 1, 10.0)):
+        a, b = _boxes(gen, n, size), _boxes(gen, m, size)
+        what = f"box_iou(a [{n}, 4], b [{m}, 4]) on random boxes"
+        got = _call(box_iou, what, a, b)
+        expect_shape(got, (n, m), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
+        expected = ops.box_iou(a, b)
+        hint = "intersection / (area_a[:, None] + area_b[None, :] - intersection), as torchvision"
+        if bool((got.detach().double()[expected == 0] != 0).any()):
+            hint = clamp
+        expect_close(got, expected, what, atol=1e-5, rtol=1e-5, hint=hint)
 
     for shape_a, shape_b in (((0, 4), (3, 4)), ((2, 4), (0, 4))):
         what = f"box_iou(a {list(shape_a)}, b {list(shape_b)})"
@@ -233,10 +242,11 @@ def nms(nms: Callable, seed: int = 0) -> None:
     pairs = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [21, 21, 30, 30]])  # IoU 0.81
     what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
     _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2], what,
-                 "boxes with score >= score_threshold take part (0.5 does)")
+                 "boxes with score >= score_threshold take part (0.5 does)", candidates=[1, 2])
     what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
     _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2], what,
-                 "return indices into the original boxes, not into the boxes left after the score filter")
+                 "return indices into the original boxes, not into the boxes left after the score filter",
+                 candidates=[1, 2, 3])
 
     what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
     got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
@@ -248,7 +258,8 @@ def nms(nms: Callable, seed: int = 0) -> None:
         boxes, scores = _nms_case(gen, n, thresholds)
         for t in thresholds:
             what = f"nms on {n} random boxes at iou_threshold {t}"
-            _expect_keep(_call(nms, what, boxes, scores, t), ops.nms(boxes, scores, t), what,
+            expected = ops.nms(boxes, scores, t)
+            _expect_keep(_call(nms, what, boxes.clone(), scores.clone(), t), expected, what,
                          "keep the best remaining box, drop all with IoU > threshold against it, repeat "
                          "(as torchvision.ops.nms)")
 
@@ -282,7 +293,8 @@ def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
         labels = torch.randint(0, 4, (n,), generator=gen)
         for t in thresholds:
             what = f"batched_nms on {n} random boxes of 4 classes at iou_threshold {t}"
-            _expect_keep(_call(batched_nms, what, boxes, scores, labels, t), ops.batched_nms(boxes, scores, labels, t),
+            expected = ops.batched_nms(boxes, scores, labels, t)
+            _expect_keep(_call(batched_nms, what, boxes.clone(), scores.clone(), labels.clone(), t), expected,
                          what, "run NMS within each class, then order all kept boxes by score (as torchvision)")
 
 
@@ -297,30 +309,39 @@ def _rows_equal(got: Any, expected: list) -> bool:
 
 
 def _rows_show(rows: Any) -> str:
+    """Rows for a message by (class, score), which tell the rows of the checks apart."""
     try:
-        rows = [[round(float(v), 3) for v in r] for r in rows]
-    except (TypeError, ValueError):
+        pairs = [(int(r[0]), round(float(r[1]), 3)) for r in rows]
+    except (TypeError, ValueError, IndexError):
         return repr(rows)[:200]
-    return str(rows) if len(rows) <= 4 else f"{len(rows)} rows starting {rows[:2]}"
+    more = ", ..." if len(pairs) > 6 else ""
+    return f"{len(pairs)} rows (class, score): [{', '.join(map(str, pairs[:6]))}{more}]"
 
 
 def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
-    """The seed's list form [class, score, x1, y1, x2, y2]: a worked example with an IoU tie at the
+    """The lecture's list form [class, score, x1, y1, x2, y2]: a worked example with an IoU tie at the
     threshold and another class, the input list left as it was, empty input, and random rows
     against torchvision.ops.batched_nms."""
     rows = [[0, 0.8, 0, 0, 1, 1], [0, 0.9, 0, 0, 2, 1], [1, 0.7, 0, 0, 2, 1], [0, 0.6, 0.1, 0, 2, 1]]
     snapshot = [list(r) for r in rows]
-    what = f"nms_rows({rows}, 0.5)"
-    got = _call(nms_rows, what, rows, 0.5, hint="copy the seed's loop with its bugs fixed (chosen_box, box[2:])")
+    what = "nms_rows(rows, 0.5) with rows [[0, 0.8, 0, 0, 1, 1], [0, 0.9, 0, 0, 2, 1], [1, 0.7, 0, 0, 2, 1], [0, 0.6, 0.1, 0, 2, 1]]"
+    got = _call(nms_rows, what, rows, 0.5, hint="the lecture's loop with its bugs fixed (chosen_box, box[2:])")
     expected = [snapshot[1], snapshot[0], snapshot[2]]
     expect(rows == snapshot, f"{what}: the rows you were given", _rows_show(snapshot), _rows_show(rows),
-           "work on a sorted copy (sorted(...) makes one); the seed pops from the list itself")
-    hint = ("rows 0 and 1 overlap with IoU exactly 0.5: keep a row when IoU <= threshold "
-            "(the seed's `< iou_threshold` also drops IoU equal to it); row 2 is another class")
-    if isinstance(got, list) and _rows_equal(got, [snapshot[1], snapshot[2]]):
-        hint = "rows 0 and 1 have IoU exactly 0.5: " + _TIE
-    elif isinstance(got, list) and _rows_equal(got, [snapshot[0], snapshot[1], snapshot[2]]):
-        hint = "return the kept rows in descending score order"
+           "work on a sorted copy (sorted(...) makes one); the lecture's code pops from the list itself")
+    hint = "sort by score, highest first; keep the best row, drop rows of its class with IoU > threshold, repeat"
+    try:
+        kept = {tuple(float(v) for v in r) for r in got}
+    except (TypeError, ValueError):
+        kept = None
+    if kept is not None:
+        if kept == {tuple(float(v) for v in r) for r in expected}:
+            hint = "return the kept rows in descending score order"
+        elif tuple(float(v) for v in snapshot[2]) not in kept:
+            hint = "row 2 is another class: rows of different classes never suppress each other"
+        elif tuple(float(v) for v in snapshot[0]) not in kept:
+            hint = ("rows 0 and 1 have IoU exactly 0.5: keep a row when IoU <= threshold "
+                    "(the lecture's `< iou_threshold` also drops IoU equal to it)")
     expect(isinstance(got, list) and _rows_equal(got, expected), what, _rows_show(expected), _rows_show(got), hint)
 
     what = "nms_rows([], 0.5)"

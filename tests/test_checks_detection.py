@@ -1,0 +1,192 @@
+"""The checks of lab 14 (detection): the reference passes every one, and every one can fail.
+
+Buggy variants are the reference with one edit (or a stand-in function); the planted bugs of
+tests/planted/detection.py are run here in-process too: each fails exactly its declared checks.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torchvision import ops
+
+import reference.detection as ref
+from autograder.checks import detection as checks
+from tests.planted.detection import BUGS
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ["iou", "xywh_to_xyxy", "box_iou", "nms", "batched_nms", "nms_rows",
+         "average_precision", "mean_average_precision"]
+SEEDED = {"iou", "xywh_to_xyxy", "box_iou", "nms", "batched_nms", "nms_rows"}  # checks with random draws
+
+
+def variant(*edits: tuple[str, str, str]) -> dict:
+    """The reference module executed with edits (function, old, new): its namespace, as a notebook's."""
+    source = inspect.getsource(ref)
+    for name, old, new in edits:
+        fn_source = inspect.getsource(getattr(ref, name))
+        assert fn_source.count(old) == 1, f"{old!r} occurs {fn_source.count(old)} times in {name}"
+        source = source.replace(fn_source, fn_source.replace(old, new))
+    namespace = {"__name__": "notebook"}
+    exec(compile(source, "<variant>", "exec"), namespace)
+    return namespace
+
+
+def failing(namespace: dict, seed: int = 0) -> set[str]:
+    """Names of the checks that fail on the functions of `namespace`."""
+    failed = set()
+    for name in NAMES:
+        kwargs = {"seed": seed} if name in SEEDED else {}
+        try:
+            getattr(checks, name)(namespace[name], **kwargs)
+        except AssertionError:
+            failed.add(name)
+    return failed
+
+
+def test_check_names_match_course_yml():
+    course = yaml.safe_load((ROOT / "course.yml").read_text())
+    lab = next(lab for lab in course["labs"] if lab["id"] == "detection")
+    assert sorted(lab["checks"]) == sorted(NAMES) == sorted(checks.__all__)
+
+
+def test_checks_do_not_import_reference():
+    source = inspect.getsource(checks)
+    assert "import reference" not in source and "from reference" not in source
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_passes_every_check(seed):
+    assert failing(vars(ref), seed) == set()
+
+
+# --- every check can fail -----------------------------------------------------------------------
+
+
+def _tv_box_iou(a, b):
+    return ops.box_iou(a, b)                                  # NaN on zero-area boxes
+
+
+def _inplace_xywh(boxes):
+    boxes[..., 2:] += boxes[..., :2]
+    return boxes
+
+
+def _mutating_nms_rows(rows, iou_threshold):
+    rows.sort(key=lambda row: row[1], reverse=True)           # the seed's habit: works on the input
+    kept = []
+    while rows:
+        chosen = rows.pop(0)
+        rows[:] = [r for r in rows if r[0] != chosen[0] or ref.iou(chosen[2:], r[2:]) <= iou_threshold]
+        kept.append(chosen)
+    return kept
+
+
+def _tensor_iou(box1, box2):
+    return torch.as_tensor(ref.iou(box1, box2))                 # a 0-d tensor, not a float
+
+
+VARIANTS = {
+    "iou": [
+        ("no clamp", ("iou", "max(min(ay2, by2) - max(ay1, by1), 0.0)", "(min(ay2, by2) - max(ay1, by1))")),
+        ("union keeps the intersection", ("iou", "(by2 - by1) - inter", "(by2 - by1)")),
+        ("plus one pixel", ("iou", "max(min(ax2, bx2) - max(ax1, bx1), 0.0)", "max(min(ax2, bx2) - max(ax1, bx1) + 1, 0.0)")),
+        ("divides by a zero union", ("iou", "inter / union if union > 0 else 0.0", "inter / union")),
+        ("returns a tensor", _tensor_iou),
+    ],
+    "xywh_to_xyxy": [
+        ("centre", ("xywh_to_xyxy", "[x, y, x + w, y + h]", "[x - w / 2, y - h / 2, x + w / 2, y + h / 2]")),
+        ("in place", _inplace_xywh),
+        ("unchanged", ("xywh_to_xyxy", "[x, y, x + w, y + h]", "[x, y, w, h]")),
+    ],
+    "box_iou": [
+        ("no clamp", ("box_iou", "wh = (rb - lt).clamp(min=0)", "wh = rb - lt")),
+        ("NaN where the union is 0", ("box_iou", "torch.where(union > 0, inter / union, torch.zeros_like(union))", "inter / union")),
+        ("torchvision's NaN", _tv_box_iou),
+        ("union without the intersection", ("box_iou", "area_b[None, :] - inter", "area_b[None, :]")),
+    ],
+    "nms": [
+        ("suppresses at >=", ("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold")),
+        ("indices into the filtered boxes", ("nms", "keep.append(int(order[i]))", "keep.append(int(by_score[i]))")),
+        ("ascending then flipped: ties reversed", ("nms", "torch.sort(scores[candidates], descending=True, stable=True).indices",
+                                                   "torch.sort(scores[candidates], stable=True).indices.flip(0)")),
+        ("ascending scores", ("nms", "descending=True, stable=True", "descending=False, stable=True")),
+        ("score filter >", ("nms", "scores >= score_threshold", "scores > score_threshold")),
+        ("returns a list", ("nms", "return torch.tensor(keep, dtype=torch.int64)", "return keep")),
+    ],
+    "batched_nms": [
+        ("ignores classes", ("batched_nms", "for c in torch.unique(labels):", "for c in torch.unique(labels)[:1]:\n        idx = torch.arange(len(labels))")),
+        ("not re-sorted", ("batched_nms", "return keep[by_score]", "return keep")),
+        ("nms at >=", ("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold")),
+        ("indices within the class", ("batched_nms", "keep.append(idx[nms(boxes[idx], scores[idx], iou_threshold)])",
+                                      "keep.append(nms(boxes[idx], scores[idx], iou_threshold))")),
+    ],
+    "nms_rows": [
+        ("the seed's strict keep", ("nms_rows", "<= iou_threshold", "< iou_threshold")),
+        ("mutates its input", _mutating_nms_rows),
+        ("ignores classes", ("nms_rows", "row[0] != chosen[0]", "False")),
+        ("ascending", ("nms_rows", "reverse=True", "reverse=False")),
+    ],
+    "average_precision": [
+        ("precision not monotone", ("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]", "precision = precision")),
+        ("no 100 cap", ("average_precision", ".indices[:100]", ".indices")),
+        ("ground truth reused", ("average_precision", "taken[best] = True", "pass")),
+        ("first gt above threshold, not the best", ("average_precision", "best, best_iou = g, ious[k][g]", "best, best_iou = (g, ious[k][g]) if best < 0 else (best, best_iou)")),
+        ("11-point VOC interpolation", ("average_precision", "np.linspace(0, 1, 101)", "np.linspace(0, 1, 11)")),
+    ],
+    "mean_average_precision": [
+        ("over predicted classes too", ("mean_average_precision", 'labels = [t["labels"] for t in targets]', 'labels = [t["labels"] for t in targets] + [p["labels"] for p in preds]')),
+        ("VOC threshold by default", ("mean_average_precision", "iou_thresholds = np.linspace(0.5, 0.95, 10)", "iou_thresholds = [0.5]")),
+        ("AP not monotone", ("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]", "precision = precision")),
+    ],
+}
+
+
+@pytest.mark.parametrize("name,label,change", [(n, label, change) for n, vs in VARIANTS.items() for label, change in vs],
+                         ids=[f"{n}-{label}" for n, vs in VARIANTS.items() for label, _ in vs])
+def test_check_fails_on_buggy_variant(name, label, change):
+    fn = change if callable(change) else variant(change)[name]
+    with pytest.raises(AssertionError) as info:
+        getattr(checks, name)(fn)
+    message = str(info.value)
+    assert "expected" in message and "got" in message, message
+    assert len(message) < 600 and message.count("\n") <= 1, message
+
+
+def test_unfilled_cell_propagates_not_implemented():
+    def blank(*args, **kwargs):
+        raise NotImplementedError()
+
+    for name in NAMES:
+        with pytest.raises(NotImplementedError):
+            getattr(checks, name)(blank)
+
+
+def test_a_few_messages_read_well():
+    with pytest.raises(AssertionError, match=r"expected \[0, 1\], got \[0\] — suppress only when IoU > threshold"):
+        checks.nms(variant(("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold"))["nms"])
+    with pytest.raises(AssertionError, match="finite values, got NaN or inf — where the union is 0 return 0"):
+        checks.box_iou(_tv_box_iou)
+    with pytest.raises(AssertionError, match="modified in place"):
+        checks.xywh_to_xyxy(_inplace_xywh)
+    with pytest.raises(AssertionError, match=r"expected 0\.666667, got 0\.577558 — precision is 0, 1/2, 2/3"):
+        checks.average_precision(variant(("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]",
+                                          "precision = precision"))["average_precision"])
+
+
+# --- planted bugs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", BUGS, ids=[b.name for b in BUGS])
+def test_planted_bug_fails_exactly_its_checks(planted):
+    assert planted.fails <= set(NAMES) and planted.cell in NAMES
+    namespace = variant((planted.cell, planted.old, planted.new))
+    assert failing(namespace, seed=0) == planted.fails
+    assert failing(namespace, seed=1) == planted.fails
+
+
+def test_at_least_three_planted_bugs():
+    assert len(BUGS) >= 3 and len({b.name for b in BUGS}) == len(BUGS)
