@@ -45,7 +45,7 @@ def _grade(args, course) -> int:
         bar.update()
 
     results, warnings = grade_class(Path(args.submissions), course, args.lab, args.jobs,
-                                    args.cell_timeout, args.notebook_timeout, on_result)
+                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine)
     bar.close()
     write_reports(out, results)
     for w in warnings:
@@ -89,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: the cores)")
     g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
+    g.add_argument("--engine", choices=("fork", "kernel"), default="fork",
+                   help="fork: a warm worker forks a fresh child per notebook (fast, default); "
+                        "kernel: a fresh Jupyter kernel per notebook (as nbgrader)")
     g.set_defaults(run=_grade)
 
     v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")

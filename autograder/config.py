@@ -41,6 +41,7 @@ class Course:
     data_root: str | None
     cell_timeout: float
     notebook_timeout: float
+    memory_mb: float | None                # resident memory per notebook (fork engine)
     gpu: str
     labs: tuple[Lab, ...]
 
@@ -70,10 +71,11 @@ _NUMBER = (int, float)
 _SCHEMA: dict[str, Any] = {
     "course": {"title": str, "seed": int},
     "data": {"mnist_split": {"train": int, "val": int, "test": int}, "root": (str, type(None))},
-    "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "gpu": ("choice", GPU_POLICIES)},
+    "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
+                "gpu": ("choice", GPU_POLICIES)},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER)}),
 }
-_OPTIONAL = {"thresholds", "root"}
+_OPTIONAL = {"thresholds", "root", "memory_mb"}
 
 
 def _type_name(spec: Any) -> str:
@@ -171,8 +173,8 @@ def load_course(path: str | Path | None = None) -> Course:
         labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds))
 
     grading = raw["grading"]
-    for key in ("cell_timeout", "notebook_timeout"):
-        if grading[key] <= 0:
+    for key in ("cell_timeout", "notebook_timeout", "memory_mb"):
+        if key in grading and grading[key] <= 0:
             raise CourseError(f"{where}: grading.{key}: must be > 0, got {grading[key]}")
     return Course(
         path=path.resolve(),
@@ -182,6 +184,7 @@ def load_course(path: str | Path | None = None) -> Course:
         data_root=raw["data"].get("root"),
         cell_timeout=float(grading["cell_timeout"]),
         notebook_timeout=float(grading["notebook_timeout"]),
+        memory_mb=float(grading["memory_mb"]) if "memory_mb" in grading else None,
         gpu=grading["gpu"],
         labs=tuple(labs),
     )

@@ -19,7 +19,7 @@ from nbclient.util import run_sync
 
 @dataclass
 class Outcome:
-    status: str            # ok | error | timeout | died | not_run
+    status: str            # ok | error | timeout | died | memory | not_run
     ename: str = ""
     evalue: str = ""
     seconds: float = 0.0
@@ -69,7 +69,7 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
                         continue
                     left = notebook_timeout - (time.monotonic() - start)
                     if left <= 0:
-                        stopped = f"the notebook ran past its {notebook_timeout:.0f} s limit"
+                        stopped = f"the notebook ran past its {notebook_timeout:g} s limit"
                         outcomes[index] = Outcome("not_run", evalue=stopped)
                         continue
                     client.timeout = max(1, int(min(cell_timeout, left)))
@@ -77,7 +77,8 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
                     try:
                         client.execute_cell(cell, index)
                     except CellTimeoutError:
-                        outcomes[index] = Outcome("timeout", evalue=f"{client.timeout} s", seconds=time.monotonic() - t0)
+                        outcomes[index] = Outcome("timeout", evalue=f"the cell ran past its {client.timeout} s limit",
+                                                  seconds=time.monotonic() - t0)
                         if not _recover_after_timeout(client):
                             stopped = f"the kernel stopped answering after cell {index} timed out"
                         continue

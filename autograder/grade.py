@@ -7,6 +7,7 @@ test cell runs without an error; output on stderr (a torch warning) never costs 
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import time
@@ -18,9 +19,11 @@ from nbgrader.utils import is_grade, is_solution
 
 from .config import Course, CourseError, Lab
 from .execute import Outcome, run_notebook
+from .forked import run_notebook_forked, warm_up
 from .notebook import SubmissionError, load_source, read_submission, restore
 
 MAX_MESSAGE = 400
+ENGINES = ("fork", "kernel")    # fork: warm worker, fresh child per notebook; kernel: a Jupyter kernel each
 
 
 @dataclass
@@ -71,7 +74,9 @@ def _one_line(text: str) -> str:
 
 def _describe(outcome: Outcome) -> str:
     if outcome.status == "timeout":
-        return f"timed out: the cell ran past its {outcome.evalue} limit (an infinite loop, or too much work)"
+        return f"timed out: {outcome.evalue} (an infinite loop, or too much work)"
+    if outcome.status == "memory":
+        return f"stopped: {outcome.evalue}"
     if outcome.status == "died":
         return "the kernel died while running this cell (os._exit, a crash, or out of memory)"
     if outcome.status == "not_run":
@@ -113,7 +118,7 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab) -> list[CheckResult]:
 
 def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                   threads: int | None = None) -> Result:
+                   threads: int | None = None, engine: str = "fork") -> Result:
     """Grade one submitted notebook of `lab`. Never raises for a bad submission."""
     start = time.monotonic()
     student = student or path.parent.name
@@ -129,7 +134,11 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed)}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    outcomes = run_notebook(nb, cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout, env)
+    limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
+    if engine == "kernel":
+        outcomes = run_notebook(nb, *limits, env)
+    else:
+        outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb)
     return Result(student, lab.id, str(path), score(nb, outcomes, lab), notes, round(time.monotonic() - start, 2))
 
 
@@ -154,11 +163,12 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
 
 
 def _grade_job(args: tuple) -> dict:
-    student, lab_id, path, course_path, cell_timeout, notebook_timeout, threads = args
+    student, lab_id, path, course_path, cell_timeout, notebook_timeout, threads, engine = args
     from .config import load_course
     course = load_course(course_path)
     try:
-        result = grade_notebook(Path(path), course.lab(lab_id), course, student, cell_timeout, notebook_timeout, threads)
+        result = grade_notebook(Path(path), course.lab(lab_id), course, student, cell_timeout, notebook_timeout,
+                                threads, engine)
     except Exception as e:  # a grader bug: record it on the submission, keep the class going
         lab = course.lab(lab_id)
         checks = [CheckResult(n, 0, p, "not graded: grader error") for n, p in lab.checks.items()]
@@ -168,15 +178,19 @@ def _grade_job(args: tuple) -> dict:
 
 def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
                 cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                on_result=None) -> tuple[list[Result], list[str]]:
-    """Grade every submission under `root` with `jobs` processes; `on_result(result)` is called
-    as soon as each one is known. Returns the results in submission order and warnings."""
+                on_result=None, engine: str = "fork") -> tuple[list[Result], list[str]]:
+    """Grade every submission under `root` with `jobs` worker processes; `on_result(result)` is
+    called as soon as each one is known. Returns the results in submission order and warnings."""
+    if engine not in ENGINES:
+        raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     found, warnings = find_submissions(root, course, lab_ids)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(found)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = [(s, lab.id, str(p), str(course.path), cell_timeout, notebook_timeout, threads) for s, lab, p in found]
+    tasks = [(s, lab.id, str(p), str(course.path), cell_timeout, notebook_timeout, threads, engine) for s, lab, p in found]
     results: dict[int, Result] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # workers start clean (spawn) and, for the fork engine, import torch & co. once each
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=warm_up if engine == "fork" else None) as pool:
         futures = {pool.submit(_grade_job, t): i for i, t in enumerate(tasks)}
         for future in as_completed(futures):
             result = Result.from_dict(future.result())
