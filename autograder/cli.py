@@ -7,6 +7,7 @@ grader itself failed on some submission. Students' scores never change the exit 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ def _grade(args, course) -> int:
     from .report import failure_lines, summary_table, write_reports, write_result
 
     out = Path(args.out)
+    if args.memory_mb is not None:
+        if args.memory_mb <= 0:
+            raise CourseError(f"--memory-mb must be positive, got {args.memory_mb:g}")
+        course = dataclasses.replace(course, memory_mb=args.memory_mb)
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
     bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
 
@@ -89,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: the cores)")
     g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
+    g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",
                    help="fork: a warm worker forks a fresh child per notebook (fast, default); "
                         "kernel: a fresh Jupyter kernel per notebook (as nbgrader)")

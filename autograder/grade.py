@@ -163,9 +163,7 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
 
 
 def _grade_job(args: tuple) -> dict:
-    student, lab_id, path, course_path, cell_timeout, notebook_timeout, threads, engine = args
-    from .config import load_course
-    course = load_course(course_path)
+    student, lab_id, path, course, cell_timeout, notebook_timeout, threads, engine = args
     try:
         result = grade_notebook(Path(path), course.lab(lab_id), course, student, cell_timeout, notebook_timeout,
                                 threads, engine)
@@ -186,7 +184,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     found, warnings = find_submissions(root, course, lab_ids)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(found)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = [(s, lab.id, str(p), str(course.path), cell_timeout, notebook_timeout, threads, engine) for s, lab, p in found]
+    tasks = [(s, lab.id, str(p), course, cell_timeout, notebook_timeout, threads, engine) for s, lab, p in found]
     results: dict[int, Result] = {}
     # workers start clean (spawn) and, for the fork engine, import torch & co. once each
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),

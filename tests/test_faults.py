@@ -15,6 +15,7 @@ from autograder.build import dumps
 LAB = "backprop"
 TARGET = "sigmoid_grad"      # an answer cell and the check aimed at it
 CELL_TIMEOUT = 8
+MEMORY_MB = 1500
 
 
 def _cell(nb, grade_id):
@@ -70,6 +71,9 @@ def graded(course, source, tmp_path_factory):
         "stderr-noise": _edit(solution, TARGET, _prepend(
             "import sys, warnings\nwarnings.warn('deprecated', UserWarning)\nprint('noise', file=sys.stderr)")),
         "extra-cell": _insert_helper(solution),
+        "memory-bomb": _edit(solution, TARGET, _prepend(
+            "chunks = []\nwhile True:\n    chunks.append(b'x' * (50 * 2**20))")),
+        "megabyte-output": _edit(solution, TARGET, _prepend("for _ in range(20):\n    print('x' * 2**20)")),
         "v3-format": nbformat.writes(copy.deepcopy(solution), version=3),
     }
     root = tmp_path_factory.mktemp("faults")
@@ -82,7 +86,7 @@ def graded(course, source, tmp_path_factory):
             path.write_text(content if isinstance(content, str) else dumps(content))
     out = tmp_path_factory.mktemp("out")
     proc = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out),
-                           "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT)],
+                           "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT), "--memory-mb", str(MEMORY_MB)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     results = {p.parent.name: json.loads(p.read_text()) for p in (out / "results").glob(f"*/{LAB}.json")}
@@ -137,6 +141,16 @@ def test_a_kernel_that_dies_or_ignores_interrupts_loses_the_rest(graded, source)
     assert _lost(died) == after and _lost(stuck) == after
     assert "not run: the kernel died" in _by_name(died)[TARGET]["message"]
     assert "not run: the kernel stopped answering" in _by_name(stuck)[TARGET]["message"]
+
+
+def test_a_memory_bomb_is_stopped(graded, source):
+    result = graded[0]["memory-bomb"]
+    assert _lost(result) == _checks_after(source, TARGET) | {TARGET}
+    assert "the notebook used more than 1500 MB of memory" in _by_name(result)[TARGET]["message"]
+
+
+def test_a_megabyte_of_output_costs_nothing(graded):
+    assert graded[0]["megabyte-output"]["score"] == graded[0]["megabyte-output"]["max_score"]
 
 
 def test_deleted_answer_cell(graded):

@@ -68,3 +68,16 @@ def test_results_round_trip_json(graded):
     from autograder.grade import Result
     r = graded["solution", next(iter(graded))[1]]
     assert Result.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_kernel_engine_agrees_with_fork_engine(graded, course, tmp_path):
+    """The Jupyter-kernel engine (nbgrader's way) scores the same as the default fork engine."""
+    lab = course.labs[0].id
+    for student in ("solution", "blank"):
+        (tmp_path / student).mkdir()
+        src = course.solution_path(lab) if student == "solution" else course.exercise_path(lab)
+        (tmp_path / student / f"{lab}.ipynb").write_text(src.read_text())
+    results, _ = grade_class(tmp_path, course, [lab], jobs=2, engine="kernel")
+    for r in results:
+        fork = graded[r.student, lab]
+        assert [(c.name, c.points, c.message) for c in r.checks] == [(c.name, c.points, c.message) for c in fork.checks]
