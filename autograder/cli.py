@@ -35,7 +35,7 @@ def _grade(args, course) -> int:
     from tqdm import tqdm
 
     from .grade import grade_class, find_submissions
-    from .report import failure_lines, summary_table, write_reports, write_result
+    from .report import failure_lines, read_results, summary_table, write_reports, write_result
 
     out = Path(args.out)
     if args.memory_mb is not None:
@@ -43,6 +43,7 @@ def _grade(args, course) -> int:
             raise CourseError(f"--memory-mb must be positive, got {args.memory_mb:g}")
         course = dataclasses.replace(course, memory_mb=args.memory_mb)
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
+    done = {} if args.force else read_results(out)
     bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
 
     def on_result(result):
@@ -50,8 +51,9 @@ def _grade(args, course) -> int:
         bar.update()
 
     results, warnings = grade_class(Path(args.submissions), course, args.lab, args.jobs,
-                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine)
+                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine, done)
     bar.close()
+    reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     write_reports(out, results)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -62,7 +64,8 @@ def _grade(args, course) -> int:
     errors = [r for r in results if r.grader_error]
     for r in errors:
         print(f"grader error: {r.student}/{r.lab}: {r.grader_error}", file=sys.stderr)
-    print(f"\n{len(results)} notebook(s) graded; results in {out}/grades.csv and {out}/results/", file=sys.stderr)
+    again = f" ({reused} unchanged since the last run, not graded again; --force regrades)" if reused else ""
+    print(f"\n{len(results)} notebook(s) graded{again}; results in {out}/grades.csv and {out}/results/", file=sys.stderr)
     return 3 if errors else 0
 
 
@@ -94,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: the cores)")
     g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
+    g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",
                    help="fork: a warm worker forks a fresh child per notebook (fast, default); "

@@ -219,7 +219,10 @@ def draw_zip_code(digits, rgb: bool = False) -> np.ndarray:
     100x100 box outlines (corners (10+100i, 50) and (10+100(i+1), 150)), and each digit scaled
     to the 98x98 inside of its box in dark ink (pixel = 255·(1 - digit)).
     """
-    d = torch.as_tensor(np.asarray([np.asarray(x, dtype=np.float32) for x in digits]), dtype=torch.float32)
+    if isinstance(digits, torch.Tensor):
+        d = digits.detach().to("cpu", torch.float32)
+    else:
+        d = torch.as_tensor(np.asarray([np.asarray(x, dtype=np.float32) for x in digits]))
     d = d.reshape(-1, 1, 28, 28)
     if d.shape[0] != 5:
         raise ValueError(f"draw_zip_code needs five digits, got {d.shape[0]}")

@@ -7,6 +7,8 @@ test cell runs without an error; output on stderr (a torch warning) never costs 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -47,6 +49,7 @@ class Result:
     notes: list[str] = field(default_factory=list)   # about the submission as a whole
     seconds: float = 0.0
     grader_error: str = ""                           # the grader itself failed (not the student)
+    fingerprint: str = ""                            # of the submission and what graded it
 
     @property
     def score(self) -> float:
@@ -116,6 +119,19 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab) -> list[CheckResult]:
             for n, p in lab.checks.items()]
 
 
+def fingerprint(path: Path, lab: Lab, course: Course) -> str:
+    """Changes when the submission, the lab's source notebook or its points change: a result
+    with the same fingerprint need not be graded again."""
+    h = hashlib.sha256()
+    for p in (path, course.solution_path(lab.id)):
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            h.update(b"<unreadable>")
+    h.update(json.dumps([lab.checks, lab.thresholds], sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
                    threads: int | None = None, engine: str = "fork") -> Result:
@@ -125,11 +141,12 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
     source_path = course.solution_path(lab.id)
     if not source_path.exists():
         raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
+    stamp = fingerprint(path, lab, course)
     try:
         submission = read_submission(path)
     except SubmissionError as e:
         checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
-        return Result(student, lab.id, str(path), checks, [str(e)], time.monotonic() - start)
+        return Result(student, lab.id, str(path), checks, [str(e)], round(time.monotonic() - start, 2), fingerprint=stamp)
     nb, notes = restore(submission, load_source(source_path))
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed)}
     if threads:
@@ -139,7 +156,8 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
         outcomes = run_notebook(nb, *limits, env)
     else:
         outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb)
-    return Result(student, lab.id, str(path), score(nb, outcomes, lab), notes, round(time.monotonic() - start, 2))
+    return Result(student, lab.id, str(path), score(nb, outcomes, lab), notes, round(time.monotonic() - start, 2),
+                  fingerprint=stamp)
 
 
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
@@ -176,23 +194,35 @@ def _grade_job(args: tuple) -> dict:
 
 def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
                 cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                on_result=None, engine: str = "fork") -> tuple[list[Result], list[str]]:
+                on_result=None, engine: str = "fork",
+                done: dict[tuple[str, str], Result] | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` worker processes; `on_result(result)` is
-    called as soon as each one is known. Returns the results in submission order and warnings."""
+    called as soon as each one is known. A submission whose result is in `done` with the same
+    fingerprint is not graded again. Returns the results in submission order and warnings."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     found, warnings = find_submissions(root, course, lab_ids)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(found)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = [(s, lab.id, str(p), course, cell_timeout, notebook_timeout, threads, engine) for s, lab, p in found]
     results: dict[int, Result] = {}
+    todo = []
+    for i, (student, lab, path) in enumerate(found):
+        old = (done or {}).get((student, lab.id))
+        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course):
+            results[i] = old
+        else:
+            todo.append(i)
+    if not todo:
+        return [results[i] for i in range(len(found))], warnings
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    tasks = {i: (found[i][0], found[i][1].id, str(found[i][2]), course, cell_timeout, notebook_timeout, threads, engine)
+             for i in todo}
     # workers start clean (spawn) and, for the fork engine, import torch & co. once each
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=warm_up if engine == "fork" else None) as pool:
-        futures = {pool.submit(_grade_job, t): i for i, t in enumerate(tasks)}
+        futures = {pool.submit(_grade_job, t): i for i, t in tasks.items()}
         for future in as_completed(futures):
             result = Result.from_dict(future.result())
             results[futures[future]] = result
             if on_result:
                 on_result(result)
-    return [results[i] for i in range(len(tasks))], warnings
+    return [results[i] for i in range(len(found))], warnings

@@ -31,6 +31,18 @@ def write_result(out: Path, result: Result) -> None:
     atomic_write(result_path(out, result), json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
 
 
+def read_results(out: Path) -> dict[tuple[str, str], Result]:
+    """Results already written under `out` (a resumed run skips what they cover)."""
+    done = {}
+    for path in sorted((out / "results").glob("*/*.json")):
+        try:
+            result = Result.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # unreadable: grade it again
+        done[result.student, result.lab] = result
+    return done
+
+
 def grades_csv(results: list[Result]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")

@@ -24,9 +24,8 @@ from autograder.config import load_course  # noqa: E402
 from tests.planted import all_bugs, plant  # noqa: E402
 
 
-def main() -> None:
+def write_class(out: Path) -> None:
     course = load_course(ROOT / "course.yml")
-    out = ROOT / "examples" / "class"
     shutil.rmtree(out, ignore_errors=True)
     bugs = all_bugs()
     for lab in course.labs:
@@ -40,8 +39,9 @@ def main() -> None:
             path.write_text(text)
     (out / "broken").mkdir(exist_ok=True)
     (out / "broken" / course.labs[0].id).with_suffix(".ipynb").write_text('{"cells": [ this is not json\n')
-    print(f"wrote {sum(1 for _ in out.rglob('*.ipynb'))} notebooks under {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    main()
+    target = ROOT / "examples" / "class"
+    write_class(target)
+    print(f"wrote {sum(1 for _ in target.rglob('*.ipynb'))} notebooks under {target.relative_to(ROOT)}")

@@ -109,3 +109,12 @@ def test_build_check_names_every_stale_file(tmp_path):
     edited.write_text(json.dumps(nb))
     again = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and again.stdout.split() == ["stale:", f"exercises/{lab_ids[0]}/{lab_ids[0]}.ipynb"]
+
+
+def test_sample_class_is_fresh(tmp_path):
+    """examples/class (what `make demo` grades) equals a fresh `python examples/make_class.py`."""
+    from examples.make_class import write_class
+    write_class(tmp_path / "class")
+    fresh = {p.relative_to(tmp_path / "class"): p.read_bytes() for p in (tmp_path / "class").rglob("*.ipynb")}
+    committed = {p.relative_to(ROOT / "examples" / "class"): p.read_bytes() for p in (ROOT / "examples" / "class").rglob("*.ipynb")}
+    assert fresh == committed, "run `python examples/make_class.py` after `course build`"

@@ -1,0 +1,399 @@
+"""Checks of lab 09, Convolution and pooling by hand (course.yml: lab `convolution`).
+
+Each public function takes the student's function and raises AssertionError (expected / got /
+hint). Expectations come from the seeds' numbers and from torch.nn.functional, never from
+`reference`. Random inputs use a private torch.Generator, so a check leaves the student's RNG
+state alone. `conv2d` and the poolings must be written by hand: a call to torch's own
+convolution or pooling (F.conv2d, nn.Conv2d, F.max_pool2d, ...) is seen, however it was
+imported, through a TorchFunctionMode, and fails the check with a hint.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from autograder.checks import expect, fail, fmt
+
+__all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
+
+
+# --- helpers (private) --------------------------------------------------------------------------
+
+# torch functions that do the work the student must do by hand: every convolution and pooling op
+_BUILT_IN = re.compile(r"conv\d|convolution|conv_transpose|pool")
+
+
+class _TorchCalls(TorchFunctionMode):
+    """Records the name of every torch function called while it is active (F.conv2d, Tensor.sum,
+    torch.ops.aten.convolution, ...: however the student imported it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def _call(fn: Callable, what: str, *args: Any, hint: str = "", by_hand: str = "", **kwargs: Any) -> Any:
+    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
+    error from the student's code becomes a one-line failure (the original stays chained). With
+    `by_hand` (a hint), a call to a torch convolution or pooling op inside fn fails the check."""
+    calls = _TorchCalls()
+    try:
+        with calls:
+            result = fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        try:
+            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
+        except AssertionError as failure:
+            raise failure from err
+    if by_hand:
+        used = sorted({name for name in calls.names if _BUILT_IN.search(name)})
+        expect(not used, what, "a computation by hand", f"a call to torch's {', '.join(used)}", by_hand)
+    return result
+
+
+def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
+    """(expected, got) for a message: whole tensors when small, else the worst element and where."""
+    g, e = got.to(torch.float64), expected.to(torch.float64)
+    if e.numel() <= 8:
+        return fmt(e), fmt(g)
+    err = (g - e).abs()
+    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+    flat = int(err.flatten().argmax())
+    idx = [int(i) for i in torch.unravel_index(torch.tensor(flat), e.shape)]
+    return f"{float(e.flatten()[flat]):.6g} at {idx}", f"{float(g.flatten()[flat]):.6g}"
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, dims)) + ")"
+
+
+def _compare(out: Any, expected: torch.Tensor, what: str, shape_hints: dict[tuple, str],
+             value_hints: list[tuple[torch.Tensor, str]], hint: str, atol: float = 1e-5) -> None:
+    """out is a tensor of expected's shape and values (atol = rtol); else a failure whose hint
+    names the first wrong shape in `shape_hints` or the first wrong variant in `value_hints`."""
+    shape = tuple(expected.shape)
+    if not isinstance(out, torch.Tensor):
+        fail(what, f"a tensor of shape {_shape(shape)}", type(out).__name__, "return a torch.Tensor")
+    got_shape = tuple(out.shape)
+    if got_shape != shape:
+        fail(what, f"shape {_shape(shape)}", f"shape {_shape(got_shape)}", shape_hints.get(got_shape, hint))
+    got = out.detach().cpu().to(torch.float64)
+    e = expected.to(torch.float64)
+    if bool(torch.isfinite(got).all()) and torch.allclose(got, e, atol=atol, rtol=atol):
+        return
+    for variant, variant_hint in value_hints:
+        if variant.shape == got.shape and torch.allclose(got, variant.to(torch.float64), atol=atol, rtol=atol):
+            hint = variant_hint
+            break
+    exp_s, got_s = _worst(got, e)
+    fail(what, exp_s, got_s, hint)
+
+
+def _integer(value: Any, what: str, expected: int, hint: str) -> None:
+    """value == expected and is a Python (or numpy) integer, not a float, bool or tensor."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        expect(int(value) == expected, what, f"{expected:,}", f"{int(value):,}", hint)
+        return
+    if isinstance(value, float) and value == expected:
+        fail(what, f"{expected:,} (an int)", repr(value), "return an int: use // (or int(...)), not /")
+    fail(what, f"{expected:,} (an int)", fmt(value) if isinstance(value, torch.Tensor) else repr(value),
+         "return a Python int" if not isinstance(value, (int, float)) else hint)
+
+
+# --- conv_output_size ---------------------------------------------------------------------------
+
+_SIZE_HINT = "(n + 2p - f) / s + 1"
+
+
+def _size_hint(got: Any, n: int, f: int, p: int, s: int) -> str:
+    """Name the usual slip when `got` matches it."""
+    if not isinstance(got, (int, float)) or isinstance(got, bool):
+        return _SIZE_HINT
+    if p and got == (n - f) // s + 1:
+        return f"the padding adds p = {p} zeros on each side: n + 2p"
+    if p and got == (n + p - f) // s + 1:
+        return f"the padding goes on both sides: n + 2p = {n + 2 * p}, not n + p"
+    if got == (n + 2 * p - f) // s:
+        return "+ 1: the window's first position counts too"
+    if s > 1 and got == n + 2 * p - f + 1:
+        return f"divide by the stride s = {s}: the window moves s pixels at a time"
+    if got == math.ceil((n + 2 * p - f) / s) + 1:
+        return "floor, as PyTorch does: a window that would fall off the edge is dropped"
+    return _SIZE_HINT
+
+
+def conv_output_size(conv_output_size: Callable) -> None:
+    """The seed's cases (n=7, f=3: 5 at s=1, 3 at s=2, ValueError at s=3; n=4, f=3, p=1: 4), "same"
+    padding, strict=True raising ValueError where the stride does not fit, strict=False flooring as
+    PyTorch (AlexNet: (224 - 11)/4 + 1 = 54.25 → 54), and random cases, as Python ints."""
+    fits = [  # (n, f, p, s, strict), expected, why
+        ((7, 3, 0, 1, True), 5, "seed 001: (7 - 3)/1 + 1 = 5"),
+        ((7, 3, 0, 2, True), 3, "seed 001: (7 - 3)/2 + 1 = 3"),
+        ((4, 3, 1, 1, True), 4, "seed 001: (4 + 2·1 - 3)/1 + 1 = 4"),
+        ((7, 5, 2, 1, True), 7, "'same' padding for a 5×5 filter: p = 2 keeps 7 at 7"),
+        ((227, 11, 0, 4, True), 55, "(227 - 11)/4 + 1 = 55"),
+        ((7, 3, 0, 3, False), 2, "strict=False floors as PyTorch: (7 - 3)/3 + 1 = 2.33 → 2"),
+        ((224, 11, 0, 4, False), 54, "strict=False floors as PyTorch: the seed AlexNet's (224 - 11)/4 + 1 = 54.25 → 54"),
+        ((256, 3, 1, 2, False), 128, "strict=False floors as PyTorch: (256 + 2 - 3)/2 + 1 = 128.5 → 128"),
+    ]
+    g = torch.Generator().manual_seed(9)
+    for _ in range(6):
+        n, f, p, s = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((8, 60), (1, 8), (0, 4), (1, 5)))
+        fits.append(((n, f, p, s, False), (n + 2 * p - f) // s + 1, "with strict=False, floor((n + 2p - f) / s) + 1"))
+    for (n, f, p, s, strict), expected, why in fits:
+        what = f"conv_output_size({n}, {f}, p={p}, s={s}, strict={strict})"
+        hint = "with strict=False, floor instead of raising" if not strict else _SIZE_HINT
+        got = _call(conv_output_size, what, n, f, p=p, s=s, strict=strict, hint=hint)
+        if isinstance(got, numbers.Integral) and not isinstance(got, bool) and got == expected:
+            continue
+        hint = _size_hint(got, n, f, p, s)
+        _integer(got, what, expected, f"{why}; {hint}" if hint != _SIZE_HINT and "floor" not in why else why)
+
+    misfits = [  # strict: the stride does not fit
+        (7, 3, 0, 3, "(7 - 3)/3 + 1 = 2.33"),
+        (224, 11, 0, 4, "(224 - 11)/4 + 1 = 54.25"),
+        (256, 3, 1, 2, "(256 + 2·1 - 3)/2 + 1 = 128.5"),
+        (10, 4, 1, 3, "(10 + 2·1 - 4)/3 + 1 = 3.67"),
+    ]
+    for n, f, p, s, why in misfits:
+        what = f"conv_output_size({n}, {f}, p={p}, s={s})"
+        hint = f"{why} is not a whole number: with strict=True, raise ValueError (the stride does not fit)"
+        try:
+            got = conv_output_size(n, f, p=p, s=s)
+        except ValueError:
+            continue
+        except NotImplementedError:
+            raise
+        except Exception as err:  # noqa: BLE001 — any other error is the wrong one
+            try:
+                fail(what, "ValueError", f"{type(err).__name__}: {str(err)[:120]}", f"raise ValueError(...): {why}")
+            except AssertionError as failure:
+                raise failure from err
+        fail(what, "ValueError", repr(got), hint)
+
+
+# --- conv2d -------------------------------------------------------------------------------------
+
+_CONV_BY_HAND = ("slide the window yourself (loops over output positions, or unfold + matmul); "
+                 "F.conv2d / nn.Conv2d are what you are rebuilding")
+
+
+def _conv_case(g: torch.Generator, N: int, C: int, H: int, W: int, O: int, kh: int, kw: int, bias: bool):
+    x = torch.randn(N, C, H, W, generator=g)
+    w = torch.randn(O, C, kh, kw, generator=g)
+    b = torch.randn(O, generator=g) if bias else None
+    return x, w, b
+
+
+def conv2d(conv2d: Callable) -> None:
+    """Against F.conv2d within 1e-5: the seed 001 feature map (4 3 4 / 2 4 3 / 2 3 4), batched
+    multi-channel input with and without bias, stride and padding, a non-square kernel, and a
+    stride that does not fit (floored); by hand (no torch convolution op)."""
+    g = torch.Generator().manual_seed(11)
+    image = torch.tensor([[1, 1, 1, 0, 0],
+                          [0, 1, 1, 1, 0],
+                          [0, 0, 1, 1, 1],
+                          [0, 0, 1, 1, 0],
+                          [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
+    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    cases = [  # what, x, w, b, stride, padding, call keywords
+        ("conv2d(seed 001's 5×5 image, its 3×3 filter)", image, kernel, None, 1, 0, {}),
+        ("conv2d(x [2, 3, 7, 7], w [4, 3, 3, 3], b [4])", *_conv_case(g, 2, 3, 7, 7, 4, 3, 3, True), 1, 0, {"b": True}),
+        ("conv2d(x [2, 2, 7, 7], w [3, 2, 3, 3], stride=3)", *_conv_case(g, 2, 2, 7, 7, 3, 3, 3, False), 3, 0, {"stride": True}),
+        ("conv2d(x [2, 3, 9, 8], w [5, 3, 3, 2], b [5], stride=2, padding=1)", *_conv_case(g, 2, 3, 9, 8, 5, 3, 2, True), 2, 1,
+         {"b": True, "stride": True, "padding": True}),
+        ("conv2d(x [1, 3, 6, 10], w [2, 3, 5, 5], padding=2)", *_conv_case(g, 1, 3, 6, 10, 2, 5, 5, False), 1, 2, {"padding": True}),
+    ]
+    for what, x, w, b, stride, padding, keys in cases:
+        N, C, H, W = x.shape
+        O, _, kh, kw = w.shape
+        kwargs = {k: v for k, v in (("b", b), ("stride", stride), ("padding", padding)) if keys.get(k)}
+        given = x.clone()  # the student's copy: x itself stays as it was, for the expectations
+        shapes = "x is [N, C, H, W], w is [O, C, kh, kw]"
+        if padding:
+            shapes += f"; padded with {padding} zero{'s' if padding != 1 else ''} on every side, x is [N, C, H + 2*padding, W + 2*padding]"
+        out = _call(conv2d, what, given, w.clone(), hint=shapes, by_hand=_CONV_BY_HAND, **kwargs)
+        expected = F.conv2d(x, w, b, stride=stride, padding=padding)
+
+        def size(n: int, k: int, before: int = padding, after: int = padding, s: int = stride) -> int:
+            return (n + before + after - k) // s + 1
+
+        zeros = f"{padding} zero" + ("s" if padding != 1 else "")
+        shape_hints: dict[tuple, str] = {}
+        for shape, text in (  # the first hint of a shape wins
+            ((N, O, size(H, kh, 0, 0), size(W, kw, 0, 0)), f"pad {zeros} on every side first: H + 2*padding"),
+            ((N, O, size(H, kh, padding, 0), size(W, kw, padding, 0)),
+             f"pad {zeros} on every side (top and bottom, left and right): H + 2*padding"),
+            ((N, O, size(H, kh, s=1), size(W, kw, s=1)),
+             f"move the window {stride} pixels at a time: H_out = (H + 2*padding - kh) // stride + 1"),
+            ((N, O, C, *expected.shape[2:]), "each filter sums over all C input channels: out is [N, O, H_out, W_out]"),
+            ((N, O, size(H, kw), size(W, kh)), "w is [O, C, kh, kw]: kh runs along H, kw along W"),
+        ):
+            shape_hints.setdefault(shape, text)
+        value_hints = [(F.conv2d(x, w, None, stride=stride, padding=padding),
+                        "add the bias: b[o] to every value of output channel o")] if b is not None else []
+        if b is not None:
+            value_hints.append((F.conv2d(x, w, None, stride=stride, padding=padding) + b.sum(),
+                                "add b[o] to output channel o only (b.view(1, O, 1, 1)), not every bias to every channel"))
+        value_hints.append((F.conv2d(x, w.flip(-2, -1), b, stride=stride, padding=padding),
+                            "F.conv2d does not flip the kernel: out[i, j] = sum of x[i*stride + u, j*stride + v] * w[u, v]"))
+        if kh == kw:
+            value_hints.append((F.conv2d(x, w.transpose(-2, -1), b, stride=stride, padding=padding),
+                                "w is [O, C, kh, kw]: kh runs along H, so w[o, c, u, v] meets x[n, c, i*stride + u, j*stride + v]"))
+        if padding:
+            value_hints.append((F.conv2d(F.pad(x, (2 * padding, 0, 2 * padding, 0)), w, b, stride=stride),
+                                f"pad {zeros} on each side, not {2 * padding} on one side"))
+            value_hints.append((F.conv2d(F.pad(x, (0, 2 * padding, 0, 2 * padding)), w, b, stride=stride),
+                                f"pad {zeros} on each side, not {2 * padding} on one side"))
+        hint = "out[n, o, i, j] = sum over c, u, v of xp[n, c, i*stride + u, j*stride + v] * w[o, c, u, v] + b[o]"
+        _compare(out, expected, what, shape_hints, value_hints, hint)
+        expect(bool(torch.equal(given, x)), f"{what}: x after the call", "unchanged", "modified",
+               "pad a copy (F.pad returns a new tensor); do not write into x")
+
+
+# --- pooling ------------------------------------------------------------------------------------
+
+_POOL_BY_HAND = ("take the windows yourself (loops, or x.unfold(2, k, s).unfold(3, k, s)); "
+                 "F.{op} / nn.{module} are what you are rebuilding")
+
+
+def _pool_cases(g: torch.Generator) -> list[tuple[str, torch.Tensor, int, int | None]]:
+    """(what, x, k, s): the 4×4 picture, side-by-side windows, a floored size, overlapping windows.
+    The random values are mostly negative: a maximum that starts from 0 shows."""
+    return [
+        ("{op}(arange(16).view(1, 1, 4, 4), 2)", torch.arange(16.0).view(1, 1, 4, 4), 2, None),
+        ("{op}(x [2, 3, 8, 8], 2)", torch.randn(2, 3, 8, 8, generator=g) - 2.0, 2, None),
+        ("{op}(x [2, 3, 7, 9], 2)", torch.randn(2, 3, 7, 9, generator=g) - 2.0, 2, None),
+        ("{op}(x [1, 4, 7, 7], 3, 2)", torch.randn(1, 4, 7, 7, generator=g) - 2.0, 3, 2),
+        ("{op}(x [2, 2, 6, 10], 3)", torch.randn(2, 2, 6, 10, generator=g) - 2.0, 3, None),
+        ("{op}(x [1, 2, 9, 9], 2, 1)", torch.randn(1, 2, 9, 9, generator=g) - 2.0, 2, 1),
+    ]
+
+
+def _pool_shape_hints(x: torch.Tensor, k: int, s: int | None, expected: torch.Tensor) -> dict[tuple, str]:
+    N, C, H, W = x.shape
+    step = k if s is None else s
+    hints = {
+        (N, C, H // k, W // k): f"H_out = (H - k) // s + 1 with s = {step}",
+        (N, *expected.shape[2:]): "pool each channel on its own: the output keeps all C channels",
+        (N, 1, *expected.shape[2:]): "pool each channel on its own: the output keeps all C channels",
+        (N, C, -(-(H - k) // step) + 1, -(-(W - k) // step) + 1): "floor, as PyTorch: drop a window that would fall off the edge",
+    }
+    if s is None:
+        hints[(N, C, H - k + 1, W - k + 1)] = "s=None means s=k: the windows sit side by side; stride 1 makes them overlap"
+    else:
+        hints[(N, C, H - k + 1, W - k + 1)] = f"use the stride s = {s} you are given, not 1"
+        hints[(N, C, (H - k) // k + 1, (W - k) // k + 1)] = f"use the stride s = {s} you are given, not k"
+    hints.pop(tuple(expected.shape), None)
+    return hints
+
+
+def _pool_check(fn: Callable, op: str, module: str, mean: bool) -> None:
+    g = torch.Generator().manual_seed(13 if mean else 12)
+    theirs = F.avg_pool2d if mean else F.max_pool2d
+    other = F.max_pool2d if mean else F.avg_pool2d
+    for what, x, k, s in _pool_cases(g):
+        what = what.format(op=op)
+        given = x.clone()  # the student's copy: x itself stays as it was, for the expectations
+        args = (x, k) if s is None else (x, k, s)
+        out = _call(fn, what, given, *args[1:], hint="x is [N, C, H, W]; k the window size; s the stride (None: s = k)",
+                    by_hand=_POOL_BY_HAND.format(op=op, module=module))
+        expected = theirs(*args)
+        step = k if s is None else s
+        if mean:
+            value_hints = [
+                (expected * k * k, f"divide the window's sum by its k*k = {k * k} values"),
+                (expected * k, f"divide by the k*k = {k * k} values of the window, not by k = {k}"),
+                (other(*args), "the average, not the maximum"),
+            ]
+            hint = "the mean of the k*k values of each window, channel by channel"
+        else:
+            value_hints = [
+                (theirs(x, k, step).clamp_min(0.0), "start the maximum from the window's own values, not from 0"),
+                (other(*args), "the maximum of each window, not the average"),
+            ]
+            hint = "the largest of the k*k values of each window, channel by channel"
+        _compare(out, expected, what, _pool_shape_hints(x, k, s, expected), value_hints, hint, atol=1e-6)
+        expect(bool(torch.equal(given, x)), f"{what}: x after the call", "unchanged", "modified",
+               "return a new tensor; do not write into x")
+
+
+def max_pool2d(max_pool2d: Callable) -> None:
+    """Against F.max_pool2d: arange(16) 4×4 with k=2 → (5 7 / 13 15), s=None meaning s=k, a floored
+    size, overlapping windows (k=3, s=2), negative values, channels kept; by hand."""
+    _pool_check(max_pool2d, "max_pool2d", "MaxPool2d", mean=False)
+
+
+def avg_pool2d(avg_pool2d: Callable) -> None:
+    """Against F.avg_pool2d: arange(16) 4×4 with k=2 → (2.5 4.5 / 10.5 12.5), s=None meaning s=k, a
+    floored size, overlapping windows (k=3, s=2), channels kept; by hand."""
+    _pool_check(avg_pool2d, "avg_pool2d", "AvgPool2d", mean=True)
+
+
+# --- conv_params and conv_macs ------------------------------------------------------------------
+
+
+def conv_params(conv_params: Callable) -> None:
+    """c_out·(c_in·k·k + 1): seed 002's 3 → 64 channels 3×3 (1,792: 28 per filter) and 64 → 128
+    5×5 (204,928: 1601 per filter), LeNet's convolutions, and random cases, as Python ints."""
+    cases = [(3, 64, 3, "seed 002: 64 filters of 3·3·3 weights + 1 bias = 28 each"),
+             (64, 128, 5, "seed 002: 128 filters of 5·5·64 weights + 1 bias = 1601 each"),
+             (1, 6, 5, "LeNet's conv1: 6 filters of 1·5·5 + 1"),
+             (6, 16, 5, "LeNet's conv2: 16 filters of 6·5·5 + 1")]
+    g = torch.Generator().manual_seed(14)
+    for _ in range(4):
+        c_in, c_out, k = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 65), (1, 129), (1, 8)))
+        cases.append((c_in, c_out, k, "c_out filters of c_in·k·k weights and 1 bias each"))
+    for c_in, c_out, k, why in cases:
+        what = f"conv_params(c_in={c_in}, c_out={c_out}, k={k})"
+        got = _call(conv_params, what, c_in, c_out, k)
+        expected = c_out * (c_in * k * k + 1)
+        hint = f"{why}: c_out·(c_in·k·k + 1)"
+        if got == c_out * c_in * k * k:
+            hint = f"each filter has one bias too: c_out·(c_in·k·k + 1) = {c_out}·({c_in * k * k} + 1)"
+        elif got == c_out * c_in * k * k + 1:
+            hint = "one bias per filter (c_out of them), not one per layer"
+        elif got == c_out * (k * k + 1) and c_in > 1:
+            hint = f"a filter spans all c_in = {c_in} input channels: c_in·k·k weights each"
+        elif got == c_in * k * k + 1 and c_out > 1:
+            hint = f"that is one filter: there are c_out = {c_out} of them"
+        _integer(got, what, expected, hint)
+
+
+def conv_macs(conv_macs: Callable) -> None:
+    """c_out·h_out·w_out·c_in·k·k, the bias not counted: seed 002's 28,311,552 (64 filters 3×3 on
+    3 channels → 128×128×64) and 838,860,800 (128 filters 5×5 on 64 channels → 64×64×128), LeNet's
+    conv1 and random cases, as Python ints."""
+    cases = [(3, 64, 3, 128, 128, "seed 002: 128·128·64 output values, 3·3·3 = 27 multiplications each"),
+             (64, 128, 5, 64, 64, "seed 002: 64·64·128 output values, 5·5·64 = 1600 multiplications each"),
+             (1, 6, 5, 28, 28, "LeNet's conv1: 6·28·28 output values, 25 multiplications each")]
+    g = torch.Generator().manual_seed(15)
+    for _ in range(4):
+        c_in, c_out, k, h, w = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 65), (1, 129), (1, 8), (1, 57), (1, 57)))
+        cases.append((c_in, c_out, k, h, w, "c_out·h_out·w_out output values, c_in·k·k multiplications each"))
+    for c_in, c_out, k, h, w, why in cases:
+        what = f"conv_macs(c_in={c_in}, c_out={c_out}, k={k}, h_out={h}, w_out={w})"
+        got = _call(conv_macs, what, c_in, c_out, k, h, w)
+        expected = c_out * h * w * c_in * k * k
+        hint = f"{why}: c_out·h_out·w_out·c_in·k·k"
+        if got == c_out * h * w * (c_in * k * k + 1):
+            hint = (f"the bias is an addition, not a multiply-accumulate: count c_in·k·k = {c_in * k * k} "
+                    f"per output value, not {c_in * k * k + 1}")
+        elif got == c_out * h * w * k * k and c_in > 1:
+            hint = f"every output value sums over all c_in = {c_in} input channels: c_in·k·k multiplications"
+        elif got == h * w * c_in * k * k and c_out > 1:
+            hint = f"each of the c_out = {c_out} filters makes its own h_out·w_out map"
+        _integer(got, what, expected, hint)

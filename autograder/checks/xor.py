@@ -1,0 +1,300 @@
+"""Checks of lab xor (perceptron, XOR and the multilayer perceptron). Names and points: course.yml.
+
+Independent of each other: every check builds its own XOR data, and the checks of the two models
+train with their own loop (torch.optim.SGD + nn.BCELoss), never with the student's `train_xor`.
+Only `mlp_accuracy` judges the student's whole pipeline (data, model and training together), so a
+bug in any of them may also cost it. Every model a check builds is built under `fork_rng`: the
+notebook's random stream is left as it was.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from autograder.checks import expect, expect_close, fail, fmt
+
+__all__ = ["make_xor_data", "single_layer", "param_count", "train_xor", "mlp_accuracy"]
+
+LN2 = math.log(2)  # 0.6931: the BCE of answering 0.5 for every example
+
+_X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
+_Y = ((0.0,), (1.0,), (1.0,), (0.0,))
+
+
+def _xor() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(_X), torch.tensor(_Y)
+
+
+def _error(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}"[:200]
+
+
+def _call(fn: Callable, what: str, *args, hint: str = "", **kwargs):
+    """Call the student's fn; NotImplementedError (an unfilled cell) passes through unchanged, any
+    other error becomes a one-line failure with the original chained."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 — a student's code may raise anything
+        try:
+            fail(what, "no error", _error(err), hint or "run the cell on its own and read the traceback")
+        except AssertionError as failure:
+            raise failure from err
+
+
+def _build(constructor: Callable, what: str, seed: int = 0) -> nn.Module:
+    """constructor() under a private random stream seeded with `seed`; must give an nn.Module."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _call(constructor, f"{what}()")
+    if not isinstance(model, nn.Module):
+        fail(f"{what}()", "an nn.Module", type(model).__name__,
+             "return the model, e.g. nn.Sequential(...), not the class or a function")
+    return model
+
+
+def _probabilities(model: nn.Module, what: str) -> torch.Tensor:
+    """The model's output on the four XOR inputs: a [4, 1] tensor of probabilities in (0, 1)."""
+    X, _ = _xor()
+    try:
+        with torch.no_grad():
+            out = model(X)
+    except Exception as err:  # noqa: BLE001
+        try:
+            fail(f"{what} on X [4, 2]", "probabilities of shape (4, 1)", _error(err),
+                 "the first layer takes the 2 inputs: nn.Linear(2, ...)")
+        except AssertionError as failure:
+            raise failure from err
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (4, 1):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        fail(f"{what} on X [4, 2]", "shape (4, 1)", got, "one output per example: the last layer is nn.Linear(..., 1)")
+    if not bool(((out > 0) & (out < 1)).all()):
+        fail(f"{what} on X [4, 2]", "probabilities in (0, 1)", fmt(out),
+             "end the model with nn.Sigmoid(): BCE needs probabilities")
+    return out
+
+
+def _fit(model: nn.Module, epochs: int, lr: float) -> list[float]:
+    """The course's training loop, written with torch: full-batch SGD on BCE, loss before each step."""
+    X, Y = _xor()
+    criterion = nn.BCELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = criterion(model(X), Y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _accuracy(out: torch.Tensor, Y: torch.Tensor) -> float:
+    return float(((out > 0.5).float() == Y).float().mean())
+
+
+# --- make_xor_data ------------------------------------------------------------------------------
+
+
+def make_xor_data(make_xor_data: Callable) -> None:
+    """X float32 [4, 2] with the rows (0,0), (0,1), (1,0), (1,1) in that order; Y float32 [4, 1]
+    with the labels 0, 1, 1, 0."""
+    got = _call(make_xor_data, "make_xor_data()")
+    expect(isinstance(got, (tuple, list)) and len(got) == 2, "make_xor_data()", "a pair (X, Y)",
+           type(got).__name__ + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else ""), "return X, Y")
+    X, Y = got
+    eX, eY = _xor()
+    for name, value, shape, hint in (
+        ("X", X, (4, 2), "four examples of two inputs each: a [4, 2] tensor"),
+        ("Y", Y, (4, 1), "one label per example, as a column [4, 1] shaped like the model's output"),
+    ):
+        if not isinstance(value, torch.Tensor):
+            fail(f"make_xor_data() {name}", "a torch.Tensor", type(value).__name__, "use torch.tensor([...])")
+        if tuple(value.shape) != shape:
+            fail(f"make_xor_data() {name}", f"shape {shape}", f"shape {tuple(value.shape)}", hint)
+        expect(value.dtype == torch.float32, f"make_xor_data() {name} dtype", "torch.float32", str(value.dtype),
+               "BCE and nn.Linear need floats: write 0.0 and 1.0, or pass dtype=torch.float32")
+    if not torch.equal(X, eX):
+        rows = [tuple(int(v) for v in r) for r in X.tolist()]
+        hint = "the inputs are every pair of 0 and 1"
+        if sorted(rows) == sorted(tuple(int(v) for v in r) for r in _X) and X.eq(X.round()).all():
+            hint = "the rows go in the order (0,0), (0,1), (1,0), (1,1): binary counting"
+        fail("make_xor_data() X", [list(map(int, r)) for r in _X], str([list(r) for r in rows]), hint)
+    if not torch.equal(Y, eY):
+        hint = "XOR is 1 where exactly one input is 1: labels 0, 1, 1, 0"
+        labels = Y.flatten().tolist()
+        if labels == [0.0, 1.0, 1.0, 1.0]:
+            hint = "those are OR's labels: XOR of (1,1) is 0"
+        elif labels == [0.0, 0.0, 0.0, 1.0]:
+            hint = "those are AND's labels: XOR is 1 where exactly one input is 1"
+        fail("make_xor_data() Y", "[0, 1, 1, 0]", fmt(Y), hint)
+
+
+# --- the single layer ---------------------------------------------------------------------------
+
+
+def single_layer(make_single_layer: Callable, epochs: int = 300) -> None:
+    """make_single_layer() is one neuron, Linear(2, 1) + Sigmoid (3 parameters); trained on XOR
+    (SGD lr 1 on BCE, inside the check) its loss settles at ln 2 = 0.6931 and its accuracy stays
+    at most 0.75: no straight line separates XOR."""
+    model = _build(make_single_layer, "make_single_layer")
+    n = sum(p.numel() for p in model.parameters())
+    if n != 3:
+        hint = "one neuron: nn.Linear(2, 1) has 2 weights and 1 bias"
+        if n == 2:
+            hint = "keep the bias: nn.Linear(2, 1) (bias=True is the default)"
+        elif n > 3:
+            hint = "a single layer is one nn.Linear(2, 1) followed by nn.Sigmoid(), no hidden layer"
+        fail("make_single_layer() parameters", 3, n, hint)
+    _probabilities(model, "make_single_layer()")
+    with torch.random.fork_rng(devices=[]):
+        losses = _call(_fit, "training make_single_layer() with SGD lr 1 on BCE", model, epochs, 1.0)
+    X, Y = _xor()
+    with torch.no_grad():
+        acc = _accuracy(model(X), Y)
+    expect(acc <= 0.75, f"make_single_layer() accuracy on XOR after {epochs} epochs", "≤ 0.75", f"{acc:.2f}",
+           "a single neuron draws one straight line: it cannot separate XOR; remove any hidden layer")
+    expect(abs(losses[-1] - LN2) < 1e-4, f"make_single_layer() BCE on XOR after {epochs} epochs",
+           f"{LN2:.4f} (ln 2)", f"{losses[-1]:.4f}", "Linear(2, 1) then Sigmoid: the best a line can do is 0.5 everywhere")
+
+
+# --- the MLP ------------------------------------------------------------------------------------
+
+_MLP_LAYERS = ((2, 10), (10, 10), (10, 10), (10, 1))
+_MLP_TOTAL = sum(i * o + o for i, o in _MLP_LAYERS)  # 30 + 110 + 110 + 11 = 261
+
+
+def param_count(make_xor_mlp: Callable) -> None:
+    """make_xor_mlp() has the seed's 261 parameters (2-10-10-10-1: 30 + 110 + 110 + 11) and ends in
+    a Sigmoid (its outputs on XOR are probabilities [4, 1])."""
+    model = _build(make_xor_mlp, "make_xor_mlp")
+    total = sum(p.numel() for p in model.parameters())
+    if total != _MLP_TOTAL:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        hint = "2-10-10-10-1: Linear(2, 10), Linear(10, 10), Linear(10, 10), Linear(10, 1), each with a bias"
+        got = [(m.in_features, m.out_features) for m in linears]
+        if got and got != list(_MLP_LAYERS):
+            hint = ("its linear layers are " + ", ".join(f"Linear({i}, {o})" for i, o in got)
+                    + "; expected Linear(2, 10), Linear(10, 10), Linear(10, 10), Linear(10, 1)")
+        elif any(m.bias is None for m in linears):
+            hint = "every layer keeps its bias: 2·10+10 + 10·10+10 + 10·10+10 + 10·1+1 = 261"
+        fail("make_xor_mlp() parameters", _MLP_TOTAL, total, hint)
+    _probabilities(model, "make_xor_mlp()")
+
+
+def mlp_accuracy(model: nn.Module, threshold: float = 1.0) -> None:
+    """The trained MLP classifies the four XOR examples (output > 0.5 means 1) with accuracy ≥
+    threshold (1.0: all four)."""
+    what = "trained MLP accuracy on XOR"
+    if not isinstance(model, nn.Module):
+        fail(what, f"≥ {threshold:g}", type(model).__name__, "pass the trained model")
+    was_training = model.training
+    model.eval()
+    try:
+        out = _probabilities(model, "the trained MLP")
+    finally:
+        model.train(was_training)
+    X, Y = _xor()
+    acc = _accuracy(out, Y)
+    if acc >= threshold:
+        return
+    loss = float(nn.functional.binary_cross_entropy(out, Y))
+    hint = "train it with train_xor(model, epochs, lr=1.0) before checking"
+    if abs(loss - LN2) < 5e-3:
+        hint = (f"its loss is {loss:.4f} ≈ ln 2: it answers ~0.5 everywhere, stuck on the plateau — train longer, "
+                "or start from another seed; and make sure every Linear is followed by a Sigmoid")
+    fail(what, f"≥ {threshold:g}", f"{acc:.2f} (outputs {fmt(out)})", hint)
+
+
+# --- train_xor ----------------------------------------------------------------------------------
+
+
+def _small_net() -> nn.Module:
+    """A small sigmoid MLP, the same for every call (its own seed)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        return nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid())
+
+
+def _fit_accumulating(model: nn.Module, epochs: int, lr: float) -> list[float]:
+    """_fit without zero_grad: the mistake the train_xor check recognises."""
+    X, Y = _xor()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        loss = nn.functional.binary_cross_entropy(model(X), Y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _fit_mse(model: nn.Module, epochs: int, lr: float) -> list[float]:
+    X, Y = _xor()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(X), Y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 + 1e-4 * abs(y) for x, y in zip(a, b))
+
+
+def train_xor(train_xor: Callable) -> None:
+    """train_xor(model, epochs, lr) trains the model in place on XOR and returns `epochs` Python
+    floats, each the BCE of the forward pass before that epoch's SGD step: equal to a run of
+    torch.optim.SGD + nn.BCELoss on the same network, at (25 epochs, lr 1) and (10 epochs, lr 0.5)."""
+    for epochs, lr in ((25, 1.0), (10, 0.5)):
+        what = f"train_xor(model, epochs={epochs}, lr={lr})"
+        net = _small_net()
+        start = copy.deepcopy(net.state_dict())
+        reference = copy.deepcopy(net)
+        with torch.random.fork_rng(devices=[]):
+            got = _call(train_xor, what, net, epochs, lr)
+        expected = _fit(reference, epochs, lr)
+
+        if not isinstance(got, (list, tuple)):
+            fail(what, f"a list of {epochs} floats", type(got).__name__, "append loss.item() every epoch and return the list")
+        if len(got) != epochs:
+            fail(f"{what}: number of losses", epochs, len(got),
+                 "one loss per epoch: for _ in range(epochs) (the seed's range(10001) runs 10,001 epochs)")
+        bad = next((v for v in got if type(v) is not float), None)
+        if bad is not None:
+            fail(f"{what}: each loss", "a Python float", type(bad).__name__,
+                 "append loss.item(): a tensor keeps its whole graph alive, epoch after epoch")
+        got = list(got)
+
+        if all(torch.equal(p, start[k]) for k, p in net.state_dict().items()):
+            fail(f"{what}: the model's weights after training", "changed by SGD", "unchanged",
+                 "train the model you are given, in place: torch.optim.SGD(model.parameters(), lr=lr)")
+        if _close(got, expected):
+            for k, p in reference.state_dict().items():
+                expect_close(net.state_dict()[k], p, f"{what}: the trained weights {k}", atol=1e-5, rtol=1e-4,
+                             hint="zero_grad, forward, BCE, backward, step: once per epoch, in that order")
+            continue
+
+        hint = "each epoch: optimizer.zero_grad(), loss = BCE(model(X), Y), loss.backward(), optimizer.step()"
+        if _close(got, _fit_accumulating(_small_net(), epochs, lr)):
+            hint = "gradients accumulate in .grad: call optimizer.zero_grad() every epoch"
+        elif _close(got, _fit(_small_net(), epochs, 1.0)):
+            hint = f"use the lr argument ({lr}), not a fixed learning rate"
+        elif _close(got[:-1], _fit(_small_net(), epochs + 1, lr)[1:-1]):
+            hint = "record the loss of the forward pass before the step (losses[0] is the untrained model's loss)"
+        elif _close(got, _fit_mse(_small_net(), epochs, lr)):
+            hint = "the loss is binary cross-entropy, nn.BCELoss(), not the mean-squared error"
+        elif abs(got[0] - expected[0]) > 1e-6 + 1e-4 * abs(expected[0]):
+            hint = "losses[0] is the BCE of the untrained model on the four XOR examples of make_xor_data()"
+        k = next(i for i, (x, y) in enumerate(zip(got, expected)) if abs(x - y) > 1e-6 + 1e-4 * abs(y))
+        fail(f"{what}: losses[{k}]", f"{expected[k]:.6f}", f"{got[k]:.6f}", hint)
