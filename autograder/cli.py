@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 `build --check` found stale files or `validate` found a problem;
 2 a usage or input error (bad course.yml, missing folder, unknown lab); 3 grading ran but the
-grader itself failed on some submission. Students' scores never change the exit code.
+grader itself failed on some submission; 4 `grade --fail-under` and a submission scored below.
+Otherwise students' scores never change the exit code.
 """
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def _grade(args, course) -> int:
                                     args.cell_timeout, args.notebook_timeout, on_result, args.engine, done)
     bar.close()
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
-    write_reports(out, results)
+    write_reports(out, results, {lab.id: lab.title for lab in course.labs})
+    if not args.no_gradebook:
+        from .gradebook import write_gradebook
+        write_gradebook(out / "gradebook.db", results, course)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(summary_table(results))
@@ -64,9 +68,12 @@ def _grade(args, course) -> int:
     errors = [r for r in results if r.grader_error]
     for r in errors:
         print(f"grader error: {r.student}/{r.lab}: {r.grader_error}", file=sys.stderr)
+    below = [r for r in results if args.fail_under is not None and r.score < args.fail_under / 100 * r.max_score]
+    for r in below:
+        print(f"below --fail-under {args.fail_under:g}%: {r.student}/{r.lab} {r.score:g}/{r.max_score:g}", file=sys.stderr)
     again = f" ({reused} unchanged since the last run, not graded again; --force regrades)" if reused else ""
     print(f"\n{len(results)} notebook(s) graded{again}; results in {out}/grades.csv and {out}/results/", file=sys.stderr)
-    return 3 if errors else 0
+    return 3 if errors else 4 if below else 0
 
 
 def _validate(args, course) -> int:
@@ -97,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, metavar="N", help="submissions graded at once (default: the cores)")
     g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
+    g.add_argument("--fail-under", type=float, metavar="PCT",
+                   help="exit 4 if any submission scores below PCT%% of its points (a student repo's own CI)")
+    g.add_argument("--no-gradebook", action="store_true", help="skip writing DIR/gradebook.db (nbgrader's)")
     g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",

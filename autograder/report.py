@@ -1,13 +1,16 @@
 """Reports of a grading run: one JSON per submission (written as soon as it is known),
-grades.csv for the class, and the summary table printed at the end."""
+grades.csv for the class, Gradescope's results.json, JUnit XML for CI, a self-contained HTML
+feedback page per submission, and the summary table printed at the end."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from .grade import Result
 
@@ -20,6 +23,7 @@ def atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -77,5 +81,69 @@ def failure_lines(results: list[Result], limit: int = 30) -> list[str]:
     return lines[:limit] + ([f"... and {len(lines) - limit} more in grades.csv"] if len(lines) > limit else [])
 
 
-def write_reports(out: Path, results: list[Result]) -> None:
+def gradescope_json(result: Result) -> str:
+    """Gradescope's autograder `results.json` for one submission."""
+    tests = [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": c.message or "passed",
+              "visibility": "visible"} for c in result.checks]
+    doc = {"score": result.score, "execution_time": result.seconds, "tests": tests,
+           "output": "\n".join(result.notes + ([f"grader error: {result.grader_error}"] if result.grader_error else []))}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def junit_xml(results: list[Result]) -> str:
+    """One <testsuite> per submission, one <testcase> per check; a lost check is a <failure>."""
+    suites = ET.Element("testsuites", name="course grade", tests=str(sum(len(r.checks) for r in results)),
+                        failures=str(sum(not c.passed for r in results for c in r.checks)))
+    for r in results:
+        suite = ET.SubElement(suites, "testsuite", name=f"{r.student}/{r.lab}", tests=str(len(r.checks)),
+                              failures=str(sum(not c.passed for c in r.checks)), time=f"{r.seconds:.2f}")
+        for c in r.checks:
+            case = ET.SubElement(suite, "testcase", classname=f"{r.student}.{r.lab}", name=c.name)
+            if not c.passed:
+                failure = ET.SubElement(case, "failure", message=c.message or "failed",
+                                        type=f"{_fmt(c.points)}/{_fmt(c.max_points)} points")
+                failure.text = c.message
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }}
+td.pts {{ white-space: nowrap; font-variant-numeric: tabular-nums; }}
+tr.pass td.pts {{ color: #1a7f37; }} tr.fail td.pts {{ color: #cf222e; font-weight: 600; }}
+code {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
+.score {{ font-size: 1.4rem; }}
+</style></head><body>
+<h1>{lab}: feedback for {student}</h1>
+<p class="score">{score} / {max_score} points</p>
+{notes}
+<table><thead><tr><th>check</th><th>points</th><th>expected / got / hint</th></tr></thead><tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+def feedback_html(result: Result, title: str = "") -> str:
+    """A self-contained page: each check with its points and, if lost, what was expected, what
+    was got and the hint."""
+    rows = "\n".join(
+        f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
+        f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
+        f'<td>{"passed" if c.passed else "<code>" + html.escape(c.message) + "</code>"}</td></tr>'
+        for c in result.checks)
+    notes = "".join(f"<p><strong>Note:</strong> {html.escape(n)}</p>" for n in result.notes)
+    return _PAGE.format(title=html.escape(title or f"{result.lab} — {result.student}"), lab=html.escape(title or result.lab),
+                        student=html.escape(result.student), score=_fmt(result.score),
+                        max_score=_fmt(result.max_score), notes=notes, rows=rows)
+
+
+def write_reports(out: Path, results: list[Result], titles: dict[str, str] | None = None) -> None:
+    """The class-level files, and Gradescope JSON and HTML feedback for every submission."""
     atomic_write(out / "grades.csv", grades_csv(results))
+    atomic_write(out / "junit.xml", junit_xml(results))
+    for r in results:
+        atomic_write(out / "gradescope" / r.student / r.lab / "results.json", gradescope_json(r))
+        atomic_write(out / "feedback" / r.student / f"{r.lab}.html", feedback_html(r, (titles or {}).get(r.lab, "")))

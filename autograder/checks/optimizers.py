@@ -215,10 +215,6 @@ def _cls_name(name: str) -> str:
             "rmsprop": "RMSProp", "adam": "Adam"}[name]
 
 
-# the right rules, as plain functions: for replaying a constructor argument ignored
-_CORRECT = {"sgd": _momentum, "sgd_momentum": _momentum, "nesterov": _momentum, "adagrad": _adagrad,
-            "rmsprop": _rmsprop, "adam": _adam}
-
 # the constructors' defaults (torch.optim's too), for replaying mistakes
 _DEFAULTS = {
     "SGD": {"momentum": 0.0, "nesterov": False},
@@ -452,3 +448,8 @@ def adam(Adam: Callable) -> None:
          "torch adds eps after the bias correction: m̂ / (√v̂ + eps) with v̂ = v / (1 − β2^t)"),
     ], "Adam: m ← β1·m + (1 − β1)·grad; v ← β2·v + (1 − β2)·grad²; m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t); "
        "p ← p − lr·m̂ / (√v̂ + eps)")
+
+
+# the right rules, as plain functions: for replaying a constructor argument ignored
+_CORRECT = {"sgd": _momentum, "sgd_momentum": _momentum, "nesterov": _momentum, "adagrad": _adagrad,
+            "rmsprop": _rmsprop, "adam": _adam}

@@ -59,23 +59,25 @@ def _build(constructor: Callable, what: str, seed: int = 0) -> nn.Module:
     return model
 
 
-def _probabilities(model: nn.Module, what: str) -> torch.Tensor:
-    """The model's output on the four XOR inputs: a [4, 1] tensor of probabilities in (0, 1)."""
+def _probabilities(model: nn.Module, what: str,
+                   hint: str = "each nn.Linear takes as many inputs as the layer before it gives") -> torch.Tensor:
+    """The model's output on the four XOR inputs: a [4, 1] tensor of probabilities in [0, 1]."""
     X, _ = _xor()
     try:
         with torch.no_grad():
             out = model(X)
+    except NotImplementedError:
+        raise
     except Exception as err:  # noqa: BLE001
         try:
-            fail(f"{what} on X [4, 2]", "probabilities of shape (4, 1)", _error(err),
-                 "the first layer takes the 2 inputs: nn.Linear(2, ...)")
+            fail(f"{what} on X [4, 2]", "probabilities of shape (4, 1)", _error(err), hint)
         except AssertionError as failure:
             raise failure from err
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (4, 1):
         got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         fail(f"{what} on X [4, 2]", "shape (4, 1)", got, "one output per example: the last layer is nn.Linear(..., 1)")
-    if not bool(((out > 0) & (out < 1)).all()):
-        fail(f"{what} on X [4, 2]", "probabilities in (0, 1)", fmt(out),
+    if not bool(((out >= 0) & (out <= 1)).all()):  # a saturated sigmoid gives exactly 0.0 or 1.0 in float32
+        fail(f"{what} on X [4, 2]", "probabilities in [0, 1]", fmt(out),
              "end the model with nn.Sigmoid(): BCE needs probabilities")
     return out
 
@@ -139,7 +141,7 @@ def make_xor_data(make_xor_data: Callable) -> None:
 # --- the single layer ---------------------------------------------------------------------------
 
 
-def single_layer(make_single_layer: Callable, epochs: int = 300) -> None:
+def single_layer(make_single_layer: Callable, epochs: int = 100) -> None:
     """make_single_layer() is one neuron, Linear(2, 1) + Sigmoid (3 parameters); trained on XOR
     (SGD lr 1 on BCE, inside the check) its loss settles at ln 2 = 0.6931 and its accuracy stays
     at most 0.75: no straight line separates XOR."""
@@ -152,9 +154,8 @@ def single_layer(make_single_layer: Callable, epochs: int = 300) -> None:
         elif n > 3:
             hint = "a single layer is one nn.Linear(2, 1) followed by nn.Sigmoid(), no hidden layer"
         fail("make_single_layer() parameters", 3, n, hint)
-    _probabilities(model, "make_single_layer()")
-    with torch.random.fork_rng(devices=[]):
-        losses = _call(_fit, "training make_single_layer() with SGD lr 1 on BCE", model, epochs, 1.0)
+    _probabilities(model, "make_single_layer()", "one neuron takes the 2 inputs: nn.Linear(2, 1)")
+    losses = _call(_fit, "training make_single_layer() with SGD lr 1 on BCE", model, epochs, 1.0)
     X, Y = _xor()
     with torch.no_grad():
         acc = _accuracy(model(X), Y)
@@ -185,19 +186,36 @@ def param_count(make_xor_mlp: Callable) -> None:
         elif any(m.bias is None for m in linears):
             hint = "every layer keeps its bias: 2·10+10 + 10·10+10 + 10·10+10 + 10·1+1 = 261"
         fail("make_xor_mlp() parameters", _MLP_TOTAL, total, hint)
-    _probabilities(model, "make_xor_mlp()")
+    _probabilities(model, "make_xor_mlp()", "each Linear's in_features is the out_features of the one before: "
+                   "Linear(2, 10), Linear(10, 10), Linear(10, 10), Linear(10, 1)")
+
+
+def _linear_stack(model: nn.Module) -> str:
+    """'Linear(a, b) follows Linear(c, d)' where two nn.Linear layers meet with nothing between them
+    (in the order the model registers its layers, that of nn.Sequential), else ''."""
+    previous = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            if isinstance(previous, nn.Linear):
+                return (f"Linear({module.in_features}, {module.out_features}) follows "
+                        f"Linear({previous.in_features}, {previous.out_features})")
+            previous = module
+        elif not list(module.children()):  # a leaf that is not Linear: an activation, a dropout, ...
+            previous = module
+    return ""
 
 
 def mlp_accuracy(model: nn.Module, threshold: float = 1.0) -> None:
     """The trained MLP classifies the four XOR examples (output > 0.5 means 1) with accuracy ≥
     threshold (1.0: all four)."""
     what = "trained MLP accuracy on XOR"
+    at_least = f"≥ {threshold:.2f}"
     if not isinstance(model, nn.Module):
-        fail(what, f"≥ {threshold:g}", type(model).__name__, "pass the trained model")
+        fail(what, at_least, type(model).__name__, "pass the trained model")
     was_training = model.training
     model.eval()
     try:
-        out = _probabilities(model, "the trained MLP")
+        out = _probabilities(model, "the trained MLP", "the model cannot run on X [4, 2]: fix make_xor_mlp first")
     finally:
         model.train(was_training)
     X, Y = _xor()
@@ -206,10 +224,16 @@ def mlp_accuracy(model: nn.Module, threshold: float = 1.0) -> None:
         return
     loss = float(nn.functional.binary_cross_entropy(out, Y))
     hint = "train it with train_xor(model, epochs, lr=1.0) before checking"
-    if abs(loss - LN2) < 5e-3:
+    linear = _linear_stack(model)
+    if linear:
+        hint = (f"{linear} with no activation in between: stacked linear layers are one linear layer, and no line "
+                "separates XOR — put a Sigmoid after every hidden Linear")
+    elif abs(loss - LN2) < 5e-3:
         hint = (f"its loss is {loss:.4f} ≈ ln 2: it answers ~0.5 everywhere, stuck on the plateau — train longer, "
-                "or start from another seed; and make sure every Linear is followed by a Sigmoid")
-    fail(what, f"≥ {threshold:g}", f"{acc:.2f} (outputs {fmt(out)})", hint)
+                "or start from another seed")
+    elif bool(((out < 0.05) | (out > 0.95)).all()):
+        hint = "it answers every input confidently, some wrongly: it learned other labels — check make_xor_data's Y"
+    fail(what, at_least, f"{acc:.2f} (outputs {fmt(out)})", hint)
 
 
 # --- train_xor ----------------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""nbgrader's gradebook (`gradebook.db`), written through nbgrader's own API, so that
+`nbgrader export` and formgrader work on our grades."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from .config import Course
+from .grade import Result
+
+
+def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
+    """Record every result in the gradebook at `path` (created if absent; regrades replace)."""
+    # nbgrader's Gradebook runs the `alembic` executable: the venv's bin/ must be on PATH
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.preprocessors import SaveCells
+
+    db_url = f"sqlite:///{path.resolve()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labs = sorted({r.lab for r in results})
+    with Gradebook(db_url) as gb:
+        for lab_id in labs:
+            gb.update_or_create_assignment(lab_id)
+    for lab_id in labs:  # the cells and their points, as nbgrader's generate_assignment records them
+        source = nbformat.read(course.solution_path(lab_id), as_version=4)
+        SaveCells().preprocess(source, {"nbgrader": {"notebook": lab_id, "assignment": lab_id, "db_url": db_url}})
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's add_submission
+        for r in results:
+            gb.update_or_create_student(r.student)
+            try:
+                gb.remove_submission(r.lab, r.student)
+            except MissingEntry:
+                pass
+            gb.add_submission(r.lab, r.student)
+            for check in r.checks:
+                grade = gb.find_grade(f"check_{check.name}", r.lab, r.lab, r.student)
+                grade.auto_score = float(check.points)
+            gb.db.commit()

@@ -1,0 +1,77 @@
+"""Reports: Gradescope results.json, JUnit XML, HTML feedback, nbgrader's gradebook, and the
+exit codes CI relies on."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from autograder.grade import CheckResult, Result
+from autograder.gradebook import write_gradebook
+from autograder.report import feedback_html, gradescope_json, junit_xml
+from tests.conftest import ROOT
+
+
+def _results(course):
+    lab = course.labs[0]
+    names = list(lab.checks)
+    full = Result("ada", lab.id, "x.ipynb", [CheckResult(n, p, p) for n, p in lab.checks.items()], seconds=1.5)
+    lost = Result("bob", lab.id, "y.ipynb",
+                  [CheckResult(n, 0 if n == names[0] else p, p, "thing: expected 1, got <2> — hint" if n == names[0] else "")
+                   for n, p in lab.checks.items()], notes=["answer cell 'x' was deleted"])
+    return full, lost
+
+
+def test_gradescope_shape(course):
+    full, lost = _results(course)
+    doc = json.loads(gradescope_json(lost))
+    assert doc["score"] == lost.score
+    assert {"name", "score", "max_score", "output", "visibility"} <= set(doc["tests"][0])
+    assert doc["tests"][0]["output"].startswith("thing: expected 1") and "deleted" in doc["output"]
+
+
+def test_junit_counts_failures(course):
+    full, lost = _results(course)
+    root = ET.fromstring(junit_xml([full, lost]))
+    assert root.get("failures") == "1" and int(root.get("tests")) == 2 * len(full.checks)
+    failure = root.find("testsuite[@name='bob/%s']/testcase/failure" % lost.lab)
+    assert failure is not None and "expected 1, got <2>" in failure.get("message")
+
+
+def test_feedback_page_is_self_contained_and_escaped(course):
+    _, lost = _results(course)
+    page = feedback_html(lost, "Lab title")
+    assert "got &lt;2&gt;" in page and "<2>" not in page
+    assert "http" not in page and "<script" not in page          # no external assets, no scripts
+    assert f"{lost.score:g} / {lost.max_score:g} points" in page
+
+
+def test_gradebook_is_nbgraders(course, tmp_path):
+    full, lost = _results(course)
+    db = tmp_path / "gradebook.db"
+    write_gradebook(db, [full, lost], course)
+    write_gradebook(db, [lost], course)                          # a regrade replaces, never duplicates
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{db}") as gb:
+        assert gb.find_submission(full.lab, "ada").score == full.score
+        assert gb.find_submission(lost.lab, "bob").score == lost.score
+        assert gb.find_submission(lost.lab, "bob").max_score == course.labs[0].max_points
+        assert len(gb.students) == 2
+
+
+def test_fail_under_exit_code_and_report_files(course, tmp_path):
+    (tmp_path / "class" / "eve").mkdir(parents=True)
+    (tmp_path / "class" / "eve" / f"{course.labs[0].id}.ipynb").write_text("{ not json")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autograder.cli", "grade", str(tmp_path / "class"), "--out", str(out)]
+    proc = subprocess.run(cmd + ["--fail-under", "50"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4 and "below --fail-under 50%: eve/" in proc.stderr
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).returncode == 0
+    lab = course.labs[0].id
+    for rel in ("grades.csv", "junit.xml", "gradebook.db", f"results/eve/{lab}.json",
+                f"gradescope/eve/{lab}/results.json", f"feedback/eve/{lab}.html"):
+        assert (out / rel).is_file(), rel
