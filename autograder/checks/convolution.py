@@ -140,9 +140,9 @@ def conv_output_size(conv_output_size: Callable) -> None:
     padding, strict=True raising ValueError where the stride does not fit, strict=False flooring as
     PyTorch (AlexNet: (224 - 11)/4 + 1 = 54.25 → 54), and random cases, as Python ints."""
     fits = [  # (n, f, p, s, strict), expected, why
-        ((7, 3, 0, 1, True), 5, "seed 001: (7 - 3)/1 + 1 = 5"),
-        ((7, 3, 0, 2, True), 3, "seed 001: (7 - 3)/2 + 1 = 3"),
-        ((4, 3, 1, 1, True), 4, "seed 001: (4 + 2·1 - 3)/1 + 1 = 4"),
+        ((7, 3, 0, 1, True), 5, "the lecture: (7 - 3)/1 + 1 = 5"),
+        ((7, 3, 0, 2, True), 3, "the lecture: (7 - 3)/2 + 1 = 3"),
+        ((4, 3, 1, 1, True), 4, "the lecture: (4 + 2·1 - 3)/1 + 1 = 4"),
         ((7, 5, 2, 1, True), 7, "'same' padding for a 5×5 filter: p = 2 keeps 7 at 7"),
         ((227, 11, 0, 4, True), 55, "(227 - 11)/4 + 1 = 55"),
         ((7, 3, 0, 3, False), 2, "strict=False floors as PyTorch: (7 - 3)/3 + 1 = 2.33 → 2"),
@@ -210,7 +210,7 @@ def conv2d(conv2d: Callable) -> None:
                           [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
     kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
     cases = [  # what, x, w, b, stride, padding, call keywords
-        ("conv2d(seed 001's 5×5 image, its 3×3 filter)", image, kernel, None, 1, 0, {}),
+        ("conv2d(the lecture's 5×5 image, its 3×3 filter)", image, kernel, None, 1, 0, {}),
         ("conv2d(x [2, 3, 7, 7], w [4, 3, 3, 3], b [4])", *_conv_case(g, 2, 3, 7, 7, 4, 3, 3, True), 1, 0, {"b": True}),
         ("conv2d(x [2, 2, 7, 7], w [3, 2, 3, 3], stride=3)", *_conv_case(g, 2, 2, 7, 7, 3, 3, 3, False), 3, 0, {"stride": True}),
         ("conv2d(x [2, 3, 9, 8], w [5, 3, 3, 2], b [5], stride=2, padding=1)", *_conv_case(g, 2, 3, 9, 8, 5, 3, 2, True), 2, 1,
@@ -349,8 +349,8 @@ def avg_pool2d(avg_pool2d: Callable) -> None:
 def conv_params(conv_params: Callable) -> None:
     """c_out·(c_in·k·k + 1): seed 002's 3 → 64 channels 3×3 (1,792: 28 per filter) and 64 → 128
     5×5 (204,928: 1601 per filter), LeNet's convolutions, and random cases, as Python ints."""
-    cases = [(3, 64, 3, "seed 002: 64 filters of 3·3·3 weights + 1 bias = 28 each"),
-             (64, 128, 5, "seed 002: 128 filters of 5·5·64 weights + 1 bias = 1601 each"),
+    cases = [(3, 64, 3, "the lecture: 64 filters of 3·3·3 weights + 1 bias = 28 each"),
+             (64, 128, 5, "the lecture: 128 filters of 5·5·64 weights + 1 bias = 1601 each"),
              (1, 6, 5, "LeNet's conv1: 6 filters of 1·5·5 + 1"),
              (6, 16, 5, "LeNet's conv2: 16 filters of 6·5·5 + 1")]
     g = torch.Generator().manual_seed(14)
@@ -377,8 +377,8 @@ def conv_macs(conv_macs: Callable) -> None:
     """c_out·h_out·w_out·c_in·k·k, the bias not counted: seed 002's 28,311,552 (64 filters 3×3 on
     3 channels → 128×128×64) and 838,860,800 (128 filters 5×5 on 64 channels → 64×64×128), LeNet's
     conv1 and random cases, as Python ints."""
-    cases = [(3, 64, 3, 128, 128, "seed 002: 128·128·64 output values, 3·3·3 = 27 multiplications each"),
-             (64, 128, 5, 64, 64, "seed 002: 64·64·128 output values, 5·5·64 = 1600 multiplications each"),
+    cases = [(3, 64, 3, 128, 128, "the lecture: 128·128·64 output values, 3·3·3 = 27 multiplications each"),
+             (64, 128, 5, 64, 64, "the lecture: 64·64·128 output values, 5·5·64 = 1600 multiplications each"),
              (1, 6, 5, 28, 28, "LeNet's conv1: 6·28·28 output values, 25 multiplications each")]
     g = torch.Generator().manual_seed(15)
     for _ in range(4):

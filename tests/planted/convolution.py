@@ -1,0 +1,24 @@
+"""Planted bugs of lab 09 (convolution): each edits one answer cell and fails exactly its own check.
+
+conv2d computes its output size itself (it does not call conv_output_size) and the poolings do
+not call conv2d, so no bug drags another exercise's check down.
+"""
+from tests.planted import bug
+
+BUGS = [
+    # the issue's bug: floor division where the stride does not fit; strict=True must raise
+    bug("conv-output-size-floors-when-strict", "conv_output_size",
+        "    if strict and span % s != 0:\n", "    if strict and span < 0:\n", {"conv_output_size"}),
+    bug("conv2d-forgets-the-bias", "conv2d", "out = out + b.view(1, O, 1, 1)", "out = out", {"conv2d"}),
+    bug("conv2d-pads-one-side", "conv2d", "F.pad(x, (padding, padding, padding, padding))",
+        "F.pad(x, (padding, 0, padding, 0))", {"conv2d"}),
+    bug("max-pool-stride-defaults-to-1", "max_pool2d", "s = k if s is None else s", "s = 1 if s is None else s",
+        {"max_pool2d"}),
+    bug("avg-pool-divides-by-k", "avg_pool2d", "windows.mean(dim=(-2, -1))", "windows.sum(dim=(-2, -1)) / k",
+        {"avg_pool2d"}),
+    bug("conv-params-no-bias", "conv_params", "return c_out * (c_in * k * k + 1)", "return c_out * c_in * k * k", {"conv_params"}),
+    bug("conv-macs-counts-the-bias", "conv_macs", "return c_out * h_out * w_out * c_in * k * k",
+        "return c_out * h_out * w_out * (c_in * k * k + 1)", {"conv_macs"}),
+    bug("conv2d-flips-the-kernel", "conv2d", "* w).sum(dim=(2, 3, 4))", "* w.flip(-2, -1)).sum(dim=(2, 3, 4))",
+        {"conv2d"}),
+]
