@@ -1,0 +1,260 @@
+"""The checks of lab 01 (tensors): the reference passes every one, and every one can fail.
+
+Each check runs on the reference function (must pass) and on buggy variants (must raise an
+AssertionError that reads `... expected ..., got ... — hint`). The planted bugs of
+tests/planted/tensors.py are applied to the reference source here too, function by function,
+to prove each fails exactly the checks it declares (the notebook-level run is the grader's test).
+"""
+from __future__ import annotations
+
+import inspect
+import textwrap
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_iris
+
+import reference.tensors as R
+from autograder.checks import tensors as checks
+from tests.planted.tensors import BUGS
+
+CHECKS = ["iris_tensors", "to_tensor", "standardize"]
+
+
+def test_checks_match_course_yml(course):
+    lab = next((lab for lab in course.labs if lab.id == "tensors"), None)
+    if lab is None:
+        pytest.skip("lab tensors is not in course.yml yet")
+    assert sorted(lab.checks) == sorted(CHECKS)
+
+
+def test_checks_are_the_public_functions():
+    assert sorted(checks.__all__) == sorted(CHECKS)
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_reference_passes_quickly(name):
+    getattr(checks, name)(getattr(R, name))  # warm-up (first torch calls, sklearn's csv)
+    t0 = time.perf_counter()
+    getattr(checks, name)(getattr(R, name))
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_unfilled_cell_propagates_not_implemented(name):
+    def blank(*args, **kwargs):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        getattr(checks, name)(blank)
+
+
+# --- buggy variants, per check ------------------------------------------------------------------
+
+
+def iris_x_float64():
+    iris = load_iris()
+    return torch.from_numpy(iris["data"]), torch.from_numpy(iris["target"]).long()
+
+
+def iris_y_float():
+    X, y = R.iris_tensors()
+    return X, y.float()
+
+
+def iris_y_int32():
+    X, y = R.iris_tensors()
+    return X, y.int()
+
+
+def iris_numpy():
+    iris = load_iris()
+    return iris["data"].astype(np.float32), iris["target"]
+
+
+def iris_shuffled():
+    X, y = R.iris_tensors()
+    perm = torch.randperm(150, generator=torch.Generator().manual_seed(0))
+    return X[perm], y[perm]
+
+
+def iris_only_x():
+    return R.iris_tensors()[0]
+
+
+def iris_y_column():
+    X, y = R.iris_tensors()
+    return X, y.unsqueeze(1)
+
+
+def iris_standardized():
+    X, y = R.iris_tensors()
+    return R.standardize(X), y
+
+
+def to_tensor_plain(obj):
+    return torch.tensor(obj)  # int64 for a list of ints, float64 for arrays, fails on a DataFrame
+
+
+def to_tensor_from_numpy(obj):
+    if isinstance(obj, pd.DataFrame):
+        obj = obj.to_numpy()
+    return torch.from_numpy(np.asarray(obj))  # keeps float64 and int64
+
+
+def to_tensor_float64(obj):
+    if isinstance(obj, pd.DataFrame):
+        obj = obj.to_numpy()
+    return torch.tensor(np.asarray(obj), dtype=torch.float64)
+
+
+def to_tensor_numpy(obj):
+    if isinstance(obj, pd.DataFrame):
+        obj = obj.to_numpy()
+    return np.asarray(obj, dtype=np.float32)
+
+
+def to_tensor_with_index(obj):
+    if isinstance(obj, pd.DataFrame):
+        obj = obj.reset_index().to_numpy()  # the index becomes a column
+    return torch.tensor(np.asarray(obj), dtype=torch.float32)
+
+
+def to_tensor_in_place(obj):
+    out = R.to_tensor(obj)
+    if isinstance(obj, np.ndarray):
+        obj[0] = 0  # modifies the caller's array
+    return out
+
+
+def standardize_sample_std(X):
+    std = X.std(dim=0)  # divides by N - 1
+    return (X - X.mean(dim=0)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardize_no_guard(X):
+    return (X - X.mean(dim=0)) / X.std(dim=0, correction=0)
+
+
+def standardize_rows(X):
+    std = X.std(dim=1, keepdim=True, correction=0)
+    return (X - X.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardize_global(X):
+    return (X - X.mean()) / X.std(correction=0)
+
+
+def standardize_in_place(X):
+    std = X.std(dim=0, correction=0)
+    X -= X.mean(dim=0)
+    X /= torch.where(std > 0, std, torch.ones_like(std))
+    return X
+
+
+def standardize_float64(X):
+    return R.standardize(X.double())
+
+
+def standardize_no_centering(X):
+    std = X.std(dim=0, correction=0)
+    return X / torch.where(std > 0, std, torch.ones_like(std))
+
+
+BUGGY: dict[str, list[Callable]] = {
+    "iris_tensors": [iris_x_float64, iris_y_float, iris_y_int32, iris_numpy, iris_shuffled, iris_only_x,
+                     iris_y_column, iris_standardized],
+    "to_tensor": [to_tensor_plain, to_tensor_from_numpy, to_tensor_float64, to_tensor_numpy, to_tensor_with_index,
+                  to_tensor_in_place],
+    "standardize": [standardize_sample_std, standardize_no_guard, standardize_rows, standardize_global,
+                    standardize_in_place, standardize_float64, standardize_no_centering],
+}
+
+
+@pytest.mark.parametrize(
+    "name,buggy", [(name, fn) for name, fns in BUGGY.items() for fn in fns], ids=lambda v: getattr(v, "__name__", v)
+)
+def test_check_fails_on_buggy_variant(name, buggy):
+    with pytest.raises(AssertionError) as info:
+        getattr(checks, name)(buggy)
+    message = str(info.value)
+    assert "expected" in message and "got" in message, message
+    assert message.strip().count("\n") <= 1, message
+
+
+@pytest.mark.parametrize(
+    "buggy,words",
+    [
+        (iris_x_float64, ".float()"),
+        (iris_y_float, ".long()"),
+        (iris_y_int32, "int32"),
+        (iris_numpy, "torch.from_numpy"),
+        (iris_shuffled, "order"),
+        (iris_only_x, "X, y"),
+        (to_tensor_plain, "dtype=torch.float32"),
+        (to_tensor_from_numpy, "int64"),
+        (to_tensor_numpy, "torch.Tensor"),
+        (to_tensor_with_index, "index"),
+        (to_tensor_in_place, "leave the input alone"),
+        (standardize_sample_std, "correction=0"),
+        (standardize_no_guard, "0 / 0 = NaN"),
+        (standardize_rows, "dim=0"),
+        (standardize_global, "per column"),
+        (standardize_in_place, "changes the caller's data"),
+        (standardize_float64, "float32"),
+        (standardize_no_centering, "subtract the column mean"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_failure_hints_name_the_bug(buggy, words):
+    name = next(n for n, fns in BUGGY.items() if buggy in fns)
+    with pytest.raises(AssertionError) as info:
+        getattr(checks, name)(buggy)
+    assert words in str(info.value), str(info.value)
+
+
+def test_dataframe_error_is_one_clear_line_with_the_original_chained():
+    def to_tensor_df_fails(obj):
+        if isinstance(obj, pd.DataFrame):
+            return torch.tensor(obj, dtype=torch.float32)  # the seed's error
+        return R.to_tensor(obj)
+
+    with pytest.raises(AssertionError) as info:
+        checks.to_tensor(to_tensor_df_fails)
+    assert "to_numpy()" in str(info.value) and info.value.__cause__ is not None
+
+
+def test_checks_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    for name in CHECKS:
+        getattr(checks, name)(getattr(R, name))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+# --- planted bugs, applied to the reference source ----------------------------------------------
+
+
+def _planted(bug) -> Callable:
+    src = textwrap.dedent(inspect.getsource(getattr(R, bug.cell)))
+    namespace = {"torch": torch, "np": np, "pd": pd, "load_iris": load_iris, "Any": Any}
+    exec(compile(bug.apply(src), f"<planted {bug.name}>", "exec"), namespace)  # noqa: S102
+    return namespace[bug.cell]
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
+def test_planted_bug_fails_exactly_its_checks(bug):
+    assert bug.fails <= set(CHECKS)
+    functions = {name: getattr(R, name) for name in CHECKS}
+    functions[bug.cell] = _planted(bug)
+    failed = set()
+    for name in CHECKS:
+        try:
+            getattr(checks, name)(functions[name])
+        except AssertionError:
+            failed.add(name)
+    assert failed == set(bug.fails)
