@@ -63,6 +63,7 @@ def graded(course, source, tmp_path_factory):
         "loops-ignoring-sigint": _edit(solution, TARGET, _prepend(
             "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")),
         "kernel-exit": _edit(solution, TARGET, _prepend("import os\nos._exit(1)")),
+        "segfault": _edit(solution, TARGET, _prepend("import ctypes\nctypes.string_at(0)")),
         "deleted-answer": _drop(solution, TARGET),
         "deleted-test": _drop(solution, f"check_{TARGET}"),
         "edited-test": _edit(blank, f"check_{TARGET}", lambda c: setattr(c, "source", "pass")),
@@ -137,9 +138,10 @@ def test_a_failing_answer_loses_only_its_check(graded, student, context):
 
 def test_a_kernel_that_dies_or_ignores_interrupts_loses_the_rest(graded, source):
     after = _checks_after(source, TARGET) | {TARGET}
-    died, stuck = graded[0]["kernel-exit"], graded[0]["loops-ignoring-sigint"]
-    assert _lost(died) == after and _lost(stuck) == after
+    died, crashed, stuck = (graded[0][s] for s in ("kernel-exit", "segfault", "loops-ignoring-sigint"))
+    assert _lost(died) == _lost(crashed) == _lost(stuck) == after
     assert "not run: the kernel died" in _by_name(died)[TARGET]["message"]
+    assert "not run: the kernel died" in _by_name(crashed)[TARGET]["message"]
     assert "not run: the kernel stopped answering" in _by_name(stuck)[TARGET]["message"]
 
 
