@@ -111,6 +111,10 @@ def _run(cls: Callable, hyper: dict, problem: _Problem, label: str, student: boo
             p.grad = grad
         if student:
             _call(opt.step, f"{label}, step {t + 1}")
+            for name, p, p0 in zip(problem.names, params, problem.start):
+                expect(p.shape == p0.shape and p.dtype == torch.float64, f"{label}, after step {t + 1}: {name}",
+                       f"float64 of shape {tuple(p0.shape)}", f"{p.dtype} of shape {tuple(p.shape)}",
+                       "update each parameter in place, keeping its shape and dtype")
         else:
             opt.step()
         path.append(_flat(params))
@@ -406,7 +410,8 @@ def rmsprop(RMSProp: Callable) -> None:
          "v starts at 0 (torch), not at the first grad²: after step 1, v = (1 − alpha)·grad²"),
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, no_sqrt=True),
          "divide by the square root of the average: grad / (√v + eps)"),
-    ], "RMSProp: v ← alpha·v + (1 − alpha)·grad² (v starts at 0, one per parameter); p ← p − lr·grad / (√v + eps)")
+    ], "RMSProp: v ← alpha·v + (1 − alpha)·grad² (v starts at 0, one per parameter); "
+       "p ← p − lr·grad / (√v + eps)")
 
 
 # --- Adam ---------------------------------------------------------------------------------------
@@ -432,7 +437,8 @@ def adam(Adam: Callable) -> None:
     parameters."""
     _compare(Adam, "adam", {"lr": 1e-2}, torch.optim.Adam, [
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_m=False, fix_v=False),
-         "bias correction: divide m by 1 − β1^t and v by 1 − β2^t (both start at 0, so they are too small at first)"),
+         "bias correction: divide m by 1 − β1^t and v by 1 − β2^t (both start at 0, so they are too small "
+         "at first)"),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_v=False),
          "correct v too: v̂ = v / (1 − β2^t)"),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_m=False),
@@ -446,7 +452,8 @@ def adam(Adam: Callable) -> None:
          "betas = (β1, β2): β1 (0.9) averages the gradients into m, β2 (0.999) their squares into v"),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, eps_first=True),
          "torch adds eps after the bias correction: m̂ / (√v̂ + eps) with v̂ = v / (1 − β2^t)"),
-    ], "Adam: m ← β1·m + (1 − β1)·grad; v ← β2·v + (1 − β2)·grad²; m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t); "
+    ], "Adam: m ← β1·m + (1 − β1)·grad; v ← β2·v + (1 − β2)·grad²; "
+       "m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t); "
        "p ← p − lr·m̂ / (√v̂ + eps)")
 
 
