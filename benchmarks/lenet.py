@@ -1,0 +1,58 @@
+"""Lab lenet: training time and accuracy of the reference models with the notebook's settings.
+
+Prints, for each seed, the seconds to train the reference LeNet5 on the 3,500 embedded training
+digits (reference.lenet.TRAIN_SETTINGS, CPU, 2 threads as on CI) and its accuracy on the
+validation and hidden test splits; then the seed's fully connected 784-256-10 network trained
+the same way, for comparison. course.yml's `thresholds.accuracy` for lenet comes from these
+test accuracies, minus a margin.
+
+    .venv/bin/python benchmarks/lenet.py [--seeds 0 1 2] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from reference.lenet import (
+    TRAIN_SETTINGS,
+    LeNet5,
+    MnistFC,
+    accuracy,
+    count_params,
+    mnist_splits,
+    seed_everything,
+    train_classifier,
+)
+
+
+def run(make, seed: int, splits) -> tuple[float, float, float]:
+    seed_everything(seed)
+    model = make()
+    start = time.perf_counter()
+    train_classifier(model, splits["train"], device="cpu", **TRAIN_SETTINGS)
+    seconds = time.perf_counter() - start
+    return seconds, accuracy(model, splits["val"]), accuracy(model, splits["test"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    splits = mnist_splits()
+    print(f"settings {TRAIN_SETTINGS}, {args.threads} threads, torch {torch.__version__}")
+    for name, make in (("LeNet5", LeNet5), ("MnistFC", MnistFC)):
+        rows = [(seed, *run(make, seed, splits)) for seed in args.seeds]
+        print(f"\n{name} ({count_params(make()):,} parameters)")
+        print(f"{'seed':>4} {'train s':>8} {'val acc':>8} {'test acc':>9}")
+        for seed, seconds, val, test in rows:
+            print(f"{seed:>4} {seconds:>8.2f} {val:>8.3f} {test:>9.3f}")
+        tests = [r[3] for r in rows]
+        print(f"test accuracy: min {min(tests):.3f}, mean {sum(tests) / len(tests):.3f}, max {max(tests):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Planted bugs of lab 10 (lenet): LeNet5's layers and the zip-code reader.
+
+A LeNet5 that cannot run (a shape mismatch before fc1) fails shapes, accuracy and zip_code —
+the training cell raises, and both the accuracy and the zip-code checks need a working model —
+but param_count only when the count changes (padding has no parameters). A model that runs with
+a wrong layer size still trains: it fails shapes and param_count only. A reader bug fails
+zip_code alone.
+"""
+from tests.planted import bug
+
+BUGS = [
+    bug("conv1-no-padding", "LeNet5", "kernel_size=5, padding=2)", "kernel_size=5)",
+        {"shapes", "accuracy", "zip_code"}),
+    bug("zip-code-no-invert", "read_zip_code", "crops = 255.0 - crops", "crops = crops", {"zip_code"}),
+    bug("fc1-flatten-size-for-no-padding", "LeNet5", "nn.Linear(16 * 5 * 5, 120)", "nn.Linear(16 * 4 * 4, 120)",
+        {"shapes", "param_count", "accuracy", "zip_code"}),
+    bug("fc3-eleven-classes", "LeNet5", "nn.Linear(84, num_classes)", "nn.Linear(84, 11)",
+        {"shapes", "param_count"}),
+    bug("zip-code-boxes-reversed", "read_zip_code", "for i in range(5)])", "for i in reversed(range(5))])",
+        {"zip_code"}),
+]
