@@ -82,15 +82,17 @@ def _probabilities(model: nn.Module, what: str,
     return out
 
 
-def _fit(model: nn.Module, epochs: int, lr: float) -> list[float]:
-    """The course's training loop, written with torch: full-batch SGD on BCE, loss before each step."""
+def _fit(model: nn.Module, epochs: int, lr: float, *, zero_grad: bool = True,
+         loss_fn: Callable = nn.functional.binary_cross_entropy) -> list[float]:
+    """The course's training loop, written with torch: full-batch SGD on BCE, the loss before each
+    step. zero_grad=False and loss_fn=mse_loss give two classic mistakes, to recognise them."""
     X, Y = _xor()
-    criterion = nn.BCELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     losses = []
     for _ in range(epochs):
-        optimizer.zero_grad()
-        loss = criterion(model(X), Y)
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = loss_fn(model(X), Y)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -246,32 +248,6 @@ def _small_net() -> nn.Module:
         return nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid())
 
 
-def _fit_accumulating(model: nn.Module, epochs: int, lr: float) -> list[float]:
-    """_fit without zero_grad: the mistake the train_xor check recognises."""
-    X, Y = _xor()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        loss = nn.functional.binary_cross_entropy(model(X), Y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-def _fit_mse(model: nn.Module, epochs: int, lr: float) -> list[float]:
-    X, Y = _xor()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(X), Y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
 def _close(a: list[float], b: list[float]) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= 1e-6 + 1e-4 * abs(y) for x, y in zip(a, b))
 
@@ -293,7 +269,7 @@ def train_xor(train_xor: Callable) -> None:
             fail(what, f"a list of {epochs} floats", type(got).__name__, "append loss.item() every epoch and return the list")
         if len(got) != epochs:
             fail(f"{what}: number of losses", epochs, len(got),
-                 "one loss per epoch: for _ in range(epochs) (the seed's range(10001) runs 10,001 epochs)")
+                 "one loss per epoch: for _ in range(epochs) (the lecture's range(10001) runs 10,001 epochs)")
         bad = next((v for v in got if type(v) is not float), None)
         if bad is not None:
             fail(f"{what}: each loss", "a Python float", type(bad).__name__,
@@ -310,13 +286,13 @@ def train_xor(train_xor: Callable) -> None:
             continue
 
         hint = "each epoch: optimizer.zero_grad(), loss = BCE(model(X), Y), loss.backward(), optimizer.step()"
-        if _close(got, _fit_accumulating(_small_net(), epochs, lr)):
+        if _close(got, _fit(_small_net(), epochs, lr, zero_grad=False)):
             hint = "gradients accumulate in .grad: call optimizer.zero_grad() every epoch"
         elif _close(got, _fit(_small_net(), epochs, 1.0)):
             hint = f"use the lr argument ({lr}), not a fixed learning rate"
         elif _close(got[:-1], _fit(_small_net(), epochs + 1, lr)[1:-1]):
             hint = "record the loss of the forward pass before the step (losses[0] is the untrained model's loss)"
-        elif _close(got, _fit_mse(_small_net(), epochs, lr)):
+        elif _close(got, _fit(_small_net(), epochs, lr, loss_fn=nn.functional.mse_loss)):
             hint = "the loss is binary cross-entropy, nn.BCELoss(), not the mean-squared error"
         elif abs(got[0] - expected[0]) > 1e-6 + 1e-4 * abs(expected[0]):
             hint = "losses[0] is the BCE of the untrained model on the four XOR examples of make_xor_data()"
