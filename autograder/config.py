@@ -37,8 +37,7 @@ class Course:
     path: Path                           # course.yml
     title: str
     seed: int
-    mnist_split: dict[str, int]
-    data_root: str | None
+    data_root: str | None                  # torchvision data sets on disk (COURSE_DATA for notebooks)
     cell_timeout: float
     notebook_timeout: float
     memory_mb: float | None                # resident memory per notebook (fork engine)
@@ -70,7 +69,7 @@ class Course:
 _NUMBER = (int, float)
 _SCHEMA: dict[str, Any] = {
     "course": {"title": str, "seed": int},
-    "data": {"mnist_split": {"train": int, "val": int, "test": int}, "root": (str, type(None))},
+    "data": {"root": (str, type(None))},
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
                 "gpu": ("choice", GPU_POLICIES)},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER)}),
@@ -180,7 +179,6 @@ def load_course(path: str | Path | None = None) -> Course:
         path=path.resolve(),
         title=raw["course"]["title"],
         seed=raw["course"]["seed"],
-        mnist_split=dict(raw["data"]["mnist_split"]),
         data_root=raw["data"].get("root"),
         cell_timeout=float(grading["cell_timeout"]),
         notebook_timeout=float(grading["notebook_timeout"]),

@@ -34,7 +34,7 @@ __all__ = [
     "zip_box",
 ]
 
-# train / val / test sizes of the embedded split (course.yml `data.mnist_split` says the same).
+# train / val / test sizes of the embedded split.
 MNIST_SPLIT_SIZES = {"train": 3500, "val": 500, "test": 1000}
 
 

@@ -149,6 +149,8 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
         return Result(student, lab.id, str(path), checks, [str(e)], round(time.monotonic() - start, 2), fingerprint=stamp)
     nb, notes = restore(submission, load_source(source_path))
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed)}
+    if course.data_root:
+        env["COURSE_DATA"] = str((course.root / course.data_root).resolve())
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)

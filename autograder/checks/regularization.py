@@ -7,6 +7,7 @@ Each public function takes the student's class or function and raises AssertionE
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -37,6 +38,16 @@ def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) ->
             raise failure from err
 
 
+def _keeps_rng(check: Callable) -> Callable:
+    """Run the check inside torch.random.fork_rng: whatever it or the student's code draws, the
+    notebook's random state is the same afterwards."""
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with torch.random.fork_rng(devices=[]):
+            return check(*args, **kwargs)
+    return wrapper
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
     """Same shape and within atol, in float64 (a hint's test, never an error)."""
     a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
@@ -54,6 +65,7 @@ def _module(cls: Callable, what: str, *args: Any, **kwargs: Any) -> nn.Module:
 # --- dropout ------------------------------------------------------------------------------------
 
 
+@_keeps_rng
 def dropout(Dropout: Callable, p: float = 0.3) -> None:
     """Inverted dropout: in training about a fraction p of the elements is zeroed, the others are
     scaled by 1/(1-p), a new mask is drawn every call and the gradient flows through the mask; in
@@ -68,17 +80,20 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
         what = f"{what} in training mode, x = torch.ones(400, 250)"
         y = _call(m, what, x)
         expect_shape(y, (400, 250), what, "dropout keeps the shape of its input")
-        expect(y.dtype == x.dtype, f"{what}: dtype", str(x.dtype), str(y.dtype), "keep the dtype of x: .to(x.dtype) on the mask")
+        expect(y.dtype == x.dtype, f"{what}: dtype", str(x.dtype), str(y.dtype),
+               "keep the dtype of x: .to(x.dtype) on the mask")
         expect(bool(torch.equal(x, torch.ones(400, 250))), f"{what}: x after the call", "unchanged", "modified in place",
                "return a new tensor: x * mask / (1 - p), not x *= mask")
         y = y.detach().to(torch.float64)
         dropped = float((y == 0).double().mean())
         hint = f"zero each element with probability p = {p}: keep it where torch.rand_like(x) >= p"
         if abs(dropped - keep) < 0.01:
-            hint = f"you zero a fraction 1 - p: p = {p} is the probability to drop, so keep where torch.rand_like(x) >= p"
+            hint = (f"you zero a fraction 1 - p: p = {p} is the probability to drop, "
+                    "so keep where torch.rand_like(x) >= p")
         elif dropped == 0.0:
             hint = "nothing was zeroed: drop in training mode (self.training is True after .train())"
-        expect(abs(dropped - p) < 0.01, f"{what}: fraction of elements zeroed", f"≈ {p:g} (± 0.01)", f"{dropped:.4f}", hint)
+        expect(abs(dropped - p) < 0.01, f"{what}: fraction of elements zeroed", f"≈ {p:g} (± 0.01)", f"{dropped:.4f}",
+               hint)
 
         kept = y[y != 0]
         hint = f"scale the survivors by 1/(1 - p) = {1 / keep:.4g} (inverted dropout), so that E[output] = x"
@@ -89,7 +104,8 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
             hint = f"divide by 1 - p, do not multiply: the survivors become 1/(1 - p) = {1 / keep:.4g} times larger"
         bad = kept[(kept - 1 / keep).abs() > 1e-5 / keep]
         if bad.numel():
-            fail(f"{what}: the elements kept", f"all {1 / keep:.6g}", f"{fmt(float(bad[0]))} (and {bad.numel() - 1} more)", hint)
+            fail(f"{what}: the elements kept", f"all {1 / keep:.6g}",
+                 f"{fmt(float(bad[0]))} for {bad.numel():,} of {kept.numel():,}", hint)
 
         y2 = _call(m, f"{what}, a second call", x).detach().to(torch.float64)
         expect(not bool(torch.equal(y, y2)), f"{what}: two calls", "two different masks", "the same mask",
@@ -145,6 +161,7 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@_keeps_rng
 def early_stopping(EarlyStopping: Callable) -> None:
     """step(): the patience-2 sequence 1.0, 0.9, 0.95, 0.96 → False, False, False, True; a reset on
     improvement, a tie is no improvement, min_delta; restore(): the weights of the best epoch."""
@@ -156,22 +173,34 @@ def early_stopping(EarlyStopping: Callable) -> None:
     if got != expected:
         hint = "count the epochs in a row without improvement and stop when counter >= patience"
         if not any(got):
+            later = _call(stopper.step, "EarlyStopping(patience=2).step(0.97)", 0.97)
             hint = ("two epochs without improvement must stop it: add 1 to the counter (counter += 1); "
                     "the seed's counter = 1 never reaches 2")
+            if later is True:
+                hint = "you stop one epoch late: stop when counter >= patience, not counter > patience"
         elif got[:2] != [False, False]:
             hint = "an epoch whose loss is below the best so far is an improvement: reset the counter, do not stop"
         elif got[2]:
             hint = "one epoch without improvement is not enough with patience 2: stop when counter >= patience"
         fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str(expected), str(got), hint)
 
-    _sequence(EarlyStopping, {"patience": 2}, [1.0, 1.1, 0.9, 1.0, 0.9], [False, False, False, False, True],
-              "reset the counter to 0 on every improvement; a loss equal to the best is no improvement "
-              "(improved means val_loss < best - min_delta)")
+    losses = [1.0, 1.1, 0.9, 1.0, 0.9]
+    stopper = _call(EarlyStopping, "EarlyStopping(patience=2)", patience=2)
+    got = _steps(stopper, losses, "EarlyStopping(patience=2)")
+    if got != [False, False, False, False, True]:
+        hint = "stop after `patience` epochs in a row without improvement; reset the counter on every improvement"
+        if got[3]:
+            hint = "reset the counter to 0 on every improvement: 0.9 improved on 1.0, so 1.0 after it is only one bad epoch"
+        elif not got[4]:
+            hint = "a loss equal to the best is no improvement: improved means val_loss < best - min_delta"
+        fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str([False, False, False, False, True]),
+             str(got), hint)
     _sequence(EarlyStopping, {"patience": 3}, [1.0, 1.0, 1.0, 1.0], [False, False, False, True],
               "stop after `patience` epochs in a row without improvement; a tie is no improvement")
     _sequence(EarlyStopping, {"patience": 1, "min_delta": 0.1}, [1.0, 0.95], [False, True],
               "an improvement must beat the best loss by more than min_delta: val_loss < best - min_delta")
-    _sequence(EarlyStopping, {"patience": 2, "min_delta": 0.1}, [1.0, 0.95, 0.89, 0.85, 0.84], [False, False, False, False, True],
+    _sequence(EarlyStopping, {"patience": 2, "min_delta": 0.1}, [1.0, 0.95, 0.89, 0.85, 0.84],
+              [False, False, False, False, True],
               "keep `best` when the loss did not improve by more than min_delta (0.95 does not replace 1.0), "
               "so that 0.89 < 1.0 - 0.1 counts as an improvement")
 
@@ -198,36 +227,49 @@ def early_stopping(EarlyStopping: Callable) -> None:
     expect(stops == [False, False, False, True], f"{name}.step(loss, model) for val losses [1.0, 0.8, 0.9, 0.95]",
            "[False, False, False, True]", str(stops), "step(val_loss, model) stops as step(val_loss) does")
     current = _weights(model)
-    for label, target in (("the same model", model), ("a fresh model", nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)))):
+    fresh = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    own = _weights(fresh)
+    best = snapshots[1]
+    for label, target in (("a fresh model", fresh), ("the same model", model)):
         what = f"{name}: restore({label}) after val losses 1.0, 0.8 (best), 0.9, 0.95"
         _call(stopper.restore, what, target)
         got = _weights(target)
-        best = snapshots[1]
         wrong = [k for k in best if not torch.equal(got[k], best[k])]
         if not wrong:
             continue
         k = wrong[0]
-        hint = "on every improvement store a copy of model.state_dict(); restore() loads it with model.load_state_dict"
-        if torch.equal(got[k], current[k]):
-            hint = ("you restored the weights as they are now: model.state_dict() shares its tensors with the model, "
+        parameters = {n for n, _ in target.named_parameters()}
+        found, hint = "other weights", "on every improvement store a copy of model.state_dict(); restore() loads it"
+        if not any(w in parameters for w in wrong):
+            found = f"the right parameters but other buffers ({', '.join(wrong)})"
+            hint = "store and load the whole state_dict: buffers such as running_mean are part of the weights"
+        elif torch.equal(got[k], current[k]):
+            found = "the weights as they are now, after epoch 4"
+            hint = ("model.state_dict() shares its tensors with the model, which training keeps changing: "
                     "store a copy ({k: v.detach().clone() for k, v in model.state_dict().items()})")
+        elif torch.equal(got[k], own[k]):
+            found = "the fresh model's own weights: nothing was loaded"
+            hint = "restore(model) must load the stored copy into the model it is given: model.load_state_dict(...)"
         elif torch.equal(got[k], snapshots[0][k]):
+            found = "the weights of epoch 1"
             hint = "store the weights at every improvement, not only the first one"
         elif any(torch.equal(got[k], s[k]) for s in snapshots[2:]):
+            found = "the weights of a later epoch"
             hint = "store the weights only when the loss improved: the best epoch, not the last one"
-        elif k.startswith("1.running") or k.endswith("num_batches_tracked"):
-            hint = "store and load the whole state_dict: buffers such as running_mean are part of the weights"
-        fail(f"{what}: {k}", fmt(best[k]), fmt(got[k]), hint)
+        fail(what, "the weights of epoch 2 (val loss 0.8)", found if "buffers" in found else f"{found} ({k} differs)", hint)
 
 
 # --- batch normalization ------------------------------------------------------------------------
 
 
-def _bn_reference(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _bn_reference(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                  eps: float = 1e-5) -> torch.Tensor:
+    """weight * (x - mean) / sqrt(var + eps) + bias with per-channel [C] statistics, in float64."""
     v = lambda t: t.detach().to(torch.float64)[None, :, None, None]  # noqa: E731
-    return (x.to(torch.float64) - v(mean)) / torch.sqrt(v(var) + 1e-5) * v(w) + v(b)
+    return (x.to(torch.float64) - v(mean)) / torch.sqrt(v(var) + eps) * v(w) + v(b)
 
 
+@_keeps_rng
 def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> None:
     """Parameters weight, bias and buffers running_mean, running_var (nn.BatchNorm2d's names and
     initial values, its state_dict loads); three training steps and eval mode equal nn.BatchNorm2d
@@ -260,9 +302,10 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
     state = {k: v.clone() for k, v in ref.state_dict().items()}
     result = _call(bn.load_state_dict, f"{name}.load_state_dict(nn.BatchNorm2d({C}).state_dict(), strict=False)",
                    state, strict=False)
-    missing = [k for k in result.missing_keys if k != "num_batches_tracked"]
-    expect(not missing and not result.unexpected_keys, f"{name}.load_state_dict(nn.BatchNorm2d({C}).state_dict())",
-           "all keys matched", f"missing {missing}, unexpected {result.unexpected_keys}",
+    missing = [k for k in result.missing_keys if k != "num_batches_tracked"]  # optional, as in LABS.md
+    unexpected = [k for k in result.unexpected_keys if k != "num_batches_tracked"]
+    expect(not missing and not unexpected, f"{name}.load_state_dict(nn.BatchNorm2d({C}).state_dict())",
+           "all keys matched", f"missing {missing}, unexpected {unexpected}",
            "name them weight, bias, running_mean, running_var, as nn.BatchNorm2d does")
 
     bn.train()
@@ -287,7 +330,7 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
                 hint = "in training mode normalise with the batch's statistics, not the running ones"
             elif _close(out, _bn_reference(x, mean, var, torch.ones(C), torch.zeros(C))):
                 hint = "then scale by weight and shift by bias: weight * x_hat + bias"
-            elif _close(out, (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None]) * bn.weight.detach()[None, :, None, None] + bn.bias.detach()[None, :, None, None]):
+            elif _close(out, _bn_reference(x, mean, var, bn.weight, bn.bias, eps=0.0)):
                 hint = "add eps = 1e-5 to the variance inside the square root"
             expect_close(out.detach(), expected.detach(), what, atol=1e-5, rtol=0, hint=hint)
 
@@ -298,7 +341,7 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
             n = x.numel() // C
             stat = x.mean(dim=(0, 2, 3)) if key == "running_mean" else x.var(dim=(0, 2, 3), unbiased=True)
             old = before[0] if key == "running_mean" else before[1]
-            hint = f"{key} = (1 - momentum) * {key} + momentum * batch statistic, momentum 0.1, in place, every training step"
+            hint = f"{key} = (1 - momentum) * {key} + momentum * batch statistic, momentum 0.1, every training step"
             if key == "running_var" and _close(got, 0.9 * old + 0.1 * stat * (n - 1) / n):
                 hint = (f"update running_var with the unbiased variance: var * n / (n - 1), n = N*H*W = {n} "
                         "(torch normalises with the biased one but keeps the unbiased one)")
@@ -306,7 +349,8 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
                 hint = f"momentum weighs the new statistic: (1 - 0.1) * {key} + 0.1 * batch statistic"
             elif _close(got, old):
                 hint = f"update {key} in training mode: self.{key}.mul_(1 - momentum).add_(momentum * batch statistic)"
-            expect_close(got.detach(), exp.detach(), f"{name}.{key} after training step {step}", atol=1e-5, rtol=0, hint=hint)
+            expect_close(got.detach(), exp.detach(), f"{name}.{key} after training step {step}", atol=1e-5, rtol=0,
+                         hint=hint)
 
         if step == 3:  # gradients through the batch statistics
             loss_w = torch.randn(x.shape, generator=g)
@@ -328,14 +372,14 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
     with torch.no_grad():
         out = _call(bn, what, x.clone())
         expected = ref(x)
+    for key, before in zip(("running_mean", "running_var"), stats):
+        expect_close(dict(bn.named_buffers())[key].detach(), before, f"{name}.{key} after an eval-mode call", atol=0, rtol=0,
+                     hint="update the running statistics only in training mode")
     expect_shape(out, tuple(x.shape), what, "batch normalization keeps the shape of its input")
     hint = "in eval mode normalise with running_mean and running_var: (x - running_mean) / sqrt(running_var + eps)"
     if _close(out, _bn_reference(x, x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False), ref.weight, ref.bias)):
         hint = "in eval mode use the running statistics, not the batch's: check self.training"
     expect_close(out, expected, what, atol=1e-5, rtol=0, hint=hint)
-    for key, before in zip(("running_mean", "running_var"), stats):
-        expect_close(dict(bn.named_buffers())[key].detach(), before, f"{name}.{key} after an eval-mode call", atol=0, rtol=0,
-                     hint="update the running statistics only in training mode")
 
 
 # --- augmentation -------------------------------------------------------------------------------
@@ -394,6 +438,7 @@ def _similarity(a: torch.Tensor, b: torch.Tensor, max_shift: int) -> torch.Tenso
     return best / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1)).clamp_min(1e-12)
 
 
+@_keeps_rng
 def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
     """On a batch of 48 left-right asymmetric glyphs (7, L, J, 2, P, F): shape and dtype kept, x
     unchanged, a change that differs from call to call, each image still close to its original
@@ -429,9 +474,11 @@ def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
     like_original = _similarity(out, xd, S)
     like_mirror = _similarity(out, xd.flip(-1), S)
     median = float(like_original.median())
+    mirrored = int((like_mirror >= like_original).sum())
+    flip_hint = "no horizontal flip: a mirrored 2, 7 or J is no longer that character (flips suit CIFAR, not digits)"
+    flip_what = f"{what}: images more like their mirror image than like themselves"
+    if float(like_mirror.median()) >= 0.8:  # the content is there, mirrored: say so first
+        expect(mirrored <= N // 5, flip_what, f"at most {N // 5} of {N}", str(mirrored), flip_hint)
     expect(median >= 0.8, f"{what}: median similarity to the original (best alignment within ±{S} px)", "≥ 0.8",
            f"{median:.3f}", "keep the content: small shifts (about 10% of the size) and small rotations (about 15°)")
-    mirrored = int((like_mirror >= like_original).sum())
-    expect(mirrored <= N // 5, f"{what}: images more like their mirror image than like themselves",
-           f"at most {N // 5} of {N}", str(mirrored),
-           "no horizontal flip: a mirrored 2, 7 or J is no longer that character (flips suit CIFAR, not digits)")
+    expect(mirrored <= N // 5, flip_what, f"at most {N // 5} of {N}", str(mirrored), flip_hint)
