@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt"]
+__all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
+           "model_device", "error_line", "at_least", "expect_split_accuracy"]
 
 
 def fmt(value: Any) -> str:
@@ -93,6 +94,56 @@ def expect_close(got: Any, expected: Any, what: str, atol: float = 1e-6, rtol: f
             i = int(((g - e).abs() - (atol + rtol * e.abs())).flatten().argmax())
             fail(what, f"{float(e.flatten()[i]):.6g} at flat index {i}", f"{float(g.flatten()[i]):.6g}", hint)
         fail(what, e if e.numel() > 1 else float(e), g if g.numel() > 1 else float(g), hint)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where `model`'s parameters live (CPU for a model without parameters)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def error_line(err: BaseException) -> str:
+    """`TypeName: first line of the message`, short enough for a failure message."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {text}"[:200]
+
+
+def at_least(threshold: float) -> str:
+    return f"≥ {threshold:.2f}" if round(threshold, 2) == threshold else f"≥ {threshold:g}"
+
+
+_SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
+
+
+def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, name: str,
+                          crash_hint: str, low_hint: str) -> None:
+    """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, no grad, the
+    model's device, counted here) is at least `threshold`; the model's mode is restored."""
+    from autograder.data import mnist_splits
+
+    what = f"{name} accuracy on {_SPLIT_NAMES.get(split, split)}"
+    if not isinstance(model, torch.nn.Module):
+        fail(what, at_least(threshold), type(model).__name__, "pass the trained model")
+    X, y = mnist_splits()[split].tensors
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(y), 500):
+                logits = model(X[start:start + 500].to(device))
+                correct += int((logits.argmax(dim=1).cpu() == y[start:start + 500]).sum())
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001  (the student's model failed to run)
+        fail(what, at_least(threshold), error_line(err), crash_hint)
+    finally:
+        model.train(was_training)
+    acc = correct / len(y)
+    expect(acc >= threshold, what, at_least(threshold), f"{acc:.3f}", low_hint)
 
 
 @lru_cache(maxsize=None)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autograder.checks import expect, fail
+from autograder.checks import error_line as _error
+from autograder.checks import expect, expect_split_accuracy, fail, model_device
 from autograder.data import draw_zip_code, mnist_splits
 
 __all__ = ["shapes", "param_count", "accuracy", "zip_code"]
@@ -42,22 +43,6 @@ def _shape(dims: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, dims)]) + ")"
 
 
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-def _at_least(threshold: float) -> str:
-    return f"≥ {threshold:.2f}" if round(threshold, 2) == threshold else f"≥ {threshold:g}"
-
-
-def _error(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}"[:200]
-
-
 def shapes(model: nn.Module) -> None:
     """Each of conv1, pool1, conv2, pool2, fc1, fc2, fc3 outputs LeNet-5's shape on a [2, 1, 28, 28] batch."""
     if not isinstance(model, nn.Module):
@@ -81,7 +66,7 @@ def shapes(model: nn.Module) -> None:
     try:
         model.eval()
         with torch.no_grad():
-            logits = model(torch.zeros(_N, 1, 28, 28, device=_device(model)))
+            logits = model(torch.zeros(_N, 1, 28, 28, device=model_device(model)))
     except NotImplementedError:
         raise  # an answer cell not filled in yet: the grader says so
     except Exception as err:  # noqa: BLE001 — a student's forward may raise anything
@@ -125,41 +110,17 @@ def param_count(model: nn.Module) -> None:
          "conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer")
 
 
-_SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
-
-
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
     """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, the model's device) ≥ threshold."""
-    what = f"LeNet5 accuracy on {_SPLIT_NAMES.get(split, split)}"
-    if not isinstance(model, nn.Module):
-        fail(what, _at_least(threshold), type(model).__name__, "pass the trained model")
-    X, y = mnist_splits()[split].tensors
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(y), 500):
-                logits = model(X[start:start + 500].to(device))
-                correct += int((logits.argmax(dim=1).cpu() == y[start:start + 500]).sum())
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        fail(what, _at_least(threshold), _error(err), "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first")
-    finally:
-        model.train(was_training)
-    acc = correct / len(y)
-    expect(acc >= threshold, what, _at_least(threshold), f"{acc:.3f}",
-           "train longer or check the learning rate")
-
+    expect_split_accuracy(model, split, threshold, "LeNet5", "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first",
+                          "train longer or check the learning rate")
 
 def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
     """`read_zip_code` reads canvases drawn from test-split digits at no less than the model's own
     accuracy on those digits minus 2 points (half the canvases H×W, half H×W×3)."""
     X, y = mnist_splits()["test"].tensors
     X, y = X[:n_digits], y[:n_digits]
-    device = _device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:

@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.checks import expect, fail, fmt
-from autograder.data import mnist_splits
+from autograder.checks import error_line as _error
+from autograder.checks import expect, expect_split_accuracy, fail, fmt, model_device
 from autograder.runtime import get_device
 
 __all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy"]
@@ -34,11 +34,6 @@ _TOTAL = sum(i * o + o for i, o in _LAYERS)
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _error(err: BaseException) -> str:
-    text = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {text}"[:200]
 
 
 def _call(fn: Callable, what: str, *args: Any, hint: str = "") -> Any:
@@ -68,13 +63,6 @@ def _number(value: Any, what: str, hint: str) -> float:
 
 def _close(got: float, expected: float, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
     return math.isfinite(got) and abs(got - expected) <= atol + rtol * abs(expected)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _keeps_rng(check: Callable) -> Callable:
@@ -118,7 +106,7 @@ def mlp(model: nn.Module) -> None:
     no softmax (or log-softmax) at the end."""
     if not isinstance(model, nn.Module):
         fail("MLP", "an nn.Module", type(model).__name__, "pass an instance, MLP(), not the class")
-    device = _model_device(model)
+    device = model_device(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
         x = torch.rand(5, 1, 28, 28)
@@ -379,35 +367,9 @@ def fit(fit: Callable) -> None:
 
 # --- accuracy -----------------------------------------------------------------------------------
 
-_SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
-
-
-def _at_least(threshold: float) -> str:
-    return f"≥ {threshold:.2f}" if round(threshold, 2) == threshold else f"≥ {threshold:g}"
-
 
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.85) -> None:
     """Accuracy of the trained `model` on `autograder.data.mnist_splits()[split]` (eval mode, no
     grad, on the model's device, counted here rather than by the student's evaluate) ≥ threshold."""
-    what = f"MLP accuracy on {_SPLIT_NAMES.get(split, split)}"
-    if not isinstance(model, nn.Module):
-        fail(what, _at_least(threshold), type(model).__name__, "pass the trained model")
-    X, y = mnist_splits()[split].tensors
-    device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(y), 500):
-                logits = model(X[start:start + 500].to(device))
-                correct += int((logits.argmax(dim=1).cpu() == y[start:start + 500]).sum())
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        fail(what, _at_least(threshold), _error(err), "the model cannot run on [N, 1, 28, 28] digits: fix MLP first")
-    finally:
-        model.train(was_training)
-    acc = correct / len(y)
-    expect(acc >= threshold, what, _at_least(threshold), f"{acc:.3f}",
-           "check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits")
+    expect_split_accuracy(model, split, threshold, "MLP", "the model cannot run on [N, 1, 28, 28] digits: fix MLP first",
+                          "check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits")
