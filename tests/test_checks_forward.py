@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 import reference.forward as R
 from autograder.checks import forward as checks
+from tests.planted import failing_checks, planted_source
 from tests.planted.forward import BUGS
 
 CHECKS = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
@@ -331,8 +332,8 @@ def test_checks_leave_the_global_rng_alone():
 
 
 def _planted(bug) -> Callable:
-    src = textwrap.dedent(inspect.getsource(getattr(R, bug.cell)))
-    return _notebook_function(bug.apply(src))
+    src = planted_source(R, bug)
+    return _notebook_function(src)
 
 
 @pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
@@ -340,10 +341,4 @@ def test_planted_bug_fails_exactly_its_checks(bug):
     assert bug.fails <= set(CHECKS)
     functions = {name: getattr(R, name) for name in CHECKS}
     functions[bug.cell] = _planted(bug)
-    failed = set()
-    for name in CHECKS:
-        try:
-            getattr(checks, name)(functions[name])
-        except AssertionError:
-            failed.add(name)
-    assert failed == set(bug.fails)
+    assert failing_checks(checks, functions, CHECKS) == set(bug.fails)

@@ -7,9 +7,7 @@ prove each fails exactly the checks it declares (the notebook-level run is the g
 """
 from __future__ import annotations
 
-import inspect
 import math
-import textwrap
 import time
 from typing import Callable
 
@@ -20,6 +18,7 @@ from torch.nn import functional as F
 
 import reference.regularization as R
 from autograder.checks import regularization as checks
+from tests.planted import planted_source
 from tests.planted.regularization import BUGS
 
 CHECKS = ["dropout", "early_stopping", "batchnorm", "augment"]
@@ -474,9 +473,9 @@ def test_a_student_error_is_one_clear_line_with_the_original_chained():
 
 
 def _planted(bug) -> Callable:
-    src = textwrap.dedent(inspect.getsource(getattr(R, bug.cell)))
+    src = planted_source(R, bug)
     namespace = {"torch": torch, "nn": nn, "F": F, "math": math, "__name__": "planted"}
-    exec(compile("from __future__ import annotations\n" + bug.apply(src), f"<planted {bug.name}>", "exec"), namespace)  # noqa: S102
+    exec(compile("from __future__ import annotations\n" + src, f"<planted {bug.name}>", "exec"), namespace)  # noqa: S102
     return namespace[bug.cell]
 
 

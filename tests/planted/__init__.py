@@ -46,3 +46,23 @@ def all_bugs() -> dict[str, list[Bug]]:
     import pkgutil
 
     return {m.name: importlib.import_module(f"{__name__}.{m.name}").BUGS for m in pkgutil.iter_modules(__path__)}
+
+
+def planted_source(module, b: Bug) -> str:
+    """The source of `module.<b.cell>` (a reference module's exercise) with bug `b` planted."""
+    import inspect
+    import textwrap
+
+    return b.apply(textwrap.dedent(inspect.getsource(getattr(module, b.cell))))
+
+
+def failing_checks(checks, functions: dict, names) -> set[str]:
+    """The names of the checks (functions of module `checks`, each called with `functions[name]`)
+    that raise AssertionError."""
+    failed = set()
+    for name in names:
+        try:
+            getattr(checks, name)(functions[name])
+        except AssertionError:
+            failed.add(name)
+    return failed
