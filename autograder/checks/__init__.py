@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
-           "model_device", "error_line", "at_least", "expect_split_accuracy"]
+           "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student"]
 
 
 def fmt(value: Any) -> str:
@@ -108,6 +108,20 @@ def error_line(err: BaseException) -> str:
     """`TypeName: first line of the message`, short enough for a failure message."""
     text = (str(err).strip().splitlines() or [""])[0]
     return f"{type(err).__name__}: {text}"[:200]
+
+
+def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) for the student's `fn`. An unfilled cell's NotImplementedError
+    propagates unchanged; any other error becomes a one-line failure (the original chained)."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
+        try:
+            fail(what, "a result", error_line(err), hint)
+        except AssertionError as failure:
+            raise failure from err
 
 
 def at_least(threshold: float) -> str:

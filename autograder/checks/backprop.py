@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
+from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail, fmt
 from autograder.checks import rel_error as _rel_error  # `rel_error` is also the name of a check
 
@@ -26,21 +27,6 @@ __all__ = [
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
-    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
-    error from the student's code becomes a one-line failure (the original stays chained)."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
-        except AssertionError as failure:
-            raise failure from err
 
 
 def _tensor(value: Any, what: str, shape: tuple, hint: str = "") -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torchvision import ops
 
+from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail, fmt, golden
 
 __all__ = [
@@ -32,21 +33,6 @@ _STABLE = "equal scores: lower index first (torch.sort(..., descending=True, sta
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
-    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
-    error from the student's code becomes a one-line failure (the original stays chained)."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
-        except AssertionError as failure:
-            raise failure from err
 
 
 def _boxes(gen: torch.Generator, n: int, size: float = 100.0) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
+from autograder.checks import call_student as _call
 from autograder.checks import expect, fail, fmt
 
 __all__ = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
@@ -23,21 +24,6 @@ _RTOL, _ATOL = 1e-5, 1e-6  # float32 arithmetic on values of order 1
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
-    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
-    error from the student's code becomes a one-line failure (the original stays chained)."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
-        except AssertionError as failure:
-            raise failure from err
 
 
 def _tensor(value: Any, what: str, shape: tuple, hint: str) -> torch.Tensor:

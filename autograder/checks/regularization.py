@@ -15,27 +15,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail, fmt
 
 __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
-    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
-    error from the student's code becomes a one-line failure (the original stays chained)."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
-        except AssertionError as failure:
-            raise failure from err
 
 
 def _keeps_rng(check: Callable) -> Callable:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.checks import error_line as _error
+from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_split_accuracy, fail, fmt, model_device
 from autograder.runtime import get_device
 
@@ -34,20 +34,6 @@ _TOTAL = sum(i * o + o for i, o in _LAYERS)
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _call(fn: Callable, what: str, *args: Any, hint: str = "") -> Any:
-    """fn(*args). An unfilled cell's NotImplementedError propagates unchanged; any other error
-    from the student's code becomes a one-line failure (the original stays chained)."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        try:
-            fail(what, "a result", _error(err), hint)
-        except AssertionError as failure:
-            raise failure from err
 
 
 def _number(value: Any, what: str, hint: str) -> float:
