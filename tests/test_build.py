@@ -119,3 +119,16 @@ def test_sample_class_is_fresh(tmp_path):
     fresh = {p.relative_to(tmp_path / "class"): p.read_bytes() for p in (tmp_path / "class").rglob("*.ipynb")}
     committed = {p.relative_to(ROOT / "examples" / "class"): p.read_bytes() for p in (ROOT / "examples" / "class").rglob("*.ipynb")}
     assert fresh == committed, "run `python examples/make_class.py` after `course build`"
+
+
+@pytest.mark.parametrize("lab_id", [lab.id for lab in load_course(ROOT / "course.yml").labs])
+def test_check_module_matches_course_yml(course, lab_id):
+    """A lab's check module exports exactly the checks course.yml gives points to, and never
+    imports the reference (checks compare against torch, the course's numbers or golden values)."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"autograder.checks.{lab_id}")
+    assert sorted(module.__all__) == sorted(course.lab(lab_id).checks)
+    source = inspect.getsource(module)
+    assert "import reference" not in source and "from reference" not in source

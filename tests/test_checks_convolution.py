@@ -25,13 +25,6 @@ from tests.planted.convolution import BUGS
 CHECKS = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
 
 
-def test_checks_match_course_yml(course):
-    lab = next((lab for lab in course.labs if lab.id == "convolution"), None)
-    if lab is None:
-        pytest.skip("lab convolution is not in course.yml yet")
-    assert sorted(lab.checks) == sorted(CHECKS)
-
-
 def test_checks_are_the_public_functions():
     public = [n for n, f in vars(checks).items() if inspect.isfunction(f) and not n.startswith("_")
               and f.__module__ == checks.__name__]

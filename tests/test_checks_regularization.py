@@ -37,11 +37,6 @@ def test_checks_are_the_public_functions():
     assert checks.__all__ == CHECKS
 
 
-def test_checks_match_course_yml(course):
-    lab = next(lab for lab in course.labs if lab.id == "regularization")
-    assert list(lab.checks) == CHECKS
-
-
 @pytest.mark.parametrize("name", CHECKS)
 def test_reference_passes_quickly(name):
     getattr(checks, name)(getattr(R, CELL[name]))  # warm-up (first torch calls)

@@ -63,10 +63,8 @@ def trained() -> nn.Module:
     return _train({"MLP": R.MLP, "fit": R.fit})
 
 
-def test_checks_match_course_yml(course):
-    lab = course.lab("training")
-    assert sorted(lab.checks) == sorted(CHECKS)
-    assert lab.thresholds["accuracy"] == THRESHOLD
+def test_threshold_matches_course_yml(course):
+    assert course.lab("training").thresholds["accuracy"] == THRESHOLD
 
 
 def test_reference_passes_quickly(trained):
