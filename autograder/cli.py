@@ -52,7 +52,8 @@ def _grade(args, course) -> int:
         bar.update()
 
     results, warnings = grade_class(Path(args.submissions), course, args.lab, args.jobs,
-                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine, done)
+                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine, done,
+                                    args.device)
     bar.close()
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     write_reports(out, results, {lab.id: lab.title for lab in course.labs})
@@ -87,6 +88,17 @@ def _validate(args, course) -> int:
     return 1 if problems else 0
 
 
+def _release(args, course) -> int:
+    from .release import release
+    print("checking that the built notebooks are fresh (course build --check)...", file=sys.stderr)
+    written = release(course, Path(args.out), args.lab, force=args.force)
+    for p in written:
+        print(f"wrote {p}")
+    labs = len(course.select(args.lab))
+    print(f"released {labs} lab(s) into {args.out} ({len(written)} files): students run `pip install -e .` there", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Build, validate and grade the CNN course.")
     p.add_argument("--course", metavar="PATH", help="course.yml to use (default: ./course.yml)")
@@ -112,7 +124,18 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",
                    help="fork: a warm worker forks a fresh child per notebook (fast, default); "
                         "kernel: a fresh Jupyter kernel per notebook (as nbgrader)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where notebooks run: auto (default) is cuda where this machine has it; "
+                        "course.yml grading.gpu decides the GPU check's points without CUDA")
     g.set_defaults(run=_grade)
+
+    r = sub.add_parser("release", help="write what students receive into OUT: exercises, public checks, data")
+    r.add_argument("out", metavar="OUT")
+    r.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
+    r.add_argument("--force", action="store_true",
+                   help="write into a non-empty OUT that is not an earlier release, or over released files changed since "
+                        "(other files there are kept)")
+    r.set_defaults(run=_release)
 
     v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")
     v.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")

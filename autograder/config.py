@@ -38,6 +38,7 @@ class Course:
     title: str
     seed: int
     data_root: str | None                  # torchvision data sets on disk (COURSE_DATA for notebooks)
+    data_hidden: str | None                # a private MNIST test set (torchvision layout) for scoring
     cell_timeout: float
     notebook_timeout: float
     memory_mb: float | None                # resident memory per notebook (fork engine)
@@ -47,6 +48,14 @@ class Course:
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    @property
+    def data_root_path(self) -> Path | None:
+        return (self.root / self.data_root).resolve() if self.data_root else None
+
+    @property
+    def hidden_path(self) -> Path | None:
+        return (self.root / self.data_hidden).resolve() if self.data_hidden else None
 
     def lab(self, lab_id: str) -> Lab:
         for lab in self.labs:
@@ -69,12 +78,12 @@ class Course:
 _NUMBER = (int, float)
 _SCHEMA: dict[str, Any] = {
     "course": {"title": str, "seed": int},
-    "data": {"root": (str, type(None))},
+    "data": {"root": (str, type(None)), "hidden": (str, type(None))},
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
                 "gpu": ("choice", GPU_POLICIES)},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER)}),
 }
-_OPTIONAL = {"thresholds", "root", "memory_mb"}
+_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb"}
 
 
 def _type_name(spec: Any) -> str:
@@ -180,6 +189,7 @@ def load_course(path: str | Path | None = None) -> Course:
         title=raw["course"]["title"],
         seed=raw["course"]["seed"],
         data_root=raw["data"].get("root"),
+        data_hidden=raw["data"].get("hidden"),
         cell_timeout=float(grading["cell_timeout"]),
         notebook_timeout=float(grading["notebook_timeout"]),
         memory_mb=float(grading["memory_mb"]) if "memory_mb" in grading else None,

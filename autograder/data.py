@@ -29,6 +29,9 @@ __all__ = [
     "mnist_splits",
     "data_root",
     "load_torchvision",
+    "DATASETS",
+    "capstone_dataset",
+    "dataset_splits",
     "draw_zip_code",
     "ZIP_CANVAS_SHAPE",
     "zip_box",
@@ -195,6 +198,58 @@ def _load_cifar10(root: Path, train: bool) -> TensorDataset:
     X = torch.from_numpy(np.concatenate(images)).to(torch.float32).div_(255.0)   # [N, 3, 32, 32]
     y = torch.as_tensor(labels, dtype=torch.int64)                                # [N]
     return TensorDataset(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Data sets by name (the capstone, and the grader's scoring)
+# --------------------------------------------------------------------------------------------
+# name → torchvision class name (None: the embedded MNIST-5k); input shape of one image
+DATASETS: dict[str, tuple[str | None, tuple[int, int, int]]] = {
+    "mnist": (None, (1, 28, 28)),
+    "fashion_mnist": ("FashionMNIST", (1, 28, 28)),
+    "cifar10": ("CIFAR10", (3, 32, 32)),
+}
+VAL_FRACTION = 0.1   # of a torchvision training set, held out for validation
+
+
+def _on_disk(name: str, root: Path) -> bool:
+    if name == "fashion_mnist":
+        return all((root / "FashionMNIST" / "raw" / f).is_file() for f in _IDX_FILES)
+    if name == "cifar10":
+        return all((root / _CIFAR_FOLDER / f).is_file() for f in _CIFAR_TRAIN + _CIFAR_TEST)
+    return name == "mnist"
+
+
+def capstone_dataset(root: str | os.PathLike | None = None) -> str:
+    """The capstone's data set: "fashion_mnist" when Fashion-MNIST is on disk under `root`
+    (default `data_root()`), else "cifar10" when CIFAR-10 is, else the embedded "mnist"."""
+    root = Path(root).expanduser() if root is not None else data_root()
+    if root is not None:
+        for name in ("fashion_mnist", "cifar10"):
+            if _on_disk(name, root):
+                return name
+    return "mnist"
+
+
+def dataset_splits(name: str, root: str | os.PathLike | None = None) -> dict[str, TensorDataset]:
+    """`{"train", "val", "test"}` TensorDatasets of data set `name` (a key of DATASETS).
+
+    "mnist" is `mnist_splits()`. A torchvision set is read from `root` (default `data_root()`):
+    its official test set is "test", and its training set is split once, deterministically
+    (a fixed permutation), into "train" and the last `VAL_FRACTION` as "val".
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(DATASETS)}")
+    torchvision_name = DATASETS[name][0]
+    if torchvision_name is None:
+        return mnist_splits()
+    train = load_torchvision(torchvision_name, root, train=True)
+    test = load_torchvision(torchvision_name, root, train=False)
+    X, y = train.tensors
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_val = max(1, int(round(len(y) * VAL_FRACTION)))
+    fit, val = order[:-n_val], order[-n_val:]
+    return {"train": TensorDataset(X[fit], y[fit]), "val": TensorDataset(X[val], y[val]), "test": test}
 
 
 # --------------------------------------------------------------------------------------------

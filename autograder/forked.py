@@ -42,6 +42,8 @@ def warm_up() -> None:
     import autograder.checks  # noqa: F401
     import autograder.data
     import autograder.runtime  # noqa: F401
+    from autograder.integrity import import_checked_modules
+    import_checked_modules()   # every check module, so that each child's Guard snapshot is cheap
     # the embedded MNIST split, parsed once per worker (numpy only: no torch op runs here)
     autograder.data._mnist_split_tensors(0)
 
@@ -57,8 +59,9 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _child(cells: list[tuple[int, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None) -> None:
-    """Runs in the forked child: execute the cells, report each outcome as a JSON line."""
+def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None) -> None:
+    """Runs in the forked child: execute the cells, report each outcome as a JSON line. Before and
+    after each test cell, the Guard puts back what the submission changed (autograder.integrity)."""
     os.setpgid(0, 0)
     os.chdir(workdir)
     os.environ.update(env)
@@ -86,7 +89,14 @@ def _child(cells: list[tuple[int, str]], write_fd: int, workdir: str, env: dict[
     config = Config()
     config.HistoryManager.enabled = False
     shell = GradingShell.instance(config=config)
-    for index, source in cells:
+    from autograder.integrity import Guard
+    guard = Guard(shell.user_ns)          # a local: the submission cannot rebind it
+    for index, source, kind in cells:
+        if kind == "test":
+            restored = guard.restore()
+            if restored:
+                out.write(json.dumps({"note": f"restored before cell {index}: {', '.join(restored[:5])} "
+                                              "(changed by the submission)"}) + "\n")
         out.write(json.dumps({"start": index}) + "\n")
         t0 = time.monotonic()
         try:
@@ -97,17 +107,33 @@ def _child(cells: list[tuple[int, str]], write_fd: int, workdir: str, env: dict[
         report = {"index": index, "seconds": round(time.monotonic() - t0, 3)}
         if err is not None:
             report.update(ename=type(err).__name__, evalue=str(err)[:_EVALUE_LIMIT])
+        if kind == "test":
+            tampered = guard.restore()
+            if tampered:
+                report.update(ename="TamperingError", evalue=f"the submission replaced {', '.join(tampered[:3])} "
+                                                             "while this check ran")
+        elif kind == "locked" and err is None:
+            guard.protect_bindings()
         out.write(json.dumps(report) + "\n")
     out.write(json.dumps({"done": True}) + "\n")
     out.flush()
     os._exit(0)
 
 
+def _kind(cell) -> str:
+    meta = cell.metadata.get("nbgrader", {})
+    if meta.get("solution"):
+        return "answer"
+    return "test" if meta.get("grade") else "locked"
+
+
 def run_notebook_forked(nb, cell_timeout: float, notebook_timeout: float, env: dict[str, str] | None = None,
-                        threads: int | None = None, memory_mb: float | None = None) -> dict[int, Outcome]:
-    """Execute the code cells of `nb` in a forked child; return the outcome of each by index.
-    (Outputs are not kept: grading reads only whether each cell raised, and what.)"""
-    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+                        threads: int | None = None, memory_mb: float | None = None,
+                        notes: list[str] | None = None) -> dict[int, Outcome]:
+    """Execute the code cells of `nb` in a forked child; return the outcome of each by index and
+    append to `notes` what the integrity guard restored. (Outputs are not kept: grading reads
+    only whether each cell raised, and what.)"""
+    cells = [(i, c.source, _kind(c)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     outcomes: dict[int, Outcome] = {}
     env = {"MPLBACKEND": "agg", **(env or {})}
     with tempfile.TemporaryDirectory(prefix="course-grade-") as workdir:
@@ -123,7 +149,8 @@ def run_notebook_forked(nb, cell_timeout: float, notebook_timeout: float, env: d
                 os._exit(1)
         os.close(write_fd)
         try:
-            _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb)
+            _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
+                   notes if notes is not None else [])
         finally:
             os.close(read_fd)
             try:
@@ -135,7 +162,7 @@ def run_notebook_forked(nb, cell_timeout: float, notebook_timeout: float, env: d
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,
-           notebook_timeout: float, memory_mb: float | None) -> None:
+           notebook_timeout: float, memory_mb: float | None, notes: list[str]) -> None:
     """Read the child's reports and enforce the limits until it finishes or is stopped."""
     start = time.monotonic()
     current, cell_start = None, start
@@ -164,6 +191,9 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
                 msg = json.loads(line)
                 if msg.get("done"):
                     return
+                if "note" in msg:
+                    notes.append(msg["note"])
+                    continue
                 if "start" in msg:
                     current, cell_start, interrupted_at = msg["start"], time.monotonic(), None
                     continue
@@ -194,5 +224,5 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
                 continue
             interrupted_at = now
             os.kill(pid, signal.SIGINT)
-    for index, _ in cells:
+    for index, *_ in cells:
         outcomes.setdefault(index, Outcome("not_run", evalue=stopped))

@@ -12,20 +12,44 @@ import json
 import multiprocessing
 import os
 import re
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from nbgrader.utils import is_grade, is_solution
 
 from .config import Course, CourseError, Lab
 from .execute import Outcome, run_notebook
 from .forked import run_notebook_forked, warm_up
 from .notebook import SubmissionError, load_source, read_submission, restore
+from .scoring import predict_all, resolve_dataset, scored_checks, scoring_labels
 
 MAX_MESSAGE = 400
 ENGINES = ("fork", "kernel")    # fork: warm worker, fresh child per notebook; kernel: a Jupyter kernel each
+DEVICES = ("auto", "cpu", "cuda")
+GPU_CHECK = "gpu"               # in every lab that trains: where the graded training ran
+
+
+def cuda_available() -> bool:
+    """Whether this machine has CUDA, asked through NVML so that the process stays fork-safe."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str | None) -> str:
+    """`--device`: "auto" (or None) is cuda where this machine has it, else cpu."""
+    requested = requested or "auto"
+    if requested not in DEVICES:
+        raise CourseError(f"unknown device {requested!r} (choose {', '.join(DEVICES)})")
+    if requested == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if requested == "cuda" and not cuda_available():
+        raise CourseError("--device cuda: this machine has no CUDA device (use --device auto or cpu)")
+    return requested
 
 
 @dataclass
@@ -91,8 +115,27 @@ def _describe(outcome: Outcome) -> str:
     return _one_line(f"{outcome.ename}: {outcome.evalue}")
 
 
-def score(nb, outcomes: dict[int, Outcome], lab: Lab) -> list[CheckResult]:
-    """Points per check of `lab` from the executed notebook's test cells."""
+def _gpu_check(outcome: Outcome, max_points: float, policy: str, device: str) -> CheckResult:
+    """The GPU execution check under course.yml's policy (grading.gpu) on this grader's device."""
+    if policy == "ignore":
+        return CheckResult(GPU_CHECK, max_points, max_points, "not graded (grading.gpu: ignore)")
+    if outcome.status == "error" and outcome.ename == "Skipped":
+        if device != "cpu":
+            return CheckResult(GPU_CHECK, 0, max_points, f"GPU execution: expected the training on {device}, got "
+                               "a skipped check — do not override COURSE_DEVICE; use get_device()")
+        if policy == "required":
+            return CheckResult(GPU_CHECK, 0, max_points, "skipped: no CUDA on this grader — "
+                               "course.yml requires GPU execution (grading.gpu: required)")
+        return CheckResult(GPU_CHECK, max_points, max_points, "skipped: no CUDA on this grader (grading.gpu: preferred)")
+    if outcome.status == "ok":
+        return CheckResult(GPU_CHECK, max_points, max_points)
+    return CheckResult(GPU_CHECK, 0, max_points, _describe(outcome))
+
+
+def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
+          device: str = "cpu") -> list[CheckResult]:
+    """Points per check of `lab` from the executed notebook's test cells; the GPU check's points
+    follow `gpu_policy` on a grader whose device is `device`."""
     results: dict[str, CheckResult] = {}
     first_failure = ""           # the first failing non-test cell, as context for later errors
     for index, cell in enumerate(nb.cells):
@@ -105,7 +148,9 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab) -> list[CheckResult]:
             if name not in lab.checks or name in results:
                 continue
             max_points = lab.checks[name]
-            if outcome.status == "ok":
+            if name == GPU_CHECK:
+                results[name] = _gpu_check(outcome, max_points, gpu_policy, device)
+            elif outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
             else:
                 message = _describe(outcome)
@@ -132,10 +177,12 @@ def fingerprint(path: Path, lab: Lab, course: Course) -> str:
     return h.hexdigest()
 
 
-def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
+def run_submission(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                   threads: int | None = None, engine: str = "fork") -> Result:
-    """Grade one submitted notebook of `lab`. Never raises for a bad submission."""
+                   threads: int | None = None, engine: str = "fork",
+                   device: str = "cpu") -> tuple[Result, dict[str, list[int] | str]]:
+    """Execute one submitted notebook of `lab` and score its cells; also return the predictions
+    of the models it submitted for scoring (see `apply_scores`). Never raises for a bad submission."""
     start = time.monotonic()
     student = student or path.parent.name
     source_path = course.solution_path(lab.id)
@@ -146,20 +193,70 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
         submission = read_submission(path)
     except SubmissionError as e:
         checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
-        return Result(student, lab.id, str(path), checks, [str(e)], round(time.monotonic() - start, 2), fingerprint=stamp)
+        return Result(student, lab.id, str(path), checks, [str(e)], round(time.monotonic() - start, 2), fingerprint=stamp), {}
     nb, notes = restore(submission, load_source(source_path))
-    env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed)}
-    if course.data_root:
-        env["COURSE_DATA"] = str((course.root / course.data_root).resolve())
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
-    if engine == "kernel":
-        outcomes = run_notebook(nb, *limits, env)
-    else:
-        outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb)
-    return Result(student, lab.id, str(path), score(nb, outcomes, lab), notes, round(time.monotonic() - start, 2),
-                  fingerprint=stamp)
+    with tempfile.TemporaryDirectory(prefix="course-scoring-") as scoring_dir:
+        env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device,
+               "COURSE_SCORING_DIR": scoring_dir}
+        if course.data_root:
+            env["COURSE_DATA"] = str(course.data_root_path)
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if engine == "kernel":
+            outcomes = run_notebook(nb, *limits, env)
+        else:
+            outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb, notes)
+        predictions = predict_all(Path(scoring_dir), course, limits[0], course.memory_mb, threads, device)
+    checks = score(nb, outcomes, lab, course.gpu, device)
+    return Result(student, lab.id, str(path), checks, notes, round(time.monotonic() - start, 2),
+                  fingerprint=stamp), predictions
+
+
+def apply_scores(result: Result, predictions: dict[str, list[int] | str], course: Course, lab: Lab) -> Result:
+    """Finish the scored checks of `result` (see autograder.scoring): a check whose cell passed
+    gets its points only if the submitted model's predictions reach the lab's threshold. Runs
+    in the process that called `course grade`, the only one that reads the test labels."""
+    from .checks import at_least
+    by_name = {c.name: c for c in result.checks}
+    for name, spec in scored_checks(lab.id).items():
+        check = by_name.get(name)
+        if check is None or not check.passed:
+            continue                        # the cell failed: its message says why
+        dataset = resolve_dataset(spec, course)
+        key = spec.threshold.format(dataset=dataset)
+        what = f"{spec.model} accuracy on the hidden test split"
+        if key not in lab.thresholds:
+            raise CourseError(f"{course.path}: labs.{lab.id}.thresholds.{key}: missing (check {name!r} is scored against it)")
+        threshold = lab.thresholds[key]
+        got = predictions.get(f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.model)}.{dataset}")
+        message = ""
+        if got is None:
+            message = f"{what}: expected a model submitted by the check cell, got none — do not delete files the grader writes"
+        elif isinstance(got, str):
+            message = f"{what}: expected {at_least(threshold)}, got {got} — {spec.crash_hint}"
+        else:
+            labels = scoring_labels(dataset, course)
+            if len(got) != len(labels):
+                message = f"{what}: expected {len(labels)} predictions, got {len(got)} — the model must keep the batch size"
+            else:
+                accuracy = float(np.mean(np.asarray(got) == labels))
+                if accuracy < threshold:
+                    message = f"{what}: expected {at_least(threshold)}, got {accuracy:.3f} — {spec.low_hint}"
+                else:
+                    check.message = f"accuracy {accuracy:.3f} on the hidden test split ({at_least(threshold)})"
+        if message:
+            check.points, check.message = 0, message
+    return result
+
+
+def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
+                   cell_timeout: float | None = None, notebook_timeout: float | None = None,
+                   threads: int | None = None, engine: str = "fork", device: str = "cpu") -> Result:
+    """Grade one submitted notebook of `lab` (run, then score). Never raises for a bad submission."""
+    result, predictions = run_submission(path, lab, course, student, cell_timeout, notebook_timeout, threads,
+                                         engine, device)
+    return apply_scores(result, predictions, course, lab)
 
 
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
@@ -182,27 +279,34 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
     return found, warnings
 
 
-def _grade_job(args: tuple) -> dict:
-    student, lab_id, path, course, cell_timeout, notebook_timeout, threads, engine = args
+def _grade_job(args: tuple) -> tuple[dict, dict]:
+    student, lab_id, path, course, cell_timeout, notebook_timeout, threads, engine, device = args
     try:
-        result = grade_notebook(Path(path), course.lab(lab_id), course, student, cell_timeout, notebook_timeout,
-                                threads, engine)
+        result, predictions = run_submission(Path(path), course.lab(lab_id), course, student, cell_timeout,
+                                             notebook_timeout, threads, engine, device)
     except Exception as e:  # a grader bug: record it on the submission, keep the class going
-        lab = course.lab(lab_id)
-        checks = [CheckResult(n, 0, p, "not graded: grader error") for n, p in lab.checks.items()]
-        result = Result(student, lab_id, path, checks, grader_error=f"{type(e).__name__}: {e}")
-    return result.to_dict()
+        return _grader_error(student, lab_id, path, course, e).to_dict(), {}
+    return result.to_dict(), predictions
+
+
+def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Exception) -> Result:
+    lab = course.lab(lab_id)
+    checks = [CheckResult(n, 0, p, "not graded: grader error") for n, p in lab.checks.items()]
+    return Result(student, lab_id, path, checks, grader_error=f"{type(e).__name__}: {e}")
 
 
 def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
                 cell_timeout: float | None = None, notebook_timeout: float | None = None,
                 on_result=None, engine: str = "fork",
-                done: dict[tuple[str, str], Result] | None = None) -> tuple[list[Result], list[str]]:
+                done: dict[tuple[str, str], Result] | None = None,
+                device: str | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` worker processes; `on_result(result)` is
     called as soon as each one is known. A submission whose result is in `done` with the same
-    fingerprint is not graded again. Returns the results in submission order and warnings."""
+    fingerprint is not graded again. `device`: where notebooks run ("auto": cuda if present).
+    Returns the results in submission order and warnings."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
+    device = resolve_device(device)
     found, warnings = find_submissions(root, course, lab_ids)
     results: dict[int, Result] = {}
     todo = []
@@ -216,14 +320,20 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
         return [results[i] for i in range(len(found))], warnings
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = {i: (found[i][0], found[i][1].id, str(found[i][2]), course, cell_timeout, notebook_timeout, threads, engine)
-             for i in todo}
+    tasks = {i: (found[i][0], found[i][1].id, str(found[i][2]), course, cell_timeout, notebook_timeout, threads, engine,
+                 device) for i in todo}
     # workers start clean (spawn) and, for the fork engine, import torch & co. once each
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=warm_up if engine == "fork" else None) as pool:
         futures = {pool.submit(_grade_job, t): i for i, t in tasks.items()}
         for future in as_completed(futures):
-            result = Result.from_dict(future.result())
+            data, predictions = future.result()
+            result = Result.from_dict(data)
+            if not result.grader_error:
+                try:   # the labels are read here, in this process, never in a worker or a notebook
+                    apply_scores(result, predictions, course, course.lab(result.lab))
+                except Exception as e:  # noqa: BLE001 — a grader bug: keep the class going
+                    result = _grader_error(result.student, result.lab, result.path, course, e)
             results[futures[future]] = result
             if on_result:
                 on_result(result)

@@ -7,6 +7,9 @@ with `_` is one check, named as in course.yml. Helpers here keep every message i
 from __future__ import annotations
 
 import json
+import os
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -14,7 +17,8 @@ from typing import Any
 import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
-           "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student"]
+           "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
+           "submit_model", "Skipped", "expect_gpu_execution"]
 
 
 def fmt(value: Any) -> str:
@@ -131,16 +135,61 @@ def at_least(threshold: float) -> str:
 _SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A check whose accuracy the grader computes outside the student's process.
+
+    A check module declares `SCORED = {check_name: Scored(...)}`. While grading, the check's
+    hidden call `expect_split_accuracy(model, "test", ...)` only saves the model
+    (`submit_model`); after the notebook has run, a separate process rebuilds it, receives the
+    test images only and returns its predictions, and the grader, which alone holds the labels,
+    compares them with `thresholds[threshold]` of the lab in course.yml.
+    """
+    model: str            # the model's name in messages; also names the saved file
+    threshold: str        # key of the lab's course.yml `thresholds`; "{dataset}" is filled in
+    crash_hint: str       # hint when the model cannot run on the images
+    low_hint: str         # hint when the accuracy is below the threshold
+    dataset: str = "mnist"  # a key of autograder.data.DATASETS, or "capstone" (capstone_dataset())
+
+
+def submission_path(name: str, dataset: str) -> str | None:
+    """Where a model submitted for scoring is saved while grading (None when not grading)."""
+    folder = os.environ.get("COURSE_SCORING_DIR")
+    if not folder:
+        return None
+    return os.path.join(folder, f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{dataset}.pt")
+
+
+def submit_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
+    """Save `model` (its class by value, with cloudpickle, and its weights) for the grader's scorer."""
+    import cloudpickle
+
+    path = submission_path(name, dataset)
+    what = f"{name} submitted for scoring"
+    if path is None:
+        fail(what, "a grading run (COURSE_SCORING_DIR)", "none", "only the grader scores the hidden split")
+    try:
+        torch.save(model, path, pickle_module=cloudpickle)
+    except Exception as err:  # noqa: BLE001 — a model that cannot be saved cannot be scored
+        fail(what, "a model that can be saved", error_line(err), crash_hint)
+
+
 def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, name: str,
-                          crash_hint: str, low_hint: str) -> None:
-    """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, no grad, the
-    model's device, counted here) is at least `threshold`; the model's mode is restored."""
-    from autograder.data import mnist_splits
+                          crash_hint: str, low_hint: str, dataset: str = "mnist") -> None:
+    """Accuracy of `model` on `autograder.data.dataset_splits(dataset)[split]` (eval mode, no
+    grad, the model's device, counted here) is at least `threshold`; the model's mode is restored.
+
+    While grading (`COURSE_SCORING_DIR` set), the "test" split is not evaluated here: the model
+    is submitted and the grader scores it in a separate process (see `Scored`)."""
+    from autograder.data import dataset_splits
 
     what = f"{name} accuracy on {_SPLIT_NAMES.get(split, split)}"
     if not isinstance(model, torch.nn.Module):
         fail(what, at_least(threshold), type(model).__name__, "pass the trained model")
-    X, y = mnist_splits()[split].tensors
+    if split == "test" and submission_path(name, dataset) is not None:
+        submit_model(model, name, dataset, crash_hint)
+        return
+    X, y = dataset_splits(dataset)[split].tensors
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -158,6 +207,33 @@ def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, 
         model.train(was_training)
     acc = correct / len(y)
     expect(acc >= threshold, what, at_least(threshold), f"{acc:.3f}", low_hint)
+
+
+class Skipped(Exception):
+    """A check this machine cannot run (no CUDA): the grader's course.yml policy decides its points."""
+
+
+def expect_gpu_execution(what: str) -> None:
+    """The training recorded by `autograder.runtime` ran with parameters and batches on the device
+    the grader offers (`get_device()`). Fails when no training step ran at all; without CUDA,
+    raises `Skipped` while grading and prints a note otherwise."""
+    from autograder.runtime import get_device, training_devices
+
+    seen = training_devices()
+    label = f"{what} device"
+    if not seen["parameters"]:
+        fail(label, "a training step in this notebook", "none recorded",
+             "run the training cell above: a forward pass in train() mode with gradients")
+    offered = get_device().type
+    if offered == "cpu":
+        if os.environ.get("COURSE_GRADING"):
+            raise Skipped("no CUDA on this grader")
+        print(f"{label}: skipped: no CUDA on this machine (the grader checks it where it has a GPU)")
+        return
+    if offered not in seen["parameters"] or offered not in seen["batches"]:
+        fail(label, f"parameters and batches on {offered}",
+             f"parameters on {'/'.join(sorted(seen['parameters']))}, batches on {'/'.join(sorted(seen['batches'])) or 'none'}",
+             "device = get_device(); move the model with model.to(device) and every batch with .to(device)")
 
 
 @lru_cache(maxsize=None)

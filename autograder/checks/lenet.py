@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autograder.checks import error_line as _error
-from autograder.checks import expect, expect_split_accuracy, fail, model_device
+from autograder.checks import Scored, expect, expect_split_accuracy, fail, model_device
 from autograder.data import draw_zip_code, mnist_splits
 
 __all__ = ["shapes", "param_count", "accuracy", "zip_code"]
@@ -110,10 +110,15 @@ def param_count(model: nn.Module) -> None:
          "conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer")
 
 
+_CRASH = "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first"
+_LOW = "train longer or check the learning rate"
+# the hidden split is scored by the grader, outside the notebook (autograder.scoring)
+SCORED = {"accuracy": Scored(model="LeNet5", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
+
+
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
     """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, the model's device) ≥ threshold."""
-    expect_split_accuracy(model, split, threshold, "LeNet5", "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first",
-                          "train longer or check the learning rate")
+    expect_split_accuracy(model, split, threshold, "LeNet5", _CRASH, _LOW)
 
 def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
     """`read_zip_code` reads canvases drawn from test-split digits at no less than the model's own

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_split_accuracy, fail, fmt, model_device
+from autograder.checks import Scored, expect, expect_split_accuracy, fail, fmt, model_device
 from autograder.runtime import get_device
 
 __all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy"]
@@ -354,8 +354,13 @@ def fit(fit: Callable) -> None:
 # --- accuracy -----------------------------------------------------------------------------------
 
 
+_CRASH = "the model cannot run on [N, 1, 28, 28] digits: fix MLP first"
+_LOW = "check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits"
+# the hidden split is scored by the grader, outside the notebook (autograder.scoring)
+SCORED = {"accuracy": Scored(model="MLP", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
+
+
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.85) -> None:
     """Accuracy of the trained `model` on `autograder.data.mnist_splits()[split]` (eval mode, no
     grad, on the model's device, counted here rather than by the student's evaluate) ≥ threshold."""
-    expect_split_accuracy(model, split, threshold, "MLP", "the model cannot run on [N, 1, 28, 28] digits: fix MLP first",
-                          "check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits")
+    expect_split_accuracy(model, split, threshold, "MLP", _CRASH, _LOW)
