@@ -115,21 +115,20 @@ def _describe(outcome: Outcome) -> str:
     return _one_line(f"{outcome.ename}: {outcome.evalue}")
 
 
-def _gpu_check(outcome: Outcome, max_points: float, policy: str, device: str) -> CheckResult:
+def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) -> CheckResult:
     """The GPU execution check under course.yml's policy (grading.gpu) on this grader's device."""
     if policy == "ignore":
-        return CheckResult(GPU_CHECK, max_points, max_points, "not graded (grading.gpu: ignore)")
-    if outcome.status == "error" and outcome.ename == "Skipped":
-        if device != "cpu":
-            return CheckResult(GPU_CHECK, 0, max_points, f"GPU execution: expected the training on {device}, got "
-                               "a skipped check — do not override COURSE_DEVICE; use get_device()")
-        if policy == "required":
-            return CheckResult(GPU_CHECK, 0, max_points, "skipped: no CUDA on this grader — "
-                               "course.yml requires GPU execution (grading.gpu: required)")
-        return CheckResult(GPU_CHECK, max_points, max_points, "skipped: no CUDA on this grader (grading.gpu: preferred)")
-    if outcome.status == "ok":
-        return CheckResult(GPU_CHECK, max_points, max_points)
-    return CheckResult(GPU_CHECK, 0, max_points, _describe(outcome))
+        return CheckResult(check.name, check.max_points, check.max_points, "not graded (grading.gpu: ignore)")
+    if outcome.status != "error" or outcome.ename != "Skipped":
+        return check
+    if device != "cpu":
+        return CheckResult(check.name, 0, check.max_points, f"GPU execution: expected the training on {device}, got a "
+                           "skipped check — use device = get_device() and do not override COURSE_DEVICE")
+    if policy == "required":
+        return CheckResult(check.name, 0, check.max_points,
+                           "skipped: no CUDA on this grader — course.yml requires GPU execution (grading.gpu: required)")
+    return CheckResult(check.name, check.max_points, check.max_points,
+                       "skipped: no CUDA on this grader (grading.gpu: preferred)")
 
 
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
@@ -148,15 +147,15 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             if name not in lab.checks or name in results:
                 continue
             max_points = lab.checks[name]
-            if name == GPU_CHECK:
-                results[name] = _gpu_check(outcome, max_points, gpu_policy, device)
-            elif outcome.status == "ok":
+            if outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
             else:
                 message = _describe(outcome)
                 if outcome.status == "error" and outcome.ename not in ("AssertionError", "NotImplementedError") and first_failure:
                     message += f" (earlier, {first_failure})"
                 results[name] = CheckResult(name, 0, max_points, message)
+            if name == GPU_CHECK:
+                results[name] = _gpu_policy(results[name], outcome, gpu_policy, device)
         elif outcome.status != "ok" and not first_failure:
             first_failure = f"cell {meta.get('grade_id', index)!r} failed: {_describe(outcome)}"
     # a check whose test cell never ran (absent from the source) is a grader bug, not 0 silently

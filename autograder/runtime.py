@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import weakref
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ def count_params(model: nn.Module, trainable: bool = False) -> int:
 
 # ------------------------------------------------------------------ where training ran
 _TRAINING_DEVICES: dict[str, set[str]] = {"parameters": set(), "batches": set()}
+_TRAINED: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDictionary()  # layer → batch devices
 
 
 def _record_training_forward(module: nn.Module, args: tuple, output) -> None:
@@ -51,19 +53,26 @@ def _record_training_forward(module: nn.Module, args: tuple, output) -> None:
     for a in args:
         if isinstance(a, torch.Tensor):
             _TRAINING_DEVICES["batches"].add(a.device.type)
+            _TRAINED.setdefault(module, set()).add(a.device.type)
             break
     return None  # a forward hook that returns a value would replace the output
 
 
-def training_devices() -> dict[str, set[str]]:
+def training_devices(model: nn.Module | None = None) -> dict[str, set[str]]:
     """Device types ("cpu", "cuda", ...) of the parameters and of the batches seen by training-mode
-    forward passes (with gradients) since this module was imported or `reset_training_devices()`."""
-    return {key: set(value) for key, value in _TRAINING_DEVICES.items()}
+    forward passes (with gradients) since this module was imported or `reset_training_devices()`:
+    of every model, or of `model`'s layers only (its parameters: where they are now)."""
+    if model is None:
+        return {key: set(value) for key, value in _TRAINING_DEVICES.items()}
+    batches = set().union(*(_TRAINED.get(m, set()) for m in model.modules()))
+    parameters = {p.device.type for p in model.parameters()} if batches else set()
+    return {"parameters": parameters, "batches": batches}
 
 
 def reset_training_devices() -> None:
     for value in _TRAINING_DEVICES.values():
         value.clear()
+    _TRAINED.clear()
 
 
 _HOOK = torch.nn.modules.module.register_module_forward_hook(_record_training_forward)

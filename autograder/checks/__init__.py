@@ -213,26 +213,29 @@ class Skipped(Exception):
     """A check this machine cannot run (no CUDA): the grader's course.yml policy decides its points."""
 
 
-def expect_gpu_execution(what: str) -> None:
-    """The training recorded by `autograder.runtime` ran with parameters and batches on the device
-    the grader offers (`get_device()`). Fails when no training step ran at all; without CUDA,
-    raises `Skipped` while grading and prints a note otherwise."""
+def expect_gpu_execution(what: str, model: torch.nn.Module | None = None) -> None:
+    """`model` (or, without one, any model) was trained in this notebook with its parameters and
+    batches on the device the grader offers (`get_device()`), as `autograder.runtime` recorded.
+    Fails when no training step of it ran; without CUDA, raises `Skipped` while grading and
+    prints a note otherwise."""
     from autograder.runtime import get_device, training_devices
 
-    seen = training_devices()
     label = f"{what} device"
-    if not seen["parameters"]:
-        fail(label, "a training step in this notebook", "none recorded",
-             "run the training cell above: a forward pass in train() mode with gradients")
+    if model is not None and not isinstance(model, torch.nn.Module):
+        fail(label, "the trained model", type(model).__name__, "pass the model the training cell trained")
+    seen = training_devices(model)
+    if not seen["batches"]:
+        fail(label, "a training step of the model in this notebook", "none recorded",
+             "run the training cell above: forward passes in train() mode with gradients")
     offered = get_device().type
     if offered == "cpu":
         if os.environ.get("COURSE_GRADING"):
             raise Skipped("no CUDA on this grader")
         print(f"{label}: skipped: no CUDA on this machine (the grader checks it where it has a GPU)")
         return
-    if offered not in seen["parameters"] or offered not in seen["batches"]:
+    if seen["parameters"] != {offered} or offered not in seen["batches"]:
         fail(label, f"parameters and batches on {offered}",
-             f"parameters on {'/'.join(sorted(seen['parameters']))}, batches on {'/'.join(sorted(seen['batches'])) or 'none'}",
+             f"parameters on {'/'.join(sorted(seen['parameters']))}, batches on {'/'.join(sorted(seen['batches']))}",
              "device = get_device(); move the model with model.to(device) and every batch with .to(device)")
 
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from autograder.checks import error_line as _error
-from autograder.checks import Scored, expect, expect_split_accuracy, fail, model_device
+from autograder.checks import Scored, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device
 from autograder.data import draw_zip_code, mnist_splits
 
-__all__ = ["shapes", "param_count", "accuracy", "zip_code"]
+__all__ = ["shapes", "param_count", "accuracy", "gpu", "zip_code"]
 
 _N = 2  # dummy batch size
 
@@ -161,3 +161,8 @@ def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
            f"≥ {own - 0.02:.3f} (the model's own accuracy {own:.3f} minus 0.02)", f"{read:.3f}",
            "crop each box inside its border, invert (dark ink on white → white on black), "
            "resize to 28×28 and scale to [0, 1] like the training data")
+
+
+def gpu(model: nn.Module) -> None:
+    """`model` was trained on the device the grader offered (skipped without CUDA)."""
+    expect_gpu_execution("LeNet5 training", model)

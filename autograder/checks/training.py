@@ -23,10 +23,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.checks import call_student as _call
-from autograder.checks import Scored, expect, expect_split_accuracy, fail, fmt, model_device
+from autograder.checks import Scored, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, model_device
 from autograder.runtime import get_device
 
-__all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy"]
+__all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy", "gpu"]
 
 # the MLP's layers (in, out) and the parameter count: 200,960 + 32,896 + 1,290 = 235,146
 _LAYERS = ((784, 256), (256, 128), (128, 10))
@@ -364,3 +364,8 @@ def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.85) -> 
     """Accuracy of the trained `model` on `autograder.data.mnist_splits()[split]` (eval mode, no
     grad, on the model's device, counted here rather than by the student's evaluate) ≥ threshold."""
     expect_split_accuracy(model, split, threshold, "MLP", _CRASH, _LOW)
+
+
+def gpu(model: nn.Module) -> None:
+    """`model` was trained on the device the grader offered (skipped without CUDA)."""
+    expect_gpu_execution("MLP training", model)
