@@ -1,0 +1,174 @@
+"""Attacks on the grade, each a real notebook graded through `grade_class`: a submission that
+patches torch, the checks or their names, or the labels in its own process, gets no point it
+would not get honestly. The accuracy is counted outside the notebook, with labels it never sees."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder.build import dumps
+from autograder.grade import grade_class
+from tests.conftest import ROOT
+from tests.planted import bug, plant
+
+LAB, TARGET = "backprop", "sigmoid_grad"
+WRONG = bug("wrong", TARGET, "return s * (1 - s)", "return x * (1 - x)", TARGET)
+
+# each attack is appended to the wrong answer's cell: none may earn the point back
+ATTACKS = {
+    "patch-allclose": "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.isclose = lambda a, b, *r, **k: torch.ones_like(a, dtype=torch.bool)",
+    "patch-tensor-eq": "import torch\ntorch.Tensor.eq = lambda self, other: torch.ones_like(self, dtype=torch.bool)\n"
+                       "torch.Tensor.__eq__ = torch.Tensor.eq\ntorch.Tensor.__sub__ = lambda self, other: torch.zeros_like(self)",
+    "redefine-check": "import autograder.checks.backprop as _m\n_m.sigmoid_grad = lambda *a, **k: None",
+    "rebind-checks-name": "class _Pass:\n    def __getattr__(self, name):\n        return lambda *a, **k: None\nchecks = _Pass()",
+    "replace-check-code": "checks.sigmoid_grad.__code__ = (lambda *a, **k: None).__code__",
+    "patch-fail-helper": "import autograder.checks as _c\n_c.fail = lambda *a, **k: None\n_c.expect_close = lambda *a, **k: None",
+    "swap-sys-modules": "import sys, types\n_fake = types.ModuleType('autograder.checks.backprop')\n"
+                        "_fake.sigmoid_grad = lambda *a, **k: None\nsys.modules['autograder.checks.backprop'] = _fake",
+    "patch-assertion-error": "import builtins\nclass _Quiet(Exception):\n    pass\nbuiltins.AssertionError = _Quiet",
+}
+# a function that patches torch while the check calls it: caught after the check cell
+DURING = ("_honest = sigmoid_grad\n"
+          "def sigmoid_grad(x):\n"
+          "    import torch\n"
+          "    torch.allclose = lambda *a, **k: True\n"
+          "    return x * (1 - x)\n")
+
+
+def _append(nb, grade_id: str, code: str):
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    cell.source += "\n\n" + code
+    return nb
+
+
+@pytest.fixture(scope="module")
+def attacked(course, tmp_path_factory):
+    solution = nbformat.read(course.solution_path(LAB), as_version=4)
+    wrong = plant(solution, WRONG)
+    notebooks = {"wrong": wrong, "during-check": _append(solution, TARGET, DURING)}
+    notebooks.update({name: _append(wrong, TARGET, code) for name, code in ATTACKS.items()})
+    root = tmp_path_factory.mktemp("attacks")
+    for student, nb in notebooks.items():
+        (root / student).mkdir()
+        (root / student / f"{LAB}.ipynb").write_text(dumps(nb))
+    results, _ = grade_class(root, course, [LAB], jobs=2)
+    return {r.student: r for r in results}
+
+
+def _lost(result):
+    return {c.name: c.message for c in result.checks if not c.passed}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_patching_in_an_answer_cell_earns_nothing(attacked, attack):
+    honest = _lost(attacked["wrong"])
+    assert set(honest) == {TARGET} and "expected" in honest[TARGET]
+    result = attacked[attack]
+    assert not result.grader_error
+    assert _lost(result) == honest                        # the same point lost, the same message
+    assert any(note.startswith("restored before cell") for note in result.notes), result.notes
+
+
+def test_patching_while_the_check_runs_fails_the_check(attacked):
+    lost = _lost(attacked["during-check"])
+    assert list(lost) == [TARGET]
+    assert lost[TARGET].startswith("TamperingError: the submission replaced torch.allclose while this check ran")
+
+
+def test_an_honest_solution_restores_nothing(graded_solution):
+    assert graded_solution.notes == []
+
+
+@pytest.fixture(scope="module")
+def graded_solution(course, tmp_path_factory):
+    root = tmp_path_factory.mktemp("honest")
+    (root / "solution").mkdir()
+    (root / "solution" / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
+    results, _ = grade_class(root, course, [LAB], jobs=1)
+    return results[0]
+
+
+# ------------------------------------------------------------------------- accuracy, outside
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def hidden_root(tmp_path_factory):
+    """A private test set in torchvision's MNIST layout: the embedded test digits shifted by one
+    pixel (so they are not the public ones), 300 of them."""
+    from autograder.data import mnist_splits
+    X, y = mnist_splits()["test"].tensors
+    images = (np.roll(X[:300, 0].numpy(), 1, axis=2) * 255).round()
+    root = tmp_path_factory.mktemp("hidden")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "t10k-images-idx3-ubyte", images)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", y[:300].numpy())
+    return root
+
+
+# A LeNet5 that always answers 0, and zeroes every label the notebook's process holds: the
+# visible validation check, counted in the notebook, is fooled; the hidden split is not.
+CHEAT = bug("cheat", "LeNet5", "return self.fc3(x)", "return self.fc3(x) * 0", {"accuracy"})
+ZERO_LABELS = ("import autograder.data as _data\n"
+               "for _images, _labels in _data._mnist_split_tensors(0).values():\n"
+               "    _labels.zero_()")
+
+
+@pytest.fixture(scope="module")
+def scored(course, hidden_root, tmp_path_factory):
+    private = dataclasses.replace(course, data_hidden=str(hidden_root))
+    solution = nbformat.read(course.solution_path("lenet"), as_version=4)
+    root = tmp_path_factory.mktemp("lenet")
+    for student, nb in {"honest": solution, "cheat": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS)}.items():
+        (root / student).mkdir()
+        (root / student / "lenet.ipynb").write_text(dumps(nb))
+    results, _ = grade_class(root, private, ["lenet"], jobs=2)
+    return {r.student: {c.name: c for c in r.checks} for r in results}
+
+
+def test_accuracy_is_counted_on_the_private_split(scored):
+    check = scored["honest"]["accuracy"]
+    assert check.passed and check.message.startswith("accuracy 0.9") and "hidden test split" in check.message
+
+
+def test_labels_changed_in_the_notebook_do_not_count(scored):
+    check = scored["cheat"]["accuracy"]
+    assert check.points == 0
+    assert check.message.startswith("LeNet5 accuracy on the hidden test split: expected ≥ 0.92, got 0.1"), check.message
+
+
+def test_the_scorer_predicts_without_the_labels(course, hidden_root, tmp_path):
+    """The worker side of scoring (images in, classes out) runs with the labels file absent."""
+    images_only = tmp_path / "images-only"
+    (images_only / "MNIST" / "raw").mkdir(parents=True)
+    src = hidden_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    (images_only / "MNIST" / "raw" / src.name).write_bytes(src.read_bytes())
+    script = f"""
+import dataclasses, json, sys, torch
+from pathlib import Path
+from autograder.config import load_course
+from autograder.scoring import predict_all
+course = dataclasses.replace(load_course({str(ROOT / 'course.yml')!r}), data_hidden={str(images_only)!r})
+folder = Path({str(tmp_path)!r}) / "models"
+folder.mkdir()
+torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), folder / "Net.mnist.pt")
+torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), folder / "Bad.mnist.pt")
+(folder / "Bad.mnist.pt").write_bytes(b"not a model")
+json.dump(predict_all(folder, course, 60, None, 1, "cpu"), sys.stdout)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    predictions = json.loads(out.stdout)
+    assert len(predictions["Net.mnist"]) == 300 and set(predictions["Net.mnist"]) <= set(range(10))
+    assert predictions["Bad.mnist"].startswith("UnpicklingError") or "Error" in predictions["Bad.mnist"]
