@@ -71,7 +71,8 @@ class Result:
     path: str
     checks: list[CheckResult]
     notes: list[str] = field(default_factory=list)   # about the submission as a whole
-    seconds: float = 0.0
+    seconds: float = 0.0                             # restore + run + score, in the worker
+    compute_seconds: float = 0.0                     # of which the notebook's own cells ran
     grader_error: str = ""                           # the grader itself failed (not the student)
     fingerprint: str = ""                            # of the submission and what graded it
 
@@ -208,7 +209,8 @@ def run_submission(path: Path, lab: Lab, course: Course, student: str = "",
             outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb, notes)
         predictions = predict_all(Path(scoring_dir), course, limits[0], course.memory_mb, threads, device)
     checks = score(nb, outcomes, lab, course.gpu, device)
-    return Result(student, lab.id, str(path), checks, notes, round(time.monotonic() - start, 2),
+    compute = round(sum(o.seconds for o in outcomes.values()), 2)
+    return Result(student, lab.id, str(path), checks, notes, round(time.monotonic() - start, 2), compute,
                   fingerprint=stamp), predictions
 
 
