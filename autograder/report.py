@@ -126,13 +126,20 @@ code {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
 """
 
 
+def _verdict(c) -> str:
+    """`passed` (with a note such as the accuracy reached), or the failure message."""
+    if c.passed:
+        return "passed" + (f" — {html.escape(c.message)}" if c.message else "")
+    return f"<code>{html.escape(c.message)}</code>"
+
+
 def feedback_html(result: Result, title: str = "") -> str:
     """A self-contained page: each check with its points and, if lost, what was expected, what
     was got and the hint."""
     rows = "\n".join(
         f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
         f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
-        f'<td>{"passed" if c.passed else "<code>" + html.escape(c.message) + "</code>"}</td></tr>'
+        f'<td>{_verdict(c)}</td></tr>'
         for c in result.checks)
     notes = "".join(f"<p><strong>Note:</strong> {html.escape(n)}</p>" for n in result.notes)
     return _PAGE.format(title=html.escape(title or f"{result.lab} — {result.student}"), lab=html.escape(title or result.lab),
