@@ -90,7 +90,6 @@ def _validate(args, course) -> int:
 
 def _release(args, course) -> int:
     from .release import release
-    print("checking that the built notebooks are fresh (course build --check)...", file=sys.stderr)
     written = release(course, Path(args.out), args.lab, force=args.force)
     for p in written:
         print(f"wrote {p}")

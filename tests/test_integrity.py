@@ -60,7 +60,7 @@ def attacked(course, tmp_path_factory):
         (root / student).mkdir()
         (root / student / f"{LAB}.ipynb").write_text(dumps(nb))
     results, _ = grade_class(root, course, [LAB], jobs=2)
-    return {r.student: r for r in results}
+    return {r.student: r for r in results}, root
 
 
 def _lost(result):
@@ -69,6 +69,7 @@ def _lost(result):
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_patching_in_an_answer_cell_earns_nothing(attacked, attack):
+    attacked, _ = attacked
     honest = _lost(attacked["wrong"])
     assert set(honest) == {TARGET} and "expected" in honest[TARGET]
     result = attacked[attack]
@@ -78,9 +79,20 @@ def test_patching_in_an_answer_cell_earns_nothing(attacked, attack):
 
 
 def test_patching_while_the_check_runs_fails_the_check(attacked):
+    attacked, _ = attacked
     lost = _lost(attacked["during-check"])
     assert list(lost) == [TARGET]
     assert lost[TARGET].startswith("TamperingError: the submission replaced torch.allclose while this check ran")
+
+
+def test_a_serial_regrade_equals_the_parallel_run(course, attacked):
+    """Regrading the class with one worker instead of two gives the same points, messages and notes."""
+    parallel, root = attacked
+    serial, _ = grade_class(root, course, [LAB], jobs=1)
+    assert len(serial) == len(parallel)
+    for r in serial:
+        p = parallel[r.student]
+        assert (r.checks, r.notes, r.fingerprint) == (p.checks, p.notes, p.fingerprint), r.student
 
 
 def test_an_honest_solution_restores_nothing(graded_solution):

@@ -1,0 +1,445 @@
+"""`course release`: the student bundle holds exercises, the student-safe package and its data —
+no solution body, no hidden test, no grader — and its notebooks run their public checks in a
+fresh environment where only the bundle is installed."""
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import autograder.build
+from autograder.config import CourseError
+from autograder.release import MANIFEST, PACKAGE_DIR, STUDENT_DISTRIBUTION, release, student_files
+from tests.conftest import ROOT
+from tests.test_config import run_cli
+
+# labs whose notebooks run in the fresh environment: golden JSON (detection), the embedded data
+# and a training run (lenet), autograd by hand (backprop); skipped if course.yml lacks one
+EXECUTED = ("backprop", "lenet", "detection")
+GRADER_MODULES = ("build", "grade", "forked", "execute", "report", "gradebook", "cli", "config", "validate",
+                  "notebook", "release")
+MIN_LINE = 25   # solution lines at most this long ("return x", "loss.backward()") prove nothing
+
+
+def no_build_check(monkeypatch, stale=()):
+    """`course build --check` costs ~20 s for the whole course and test_build proves the
+    committed notebooks fresh: here the release's call of it returns `stale`."""
+    calls = []
+
+    def fake_build(course, lab_ids=None, check=False):
+        assert check, "release must never build"
+        calls.append(lab_ids)
+        return [ROOT / p for p in stale]
+    monkeypatch.setattr(autograder.build, "build", fake_build)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def bundle(course, tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "student"
+    with pytest.MonkeyPatch.context() as mp:
+        calls = no_build_check(mp)
+        written = release(course, out)
+    assert calls == [[lab.id for lab in course.labs]]
+    return out, written
+
+
+def bundle_texts(out: Path) -> dict[str, str]:
+    """Every text file of the bundle (a notebook: its cells' sources, JSON escapes undone);
+    binary files (weights) are left out."""
+    texts = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if path.suffix == ".ipynb":
+            texts[rel] = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        else:
+            with path.open("rb") as f:
+                if b"\0" in f.read(8192):
+                    continue
+            texts[rel] = path.read_text(encoding="utf-8", errors="replace")
+    return texts
+
+
+# ---------------------------------------------------------------- what the bundle holds
+def test_bundle_layout(course, bundle):
+    out, written = bundle
+    labs = [lab.id for lab in course.labs]
+    assert sorted(p.name for p in out.iterdir()) == sorted([".course-release.json", "README.md", "autograder",
+                                                            "exercises", "pyproject.toml"])
+    assert sorted(p.name for p in (out / "exercises").iterdir()) == sorted(labs)
+    for lab in labs:
+        assert [p.name for p in (out / "exercises" / lab).iterdir()] == [f"{lab}.ipynb"]
+        assert (out / "exercises" / lab / f"{lab}.ipynb").read_bytes() == course.exercise_path(lab).read_bytes()
+    package = sorted(p.relative_to(out / "autograder") for p in (out / "autograder").rglob("*") if p.is_file())
+    assert package == sorted(p.relative_to(PACKAGE_DIR) for p in student_files())
+    names = {p.as_posix() for p in package}
+    assert {"__init__.py", "runtime.py", "data.py", "checks/__init__.py"} <= names
+    assert {f"checks/{lab}.py" for lab in labs} <= names
+    assert {f"golden/{p.name}" for p in (PACKAGE_DIR / "golden").glob("*.json")} <= names
+    # shipped whenever the course has them
+    assert ("pretrained.py" in names) == (PACKAGE_DIR / "pretrained.py").is_file()
+    weights = PACKAGE_DIR / "weights"
+    assert {n for n in names if n.startswith("weights/")} == {f"weights/{p.name}" for p in weights.glob("*") if p.is_file()}
+    assert not {f"{m}.py" for m in GRADER_MODULES} & names
+    grader_side = {p.name for p in PACKAGE_DIR.glob("*.py")} - {"__init__.py", "runtime.py", "data.py", "pretrained.py"}
+    assert grader_side and not grader_side & names     # scoring.py, integrity.py, ... stay out by default
+    everything = [p.relative_to(out) for p in out.rglob("*")]
+    assert not [p for p in everything if {"reference", "solutions", "tests", "__pycache__"} & set(p.parts)]
+    assert sorted(written) == sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == sorted(p.relative_to(out).as_posix() for p in written)
+    for rel, text in bundle_texts(out).items():
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "import reference", "from reference"):
+            assert marker not in text, f"{rel} contains {marker!r}"
+
+
+def test_student_files_are_chosen_by_inclusion(tmp_path):
+    """A new grader module stays out by default; pretrained.py and weights/ go in when present."""
+    for rel in ("__init__.py", "runtime.py", "data.py", "grade.py", "scoring.py", "brand_new.py", "checks/__init__.py",
+                "checks/lenet.py", "checks/__pycache__/lenet.cpython-311.pyc", "golden/detection.json", "golden/x.json.tmp"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    base = {"__init__.py", "runtime.py", "data.py", "checks/__init__.py", "checks/lenet.py", "golden/detection.json"}
+    names = lambda: {p.relative_to(tmp_path).as_posix() for p in student_files(tmp_path)}
+    assert names() == base
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "backbone.pt").write_bytes(b"\0")
+    (tmp_path / "pretrained.py").write_text("")
+    assert names() == base | {"pretrained.py", "weights/backbone.pt"}
+
+
+def solution_regions(path: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Of a source notebook: (grade id, stripped lines) of every `### BEGIN SOLUTION` region, and
+    the lines the notebook gives the student (outside solution regions and hidden tests, and the
+    starter code an answer cell may begin with instead of the stub)."""
+    regions, given = [], []
+    for cell in nbformat.read(path, as_version=4).cells:
+        grade_id, mode = cell.metadata.get("nbgrader", {}).get("grade_id"), None
+        given += cell.metadata.get("course", {}).get("starter", "").splitlines()
+        for line in cell.source.splitlines():
+            marker = line.strip()
+            if marker in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS"):
+                mode = [] if marker == "### BEGIN SOLUTION" else "hidden"
+            elif marker in ("### END SOLUTION", "### END HIDDEN TESTS"):
+                if isinstance(mode, list):
+                    regions.append((grade_id, mode))
+                mode = None
+            elif isinstance(mode, list):
+                mode.append(marker)
+            elif mode is None:
+                given.append(line)
+    return regions, given
+
+
+def leaks(regions, given: str, texts: dict[str, str]) -> list[str]:
+    """Solution lines (stripped, longer than MIN_LINE, not also given by some notebook) found in
+    `texts`. A check module may quote one line of a body (a hint like "self.params =
+    list(params)", or its own torch oracle of a one-line formula); nothing else may hold any."""
+    found = []
+    for grade_id, lines in regions:
+        body = [s for s in lines if len(s) > MIN_LINE and s not in given]
+        for rel, text in texts.items():
+            hits = [s for s in body if s in text]
+            if len(hits) > (1 if rel.startswith("autograder/checks/") else 0):
+                found.append(f"{rel}: {len(hits)} line(s) of solution {grade_id!r}: {hits[:2]}")
+    return found
+
+
+def test_bundle_holds_no_solution_body(course, bundle):
+    out, _ = bundle
+    texts = bundle_texts(out)
+    sources = {lab.id: solution_regions(course.solution_path(lab.id)) for lab in course.labs}
+    given = "\n".join(line for _, lines in sources.values() for line in lines)  # a later lab may give an earlier answer
+    problems = []
+    for lab_id, (regions, _) in sources.items():
+        assert regions, f"solutions/{lab_id} has no solution region"
+        problems += leaks(regions, given, texts)
+        # the detector has teeth: every region with a long line is found in its own source notebook
+        solution_text = {"x": "\n".join(c.source for c in nbformat.read(course.solution_path(lab_id), as_version=4).cells)}
+        detectable = [r for r in regions if any(len(s) > MIN_LINE and s not in given for s in r[1])]
+        assert len(leaks(detectable, given, solution_text)) == len(detectable)
+    assert not problems, "\n".join(problems)
+
+
+def test_student_pyproject_declares_what_the_bundle_imports(bundle):
+    out, _ = bundle
+    student = tomllib.loads((out / "pyproject.toml").read_text())["project"]
+    course = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = lambda req: req.split(";")[0].strip().split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
+    pins = {name(r): r for r in course["dependencies"]}
+    assert student["name"] == STUDENT_DISTRIBUTION and student["version"] == course["version"]
+    declared = {name(r) for r in student["dependencies"]}
+    for req in student["dependencies"]:
+        assert req == pins.get(name(req), name(req)), f"{req}: not the course's pin {pins.get(name(req))}"
+    imported = set()
+    sources = [p.read_text() for p in (out / "autograder").rglob("*.py")]
+    sources += [c.source for p in (out / "exercises").rglob("*.ipynb")
+                for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"]
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"autograder", "__future__"}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {m: distributions.get(m) for m in third_party
+               if not {d.lower() for d in distributions.get(m, [m])} & declared}
+    assert not missing, f"imported by the bundle but not in its pyproject.toml: {missing}"
+
+
+# ---------------------------------------------------------------- writing OUT safely
+def test_release_refuses_what_it_must_not_overwrite(course, tmp_path, monkeypatch):
+    no_build_check(monkeypatch)
+    lab = course.labs[0].id
+    mine = tmp_path / "notes" / "mine.txt"
+    mine.parent.mkdir()
+    mine.write_text("a student's own notes")
+    with pytest.raises(CourseError, match="not empty and not an earlier release"):
+        release(course, mine.parent, [lab])
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["mine.txt"]
+    release(course, mine.parent, [lab], force=True)                     # --force writes, keeps other files
+    assert mine.read_text() == "a student's own notes" and (mine.parent / "exercises" / lab).is_dir()
+
+    out = tmp_path / "student"
+    release(course, out, [lab, course.labs[1].id])
+    (out / "extra.txt").write_text("kept")
+    release(course, out, [lab])                                          # an earlier release is replaced
+    assert not (out / "exercises" / course.labs[1].id).exists() and (out / "extra.txt").read_text() == "kept"
+    notebook = out / "exercises" / lab / f"{lab}.ipynb"
+    notebook.write_text("{}")                                            # a released file worked on since
+    with pytest.raises(CourseError, match=f"changed since the last release \\(exercises/{lab}/{lab}.ipynb\\)"):
+        release(course, out, [lab])
+    assert notebook.read_text() == "{}"
+    release(course, out, [lab], force=True)
+    assert notebook.read_bytes() == course.exercise_path(lab).read_bytes()
+
+    for inside in (ROOT, ROOT / "exercises" / "x", ROOT / "autograder" / "x", ROOT.parent):
+        with pytest.raises(CourseError, match="course folder|inside the course"):
+            release(course, inside, [lab], force=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CourseError, match="not a folder"):
+        release(course, tmp_path / "file", [lab])
+
+
+def test_release_refuses_stale_notebooks(course, tmp_path, monkeypatch):
+    lab = course.labs[0].id
+    calls = no_build_check(monkeypatch, stale=[f"exercises/{lab}/{lab}.ipynb"])
+    with pytest.raises(CourseError, match=f"stale or missing built files \\(exercises/{lab}/{lab}.ipynb\\): run `course build`"):
+        release(course, tmp_path / "out", [lab])
+    assert calls == [[lab]] and not (tmp_path / "out").exists()
+
+
+def test_cli_release(tmp_path):
+    """End to end with the real `course build --check` (one lab keeps it quick)."""
+    lab = EXECUTED[0]
+    proc = run_cli("release", str(tmp_path / "out"), "--lab", lab)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "exercises" / lab / f"{lab}.ipynb").is_file() and "released 1 lab(s)" in proc.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("")
+    for args, expected in ((["release", str(tmp_path / "other")], "not empty and not an earlier release"),
+                           (["release", str(tmp_path / "new"), "--lab", "nosuch"], "unknown lab 'nosuch'")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and proc.stderr.startswith("course: error:") and expected in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- a fresh environment
+@pytest.fixture(scope="module")
+def fresh_python(bundle, tmp_path_factory):
+    """A venv without the course: the third-party packages of this one (a .pth naming its
+    site-packages: the .pth files there, such as the course's editable install, are not run)
+    and the bundle installed as its README says, `pip install -e .`."""
+    out, _ = bundle
+    env = tmp_path_factory.mktemp("venv") / "student"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=60)
+    python = env / "bin" / "python"
+    site = Path(subprocess.run([python, "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    ours = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (site / "course-deps.pth").write_text("".join(f"{p}\n" for p in ours))
+    proc = subprocess.run([python, "-I", "-B", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--disable-pip-version-check", "-q", "-e", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=env, env=fresh_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return python
+
+
+def fresh_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COURSE_", "VIRTUAL_ENV", "PIP_"))}
+    # one thread per notebook, as the grader gives each worker: two notebooks run at once, and
+    # torch's threads spinning against each other on a shared machine cost far more than they gain
+    return env | {"MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def test_fresh_environment_has_only_the_bundle(bundle, fresh_python, tmp_path):
+    out, _ = bundle
+    probe = ("import importlib.util, json, sys, autograder;"
+             "print(json.dumps({'autograder': autograder.__file__, 'path': sys.path,"
+             "'missing': [m for m in ('reference', 'autograder.grade', 'autograder.build', 'autograder.config')"
+             " if importlib.util.find_spec(m) is None]}))")
+    proc = subprocess.run([fresh_python, "-I", "-B", "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env=fresh_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert Path(facts["autograder"]).is_relative_to(out)
+    assert facts["missing"] == ["reference", "autograder.grade", "autograder.build", "autograder.config"]
+    assert not [p for p in facts["path"] if p and Path(p).resolve() == ROOT]
+
+
+# Runs in the fresh environment: imports every module of the installed `autograder`, then runs
+# each notebook's code cells in order in a forked child (a fresh namespace, cwd = its own folder,
+# output to a log), at most as many at once as there are cores; writes one JSON per notebook.
+RUNNER = r'''
+import importlib, json, os, pkgutil, sys
+
+def run(notebook, workdir, result):
+    os.chdir(workdir)
+    sys.path.insert(0, workdir)                      # as Jupyter does
+    log = os.open("output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1), os.dup2(log, 2)
+    with open(notebook, encoding="utf-8") as f:
+        cells = [c for c in json.load(f)["cells"] if c["cell_type"] == "code"]
+    namespace, report = {"__name__": "__main__"}, []
+    for cell in cells:
+        meta = cell["metadata"].get("nbgrader", {})
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        error = None
+        try:
+            exec(compile(source, f"<cell {meta.get('grade_id')}>", "exec"), namespace)
+        except BaseException as e:
+            error = [type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300]]
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+        report.append({"id": meta.get("grade_id"), "check": bool(meta.get("grade")), "error": error})
+    with open(result, "w") as f:
+        json.dump(report, f)
+
+import autograder
+imports = {}
+for module in pkgutil.walk_packages(autograder.__path__, "autograder."):
+    try:
+        importlib.import_module(module.name)
+        imports[module.name] = None
+    except Exception as e:
+        imports[module.name] = f"{type(e).__name__}: {e}"
+running = set()
+for notebook, workdir, result in json.load(open(sys.argv[1])):
+    while len(running) >= (os.cpu_count() or 1):
+        running.discard(os.wait()[0])
+    sys.stdout.flush(), sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run(notebook, workdir, result)
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os._exit(0)
+    running.add(pid)
+while running:
+    running.discard(os.wait()[0])
+print(json.dumps({"autograder": autograder.__file__, "imports": imports}))
+'''
+
+
+def answered(course, lab_id: str, exercise: Path) -> nbformat.NotebookNode:
+    """The exercise with each answer cell replaced by the solution's (matched by grade id)."""
+    solution = nbformat.read(course.solution_path(lab_id), as_version=4)
+    answers = {c.metadata.nbgrader["grade_id"]: c.source for c in solution.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(exercise, as_version=4)
+    replaced = 0
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            cell.source = answers[meta["grade_id"]]
+            replaced += 1
+    assert replaced, f"exercises/{lab_id} has no answer cell"
+    return nb
+
+
+@pytest.fixture(scope="module")
+def executed(course, bundle, fresh_python, tmp_path_factory):
+    """{(form, lab): per-cell results} of the executed labs, as shipped and answered."""
+    out, _ = bundle
+    tmp = tmp_path_factory.mktemp("run")
+    labs = [lab.id for lab in course.labs if lab.id in EXECUTED]
+    jobs = []
+    for form in ("answered", "shipped"):      # the longest (training) first
+        for lab in labs:
+            shipped = out / "exercises" / lab / f"{lab}.ipynb"
+            workdir = tmp / form / lab
+            workdir.mkdir(parents=True)
+            notebook = shipped
+            if form == "answered":
+                notebook = workdir / f"{lab}.ipynb"
+                nbformat.write(answered(course, lab, shipped), notebook)
+            jobs.append((str(notebook), str(workdir), str(workdir / "result.json")))
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    (tmp / "runner.py").write_text(RUNNER)
+    proc = subprocess.Popen([fresh_python, "-I", "-B", str(tmp / "runner.py"), str(tmp / "jobs.json")], cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fresh_env(),
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the runner and its forked notebooks
+        proc.communicate()
+        pytest.fail("the notebooks did not finish in 300 s")
+    assert proc.returncode == 0, stderr[-3000:]
+    facts = json.loads(stdout.strip().splitlines()[-1])
+    results = {}
+    for notebook, workdir, result in jobs:
+        form, lab = Path(workdir).parent.name, Path(workdir).name
+        log = (Path(workdir) / "output.log").read_text(errors="replace")[-2000:]
+        assert Path(result).exists(), f"{form} {lab}: the runner died\n{log}"
+        results[form, lab] = json.loads(Path(result).read_text())
+    return facts, results
+
+
+def test_every_bundle_module_imports_in_the_fresh_environment(bundle, executed):
+    out, _ = bundle
+    facts, _ = executed
+    assert Path(facts["autograder"]).is_relative_to(out)
+    assert {f"autograder.checks.{lab}" for lab in EXECUTED} & set(facts["imports"])
+    assert not {m: e for m, e in facts["imports"].items() if e}
+
+
+@pytest.mark.parametrize("lab_id", EXECUTED)
+def test_shipped_notebook_runs_its_checks(course, executed, lab_id):
+    """As shipped: every cell runs, or stops at an unanswered cell (NotImplementedError) or at a
+    name such a cell never defined — never a missing module, file or golden value."""
+    if lab_id not in {lab.id for lab in course.labs}:
+        pytest.skip(f"{lab_id} is not in course.yml")
+    cells = executed[1]["shipped", lab_id]
+    unanswered, problems = False, []
+    for cell in cells:
+        kind = cell["error"] and cell["error"][0]
+        unanswered |= kind == "NotImplementedError"
+        if kind and kind != "NotImplementedError" and not (kind == "NameError" and unanswered):
+            problems.append(f"{cell['id']}: {': '.join(cell['error'])}")
+    assert not problems, "\n".join(problems)
+    assert unanswered and any(c["check"] for c in cells)
+
+
+@pytest.mark.parametrize("lab_id", EXECUTED)
+def test_answered_notebook_passes_its_checks(course, executed, lab_id):
+    """With the solution's answers pasted into the answer cells, every cell runs and every
+    visible check passes — against the bundle's golden values and data alone."""
+    if lab_id not in {lab.id for lab in course.labs}:
+        pytest.skip(f"{lab_id} is not in course.yml")
+    cells = executed[1]["answered", lab_id]
+    failed = [f"{c['id']}: {': '.join(c['error'])}" for c in cells if c["error"]]
+    assert not failed, "\n".join(failed)
+    assert sorted(c["id"] for c in cells if c["check"]) == sorted(f"check_{name}" for name in course.lab(lab_id).checks)
