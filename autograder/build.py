@@ -27,6 +27,9 @@ from .config import Course, CourseError, Lab
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reference" / "notebooks"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 _HEADER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|check|answer)\])?(?: id=(?P<id>[\w-]+))?\s*$")
+# An answer cell may carry a starter: the code its exercise version starts with instead of
+# nbgrader's "# YOUR CODE HERE" stub (a debugging lab hands out broken code to fix).
+_STARTER = re.compile(r"^### BEGIN STARTER\n(?P<code>.*?)\n### END STARTER$", re.M | re.S)
 
 
 # ---------------------------------------------------------------- code pulled from the reference
@@ -79,8 +82,11 @@ class _Helpers:
     def source(self, name: str) -> str:
         return "# %%\n" + textwrap.dedent(inspect.getsource(self._object(name))).rstrip()
 
-    def answer(self, cell_id: str, code: str) -> str:
-        return f"# %% [answer] id={cell_id}\n### BEGIN SOLUTION\n{code.strip()}\n### END SOLUTION"
+    def answer(self, cell_id: str, code: str, starter: str | None = None) -> str:
+        text = f"# %% [answer] id={cell_id}\n### BEGIN SOLUTION\n{code.strip()}\n### END SOLUTION"
+        if starter is not None:  # the exercise starts with this code instead of the stub
+            text += f"\n### BEGIN STARTER\n{starter.strip()}\n### END STARTER"
+        return text
 
     def check(self, name: str, code: str, hidden: str | None = None) -> str:
         if name not in self.lab.checks:
@@ -101,7 +107,7 @@ def render(lab: Lab, course: Course) -> tuple[str, list[str]]:
     try:
         template = env.get_template(f"{lab.id}.py.j2")
         text = template.render(lab=lab, course=course, exercise=helpers.exercise, source=helpers.source,
-                               answer=helpers.answer, check=helpers.check)
+                               answer=helpers.answer, check=helpers.check, reference=module)
     except jinja2.TemplateNotFound:
         raise CourseError(f"reference/notebooks/{lab.id}.py.j2: no such template for lab {lab.id!r}") from None
     except jinja2.TemplateError as e:
@@ -144,9 +150,23 @@ def parse_cells(text: str, lab: Lab) -> list[nbformat.NotebookNode]:
             raise CourseError(f"{where}: rendered line {lineno}: duplicate cell id {grade_id!r}")
         ids.add(grade_id)
         points = lab.checks[grade_id.removeprefix("check_")] if kind == "check" else None
+        metadata = {"nbgrader": _nbgrader(kind, grade_id, points)}
+        if "### BEGIN STARTER" in body or "### END STARTER" in body:
+            body, metadata["course"] = _split_starter(body, kind, f"{where}: rendered line {lineno}")
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cells.append(make(body, id=grade_id, metadata={"nbgrader": _nbgrader(kind, grade_id, points)}))
+        cells.append(make(body, id=grade_id, metadata=metadata))
     return cells
+
+
+def _split_starter(body: str, kind: str, where: str) -> tuple[str, dict]:
+    """An answer cell's body without its starter block, and the cell metadata holding the starter."""
+    blocks = list(_STARTER.finditer(body))
+    if kind not in ("solution", "answer"):
+        raise CourseError(f"{where}: a starter block belongs to an answer cell, not a {kind} cell")
+    if len(blocks) != 1 or body.count("### BEGIN STARTER") != 1 or body.count("### END STARTER") != 1 \
+            or body[blocks[0].end():].strip():
+        raise CourseError(f"{where}: one '### BEGIN STARTER' ... '### END STARTER' block, at the end of the cell")
+    return body[:blocks[0].start()].rstrip("\n"), {"starter": blocks[0]["code"]}
 
 
 def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
@@ -162,12 +182,15 @@ def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
     for name in lab.checks:
         if not callable(getattr(checks, name, None)):
             raise CourseError(f"autograder/checks/{lab.id}.py: no check function {name!r} (course.yml labs.{lab.id}.checks)")
+    cells = parse_cells(text, lab)
+    starters = any("starter" in c.metadata.get("course", {}) for c in cells)
+    where_to_answer = ("fix the code in the answer cells" if starters else "answer in the cells marked `# YOUR CODE HERE`")
     header = nbformat.v4.new_markdown_cell(
         f"*Generated from `reference/{lab.id}.py` and `reference/notebooks/{lab.id}.py.j2` by `course build`: "
-        f"do not edit this notebook, edit those. Students: answer in the cells marked `# YOUR CODE HERE`, "
+        f"do not edit this notebook, edit those. Students: {where_to_answer}, "
         f"then run the check cell below each.*",
         id="header", metadata={"nbgrader": _nbgrader("markdown", "header")})
-    nb = nbformat.v4.new_notebook(cells=[header, *parse_cells(text, lab)], metadata={
+    nb = nbformat.v4.new_notebook(cells=[header, *cells], metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
         "course": {"lab": lab.id, "title": lab.title, "max_points": lab.max_points},
@@ -203,6 +226,8 @@ def generate_assignments(sources: dict[str, nbformat.NotebookNode]) -> dict[str,
             # SaveCells records the cells in the gradebook; the build keeps no gradebook (the
             # grader restores cells from solutions/), so it is the one preprocessor left out.
             converter.preprocessors = [p for p in converter.preprocessors if p.__name__ != "SaveCells"]
+            after = [p.__name__ for p in converter.preprocessors].index("ClearSolutions") + 1
+            converter.preprocessors.insert(after, _starter_preprocessor())
             converter.log.setLevel("ERROR")
             try:
                 converter.start()
@@ -210,6 +235,24 @@ def generate_assignments(sources: dict[str, nbformat.NotebookNode]) -> dict[str,
                 raise CourseError(f"nbgrader generate_assignment failed for lab {lab_id!r}: {e}") from None
             released[lab_id] = Path(tmp, "release", lab_id, f"{lab_id}.ipynb").read_text(encoding="utf-8")
     return released
+
+
+def _starter_preprocessor() -> type:
+    """An nbgrader preprocessor to run right after ClearSolutions: an answer cell with a starter
+    (cell metadata `course.starter`) gets that code in the student's notebook instead of the
+    "# YOUR CODE HERE" stub; the checksums computed after it are those of the starter."""
+    from nbgrader.preprocessors import NbGraderPreprocessor
+
+    class StarterCode(NbGraderPreprocessor):
+        def preprocess_cell(self, cell, resources, index):
+            course = cell.metadata.get("course", {})
+            if "starter" in course:
+                cell.source = course.pop("starter")
+                if not course:
+                    del cell.metadata["course"]
+            return cell, resources
+
+    return StarterCode
 
 
 def golden_json(lab: Lab) -> str | None:
