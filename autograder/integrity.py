@@ -5,9 +5,10 @@ checks. `Guard` (used by the fork engine's child) snapshots, before the first ce
 namespaces the checks rely on — builtins, torch (`torch.allclose`, `torch.Tensor.eq`, ...),
 `torch.nn.functional`, numpy, math, time, and every `autograder` module, including the code of
 their functions — and the names that locked cells bind (`checks`, `torch`, `mnist_splits`).
-Before each check cell it puts back whatever the submission replaced, added or deleted; after
-the check cell it looks again, and a check during which something was replaced (a student
-function that patches torch when called) fails. What is not defended: see the README.
+Before each check cell and each locked cell (given code, such as a timed training cell) it puts
+back whatever the submission replaced, added or deleted; after a check cell it looks again, and
+a check during which something was replaced (a student function that patches torch when
+called) fails. What is not defended: see the README.
 """
 from __future__ import annotations
 

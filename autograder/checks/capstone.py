@@ -1,0 +1,165 @@
+"""Checks of lab capstone (a CNN of your own, on the GPU). Names and points: course.yml.
+
+The data set is the grader's (`capstone_dataset()`: Fashion-MNIST or CIFAR-10 when on disk, else
+the embedded digits). Thresholds and budgets come per data set, as dicts keyed by its name
+(`{"mnist": ..., "fashion_mnist": ..., "cifar10": ...}`, from course.yml's `accuracy_<name>`,
+`max_params_<name>`, `train_seconds_<name>`); each check picks its own entry.
+
+Independent of each other: a model that cannot take the data set's images fails `interface`
+(and `accuracy`, which needs it to run); a history in the wrong shape fails `interface` alone; a
+model over the parameter budget fails `param_budget` alone; slow training fails `time_budget`
+alone; a model that trained badly fails `accuracy` alone. The hidden accuracy is scored by the
+grader in a separate process (`SCORED`).
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import nn
+
+from autograder.checks import (
+    Scored,
+    call_student,
+    error_line,
+    expect,
+    expect_gpu_execution,
+    expect_split_accuracy,
+    fail,
+    model_device,
+)
+from autograder.data import DATASETS, capstone_dataset
+
+__all__ = ["interface", "param_budget", "time_budget", "accuracy", "gpu"]
+
+_NAME = "your CNN"
+_HISTORY_KEYS = ("train_loss", "val_loss", "val_acc")
+_CRASH = "the model cannot run on the test images ([N, C, H, W] floats in [0, 1]): make the interface check pass first"
+_LOW = ("follow the validation curve, not the test split: train longer, add capacity within the parameter budget, "
+        "tune the learning rate, add augmentation")
+SCORED = {"accuracy": Scored(model=_NAME, threshold="accuracy_{dataset}", crash_hint=_CRASH, low_hint=_LOW,
+                             dataset="capstone")}
+
+
+def _dataset() -> str:
+    return capstone_dataset()
+
+
+def _for_dataset(value, dataset: str, what: str) -> float:
+    """`value[dataset]` for a per-data-set dict, or `value` itself when it is one number."""
+    if isinstance(value, dict):
+        if dataset not in value:
+            fail(what, f"a value for data set {dataset!r}", f"keys {sorted(value)}", "pass the dict the notebook defines")
+        return value[dataset]
+    return value
+
+
+def _shape(dims) -> str:
+    return "[" + ", ".join(map(str, dims)) + "]"
+
+
+def interface(make_model, history) -> None:
+    """`make_model()` returns an nn.Module whose logits are [N, 10] for a batch of the data set's
+    images, and `history` (what train_model returned) is lab 07's: per-epoch lists of numbers
+    train_loss, val_loss and val_acc (a fraction in [0, 1]), all of the same length ≥ 1."""
+    dataset = _dataset()
+    c, h, w = DATASETS[dataset][1]
+    model = call_student(make_model, "make_model()", hint="make_model() takes no arguments and returns a new model")
+    if not isinstance(model, nn.Module):
+        fail("make_model()", "an nn.Module", type(model).__name__,
+             "return an instance, MyCNN(...), not the class or a function")
+    batch = (2, c, h, w)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(batch, device=model_device(model)))
+    except NotImplementedError:
+        raise  # an answer cell not filled in yet
+    except Exception as err:  # noqa: BLE001 — a student's forward may raise anything
+        fail(f"{_NAME} on a {_shape(batch)} batch of {dataset} images", "logits of shape (2, 10)", error_line(err),
+             f"{dataset} images are {c}×{h}×{w}: the first convolution takes {c} channel{'s' * (c > 1)}; "
+             "print the shape after each layer to find the flatten size")
+    finally:
+        model.train(was_training)
+    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    expect(got == (2, 10), f"{_NAME} logits for a {_shape(batch)} batch", "shape (2, 10)", str(got),
+           "one row of 10 class scores per image (logits: no softmax, no extra outputs)")
+
+    if not isinstance(history, dict):
+        fail("train_model's history", f"a dict with keys {', '.join(_HISTORY_KEYS)}", type(history).__name__,
+             "return the history dict (lab 07's fit)")
+    missing = [k for k in _HISTORY_KEYS if k not in history]
+    if missing:
+        fail("train_model's history", f"keys {', '.join(_HISTORY_KEYS)}", f"keys {', '.join(map(str, history)) or 'none'}",
+             f"add {', '.join(missing)}: one value per epoch")
+    lengths = {k: len(history[k]) if isinstance(history[k], (list, tuple)) else None for k in _HISTORY_KEYS}
+    for key, n in lengths.items():
+        if n is None:
+            fail(f"history[{key!r}]", "a list with one value per epoch", type(history[key]).__name__,
+                 "append one number per epoch")
+        if n == 0:
+            fail(f"history[{key!r}]", "at least one value", "an empty list", "append one value per epoch")
+    if len(set(lengths.values())) > 1:
+        fail("history lengths", "the same number of epochs in each list",
+             ", ".join(f"{k} {n}" for k, n in lengths.items()), "append train_loss, val_loss and val_acc once per epoch")
+    for key in _HISTORY_KEYS:
+        for epoch, value in enumerate(history[key], 1):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                fail(f"history[{key!r}] at epoch {epoch}", "a Python number", type(value).__name__,
+                     "append loss.item() / a float, not a tensor")
+            if not math.isfinite(value):
+                fail(f"history[{key!r}] at epoch {epoch}", "a finite number", repr(value),
+                     "the loss diverged: lower the learning rate")
+            if key == "val_acc" and not 0.0 <= value <= 1.0:
+                fail(f"history['val_acc'] at epoch {epoch}", "a fraction in [0, 1]", f"{value:g}",
+                     "correct / count, not a percentage")
+            if key != "val_acc" and value < 0:
+                fail(f"history[{key!r}] at epoch {epoch}", "a loss ≥ 0", f"{value:g}", "cross-entropy is never negative")
+
+
+def param_budget(model: nn.Module, budgets) -> None:
+    """The trained model has at most the data set's budget of parameters (all of them, trainable or not)."""
+    dataset = _dataset()
+    limit = int(_for_dataset(budgets, dataset, "parameter budget"))
+    what = f"{_NAME} parameters ({dataset})"
+    if not isinstance(model, nn.Module):
+        fail(what, f"≤ {limit:,}", type(model).__name__, "pass the trained model")
+    try:
+        sizes = {name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()}
+        total = sum(p.numel() for p in model.parameters())
+    except ValueError as err:  # lazy layers before their first forward pass
+        fail(what, f"≤ {limit:,}", error_line(err), "lazy layers count only after a forward pass: train the model first")
+    if total <= limit:
+        return
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:2]
+    where = ", ".join(f"{name} {n:,}" for name, n in largest if n)
+    fail(what, f"≤ {limit:,}", f"{total:,}",
+         f"largest: {where}; a Linear on a big flattened map costs most: pool first (global average pooling) "
+         "or use fewer channels")
+
+
+def time_budget(seconds, budgets) -> None:
+    """The graded training call (the locked training cell measures it) took at most the data set's budget."""
+    dataset = _dataset()
+    limit = float(_for_dataset(budgets, dataset, "time budget"))
+    what = f"training time ({dataset})"
+    if isinstance(seconds, bool) or not isinstance(seconds, Real) or not math.isfinite(seconds):
+        fail(what, f"≤ {limit:g} s", repr(seconds)[:60], "run the training cell above: it measures train_seconds")
+    expect(seconds <= limit, what, f"≤ {limit:g} s", f"{seconds:.1f} s",
+           "fewer epochs, fewer channels at full resolution (pool early), or the GPU (device = get_device())")
+
+
+def accuracy(model: nn.Module, split: str = "test", thresholds=0.9) -> None:
+    """Accuracy of `model` on `dataset_splits(capstone_dataset())[split]` ≥ the data set's threshold
+    (the "test" split is scored by the grader in a separate process)."""
+    dataset = _dataset()
+    threshold = float(_for_dataset(thresholds, dataset, "accuracy threshold"))
+    expect_split_accuracy(model, split, threshold, _NAME, _CRASH, _LOW, dataset=dataset)
+
+
+def gpu(model: nn.Module) -> None:
+    """`model` was trained with its parameters and batches on the device the grader offered
+    (skipped without CUDA: course.yml's grading.gpu policy decides the point)."""
+    expect_gpu_execution("capstone training", model)
