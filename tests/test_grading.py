@@ -45,6 +45,7 @@ def test_solution_full_marks_blank_zero(graded, lab_id):
     solution, blank = graded["solution", lab_id], graded["blank", lab_id]
     assert not solution.grader_error and not blank.grader_error
     assert solution.score == solution.max_score > 0, [(c.name, c.message) for c in solution.checks if not c.passed]
+    assert solution.notes == []          # the integrity guard found nothing to restore
     assert blank.score == 0
     for check in blank.checks:
         assert check.message, check.name  # every lost check says why
