@@ -53,7 +53,7 @@ def _append(nb, grade_id: str, code: str):
 def attacked(course, tmp_path_factory):
     solution = nbformat.read(course.solution_path(LAB), as_version=4)
     wrong = plant(solution, WRONG)
-    notebooks = {"wrong": wrong, "during-check": _append(solution, TARGET, DURING)}
+    notebooks = {"solution": solution, "wrong": wrong, "during-check": _append(solution, TARGET, DURING)}
     notebooks.update({name: _append(wrong, TARGET, code) for name, code in ATTACKS.items()})
     root = tmp_path_factory.mktemp("attacks")
     for student, nb in notebooks.items():
@@ -85,27 +85,22 @@ def test_patching_while_the_check_runs_fails_the_check(attacked):
     assert lost[TARGET].startswith("TamperingError: the submission replaced torch.allclose while this check ran")
 
 
-def test_a_serial_regrade_equals_the_parallel_run(course, attacked):
-    """Regrading the class with one worker instead of two gives the same points, messages and notes."""
+def test_a_serial_regrade_equals_the_parallel_run(course, attacked, tmp_path):
+    """Regrading with one worker instead of two gives the same points, messages and notes."""
     parallel, root = attacked
-    serial, _ = grade_class(root, course, [LAB], jobs=1)
-    assert len(serial) == len(parallel)
+    for student in ("solution", "wrong", "during-check", "patch-allclose"):
+        (tmp_path / student).mkdir()
+        (tmp_path / student / f"{LAB}.ipynb").write_bytes((root / student / f"{LAB}.ipynb").read_bytes())
+    serial, _ = grade_class(tmp_path, course, [LAB], jobs=1)
+    assert len(serial) == 4
     for r in serial:
         p = parallel[r.student]
         assert (r.checks, r.notes, r.fingerprint) == (p.checks, p.notes, p.fingerprint), r.student
 
 
-def test_an_honest_solution_restores_nothing(graded_solution):
-    assert graded_solution.notes == []
-
-
-@pytest.fixture(scope="module")
-def graded_solution(course, tmp_path_factory):
-    root = tmp_path_factory.mktemp("honest")
-    (root / "solution").mkdir()
-    (root / "solution" / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
-    results, _ = grade_class(root, course, [LAB], jobs=1)
-    return results[0]
+def test_an_honest_solution_restores_nothing(attacked):
+    solution = attacked[0]["solution"]
+    assert solution.score == solution.max_score and solution.notes == []
 
 
 # ------------------------------------------------------------------------- accuracy, outside
@@ -139,7 +134,8 @@ ZERO_LABELS = ("import autograder.data as _data\n"
 
 @pytest.fixture(scope="module")
 def scored(course, hidden_root, tmp_path_factory):
-    private = dataclasses.replace(course, data_hidden=str(hidden_root))
+    # also: a GPU the grader lacks, required by course.yml
+    private = dataclasses.replace(course, data_hidden=str(hidden_root), gpu="required")
     solution = nbformat.read(course.solution_path("lenet"), as_version=4)
     root = tmp_path_factory.mktemp("lenet")
     for student, nb in {"honest": solution, "cheat": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS)}.items():
@@ -152,6 +148,14 @@ def scored(course, hidden_root, tmp_path_factory):
 def test_accuracy_is_counted_on_the_private_split(scored):
     check = scored["honest"]["accuracy"]
     assert check.passed and check.message.startswith("accuracy 0.9") and "hidden test split" in check.message
+
+
+def test_required_gpu_on_a_grader_without_cuda_costs_exactly_the_gpu_point(scored):
+    from autograder.grade import cuda_available
+    if cuda_available():
+        pytest.skip("this grader has CUDA")
+    lost = {name: c.message for name, c in scored["honest"].items() if not c.passed}
+    assert lost == {"gpu": "skipped: no CUDA on this grader — course.yml requires GPU execution (grading.gpu: required)"}
 
 
 def test_labels_changed_in_the_notebook_do_not_count(scored):

@@ -10,10 +10,10 @@ parameter count, taken on the model created before training, still passes.
 from tests.planted import bug
 
 BUGS = [
-    bug("history-accuracy-in-percent", "train_model", 'history["val_acc"].append(val_acc)',
-        'history["val_acc"].append(100 * val_acc)', {"interface"}),
     bug("three-input-channels", "make_model", "in_channels=INPUT_SHAPE[0],", "in_channels=3,",
         {"interface", "time_budget", "accuracy", "gpu"}),
+    bug("history-accuracy-in-percent", "train_model", 'history["val_acc"].append(val_acc)',
+        'history["val_acc"].append(100 * val_acc)', {"interface"}),
     bug("hidden-layer-4096", "make_model", "widths=widths, hidden=128)", "widths=widths, hidden=4096)",
         {"param_budget"}),
     bug("no-zero-grad", "train_model", "            optimizer.zero_grad()\n", "", {"accuracy"}),

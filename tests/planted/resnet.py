@@ -11,14 +11,14 @@ the training cell raises after the first layers ran on the device, so gpu is una
 from tests.planted import bug
 
 BUGS = [
+    bug("small-resnet-no-average-pool", "SmallResNet", "self.fc(torch.flatten(self.avgpool(x), 1))",
+        "self.fc(torch.flatten(x, 1))", {"accuracy"}),
     bug("bottleneck-v1-stride-on-conv1", "Bottleneck",
         "self.conv1 = conv1x1(inplanes, planes)\n        self.bn1 = nn.BatchNorm2d(planes)\n"
         "        self.conv2 = conv3x3(planes, planes, stride)",
         "self.conv1 = conv1x1(inplanes, planes, stride)\n        self.bn1 = nn.BatchNorm2d(planes)\n"
         "        self.conv2 = conv3x3(planes, planes)",
         {"bottleneck", "torchvision_match"}),
-    bug("small-resnet-no-average-pool", "SmallResNet", "self.fc(torch.flatten(self.avgpool(x), 1))",
-        "self.fc(torch.flatten(x, 1))", {"accuracy"}),
     bug("basic-block-no-skip", "BasicBlock", "return self.relu(out + identity)", "return self.relu(out)",
         {"basic_block", "torchvision_match"}),
     bug("make-layer-downsample-only-when-striding", "make_layer", "if stride != 1 or inplanes != out_planes:",
