@@ -62,7 +62,8 @@ class Guard:
         for name, value in self.user_ns.items():
             if name.startswith("_"):
                 continue
-            if isinstance(value, types.ModuleType) or getattr(value, "__module__", "").startswith("autograder"):
+            module = getattr(value, "__module__", None)
+            if isinstance(value, types.ModuleType) or (isinstance(module, str) and module.startswith("autograder")):
                 self.bindings.setdefault(name, value)
 
     def restore(self) -> list[str]:
