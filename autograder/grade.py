@@ -164,16 +164,17 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             for n, p in lab.checks.items()]
 
 
-def fingerprint(path: Path, lab: Lab, course: Course) -> str:
-    """Changes when the submission, the lab's source notebook or its points change: a result
-    with the same fingerprint need not be graded again."""
+def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu") -> str:
+    """Changes when the submission, the lab's source notebook, its points and thresholds, the GPU
+    policy, the hidden split or the device change: a result with the same fingerprint need not
+    be graded again."""
     h = hashlib.sha256()
     for p in (path, course.solution_path(lab.id)):
         try:
             h.update(p.read_bytes())
         except OSError:
             h.update(b"<unreadable>")
-    h.update(json.dumps([lab.checks, lab.thresholds], sort_keys=True).encode())
+    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device], sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -188,7 +189,7 @@ def run_submission(path: Path, lab: Lab, course: Course, student: str = "",
     source_path = course.solution_path(lab.id)
     if not source_path.exists():
         raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
-    stamp = fingerprint(path, lab, course)
+    stamp = fingerprint(path, lab, course, device)
     try:
         submission = read_submission(path)
     except SubmissionError as e:
@@ -218,7 +219,7 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     """Finish the scored checks of `result` (see autograder.scoring): a check whose cell passed
     gets its points only if the submitted model's predictions reach the lab's threshold. Runs
     in the process that called `course grade`, the only one that reads the test labels."""
-    from .checks import at_least
+    from .checks import at_least, submission_stem
     by_name = {c.name: c for c in result.checks}
     for name, spec in scored_checks(lab.id).items():
         check = by_name.get(name)
@@ -230,7 +231,7 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
         if key not in lab.thresholds:
             raise CourseError(f"{course.path}: labs.{lab.id}.thresholds.{key}: missing (check {name!r} is scored against it)")
         threshold = lab.thresholds[key]
-        got = predictions.get(f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.model)}.{dataset}")
+        got = predictions.get(submission_stem(spec.model, dataset))
         message = ""
         if got is None:
             message = f"{what}: expected a model submitted by the check cell, got none — do not delete files the grader writes"
@@ -313,7 +314,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     todo = []
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
-        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course):
+        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device):
             results[i] = old
         else:
             todo.append(i)

@@ -152,12 +152,17 @@ class Scored:
     dataset: str = "mnist"  # a key of autograder.data.DATASETS, or "capstone" (capstone_dataset())
 
 
+def submission_stem(name: str, dataset: str) -> str:
+    """The file name (without `.pt`) of model `name` submitted for scoring on `dataset`."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{dataset}"
+
+
 def submission_path(name: str, dataset: str) -> str | None:
     """Where a model submitted for scoring is saved while grading (None when not grading)."""
     folder = os.environ.get("COURSE_SCORING_DIR")
     if not folder:
         return None
-    return os.path.join(folder, f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{dataset}.pt")
+    return os.path.join(folder, submission_stem(name, dataset) + ".pt")
 
 
 def submit_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
