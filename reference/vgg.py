@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import TensorDataset
 
 from autograder.data import mnist_splits
 from autograder.runtime import count_params, get_device, seed_everything
+from reference.lenet import accuracy, train_classifier  # the training loop of lab 10 (lenet)
 
 __all__ = [
     "conv_output_size",
@@ -212,54 +211,3 @@ class SmallVGG(VGG):
         super().__init__(((1, 16), (1, 32), (2, 64)), num_classes, in_channels=1, hidden=256, pool=3, dropout=0.3)
 
 
-def train_classifier(
-    model: nn.Module,
-    dataset: TensorDataset,
-    epochs: int = 3,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    device: torch.device | str | None = None,
-) -> list[float]:
-    """Train `model` on an in-memory `TensorDataset` (X [N, ...], y int64 [N]) with Adam and
-    cross-entropy; return the mean training loss of each epoch (per sample).
-
-    Mini-batches come from a random permutation of the indices drawn from torch's global
-    generator (no DataLoader workers), so after `seed_everything(seed)` a CPU run repeats exactly.
-    `device`: where to train (default: `get_device()`); the model and every batch are moved there.
-    """
-    device = torch.device(device) if device is not None else get_device()
-    model.to(device)
-    X, y = dataset.tensors[0], dataset.tensors[1]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(y))
-        total = 0.0
-        for start in range(0, len(y), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb = X[idx].to(device), y[idx].to(device)   # [B, 1, 28, 28], [B]
-            loss = F.cross_entropy(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(y))
-    return losses
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, dataset: TensorDataset, device: torch.device | str | None = None,
-             batch_size: int = 500) -> float:
-    """Fraction of `dataset` (X [N, ...], y [N]) that `model` classifies right, in eval mode.
-
-    `device`: where to evaluate (default: where the model's parameters are).
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
-    X, y = dataset.tensors[0], dataset.tensors[1]
-    correct = 0
-    for start in range(0, len(y), batch_size):
-        logits = model(X[start:start + batch_size].to(device))
-        correct += int((logits.argmax(dim=1).cpu() == y[start:start + batch_size]).sum())
-    return correct / len(y)
