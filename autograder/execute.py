@@ -9,20 +9,13 @@ import os
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
-
-@dataclass
-class Outcome:
-    status: str            # ok | error | timeout | died | memory | not_run
-    ename: str = ""
-    evalue: str = ""
-    seconds: float = 0.0
+from .outcome import Outcome
 
 
 def _error_output(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
@@ -96,3 +89,15 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
                 if cell.cell_type == "code" and index not in outcomes:
                     outcomes[index] = Outcome("not_run", evalue=f"the kernel did not start: {e}")
     return outcomes
+
+
+def run_notebook_cells(cells: list[tuple[int, str, str]], cell_timeout: float, notebook_timeout: float,
+                       workdir: str, env: dict[str, str] | None = None) -> dict[int, Outcome]:
+    """`run_notebook` on code cells given as (index, source, kind), as the worker receives them."""
+    nb = nbformat.v4.new_notebook()
+    indices = []
+    for index, source, _ in cells:
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+        indices.append(index)
+    outcomes = run_notebook(nb, cell_timeout, notebook_timeout, {**(env or {}), "TMPDIR": workdir})
+    return {indices[i]: o for i, o in outcomes.items()}

@@ -1,12 +1,12 @@
-"""The fast engine: run a notebook in a forked child of a warm worker.
+"""The fast engine: run a notebook in a forked child of a warm worker (inside the sandbox).
 
 A Jupyter kernel per notebook costs seconds before the student's first line runs (the kernel
-starts, then `import torch`). Here a worker imports torch & co. once (`warm_up`), then forks one
-child per notebook: the child gets a fresh IPython shell (magics, `display`, `get_ipython()`)
-in its own process, working directory and process group, runs the cells and reports each
-cell's outcome over a pipe. The parent enforces the limits from outside — per cell (SIGINT,
-then SIGKILL if ignored), per notebook, and on resident memory — so a submission can loop,
-crash, exit or exhaust memory without harming the worker or the class.
+starts, then `import torch`). Here the sandboxed worker (autograder.worker) imports torch & co.
+once (`warm_up`), then forks one child per notebook: the child gets a fresh IPython shell
+(magics, `display`, `get_ipython()`), runs the cells and reports each cell's outcome over a
+pipe. The worker enforces the limits from outside the child — per cell (SIGINT, then SIGKILL
+if ignored), per notebook, and on the memory of every process the notebook started — and,
+in a sandbox, kills everything the notebook started when it ends (`kill_others`).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import os
 import select
 import signal
 import sys
-import tempfile
 import time
 
-from .execute import Outcome
+from .outcome import Outcome
 
 _EVALUE_LIMIT = 2000
+_LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report
 _INTERRUPT_GRACE = 5.0      # seconds a cell has to stop after SIGINT before the child is killed
 _POLL = 0.1
 
@@ -48,7 +48,48 @@ def warm_up() -> None:
     autograder.data._mnist_split_tensors(0)
 
 
-def _rss_mb(pid: int) -> float:
+# --- the processes a notebook started, and their memory -------------------------------------
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of `pid`, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def notebook_processes(child: int, sandboxed: bool) -> list[int]:
+    """Every live process the notebook started. In a sandbox that is every process but the
+    worker and the sandbox's init (daemons that left the child's tree included); without one,
+    the child and its descendants."""
+    me = os.getpid()
+    if sandboxed:
+        return [p for p in _pids() if p not in (1, me) and (_stat(p) or ("Z",))[0] != "Z"]
+    parents = {p: s[1] for p in _pids() if (s := _stat(p)) and s[0] != "Z"}
+    tree, grew = {child} & parents.keys(), True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sorted(tree)
+
+
+def _memory_mb(pid: int) -> float:
+    """Proportional set size (shared pages split between their users) where readable, else the
+    resident size: forks of the worker share torch's pages and must not count them twice."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -59,15 +100,71 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def notebook_memory_mb(child: int, sandboxed: bool) -> float:
+    """Memory of every process of the notebook together."""
+    return sum(_memory_mb(p) for p in notebook_processes(child, sandboxed))
+
+
+def kill_others(child: int, sandboxed: bool) -> None:
+    """End everything the notebook started. In a sandbox (the worker's own PID namespace) that
+    is every process but the worker and init: `kill(-1)` reaches daemons and double forks too."""
+    for _ in range(200):
+        if sandboxed:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            for pid in notebook_processes(child, False):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        _reap()
+        if not notebook_processes(child, sandboxed):
+            return
+        time.sleep(0.01)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def set_dumpable(flag: bool) -> None:
+    """A worker is not dumpable, so the notebooks it forks (same user) cannot ptrace it or open
+    its /proc files; its children become dumpable again so that it can read their memory."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)   # PR_SET_DUMPABLE
+
+
+def isolate_child(keep_fd: int) -> None:
+    """In a freshly forked child: its own process group, no inherited descriptor but `keep_fd`
+    (the worker's channel to the grader stays out of reach), output dropped."""
+    import ctypes
+    os.setpgid(0, 0)
+    set_dumpable(True)
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG: die with the worker
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 16)
+
+
+# --- one notebook ------------------------------------------------------------------------------
+
 def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None) -> None:
     """Runs in the forked child: execute the cells, report each outcome as a JSON line. Before and
     after each test cell, the Guard puts back what the submission changed (autograder.integrity)."""
-    os.setpgid(0, 0)
+    isolate_child(write_fd)
     os.chdir(workdir)
     os.environ.update(env)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)                      # output is not graded: drop it, at any volume
-    os.dup2(devnull, 2)
     sys.stdout = sys.stderr = open(os.devnull, "w")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out = os.fdopen(write_fd, "w", buffering=1)
@@ -129,101 +226,113 @@ def _safely(step) -> list[str]:
         return []
 
 
-def _kind(cell) -> str:
-    meta = cell.metadata.get("nbgrader", {})
-    if meta.get("solution"):
-        return "answer"
-    return "test" if meta.get("grade") else "locked"
-
-
-def run_notebook_forked(nb, cell_timeout: float, notebook_timeout: float, env: dict[str, str] | None = None,
-                        threads: int | None = None, memory_mb: float | None = None,
-                        notes: list[str] | None = None) -> dict[int, Outcome]:
-    """Execute the code cells of `nb` in a forked child; return the outcome of each by index and
-    append to `notes` what the integrity guard restored. (Outputs are not kept: grading reads
-    only whether each cell raised, and what.)"""
-    cells = [(i, c.source, _kind(c)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, notebook_timeout: float,
+                        workdir: str, env: dict[str, str] | None = None, threads: int | None = None,
+                        memory_mb: float | None = None, notes: list[str] | None = None,
+                        sandboxed: bool = False, heartbeat=None) -> dict[int, Outcome]:
+    """Execute `cells` ((index, source, kind) with kind answer | test | locked) in a forked child
+    working in `workdir`; return the outcome of each by index and append to `notes` what the
+    integrity guard restored. When it returns, every process the notebook started is gone.
+    `heartbeat()` is called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
     env = {"MPLBACKEND": "agg", **(env or {})}
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as workdir:
-        read_fd, write_fd = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover  (runs in the child)
-            try:
-                os.close(read_fd)
-                _child(cells, write_fd, workdir, env, threads)
-            finally:
-                os._exit(1)
-        os.close(write_fd)
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (runs in the child)
         try:
-            _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
-                   notes if notes is not None else [])
-        finally:
             os.close(read_fd)
-            try:
-                os.killpg(pid, signal.SIGKILL)   # the child and anything it started
-            except ProcessLookupError:
-                pass
+            _child(cells, write_fd, workdir, env, threads)
+        finally:
+            os._exit(1)
+    os.close(write_fd)
+    try:
+        _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
+               notes if notes is not None else [], sandboxed, heartbeat)
+    finally:
+        os.close(read_fd)
+        kill_others(pid, sandboxed)
+        try:
             os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
     return outcomes
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,
-           notebook_timeout: float, memory_mb: float | None, notes: list[str]) -> None:
+           notebook_timeout: float, memory_mb: float | None, notes: list[str], sandboxed: bool,
+           heartbeat) -> None:
     """Read the child's reports and enforce the limits until it finishes or is stopped."""
-    start = time.monotonic()
+    start = last_beat = last_memory = time.monotonic()
     current, cell_start = None, start
     interrupted_at, limit = None, ""    # when we sent SIGINT, and the limit text it enforced
     stopped, buffer = "", b""           # why the remaining cells will not run
 
     def stop(status: str, evalue: str, reason: str) -> None:
         nonlocal stopped
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_others(pid, sandboxed)
         if current is not None and current not in outcomes:
             outcomes[current] = Outcome(status, evalue=evalue, seconds=time.monotonic() - cell_start)
         stopped = reason
 
     while not stopped:
+        now = time.monotonic()
+        if heartbeat and now - last_beat > 1.0:
+            heartbeat()
+            last_beat = now
         if select.select([fd], [], [], _POLL)[0]:
             chunk = os.read(fd, 65536)
             if not chunk:                       # the child is gone without saying done
                 stop("died", "", "the kernel died in an earlier cell")
                 break
             buffer += chunk
+            if len(buffer) > _LINE_LIMIT and b"\n" not in buffer[-_LINE_LIMIT:]:
+                stop("died", "", "the notebook wrote garbage to the grader's channel")
+                break
             while b"\n" in buffer and not stopped:
                 line, buffer = buffer.split(b"\n", 1)
-                msg = json.loads(line)
+                try:
+                    msg = json.loads(line)
+                    if not isinstance(msg, dict):
+                        raise ValueError
+                except ValueError:
+                    stop("died", "", "the notebook wrote garbage to the grader's channel")
+                    break
                 if msg.get("done"):
                     return
                 if "note" in msg:
-                    notes.append(msg["note"])
+                    notes.append(str(msg["note"])[:500])
                     continue
                 if "start" in msg:
                     current, cell_start, interrupted_at = msg["start"], time.monotonic(), None
                     continue
+                index, seconds = msg.get("index"), msg.get("seconds", 0.0)
                 if interrupted_at is not None and msg.get("ename") == "KeyboardInterrupt":
-                    outcomes[msg["index"]] = Outcome("timeout", evalue=limit, seconds=msg["seconds"])
+                    outcomes[index] = Outcome("timeout", evalue=limit, seconds=seconds)
                     if limit.startswith("the notebook"):
                         stop("timeout", limit, limit)
                 elif "ename" in msg:
-                    outcomes[msg["index"]] = Outcome("error", msg["ename"], msg["evalue"], msg["seconds"])
+                    outcomes[index] = Outcome("error", str(msg["ename"])[:100], str(msg["evalue"])[:_EVALUE_LIMIT], seconds)
                 else:
-                    outcomes[msg["index"]] = Outcome("ok", seconds=msg["seconds"])
+                    outcomes[index] = Outcome("ok", seconds=seconds)
                 interrupted_at = None
-            continue
+            if stopped:
+                break
         now = time.monotonic()
-        if memory_mb and _rss_mb(pid) > memory_mb:
+        over_memory = False
+        if memory_mb and now - last_memory >= _POLL:
+            last_memory, over_memory = now, notebook_memory_mb(pid, sandboxed) > memory_mb
+        if over_memory:
             text = f"the notebook used more than {memory_mb:.0f} MB of memory"
             stop("memory", text, text)
         elif interrupted_at is not None:
             if now - interrupted_at > _INTERRUPT_GRACE:
                 stop("timeout", limit, limit if limit.startswith("the notebook") else
                      "the kernel stopped answering after a cell timed out")
+        elif now - start > notebook_timeout and (current is None or current in outcomes):
+            text = f"the notebook ran past its {notebook_timeout:g} s limit"
+            stop("timeout", text, text)
         elif current is not None and current not in outcomes:
             if now - start > notebook_timeout:
                 limit = f"the notebook ran past its {notebook_timeout:g} s limit"
@@ -232,6 +341,9 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
             else:
                 continue
             interrupted_at = now
-            os.kill(pid, signal.SIGINT)
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
     for index, *_ in cells:
         outcomes.setdefault(index, Outcome("not_run", evalue=stopped))

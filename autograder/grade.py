@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,12 +23,13 @@ import numpy as np
 from nbgrader.utils import is_grade, is_solution
 
 from .config import Course, CourseError, Lab
-from .execute import Outcome, run_notebook
-from .forked import run_notebook_forked, warm_up
-from .notebook import SubmissionError, load_source, read_submission, restore
-from .scoring import predict_all, resolve_dataset, scored_checks, scoring_labels
+from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
+from .outcome import Outcome
+from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
+from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
+UNSANDBOXED = "graded WITHOUT a sandbox (--unsafe-no-sandbox): the submission ran with the grader's rights"
 ENGINES = ("fork", "kernel")    # fork: warm worker, fresh child per notebook; kernel: a Jupyter kernel each
 DEVICES = ("auto", "cpu", "cuda")
 GPU_CHECK = "gpu"               # in every lab that trains: where the graded training ran
@@ -75,6 +77,7 @@ class Result:
     compute_seconds: float = 0.0                     # of which the notebook's own cells ran
     grader_error: str = ""                           # the grader itself failed (not the student)
     fingerprint: str = ""                            # of the submission and what graded it
+    sandboxed: bool = True                           # False: --unsafe-no-sandbox
 
     @property
     def score(self) -> float:
@@ -164,7 +167,7 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             for n, p in lab.checks.items()]
 
 
-def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu") -> str:
+def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandboxed: bool = True) -> str:
     """Changes when the submission, the lab's source notebook, its points and thresholds, the GPU
     policy, the hidden split or the device change: a result with the same fingerprint need not
     be graded again."""
@@ -174,45 +177,72 @@ def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu") -> st
             h.update(p.read_bytes())
         except OSError:
             h.update(b"<unreadable>")
-    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device], sort_keys=True).encode())
+    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed],
+                        sort_keys=True).encode())
     return h.hexdigest()
 
 
-def run_submission(path: Path, lab: Lab, course: Course, student: str = "",
+def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int | None, engine: str,
+         device: str) -> dict:
+    """What the worker needs to run one notebook: plain data, no path of the grader's."""
+    from .data import DATASETS
+    env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device}
+    if course.data_root:
+        env["COURSE_DATA"] = "/course-data"
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
+            "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
+            "datasets": sorted(DATASETS)}
+
+
+def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], float]:
+    """The worker's answer, as plain data of the expected types (WorkerLost otherwise)."""
+    if "error" in reply:
+        raise WorkerLost(f"the grading worker failed: {str(reply['error'])[:300]}")
+    try:
+        outcomes = {int(i): Outcome(str(status), str(ename), str(evalue), float(seconds))
+                    for i, status, ename, evalue, seconds in reply["outcomes"]}
+        notes = [str(n)[:500] for n in reply.get("notes", [])][:20]
+        predictions = {}
+        for stem, got in dict(reply.get("predictions", {})).items():
+            predictions[str(stem)] = str(got)[:300] if isinstance(got, str) else [int(x) for x in got]
+        return outcomes, notes, predictions, float(reply.get("seconds", 0.0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise WorkerLost(f"the grading worker broke its protocol ({type(e).__name__})") from None
+
+
+def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
                    threads: int | None = None, engine: str = "fork",
                    device: str = "cpu") -> tuple[Result, dict[str, list[int] | str]]:
-    """Execute one submitted notebook of `lab` and score its cells; also return the predictions
-    of the models it submitted for scoring (see `apply_scores`). Never raises for a bad submission."""
+    """Restore one submitted notebook of `lab` here, run it in `worker`'s sandbox and score its
+    cells here; also return the predictions of the models it submitted for scoring (see
+    `apply_scores`). Never raises for a bad submission; WorkerLost when the worker is lost."""
     start = time.monotonic()
     student = student or path.parent.name
     source_path = course.solution_path(lab.id)
     if not source_path.exists():
         raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
-    stamp = fingerprint(path, lab, course, device)
+    sandboxed = worker.options.sandboxed
+    stamp = fingerprint(path, lab, course, device, sandboxed)
+    notes = [] if sandboxed else [UNSANDBOXED]
     try:
         submission = read_submission(path)
+        nb, restore_notes = restore(submission, load_source(source_path))
     except SubmissionError as e:
         checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
-        return Result(student, lab.id, str(path), checks, [str(e)], round(time.monotonic() - start, 2), fingerprint=stamp), {}
-    nb, notes = restore(submission, load_source(source_path))
+        return Result(student, lab.id, str(path), checks, [str(e), *notes], round(time.monotonic() - start, 2),
+                      fingerprint=stamp, sandboxed=sandboxed), {}
     limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
-    with tempfile.TemporaryDirectory(prefix="course-scoring-") as scoring_dir:
-        env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device,
-               "COURSE_SCORING_DIR": scoring_dir}
-        if course.data_root:
-            env["COURSE_DATA"] = str(course.data_root_path)
-        if threads:
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        if engine == "kernel":
-            outcomes = run_notebook(nb, *limits, env)
-        else:
-            outcomes = run_notebook_forked(nb, *limits, env, threads, course.memory_mb, notes)
-        predictions = predict_all(Path(scoring_dir), course, limits[0], course.memory_mb, threads, device)
+    job = _job(nb, lab, course, limits, threads, engine, device)
+    reply = worker.run(job, images, limits[1] + MAX_MODELS * limits[0] + 60)
+    outcomes, run_notes, predictions, _ = _parse_reply(reply)
     checks = score(nb, outcomes, lab, course.gpu, device)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
-    return Result(student, lab.id, str(path), checks, notes, round(time.monotonic() - start, 2), compute,
-                  fingerprint=stamp), predictions
+    return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
+                  compute, fingerprint=stamp, sandboxed=sandboxed), predictions
 
 
 def apply_scores(result: Result, predictions: dict[str, list[int] | str], course: Course, lab: Lab) -> Result:
@@ -252,13 +282,68 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     return result
 
 
+class Graders:
+    """`jobs` warm workers, each in its own sandbox, started on first use and replaced when lost;
+    and the test images they ask for (loaded here, once per data set)."""
+
+    def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True) -> None:
+        if sandboxed:
+            require_sandbox()
+        self.course = course
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self._tmp = tempfile.TemporaryDirectory(prefix="course-runtime-")
+        runtime = make_runtime(Path(self._tmp.name))
+        options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
+        self.idle: queue.Queue[Worker] = queue.Queue()
+        for slot in range(jobs):
+            self.idle.put(Worker(slot, runtime, options))
+        self._images: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def images(self, dataset: str):
+        with self._lock:
+            if dataset not in self._images:
+                self._images[dataset] = scoring_images(dataset, self.course).numpy().astype("float32")
+            return self._images[dataset]
+
+    def grade(self, student: str, lab: Lab, path: Path, cell_timeout=None, notebook_timeout=None, engine="fork",
+              device="cpu") -> tuple[Result, dict]:
+        """Grade one submission on an idle worker; a lost worker costs this submission only."""
+        worker = self.idle.get()
+        try:
+            if not worker.alive:
+                worker.start()
+            return run_submission(path, lab, self.course, worker, self.images, student, cell_timeout,
+                                  notebook_timeout, self.threads, engine, device)
+        except WorkerLost as e:
+            return _grader_error(student, lab.id, str(path), self.course, e), {}
+        except CourseError:
+            raise
+        except Exception as e:  # noqa: BLE001 — a grader bug: record it on the submission, keep the class going
+            return _grader_error(student, lab.id, str(path), self.course, e), {}
+        finally:
+            self.idle.put(worker)
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get().close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "Graders":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                   threads: int | None = None, engine: str = "fork", device: str = "cpu") -> Result:
+                   engine: str = "fork", device: str = "cpu", sandboxed: bool = True) -> Result:
     """Grade one submitted notebook of `lab` (run, then score). Never raises for a bad submission."""
-    result, predictions = run_submission(path, lab, course, student, cell_timeout, notebook_timeout, threads,
-                                         engine, device)
-    return apply_scores(result, predictions, course, lab)
+    with Graders(course, 1, device, sandboxed) as graders:
+        result, predictions = graders.grade(student or path.parent.name, lab, path, cell_timeout, notebook_timeout,
+                                            engine, device)
+    return result if result.grader_error else apply_scores(result, predictions, course, lab)
 
 
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
@@ -281,31 +366,22 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
     return found, warnings
 
 
-def _grade_job(args: tuple) -> tuple[dict, dict]:
-    student, lab_id, path, course, cell_timeout, notebook_timeout, threads, engine, device = args
-    try:
-        result, predictions = run_submission(Path(path), course.lab(lab_id), course, student, cell_timeout,
-                                             notebook_timeout, threads, engine, device)
-    except Exception as e:  # a grader bug: record it on the submission, keep the class going
-        return _grader_error(student, lab_id, path, course, e).to_dict(), {}
-    return result.to_dict(), predictions
-
-
 def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Exception) -> Result:
     lab = course.lab(lab_id)
-    checks = [CheckResult(n, 0, p, "not graded: grader error") for n, p in lab.checks.items()]
-    return Result(student, lab_id, path, checks, grader_error=f"{type(e).__name__}: {e}")
+    why = str(e) if isinstance(e, WorkerLost) else f"{type(e).__name__}: {e}"
+    checks = [CheckResult(n, 0, p, f"not graded: grader error ({why})") for n, p in lab.checks.items()]
+    return Result(student, lab_id, path, checks, grader_error=why)
 
 
 def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
                 cell_timeout: float | None = None, notebook_timeout: float | None = None,
                 on_result=None, engine: str = "fork",
                 done: dict[tuple[str, str], Result] | None = None,
-                device: str | None = None) -> tuple[list[Result], list[str]]:
-    """Grade every submission under `root` with `jobs` worker processes; `on_result(result)` is
-    called as soon as each one is known. A submission whose result is in `done` with the same
-    fingerprint is not graded again. `device`: where notebooks run ("auto": cuda if present).
-    Returns the results in submission order and warnings."""
+                device: str | None = None, sandboxed: bool = True) -> tuple[list[Result], list[str]]:
+    """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
+    called (in this thread) as soon as each one is known. A submission whose result is in `done`
+    with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
+    if present). Returns the results in submission order and warnings."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     device = resolve_device(device)
@@ -314,25 +390,20 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     todo = []
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
-        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device):
+        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed):
             results[i] = old
         else:
             todo.append(i)
     if not todo:
         return [results[i] for i in range(len(found))], warnings
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = {i: (found[i][0], found[i][1].id, str(found[i][2]), course, cell_timeout, notebook_timeout, threads, engine,
-                 device) for i in todo}
-    # workers start clean (spawn) and, for the fork engine, import torch & co. once each
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=warm_up if engine == "fork" else None) as pool:
-        futures = {pool.submit(_grade_job, t): i for i, t in tasks.items()}
+    with Graders(course, jobs, device, sandboxed) as graders, ThreadPoolExecutor(jobs) as pool:
+        futures = {pool.submit(graders.grade, found[i][0], found[i][1], found[i][2], cell_timeout, notebook_timeout,
+                               engine, device): i for i in todo}
         for future in as_completed(futures):
-            data, predictions = future.result()
-            result = Result.from_dict(data)
+            result, predictions = future.result()
             if not result.grader_error:
-                try:   # the labels are read here, in this process, never in a worker or a notebook
+                try:   # the labels are read here, in this process, never in a sandbox
                     apply_scores(result, predictions, course, course.lab(result.lab))
                 except Exception as e:  # noqa: BLE001 — a grader bug: keep the class going
                     result = _grader_error(result.student, result.lab, result.path, course, e)

@@ -8,22 +8,42 @@ Cells the student added are kept, in place, so helper code they wrote still runs
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import nbformat
 from nbgrader.utils import is_grade, is_solution
 
 
+MAX_BYTES = 20 << 20      # a submitted notebook larger than this is not parsed
+
+
 class SubmissionError(Exception):
     """The file is not a gradable notebook; the message is one line for the student."""
 
 
-def read_submission(path: Path) -> nbformat.NotebookNode:
-    """Parse a submitted file into an nbformat v4 notebook, or raise SubmissionError."""
+def _read_capped(path: Path) -> bytes:
+    """The bytes of a regular file that is not a symbolic link and not over MAX_BYTES."""
+    if path.is_symlink():
+        raise SubmissionError(f"refused: the submission is a symbolic link (to {os.readlink(path)}); hand in the file itself")
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
         raise SubmissionError(f"cannot read the file: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError("refused: the submission is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise SubmissionError(f"refused: the file is {info.st_size / 2**20:.1f} MB, over the {MAX_BYTES >> 20} MB "
+                                  "limit (clear the outputs and hand it in again)")
+        return f.read(MAX_BYTES + 1)
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """Parse a submitted file into an nbformat v4 notebook, or raise SubmissionError."""
+    data = _read_capped(path)
     if not data.strip():
         raise SubmissionError("the file is empty")
     try:
@@ -34,19 +54,39 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise SubmissionError(f"not a notebook: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})") from None
+    except RecursionError:
+        raise SubmissionError("not a notebook: JSON nested too deeply") from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise SubmissionError("not a notebook: JSON without notebook cells")
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
+    except RecursionError:
+        raise SubmissionError("not a valid notebook: nested too deeply") from None
     except Exception as e:  # nbformat raises several types for malformed notebooks
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SubmissionError(f"not a valid notebook: {first[:200]}") from None
     return nb
 
 
+def _nbgrader(cell) -> dict:
+    """A cell's nbgrader metadata, or {} where it is missing or of an odd type."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _grade_id(cell: nbformat.NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    gid = _nbgrader(cell).get("grade_id")
+    return gid if isinstance(gid, str) else None
+
+
+def cell_kind(cell) -> str:
+    """answer (the student's), test (a check) or locked (given code), from the source's metadata."""
+    meta = _nbgrader(cell)
+    if meta.get("solution"):
+        return "answer"
+    return "test" if meta.get("grade") else "locked"
 
 
 def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
@@ -56,7 +96,7 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     answers: dict[str, nbformat.NotebookNode] = {}
     added_before: dict[str | None, list] = {}
     pending: list = []
-    source_ids = {_grade_id(c) for c in source.cells}
+    source_ids = {_grade_id(c) for c in source.cells} - {None}
     for cell in submission.cells:
         gid = _grade_id(cell)
         if gid in source_ids:
@@ -64,8 +104,8 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
                 answers[gid] = cell
             added_before.setdefault(gid, []).extend(pending)
             pending = []
-        elif cell.cell_type == "code" and cell.source.strip():
-            pending.append(cell)
+        elif cell.get("cell_type") == "code" and isinstance(cell.get("source"), str) and cell.source.strip():
+            pending.append(_added(cell))
     added_before.setdefault(None, []).extend(pending)
 
     notes, cells = [], []
@@ -82,6 +122,14 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     cells.extend(_clean(c) for c in added_before.get(None, []))
     nb = nbformat.from_dict({**source, "cells": cells})
     return nb, notes
+
+
+def _added(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A cell the student added: its code only, run as the student's (its metadata never makes
+    it a check or given code)."""
+    added = nbformat.v4.new_code_cell(cell.source)
+    added.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "added": True}
+    return added
 
 
 def _clean(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:

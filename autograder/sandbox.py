@@ -1,0 +1,284 @@
+"""Where a submission's code runs: a bubblewrap sandbox around one warm grading worker.
+
+Why bubblewrap: it is the small, audited setuid-free tool Flatpak builds on; it gives new PID,
+mount, network, IPC and UTS namespaces (and a user namespace for an ordinary user), a root of
+our choosing with read-only binds, `--die-with-parent`, `--new-session` and `--clearenv`, from
+one Debian/Ubuntu package, with no daemon and no configuration file to keep (nsjail needs a
+build from source here; containers need an engine).
+
+Each sandbox sees: the interpreter and its packages (read-only; a non-editable install of this
+project's `reference` and grader packages is hidden under an empty tmpfs), the student-safe
+runtime (`course release`'s `autograder` files plus the worker's own modules) at /course, the
+course's public data root (read-only) at /course-data, and a size-capped tmpfs at /tmp: the only
+place it can write, wiped after every notebook. Not `reference/`, `solutions/`, the grader-only
+modules, `data.hidden`, other submissions, the output folder or the grader's environment. No
+network (a new network namespace holds only loopback).
+
+Identity: as root, bwrap sets the sandbox up as root without a user namespace and the worker
+drops at once to an unused uid (UID_BASE + slot), with no capabilities and no_new_privs; as an
+ordinary user, bwrap makes a user namespace (the user's own uid, no capabilities) and forbids
+nesting another. Each worker gets its own sandbox: with --jobs 2 the two notebooks at a time
+cannot see or signal each other. The grading process (outside) talks to the worker over a pipe,
+watches its heartbeat, and replaces a worker that dies, stops or hangs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import CourseError
+
+UID_BASE = 60000            # root mode: worker slot k runs as uid UID_BASE + k (no such user needed)
+SCRATCH_MB = 512            # the sandbox's /tmp (every file it writes counts here)
+START_TIMEOUT = 300.0       # seconds for a worker to import torch & co. and say ready
+SILENCE_LIMIT = 30.0        # seconds without a frame (heartbeats come every second) = a stopped worker
+WORKER_FILES = ("worker.py", "forked.py", "outcome.py", "integrity.py", "execute.py")
+RUNTIME = "/course"
+DATA = "/course-data"
+FIX = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces "
+       "(sysctl kernel.unprivileged_userns_clone=1), or pass --unsafe-no-sandbox to grade without isolation")
+
+
+class WorkerLost(Exception):
+    """The worker died, stopped answering or broke its protocol: its job gets a grader error."""
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    sandboxed: bool = True             # False: --unsafe-no-sandbox (a plain subprocess)
+    data_root: Path | None = None      # the course's public data sets (COURSE_DATA)
+    device: str = "cpu"
+    threads: int = 1
+    scratch_mb: int = SCRATCH_MB
+
+
+# --- the runtime the sandbox sees ----------------------------------------------------------
+
+def make_runtime(folder: Path) -> Path:
+    """Copy the student-safe autograder files (STUDENT_FILES) and the worker's modules into
+    `folder/autograder`; readable by the sandbox's unprivileged user. Returns `folder`."""
+    from .release import PACKAGE_DIR, student_files
+    files = student_files() + [PACKAGE_DIR / name for name in WORKER_FILES]
+    for path in files:
+        dest = folder / "autograder" / path.relative_to(PACKAGE_DIR)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    (folder / "etc").mkdir(exist_ok=True)
+    (folder / "etc" / "passwd").write_text("".join(f"student{k}:x:{UID_BASE + k}:{UID_BASE + k}::/tmp:/bin/false\n"
+                                                   for k in range(256)) + f"user:x:{os.getuid()}:{os.getgid()}::/tmp:/bin/false\n")
+    (folder / "etc" / "group").write_text("".join(f"student{k}:x:{UID_BASE + k}:\n" for k in range(256)))
+    for root, dirs, names in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in names:
+            os.chmod(os.path.join(root, name), 0o644)
+    return folder
+
+
+def _hidden_packages(bound: list[str]) -> list[str]:
+    """Folders of this project's grader-side packages that lie inside a bound tree (a regular,
+    non-editable install puts `reference/` into site-packages): mounted over, empty."""
+    import importlib.util
+    hidden = []
+    for name in ("reference", "autograder"):
+        spec = importlib.util.find_spec(name)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            real = os.path.realpath(loc)
+            if any(real == b or real.startswith(b.rstrip("/") + "/") for b in bound):
+                hidden.append(real)
+    return hidden
+
+
+def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str]:
+    """The bwrap command line for worker `slot`."""
+    root = os.geteuid() == 0
+    cmd = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session", "--clearenv"]
+    if root:
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        cmd += ["--unshare-user", "--disable-userns"]
+    binds: list[str] = []
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            binds.append(d)
+    python_dirs = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)))}
+    for d in sorted(python_dirs):
+        if not any(d == b or d.startswith(b + "/") for b in binds):
+            binds.append(d)
+    if sys.prefix != os.path.realpath(sys.prefix):          # a venv reached through a symlink
+        cmd += ["--symlink", os.path.realpath(sys.prefix), sys.prefix]
+    made: set[str] = set()
+    for b in binds:
+        for parent in reversed(Path(b).parents):
+            p = str(parent)
+            if p != "/" and p not in made and not any(p == x or p.startswith(x + "/") for x in binds):
+                cmd += ["--perms", "0755", "--dir", p]
+                made.add(p)
+        cmd += ["--ro-bind", b, b]
+    for hidden in _hidden_packages(binds):
+        cmd += ["--tmpfs", hidden, "--remount-ro", hidden]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts"):
+        if os.path.exists(f"/etc/{name}"):
+            cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    cmd += ["--ro-bind", str(runtime / "etc" / "passwd"), "/etc/passwd",
+            "--ro-bind", str(runtime / "etc" / "group"), "/etc/group",
+            "--perms", "0755", "--dir", RUNTIME, "--ro-bind", str(runtime / "autograder"), f"{RUNTIME}/autograder",
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/dev/shm"]
+    if options.data_root and options.data_root.is_dir():
+        cmd += ["--ro-bind", str(options.data_root), DATA]
+    if options.device == "cuda":
+        for dev in sorted(Path("/dev").glob("nvidia*")):
+            cmd += ["--dev-bind", str(dev), str(dev)]
+        cmd += ["--ro-bind", "/sys", "/sys"]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": RUNTIME,
+           "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "agg", "USER": "student",
+           "OMP_NUM_THREADS": str(options.threads), "MKL_NUM_THREADS": str(options.threads),
+           "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--chdir", "/tmp", sys.executable, "-m", "autograder.worker", "--sandboxed"]
+    if root:
+        cmd += ["--uid", str(UID_BASE + slot)]
+    return cmd
+
+
+def sandbox_problem() -> str:
+    """Why no sandbox can be made on this machine ("" when one can)."""
+    if sys.platform != "linux":
+        return f"no sandbox on {sys.platform}: grading isolates notebooks with Linux namespaces"
+    if not shutil.which("bwrap"):
+        return "no sandbox: bubblewrap (bwrap) is not installed"
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = bwrap_command(make_runtime(Path(tmp)), 0, SandboxOptions())
+        probe = probe[:probe.index("--chdir")] + ["/bin/sh", "-c", "exit 0"]
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        why = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1]
+        return f"no sandbox: bwrap failed ({why})"
+    return ""
+
+
+def require_sandbox() -> None:
+    problem = sandbox_problem()
+    if problem:
+        raise CourseError(f"{problem}; {FIX}")
+
+
+# --- one worker ---------------------------------------------------------------------------------
+
+class Worker:
+    """A warm grading worker in its own sandbox (or, unsandboxed, a plain subprocess)."""
+
+    def __init__(self, slot: int, runtime: Path, options: SandboxOptions) -> None:
+        self.slot, self.runtime, self.options = slot, runtime, options
+        self.proc: subprocess.Popen | None = None
+        self.buffer = b""
+
+    def start(self) -> None:
+        if self.options.sandboxed:
+            cmd, env = bwrap_command(self.runtime, self.slot, self.options), None
+        else:
+            cmd = [sys.executable, "-m", "autograder.worker"]
+            env = {**os.environ, "OMP_NUM_THREADS": str(self.options.threads), "MKL_NUM_THREADS": str(self.options.threads)}
+        log = os.environ.get("COURSE_WORKER_LOG")
+        stderr = open(log, "ab") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
+                                     start_new_session=True)
+        if log:
+            stderr.close()
+        self.buffer = b""
+        header, _ = self._receive(time.monotonic() + START_TIMEOUT, START_TIMEOUT)
+        if not header.get("ready"):
+            self.close()
+            raise WorkerLost(f"the grading worker did not start: {header.get('error', header)}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)     # bwrap and, with it, the whole sandbox
+        except (ProcessLookupError, PermissionError):
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.proc.wait()
+        self.proc = None
+
+    def _send(self, header: dict, blob: bytes = b"") -> None:
+        data = json.dumps(header).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">II", len(data), len(blob)) + data + blob)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise WorkerLost("the grading worker died (its channel closed)") from None
+
+    def _receive(self, deadline: float, silence: float) -> tuple[dict, bytes]:
+        """The next frame; WorkerLost when the worker dies, is silent for `silence` seconds
+        (stopped, or hung) or passes `deadline`."""
+        fd = self.proc.stdout.fileno()
+        heard = time.monotonic()
+        while True:
+            if len(self.buffer) >= 8:
+                size, blob_size = struct.unpack(">II", self.buffer[:8])
+                if size > 64 << 20 or blob_size > 1 << 30:
+                    raise WorkerLost("the grading worker broke its protocol (an oversized frame)")
+                if len(self.buffer) >= 8 + size + blob_size:
+                    frame, self.buffer = self.buffer[:8 + size + blob_size], self.buffer[8 + size + blob_size:]
+                    try:
+                        header = json.loads(frame[8:8 + size])
+                    except ValueError:
+                        raise WorkerLost("the grading worker broke its protocol (a frame that is not JSON)") from None
+                    if not isinstance(header, dict):
+                        raise WorkerLost("the grading worker broke its protocol")
+                    return header, frame[8 + size:]
+            now = time.monotonic()
+            if now > deadline:
+                raise WorkerLost("the grading worker ran past the notebook's time limit and was stopped")
+            if now - heard > silence:
+                raise WorkerLost(f"the grading worker stopped answering for {silence:g} s (stopped or hung) and was replaced")
+            if select.select([fd], [], [], 0.5)[0]:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise WorkerLost("the grading worker died while grading this notebook")
+                self.buffer += chunk
+                heard = time.monotonic()
+
+    def run(self, job: dict, images, deadline_s: float) -> dict:
+        """Send `job`; answer the worker's requests for test images with `images(dataset)` ->
+        float32 numpy array; return its reply. WorkerLost (and the worker closed) on failure."""
+        deadline = time.monotonic() + deadline_s
+        try:
+            self._send(job)
+            while True:
+                header, _ = self._receive(deadline, SILENCE_LIMIT)
+                if header.get("alive"):
+                    continue
+                if "images" in header:
+                    array = images(str(header["images"]))
+                    self._send({"shape": list(array.shape)}, array.tobytes())
+                    continue
+                return header
+        except WorkerLost:
+            self.close()
+            raise

@@ -1,0 +1,247 @@
+"""The grading worker: the only grader code that runs inside a sandbox (autograder.sandbox).
+
+It starts as `python -m autograder.worker [--uid UID] [--sandboxed]`, drops to an unprivileged
+user, makes itself non-dumpable (a notebook it forks, as the same user, can then neither ptrace
+it nor read its memory), imports torch & co. once, says "ready", and then serves one job at a
+time over its stdin/stdout: run a notebook in a forked child (autograder.forked), end every
+process the notebook started, then score each model the notebook saved in a fresh fork that
+holds the test images (asked of the grader) and never the labels. It answers with plain data:
+the outcome of each cell, notes, and the predicted classes.
+
+Frames on the channel: 8 bytes (header length, blob length, big-endian) + JSON header + blob.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import struct
+import sys
+import time
+from pathlib import Path
+
+MAX_HEADER = 64 << 20
+MAX_BLOB = 1 << 30
+MAX_MODELS = 4           # saved models scored per submission (a submission cannot flood the scorer)
+BATCH = 250
+SCRATCH = Path("/tmp")   # the sandbox's only writable place (a tmpfs, wiped after every job)
+
+
+# --- the channel ---------------------------------------------------------------------------
+
+def send(stream, header: dict, blob: bytes = b"") -> None:
+    data = json.dumps(header).encode()
+    stream.write(struct.pack(">II", len(data), len(blob)) + data + blob)
+    stream.flush()
+
+
+def _read_exactly(stream, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            raise EOFError("the channel closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(stream) -> tuple[dict, bytes]:
+    size, blob_size = struct.unpack(">II", _read_exactly(stream, 8))
+    if size > MAX_HEADER or blob_size > MAX_BLOB:
+        raise ValueError(f"a frame of {size} + {blob_size} bytes is over the limit")
+    header = json.loads(_read_exactly(stream, size))
+    if not isinstance(header, dict):
+        raise ValueError("a frame header that is not an object")
+    return header, _read_exactly(stream, blob_size)
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+def drop_privileges(uid: int | None) -> None:
+    """Root inside the sandbox (given only CAP_SETUID/CAP_SETGID) becomes `uid`, losing every
+    capability; no process here may gain privileges again (no_new_privs) or be dumped."""
+    import ctypes
+    if uid is not None and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(38, 1, 0, 0, 0)                  # PR_SET_NO_NEW_PRIVS
+    from .forked import set_dumpable
+    set_dumpable(False)
+
+
+def _wipe(sandboxed: bool, job_dir: Path) -> None:
+    """Nothing one notebook wrote survives into the next one's run."""
+    targets = [*SCRATCH.iterdir(), *Path("/dev/shm").iterdir()] if sandboxed else [job_dir]
+    for path in targets:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) -> dict:
+    from .forked import kill_others, run_notebook_forked
+    job_dir = scratch / "job"
+    work, home, scoring = job_dir / "work", job_dir / "home", job_dir / "scoring"
+    for d in (work, home, scoring):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {**job.get("env", {}), "HOME": str(home), "TMPDIR": str(work), "MPLCONFIGDIR": str(home / ".matplotlib"),
+           "COURSE_SCORING_DIR": str(scoring)}
+    cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
+    notes: list[str] = []
+    t0 = time.monotonic()
+
+    def beat() -> None:
+        send(channel_out, {"alive": True})
+
+    if job.get("engine") == "kernel":
+        from .execute import run_notebook_cells
+        outcomes = run_notebook_cells(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env)
+        kill_others(os.getpid(), sandboxed)
+    else:
+        outcomes = run_notebook_forked(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env,
+                                       job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat)
+    predictions = {}
+    for path in sorted(scoring.glob("*.pt"))[:MAX_MODELS]:
+        dataset = path.stem.rsplit(".", 1)[-1]
+        if dataset not in job.get("datasets", ()):
+            continue
+        send(channel_out, {"images": dataset})
+        header, blob = receive(channel_in)
+        predictions[path.stem] = _predict(path, header, blob, job, sandboxed, beat)
+    _wipe(sandboxed, job_dir)
+    return {"outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
+            "notes": notes, "predictions": predictions, "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, beat) -> list[int] | str:
+    """Predict the test images with the saved model in a fresh fork (the worker has never run a
+    torch op, so forking is safe); the worker enforces the time and memory limits."""
+    import numpy as np
+
+    from .forked import isolate_child, kill_others, notebook_memory_mb
+    timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
+    images = np.frombuffer(blob, dtype=np.float32).reshape(header["shape"])
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (runs in the scorer)
+        try:
+            isolate_child(write_fd)
+            _scorer(path, images, job, write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks, start, error, last_beat = [], time.monotonic(), "", time.monotonic()
+    try:
+        while True:
+            now = time.monotonic()
+            if now - last_beat > 1.0:
+                beat()
+                last_beat = now
+            if now - start > timeout:
+                error = f"scoring ran past its {timeout:g} s limit"
+                break
+            if memory_mb and notebook_memory_mb(pid, sandboxed) > memory_mb:
+                error = f"scoring used more than {memory_mb:.0f} MB of memory"
+                break
+            if select.select([read_fd], [], [], 0.1)[0]:
+                chunk = os.read(read_fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if sum(map(len, chunks)) > 8 * len(images) + 1024:
+                    error = "the scorer wrote more than the predictions"
+                    break
+    finally:
+        os.close(read_fd)
+        kill_others(pid, sandboxed)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    data = b"".join(chunks)
+    if error:
+        return error
+    if data.startswith(b"OK") and (len(data) - 2) % 8 == 0:
+        return np.frombuffer(data[2:], dtype=np.int64).tolist()
+    if data.startswith(b"ER"):
+        return data[2:302].decode(errors="replace")
+    return "the scorer died while running the model (a crash, or out of memory)"
+
+
+def _scorer(path: Path, images, job: dict, write_fd: int) -> None:
+    """Runs in the scorer: rebuild the model, predict the images, write the classes."""
+    import warnings
+    warnings.simplefilter("ignore")
+    import numpy as np
+    import torch
+    device = job.get("device", "cpu")
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    try:
+        x = torch.from_numpy(images.copy())
+        model = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"the saved object is a {type(model).__name__}, not an nn.Module")
+        model.eval()
+        classes = []
+        with torch.no_grad():
+            for start in range(0, len(x), BATCH):
+                batch = x[start:start + BATCH]
+                logits = model(batch.to(device))
+                if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(batch):
+                    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                    raise ValueError(f"logits of shape ({len(batch)}, classes) expected, got {got}")
+                classes.append(logits.argmax(dim=1).cpu().numpy().astype(np.int64))
+        payload = b"OK" + np.concatenate(classes).tobytes()
+    except BaseException as err:  # noqa: BLE001 — the student's model may raise anything
+        text = (str(err).strip().splitlines() or [""])[0]
+        payload = b"ER" + f"{type(err).__name__}: {text}"[:300].encode()
+    with os.fdopen(write_fd, "wb") as out:
+        out.write(payload)
+
+
+def serve(sandboxed: bool, uid: int | None) -> int:
+    channel_in = os.fdopen(os.dup(0), "rb")
+    channel_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)                     # nothing printed while importing reaches the channel
+    if sandboxed and (os.getpid() > 3 or (os.getuid() == 0 and uid is None)):
+        send(channel_out, {"error": "not in a PID namespace of its own, or root without --uid: refusing --sandboxed"})
+        return 2
+    drop_privileges(uid)
+    scratch = SCRATCH if sandboxed else Path(os.environ.get("COURSE_WORKER_SCRATCH") or "/tmp")
+    from .forked import warm_up
+    warm_up()
+    send(channel_out, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
+    while True:
+        try:
+            job, _ = receive(channel_in)
+        except EOFError:
+            return 0
+        try:
+            reply = run_job(job, channel_in, channel_out, sandboxed, scratch)
+        except Exception as e:  # noqa: BLE001 — a grader bug on this job: say so, keep serving
+            reply = {"error": f"{type(e).__name__}: {e}"[:500]}
+        send(channel_out, reply)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m autograder.worker")
+    p.add_argument("--uid", type=int)
+    p.add_argument("--sandboxed", action="store_true")
+    args = p.parse_args(argv)
+    return serve(args.sandboxed, args.uid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
