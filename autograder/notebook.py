@@ -25,8 +25,11 @@ class SubmissionError(Exception):
 
 def _read_capped(path: Path) -> bytes:
     """The bytes of a regular file that is not a symbolic link and not over MAX_BYTES."""
-    if path.is_symlink():
-        raise SubmissionError(f"refused: the submission is a symbolic link (to {os.readlink(path)}); hand in the file itself")
+    for link in (path, path.parent):
+        if link.is_symlink():
+            what = "" if link == path else "its folder "
+            raise SubmissionError(f"refused: the submission is a symbolic link ({what}to {os.readlink(link)}); "
+                                  "hand in the file itself")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:

@@ -4,10 +4,13 @@ feedback page per submission, and the summary table printed at the end."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import html
 import io
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -15,6 +18,7 @@ from xml.etree import ElementTree as ET
 from .grade import Result
 
 CSV_FIELDS = ["student", "lab", "check", "points", "max_points", "message"]
+KEY_FILE = ".grader-key"     # in the output folder, mode 600; no sandbox ever sees that folder
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -31,19 +35,52 @@ def result_path(out: Path, result: Result) -> Path:
     return out / "results" / result.student / f"{result.lab}.json"
 
 
+def grader_key(out: Path) -> bytes:
+    """The secret that signs this output folder's results (made on first use)."""
+    path = out / KEY_FILE
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    except FileExistsError:
+        pass
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        return f.read().strip().encode()
+
+
+def _signature(key: bytes, data: dict) -> str:
+    body = json.dumps({k: v for k, v in data.items() if k != "signature"}, sort_keys=True).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
 def write_result(out: Path, result: Result) -> None:
-    atomic_write(result_path(out, result), json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
+    """One submission's result, signed (HMAC-SHA256 with the folder's key)."""
+    data = result.to_dict()
+    data["signature"] = _signature(grader_key(out), data)
+    atomic_write(result_path(out, result), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def read_results(out: Path) -> dict[tuple[str, str], Result]:
-    """Results already written under `out` (a resumed run skips what they cover)."""
+    """Results this grader wrote under `out` (a resumed run skips what they cover). A result
+    that is unreadable, unsigned or whose signature does not match is ignored: it is graded again."""
     done = {}
-    for path in sorted((out / "results").glob("*/*.json")):
+    paths = sorted((out / "results").glob("*/*.json"))
+    if not paths:
+        return done
+    key = grader_key(out)
+    for path in paths:
         try:
-            result = Result.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError, KeyError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            signature = data.pop("signature", "")
+            if not hmac.compare_digest(str(signature), _signature(key, data)):
+                continue
+            result = Result.from_dict(data)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             continue  # unreadable: grade it again
-        done[result.student, result.lab] = result
+        if path.parent.name == result.student and path.stem == result.lab:
+            done[result.student, result.lab] = result
     return done
 
 
