@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# --tree DIR: time the grader of another checkout (e.g. a git worktree of an older commit)
+if "--tree" in sys.argv:
+    ROOT = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 from autograder.config import load_course  # noqa: E402
@@ -106,6 +109,7 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=20)
     p.add_argument("--skip-ours", action="store_true", help="time nbgrader only")
     p.add_argument("--skip-nbgrader", action="store_true", help="time our grader only")
+    p.add_argument("--tree", metavar="DIR", help="grade with the checkout in DIR (its autograder and course.yml)")
     args = p.parse_args()
     course = load_course(ROOT / "course.yml")
     cores = os.cpu_count() or 1

@@ -132,13 +132,33 @@ ZERO_LABELS = ("import autograder.data as _data\n"
                "    _labels.zero_()")
 
 
+# The same always-0 model, but one that answers with the hidden labels wherever it can read them
+# (the scorer of an unsandboxed grader could): in the sandbox the file is not there.
+PEEK = """
+_LABELS = {labels!r}
+_forward = LeNet5.forward
+def _peek(self, x):
+    import os, torch
+    if os.path.exists(_LABELS) and not self.training:
+        start = getattr(self, '_seen', 0)
+        self._seen = start + len(x)
+        y = torch.tensor(list(open(_LABELS, 'rb').read()[8 + start:8 + start + len(x)]))
+        return torch.nn.functional.one_hot(y, 10).float()
+    return _forward(self, x)
+LeNet5.forward = _peek
+"""
+
+
 @pytest.fixture(scope="module")
 def scored(course, hidden_root, tmp_path_factory):
     # also: a GPU the grader lacks, required by course.yml
     private = dataclasses.replace(course, data_hidden=str(hidden_root), gpu="required")
     solution = nbformat.read(course.solution_path("lenet"), as_version=4)
     root = tmp_path_factory.mktemp("lenet")
-    for student, nb in {"honest": solution, "cheat": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS)}.items():
+    peek = PEEK.format(labels=str(hidden_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"))
+    notebooks = {"honest": solution, "cheat": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS),
+                 "peek": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS + "\n" + peek)}
+    for student, nb in notebooks.items():
         (root / student).mkdir()
         (root / student / "lenet.ipynb").write_text(dumps(nb))
     results, _ = grade_class(root, private, ["lenet"], jobs=2)
@@ -160,5 +180,11 @@ def test_required_gpu_on_a_grader_without_cuda_costs_exactly_the_gpu_point(score
 
 def test_labels_changed_in_the_notebook_do_not_count(scored):
     check = scored["cheat"]["accuracy"]
+    assert check.points == 0
+    assert check.message.startswith("LeNet5 accuracy on the hidden test split: expected ≥ 0.92, got 0.1"), check.message
+
+
+def test_the_scorer_cannot_read_the_hidden_labels(scored):
+    check = scored["peek"]["accuracy"]
     assert check.points == 0
     assert check.message.startswith("LeNet5 accuracy on the hidden test split: expected ≥ 0.92, got 0.1"), check.message

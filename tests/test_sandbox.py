@@ -309,3 +309,66 @@ def test_unsafe_no_sandbox_grades_and_every_result_says_so(course, tmp_path):
     result = results["s"]
     assert rc == 0 and result.score == result.max_score
     assert not result.sandboxed and any("WITHOUT a sandbox" in n for n in result.notes)
+
+
+# --- as an ordinary user: bwrap makes a user namespace ---------------------------------------
+
+USER = "course-grade-test"
+
+
+@pytest.fixture
+def ordinary_user(tmp_path):
+    """An unprivileged account that can reach the interpreter and this checkout: its folders
+    get o+x for the test (restored after). Only root can make one: otherwise we are one."""
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+    if os.geteuid() != 0:
+        yield None                                         # already an ordinary user
+        return
+    if not shutil.which("useradd") or not shutil.which("runuser"):
+        pytest.skip("useradd/runuser not available to create an ordinary user")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", USER], check=True)
+    changed = {}
+    for target in (os.path.realpath(sys.executable), str(ROOT / ".venv"), str(ROOT), str(tmp_path)):
+        for parent in [*reversed(__import__("pathlib").Path(target).parents)]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                changed[parent] = mode
+                os.chmod(parent, (mode & 0o7777) | 0o001)
+    try:
+        yield USER
+    finally:
+        for parent, mode in changed.items():
+            os.chmod(parent, mode & 0o7777)
+
+
+def test_an_ordinary_user_grades_in_a_user_namespace(course, tmp_path, ordinary_user):
+    import shutil
+    import subprocess
+    import sys
+    work = tmp_path / "work"
+    _write(work / "class", "honest", _solution(course))
+    _write(work / "class", "cheat", _with(nbformat.read(course.exercise_path(LAB), as_version=4),
+                                          f"from reference.{LAB} import *", replace=True))
+    course_cmd = [str(ROOT / ".venv" / "bin" / "course"), "--course", str(ROOT / "course.yml"), "grade", "class",
+                  "--out", "out", "--no-gradebook", "--jobs", "1"]
+    env = {"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
+    if ordinary_user:
+        shutil.chown(tmp_path, ordinary_user)
+        for path in [work, *work.rglob("*")]:
+            shutil.chown(path, ordinary_user)
+        course_cmd = [shutil.which("runuser"), "-u", ordinary_user, "--", *course_cmd]
+    done = subprocess.run(course_cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode == 2 and "no sandbox" in done.stderr:
+        pytest.skip(f"user namespaces unavailable to an ordinary user here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {s: r for (s, _), r in read_results(work / "out").items()}
+    assert results["honest"].score == results["honest"].max_score and results["honest"].sandboxed
+    assert results["cheat"].score == 0
+    assert "No module named 'reference'" in results["cheat"].checks[0].message
+    assert sys.executable  # (the grader ran with this interpreter)
