@@ -23,6 +23,9 @@ _EVALUE_LIMIT = 2000
 _LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report
 _INTERRUPT_GRACE = 5.0      # seconds a cell has to stop after SIGINT before the child is killed
 _POLL = 0.1
+MAX_FILE = 512 << 20        # bytes in any one file a notebook writes
+MAX_PROCESSES = 256         # processes (and threads) of the sandbox's user
+OWN_UID = False             # the worker runs as a uid of its own (root mode): RLIMIT_NPROC counts only it
 
 
 def warm_up() -> None:
@@ -143,10 +146,18 @@ def set_dumpable(flag: bool) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)   # PR_SET_DUMPABLE
 
 
-def isolate_child(keep_fd: int) -> None:
+def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: bool = False) -> None:
     """In a freshly forked child: its own process group, no inherited descriptor but `keep_fd`
-    (the worker's channel to the grader stays out of reach), output dropped."""
+    (the worker's channel to the grader stays out of reach), output dropped; and limits that
+    every process it starts inherits: CPU seconds per process, file size, and (in a sandbox,
+    whose uid is its own) the number of processes."""
     import ctypes
+    import resource
+    if cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE, MAX_FILE))
+    if sandboxed and OWN_UID:
+        resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
     os.setpgid(0, 0)
     set_dumpable(True)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG: die with the worker
@@ -159,10 +170,11 @@ def isolate_child(keep_fd: int) -> None:
 
 # --- one notebook ------------------------------------------------------------------------------
 
-def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None) -> None:
+def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None,
+           cpu_seconds: float, sandboxed: bool) -> None:
     """Runs in the forked child: execute the cells, report each outcome as a JSON line. Before and
     after each test cell, the Guard puts back what the submission changed (autograder.integrity)."""
-    isolate_child(write_fd)
+    isolate_child(write_fd, cpu_seconds, sandboxed)
     os.chdir(workdir)
     os.environ.update(env)
     sys.stdout = sys.stderr = open(os.devnull, "w")
@@ -243,7 +255,7 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
     if pid == 0:  # pragma: no cover  (runs in the child)
         try:
             os.close(read_fd)
-            _child(cells, write_fd, workdir, env, threads)
+            _child(cells, write_fd, workdir, env, threads, notebook_timeout * max(1, threads or 1) + 10, sandboxed)
         finally:
             os._exit(1)
     os.close(write_fd)

@@ -63,14 +63,15 @@ def drop_privileges(uid: int | None) -> None:
     """Root inside the sandbox (given only CAP_SETUID/CAP_SETGID) becomes `uid`, losing every
     capability; no process here may gain privileges again (no_new_privs) or be dumped."""
     import ctypes
+    from . import forked
     if uid is not None and os.getuid() == 0:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+        forked.OWN_UID = True
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(38, 1, 0, 0, 0)                  # PR_SET_NO_NEW_PRIVS
-    from .forked import set_dumpable
-    set_dumpable(False)
+    forked.set_dumpable(False)
 
 
 def _wipe(sandboxed: bool, job_dir: Path) -> None:
@@ -133,7 +134,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (runs in the scorer)
         try:
-            isolate_child(write_fd)
+            isolate_child(write_fd, timeout * max(1, job.get("threads") or 1) + 10, sandboxed)
             _scorer(path, images, job, write_fd)
         finally:
             os._exit(0)
