@@ -107,6 +107,8 @@ def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         cmd += ["--unshare-user", "--disable-userns"]
+    # the writable tmpfs first: a checkout or venv under /tmp is bound on top of it below
+    cmd += ["--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/tmp"]
     binds: list[str] = []
     for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(d):
@@ -136,7 +138,6 @@ def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str
             "--ro-bind", str(runtime / "etc" / "group"), "/etc/group",
             "--perms", "0755", "--dir", RUNTIME, "--ro-bind", str(runtime / "autograder"), f"{RUNTIME}/autograder",
             "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/tmp",
             "--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/dev/shm"]
     if options.data_root and options.data_root.is_dir():
         cmd += ["--ro-bind", str(options.data_root), DATA]

@@ -26,6 +26,7 @@ MAX_BLOB = 1 << 30
 MAX_MODELS = 4           # saved models scored per submission (a submission cannot flood the scorer)
 BATCH = 250
 SCRATCH = Path("/tmp")   # the sandbox's only writable place (a tmpfs, wiped after every job)
+KEEP: set[str] = set()   # what /tmp held when the worker started: folders of read-only binds
 
 
 # --- the channel ---------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def drop_privileges(uid: int | None) -> None:
 
 def _wipe(sandboxed: bool, job_dir: Path) -> None:
     """Nothing one notebook wrote survives into the next one's run."""
-    targets = [*SCRATCH.iterdir(), *Path("/dev/shm").iterdir()] if sandboxed else [job_dir]
+    targets = [*(p for p in SCRATCH.iterdir() if p.name not in KEEP), *Path("/dev/shm").iterdir()] if sandboxed else [job_dir]
     for path in targets:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -220,6 +221,8 @@ def serve(sandboxed: bool, uid: int | None) -> int:
         return 2
     drop_privileges(uid)
     scratch = SCRATCH if sandboxed else Path(os.environ.get("COURSE_WORKER_SCRATCH") or "/tmp")
+    if sandboxed:
+        KEEP.update(p.name for p in SCRATCH.iterdir())
     from .forked import warm_up
     warm_up()
     send(channel_out, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
