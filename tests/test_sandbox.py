@@ -147,6 +147,15 @@ except OSError:
                                         "    except OSError:\n        pass"),
         "z-victim": _with(solution, ALONE),
     }
+    # cells the student added that claim to be checks (nbgrader grade metadata, real check names)
+    fake = copy.deepcopy(blank)
+    for name in course.lab(LAB).checks:
+        for gid in (name, f"check_{name}"):
+            cell = nbformat.v4.new_code_cell("pass")
+            cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": gid,
+                                         "points": 99, "schema_version": 3}
+            fake.cells.insert(1, cell)
+    attacks["j-fake-checks"] = fake
     for student, nb in attacks.items():
         _write(root, student, nb)
     # a symlinked submission (to a classmate's notebook) and a folder that is a link
@@ -189,6 +198,12 @@ def test_feedback_never_carries_the_graders_environment_or_the_solution(attacked
     assert SECRET not in env_message and "COURSE_SECRET_TOKEN" not in env_message and str(ROOT) not in env_message
     solution_message = results["e-leak-solution"].checks[0].message
     assert "FileNotFoundError: [Errno 2] No such file or directory" in solution_message, solution_message
+
+
+def test_cells_a_student_adds_are_never_checks(attacked):
+    result = attacked[1]["j-fake-checks"]
+    assert result.score == 0 and result.max_score == 12 and [c.name for c in result.checks] == list(
+        attacked[1]["z-victim"].checks[i].name for i in range(len(result.checks)))
 
 
 def test_no_network(attacked):
