@@ -103,9 +103,46 @@ def _memory_mb(pid: int) -> float:
     return 0.0
 
 
+def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
+    """Memory that no process maps but the notebook holds: memfd files open in its processes
+    and, in a sandbox (its own IPC namespace and tmpfs), System V segments and the files in
+    /tmp and /dev/shm."""
+    total, seen = 0, set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(path).startswith("/memfd:"):
+                    info = os.stat(path)
+                    if info.st_ino not in seen:
+                        seen.add(info.st_ino)
+                        total += info.st_blocks * 512
+            except OSError:
+                continue
+    if sandboxed:
+        for mount in ("/tmp", "/dev/shm"):
+            try:
+                fs = os.statvfs(mount)
+                total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+            except OSError:
+                pass
+        try:
+            with open("/proc/sysvipc/shm") as f:
+                next(f)
+                total += sum(int(line.split()[3]) for line in f)
+        except (OSError, StopIteration, IndexError, ValueError):
+            pass
+    return total / 2**20
+
+
 def notebook_memory_mb(child: int, sandboxed: bool) -> float:
-    """Memory of every process of the notebook together."""
-    return sum(_memory_mb(p) for p in notebook_processes(child, sandboxed))
+    """Memory of every process of the notebook together, and what it holds unmapped."""
+    pids = notebook_processes(child, sandboxed)
+    return sum(_memory_mb(p) for p in pids) + _unmapped_mb(pids, sandboxed)
 
 
 def kill_others(child: int, sandboxed: bool) -> None:

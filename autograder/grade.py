@@ -96,8 +96,14 @@ class Result:
         return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})
 
 
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences or other control characters (newlines kept)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", text)       # ANSI sequences (IPython's colours, cursor moves)
+    return re.sub(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", " ", text)
+
+
 def _one_line(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)           # ANSI colours from IPython
+    text = printable(text)
     lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
     short = " / ".join(lines[:2])
     return short if len(short) <= MAX_MESSAGE else short[: MAX_MESSAGE - 1] + "…"
@@ -204,7 +210,7 @@ def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, 
     try:
         outcomes = {int(i): Outcome(str(status), str(ename), str(evalue), float(seconds))
                     for i, status, ename, evalue, seconds in reply["outcomes"]}
-        notes = [str(n)[:500] for n in reply.get("notes", [])][:20]
+        notes = [printable(str(n)[:500]) for n in reply.get("notes", [])][:20]
         predictions = {}
         for stem, got in dict(reply.get("predictions", {})).items():
             predictions[str(stem)] = str(got)[:300] if isinstance(got, str) else [int(x) for x in got]

@@ -7,6 +7,7 @@ Cells the student added are kept, in place, so helper code they wrote still runs
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import stat
@@ -92,14 +93,52 @@ def cell_kind(cell) -> str:
     return "test" if meta.get("grade") else "locked"
 
 
+def _definition(source: str) -> str | None:
+    """The first `def`/`class` line of a cell: what an answer cell is recognised by."""
+    for line in source.splitlines():
+        if line.startswith(("def ", "class ")):
+            return line.split("(")[0].split(":")[0].strip()
+    return None
+
+
+def _visible(source: str) -> str:
+    return source.split("### BEGIN HIDDEN TESTS")[0].strip()
+
+
+def _relabel(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
+    """A copy of `submission` in which code cells that lost their nbgrader metadata (pasted
+    into a new notebook, saved by an editor that drops it) are matched to the source's answer
+    cells by content and order: the same `def`/`class` line, or, for an answer without one, the
+    next cell that is not the course's own code. Returns it and how many cells were matched."""
+    present = {_grade_id(c) for c in submission.cells} - {None}
+    wanted = [c for c in source.cells if is_solution(c) and not is_grade(c) and _grade_id(c) not in present]
+    course_code = {_visible(c.source) for c in source.cells if c.cell_type == "code" and not is_solution(c)}
+    loose = [i for i, c in enumerate(submission.cells) if c.get("cell_type") == "code" and _grade_id(c) is None
+             and isinstance(c.get("source"), str) and c.source.strip() and _visible(c.source) not in course_code]
+    if not wanted or not loose:
+        return submission, 0
+    nb, matched, position = copy.deepcopy(submission), 0, 0
+    for answer in wanted:
+        key = _definition(answer.source.replace("### BEGIN SOLUTION", ""))
+        for j in range(position, len(loose)):
+            cell = nb.cells[loose[j]]
+            if (_definition(cell.source) == key) if key else _definition(cell.source) is None:
+                cell.metadata["nbgrader"] = {"grade_id": _grade_id(answer), "solution": True, "grade": False}
+                matched, position = matched + 1, j + 1
+                break
+    return nb, matched
+
+
 def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
     """The notebook to execute: the source's cells in the source's order, answer cells from the
     submission, cells the student added kept before the cell they preceded. Returns it and notes
-    on anything unusual (a deleted answer cell, ...)."""
+    on anything unusual (a deleted answer cell, answers matched by content, ...)."""
+    submission, relabelled = _relabel(submission, source)
     answers: dict[str, nbformat.NotebookNode] = {}
     added_before: dict[str | None, list] = {}
     pending: list = []
     source_ids = {_grade_id(c) for c in source.cells} - {None}
+    course_code = {_visible(c.source) for c in source.cells if c.cell_type == "code" and not is_solution(c)}
     for cell in submission.cells:
         gid = _grade_id(cell)
         if gid in source_ids:
@@ -107,11 +146,15 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
                 answers[gid] = cell
             added_before.setdefault(gid, []).extend(pending)
             pending = []
-        elif cell.get("cell_type") == "code" and isinstance(cell.get("source"), str) and cell.source.strip():
+        elif (cell.get("cell_type") == "code" and isinstance(cell.get("source"), str) and cell.source.strip()
+              and _visible(cell.source) not in course_code):    # the course's own code comes from the source
             pending.append(_added(cell))
     added_before.setdefault(None, []).extend(pending)
 
     notes, cells = [], []
+    if relabelled:
+        notes.append(f"{relabelled} answer cell(s) had lost their nbgrader metadata and were matched to the "
+                     "exercise by content and order")
     for cell in source.cells:
         gid = _grade_id(cell)
         cells.extend(_clean(c) for c in added_before.get(gid, []))

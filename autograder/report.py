@@ -90,9 +90,14 @@ def grades_csv(results: list[Result]) -> str:
     writer.writeheader()
     for r in results:
         for c in r.checks:
-            writer.writerow({"student": r.student, "lab": r.lab, "check": c.name, "points": c.points,
-                             "max_points": c.max_points, "message": c.message})
+            writer.writerow({"student": _cell(r.student), "lab": r.lab, "check": c.name, "points": c.points,
+                             "max_points": c.max_points, "message": _cell(c.message)})
     return buf.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A CSV field no spreadsheet runs as a formula (OWASP: a leading = + - @ tab or CR is quoted)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _fmt(x: float) -> str:

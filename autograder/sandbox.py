@@ -15,7 +15,7 @@ modules, `data.hidden`, other submissions, the output folder or the grader's env
 network (a new network namespace holds only loopback).
 
 Identity: as root, bwrap sets the sandbox up as root without a user namespace and the worker
-drops at once to an unused uid (UID_BASE + slot), with no capabilities and no_new_privs; as an
+drops at once to an unused uid of this run's own (UID_BASE + slot), with no capabilities and no_new_privs; as an
 ordinary user, bwrap makes a user namespace (the user's own uid, no capabilities) and forbids
 nesting another. Each worker gets its own sandbox: with --jobs 2 the two notebooks at a time
 cannot see or signal each other. The grading process (outside) talks to the worker over a pipe,
@@ -38,7 +38,8 @@ from pathlib import Path
 
 from .config import CourseError
 
-UID_BASE = 60000            # root mode: worker slot k runs as uid UID_BASE + k (no such user needed)
+UID_BASE = 200000 + (os.getpid() % 10000) * 256   # root mode: slot k runs as UID_BASE + k, a uid of
+                                                   # this run's own (no such user needed)
 SCRATCH_MB = 512            # the sandbox's /tmp (every file it writes counts here)
 START_TIMEOUT = 300.0       # seconds for a worker to import torch & co. and say ready
 SILENCE_LIMIT = 30.0        # seconds without a frame (heartbeats come every second) = a stopped worker
@@ -151,7 +152,8 @@ def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str
            "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
     for key, value in env.items():
         cmd += ["--setenv", key, value]
-    cmd += ["--chdir", "/tmp", sys.executable, "-m", "autograder.worker", "--sandboxed"]
+    # -P: the working folder never joins the import path (a planted /tmp/bdb/ would run in every notebook)
+    cmd += ["--chdir", "/", sys.executable, "-P", "-m", "autograder.worker", "--sandboxed"]
     if root:
         cmd += ["--uid", str(UID_BASE + slot)]
     return cmd
@@ -279,6 +281,8 @@ class Worker:
                     array = images(str(header["images"]))
                     self._send({"shape": list(array.shape)}, array.tobytes())
                     continue
+                if header.get("clean") is False:     # the notebook left what the worker cannot delete
+                    self.close()
                 return header
         except WorkerLost:
             self.close()

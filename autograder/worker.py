@@ -12,6 +12,7 @@ Frames on the channel: 8 bytes (header length, blob length, big-endian) + JSON h
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -27,6 +28,7 @@ MAX_MODELS = 4           # saved models scored per submission (a submission cann
 BATCH = 250
 SCRATCH = Path("/tmp")   # the sandbox's only writable place (a tmpfs, wiped after every job)
 KEEP: set[str] = set()   # what /tmp held when the worker started: folders of read-only binds
+BASELINE: set[str] = set()  # every path under /tmp and /dev/shm then (mount points not entered)
 
 
 # --- the channel ---------------------------------------------------------------------------
@@ -75,17 +77,35 @@ def drop_privileges(uid: int | None) -> None:
     forked.set_dumpable(False)
 
 
-def _wipe(sandboxed: bool, job_dir: Path) -> None:
-    """Nothing one notebook wrote survives into the next one's run."""
+def _tree(roots: list[Path]) -> set[str]:
+    """Every path under `roots`, not descending into mount points (the read-only binds)."""
+    found = set()
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(folder, d))]
+            found.update(os.path.join(folder, n) for n in dirs + files)
+    return found
+
+
+def _wipe(sandboxed: bool, job_dir: Path) -> bool:
+    """Delete everything the notebook wrote (a folder it made read-only included); True when
+    nothing is left but what was there when the worker started."""
     targets = [*(p for p in SCRATCH.iterdir() if p.name not in KEEP), *Path("/dev/shm").iterdir()] if sandboxed else [job_dir]
     for path in targets:
         if path.is_dir() and not path.is_symlink():
+            for folder, dirs, _ in os.walk(path):
+                for d in [folder, *(os.path.join(folder, d) for d in dirs)]:
+                    try:
+                        os.chmod(d, 0o700)
+                    except OSError:
+                        pass
             shutil.rmtree(path, ignore_errors=True)
         else:
             try:
                 path.unlink()
             except OSError:
                 pass
+    return not sandboxed or _tree([SCRATCH, Path("/dev/shm")]) <= BASELINE
 
 
 def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) -> dict:
@@ -118,8 +138,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         send(channel_out, {"images": dataset})
         header, blob = receive(channel_in)
         predictions[path.stem] = _predict(path, header, blob, job, sandboxed, beat)
-    _wipe(sandboxed, job_dir)
-    return {"outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
+    clean = _wipe(sandboxed, job_dir)
+    return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
             "notes": notes, "predictions": predictions, "seconds": round(time.monotonic() - t0, 3)}
 
 
@@ -211,7 +231,7 @@ def _scorer(path: Path, images, job: dict, write_fd: int) -> None:
 
 
 def serve(sandboxed: bool, uid: int | None) -> int:
-    channel_in = os.fdopen(os.dup(0), "rb")
+    channel_in = os.fdopen(os.dup(0), "rb", buffering=0)   # no buffer that would keep a job's bytes
     channel_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -223,6 +243,7 @@ def serve(sandboxed: bool, uid: int | None) -> int:
     scratch = SCRATCH if sandboxed else Path(os.environ.get("COURSE_WORKER_SCRATCH") or "/tmp")
     if sandboxed:
         KEEP.update(p.name for p in SCRATCH.iterdir())
+        BASELINE.update(_tree([SCRATCH, Path("/dev/shm")]))
     from .forked import warm_up
     warm_up()
     send(channel_out, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
@@ -236,6 +257,10 @@ def serve(sandboxed: bool, uid: int | None) -> int:
         except Exception as e:  # noqa: BLE001 — a grader bug on this job: say so, keep serving
             reply = {"error": f"{type(e).__name__}: {e}"[:500]}
         send(channel_out, reply)
+        if reply.get("clean") is False:
+            return 0                  # something survived the wipe: the grader starts a fresh sandbox
+        del job, reply                # the next notebook is a fork of this process: it must find
+        gc.collect()                  # nothing of this one (cells, outcomes, predictions) in memory
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,24 @@ assert not _others and not _left, f'a classmate left {_others} {_left}'
 """
 
 
+PLANT = """
+import os
+os.makedirs('/tmp/bdb', exist_ok=True)
+open('/tmp/bdb/__init__.py', 'w').write('raise SystemExit(3)')
+os.chmod('/tmp/bdb', 0o555)
+"""
+READ_PREVIOUS = """
+import gc
+_prev = [repr(o) for o in gc.get_objects() if isinstance(o, dict) and ('outcomes' in o or 'cells' in o)]
+raise RuntimeError('PREV ' + ' '.join(p for p in _prev if 'marker-private-4242' in p)[:300])
+"""
+FORMULA = """
+_Evil = type('=HYPERLINK("http://127.0.0.1/x","click")\\x1b[2K\\x1b[3A', (BaseException,), {})
+def worked_example(lr=0.01):
+    raise _Evil('\\x1b[1G<script>alert(1)</script>')
+"""
+
+
 @pytest.fixture(scope="module")
 def port():
     """A server on this machine's loopback: no sandbox may reach it."""
@@ -156,6 +174,13 @@ except OSError:
                                          "points": 99, "schema_version": 3}
             fake.cells.insert(1, cell)
     attacks["j-fake-checks"] = fake
+    # red team: a read-only package planted in /tmp, imported by every later notebook's IPython
+    attacks["m-plant-bdb"] = _with(solution, PLANT)
+    # red team: the previous student's reply, looked for in this process's memory
+    attacks["k-marker"] = _with(solution, "raise ValueError('marker-private-4242')", cell="sigmoid_grad", replace=True)
+    attacks["l-read-previous"] = _with(blank, READ_PREVIOUS, replace=True)
+    # red team: an exception class named as a spreadsheet formula and a terminal escape
+    attacks["n-formula"] = _with(blank, FORMULA, replace=True)
     for student, nb in attacks.items():
         _write(root, student, nb)
     # a symlinked submission (to a classmate's notebook) and a folder that is a link
@@ -204,6 +229,31 @@ def test_cells_a_student_adds_are_never_checks(attacked):
     result = attacked[1]["j-fake-checks"]
     assert result.score == 0 and result.max_score == 12 and [c.name for c in result.checks] == list(
         attacked[1]["z-victim"].checks[i].name for i in range(len(result.checks)))
+
+
+def test_nothing_a_notebook_plants_in_tmp_reaches_the_next_one(attacked):
+    planter = attacked[1]["m-plant-bdb"]
+    assert planter.score == planter.max_score       # its own notebook ran; the victim after it too
+    assert attacked[1]["z-victim"].score == attacked[1]["z-victim"].max_score
+
+
+def test_the_previous_students_results_are_not_in_memory(attacked):
+    assert not attacked[1]["k-marker"].checks[-1].passed
+    message = attacked[1]["l-read-previous"].checks[0].message
+    assert "RuntimeError: PREV" in message and "marker-private-4242" not in message, message
+
+
+def test_messages_carry_no_formula_and_no_escape_sequence(attacked):
+    _, results, _, _, out = attacked
+    message = results["n-formula"].checks[0].message
+    assert "\x1b" not in message and "HYPERLINK" in message
+    csv_text = (out / "grades.csv").read_text()
+    assert "\x1b" not in csv_text
+    assert message.startswith('=HYPERLINK')                     # as the student wrote it, in the JSON
+    import csv
+    messages = [row["message"] for row in csv.DictReader(csv_text.splitlines())]
+    assert "'" + message in messages                             # quoted in the CSV: text, not a formula
+    assert not any(m[:1] in "=+-@" and m for m in messages)
 
 
 def test_no_network(attacked):
@@ -277,12 +327,17 @@ def test_a_killed_or_stopped_worker_costs_only_its_own_submission(survived):
 def test_a_grandchild_cannot_escape_the_memory_limit(course, tmp_path):
     grandchild = ("import subprocess, sys\nsubprocess.run([sys.executable, '-c', "
                   "'import time; b = bytearray(2500 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(30)'])")
+    # red team: memory in memfd files is mapped by no process
+    memfd = ("import os, time\n_fds = []\nfor _i in range(3):\n    _fd = os.memfd_create(f'm{_i}')\n"
+             "    for _j in range(7):\n        os.write(_fd, b'\\x01' * (64 << 20))\n    _fds.append(_fd)\ntime.sleep(30)")
     root, out = tmp_path / "class", tmp_path / "out"
     _write(root, "hog", _with(_solution(course), grandchild))
-    rc, results = _grade(root, out, "--memory-mb", "1200", "--cell-timeout", "60")
-    first = results["hog"].checks[0]
-    assert rc == 0 and not first.passed
-    assert first.message.endswith(": the notebook used more than 1200 MB of memory"), first.message
+    _write(root, "memfd", _with(_solution(course), memfd))
+    rc, results = _grade(root, out, "--memory-mb", "1000", "--cell-timeout", "60")
+    for student in ("hog", "memfd"):
+        first = results[student].checks[0]
+        assert rc == 0 and not first.passed
+        assert first.message.endswith(": the notebook used more than 1000 MB of memory"), (student, first.message)
 
 
 # --- input hygiene ------------------------------------------------------------------------
@@ -387,3 +442,22 @@ def test_an_ordinary_user_grades_in_a_user_namespace(course, tmp_path, ordinary_
     assert results["cheat"].score == 0
     assert "No module named 'reference'" in results["cheat"].checks[0].message
     assert sys.executable  # (the grader ran with this interpreter)
+
+
+# --- lost metadata never gives a false zero -----------------------------------------------
+
+def test_answers_that_lost_their_metadata_are_matched_by_content(course, tmp_path):
+    def stripped(nb):
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:
+            cell.metadata = {}
+        return nb
+    root, out = tmp_path / "class", tmp_path / "out"
+    _write(root, "solution", stripped(_solution(course)))
+    _write(root, "blank", stripped(nbformat.read(course.exercise_path(LAB), as_version=4)))
+    rc, results = _grade(root, out)
+    solution, blank = results["solution"], results["blank"]
+    assert solution.score == solution.max_score, _lost(solution)
+    assert any("matched to the exercise by content and order" in n for n in solution.notes)
+    assert blank.score == 0
+    assert all(m.startswith("not answered yet") for m in _lost(blank).values()), _lost(blank)
