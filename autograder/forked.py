@@ -300,13 +300,18 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
                notes if notes is not None else [], sandboxed, heartbeat)
     finally:
-        os.close(read_fd)
-        kill_others(pid, sandboxed)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        end_child(pid, read_fd, sandboxed)
     return outcomes
+
+
+def end_child(pid: int, read_fd: int, sandboxed: bool) -> None:
+    """Close our end of the child's pipe, end it and everything it started, and reap it."""
+    os.close(read_fd)
+    kill_others(pid, sandboxed)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,

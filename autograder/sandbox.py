@@ -23,12 +23,10 @@ watches its heartbeat, and replaces a worker that dies, stops or hangs.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import CourseError
+from .worker import pack, unpack
 
 UID_BASE = 200000 + (os.getpid() % 10000) * 256   # root mode: slot k runs as UID_BASE + k, a uid of
                                                    # this run's own (no such user needed)
@@ -229,9 +228,8 @@ class Worker:
         self.proc = None
 
     def _send(self, header: dict, blob: bytes = b"") -> None:
-        data = json.dumps(header).encode()
         try:
-            self.proc.stdin.write(struct.pack(">II", len(data), len(blob)) + data + blob)
+            self.proc.stdin.write(pack(header, blob))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             raise WorkerLost("the grading worker died (its channel closed)") from None
@@ -242,19 +240,13 @@ class Worker:
         fd = self.proc.stdout.fileno()
         heard = time.monotonic()
         while True:
-            if len(self.buffer) >= 8:
-                size, blob_size = struct.unpack(">II", self.buffer[:8])
-                if size > 64 << 20 or blob_size > 1 << 30:
-                    raise WorkerLost("the grading worker broke its protocol (an oversized frame)")
-                if len(self.buffer) >= 8 + size + blob_size:
-                    frame, self.buffer = self.buffer[:8 + size + blob_size], self.buffer[8 + size + blob_size:]
-                    try:
-                        header = json.loads(frame[8:8 + size])
-                    except ValueError:
-                        raise WorkerLost("the grading worker broke its protocol (a frame that is not JSON)") from None
-                    if not isinstance(header, dict):
-                        raise WorkerLost("the grading worker broke its protocol")
-                    return header, frame[8 + size:]
+            try:
+                frame = unpack(self.buffer)
+            except ValueError as e:
+                raise WorkerLost(f"the grading worker broke its protocol ({e})") from None
+            if frame is not None:
+                header, blob, self.buffer = frame
+                return header, blob
             now = time.monotonic()
             if now > deadline:
                 raise WorkerLost("the grading worker ran past the notebook's time limit and was stopped")

@@ -33,9 +33,30 @@ BASELINE: set[str] = set()  # every path under /tmp and /dev/shm then (mount poi
 
 # --- the channel ---------------------------------------------------------------------------
 
-def send(stream, header: dict, blob: bytes = b"") -> None:
+def pack(header: dict, blob: bytes = b"") -> bytes:
     data = json.dumps(header).encode()
-    stream.write(struct.pack(">II", len(data), len(blob)) + data + blob)
+    return struct.pack(">II", len(data), len(blob)) + data + blob
+
+
+def unpack(buffer: bytes) -> tuple[dict, bytes, bytes] | None:
+    """(header, blob, the rest) of the first frame in `buffer`, or None while it is incomplete;
+    ValueError for a frame over the limits or a header that is not a JSON object."""
+    if len(buffer) < 8:
+        return None
+    size, blob_size = struct.unpack(">II", buffer[:8])
+    if size > MAX_HEADER or blob_size > MAX_BLOB:
+        raise ValueError(f"a frame of {size} + {blob_size} bytes is over the limit")
+    end = 8 + size + blob_size
+    if len(buffer) < end:
+        return None
+    header = json.loads(buffer[8:8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("a frame header that is not an object")
+    return header, buffer[8 + size:end], buffer[end:]
+
+
+def send(stream, header: dict, blob: bytes = b"") -> None:
+    stream.write(pack(header, blob))
     stream.flush()
 
 
@@ -148,7 +169,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     torch op, so forking is safe); the worker enforces the time and memory limits."""
     import numpy as np
 
-    from .forked import isolate_child, kill_others, notebook_memory_mb
+    from .forked import end_child, isolate_child, notebook_memory_mb
     timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
     images = np.frombuffer(blob, dtype=np.float32).reshape(header["shape"])
     read_fd, write_fd = os.pipe()
@@ -182,12 +203,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
                     error = "the scorer wrote more than the predictions"
                     break
     finally:
-        os.close(read_fd)
-        kill_others(pid, sandboxed)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        end_child(pid, read_fd, sandboxed)
     data = b"".join(chunks)
     if error:
         return error
