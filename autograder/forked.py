@@ -103,6 +103,10 @@ def _memory_mb(pid: int) -> float:
     return 0.0
 
 
+class HiddenMemory(Exception):
+    """A process of the notebook made itself non-dumpable: the worker cannot see what it holds."""
+
+
 def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
     """Memory that no process maps but the notebook holds: memfd files open in its processes
     and, in a sandbox (its own IPC namespace and tmpfs), System V segments and the files in
@@ -111,6 +115,8 @@ def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            raise HiddenMemory() from None
         except OSError:
             continue
         for fd in fds:
@@ -374,11 +380,16 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
             if stopped:
                 break
         now = time.monotonic()
-        over_memory = False
+        over_memory = hidden = False
         if memory_mb and now - last_memory >= _POLL:
-            last_memory, over_memory = now, notebook_memory_mb(pid, sandboxed) > memory_mb
-        if over_memory:
-            text = f"the notebook used more than {memory_mb:.0f} MB of memory"
+            last_memory = now
+            try:
+                over_memory = notebook_memory_mb(pid, sandboxed) > memory_mb
+            except HiddenMemory:
+                hidden = True
+        if over_memory or hidden:
+            text = (f"the notebook used more than {memory_mb:.0f} MB of memory" if over_memory else
+                    "a process of the notebook hid its memory from the grader (PR_SET_DUMPABLE 0)")
             stop("memory", text, text)
         elif interrupted_at is not None:
             if now - interrupted_at > _INTERRUPT_GRACE:

@@ -169,7 +169,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     torch op, so forking is safe); the worker enforces the time and memory limits."""
     import numpy as np
 
-    from .forked import end_child, isolate_child, notebook_memory_mb
+    from .forked import HiddenMemory, end_child, isolate_child, notebook_memory_mb
     timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
     images = np.frombuffer(blob, dtype=np.float32).reshape(header["shape"])
     read_fd, write_fd = os.pipe()
@@ -191,7 +191,12 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
             if now - start > timeout:
                 error = f"scoring ran past its {timeout:g} s limit"
                 break
-            if memory_mb and notebook_memory_mb(pid, sandboxed) > memory_mb:
+            try:
+                over = bool(memory_mb) and notebook_memory_mb(pid, sandboxed) > memory_mb
+            except HiddenMemory:
+                error = "the model hid its memory from the grader (PR_SET_DUMPABLE 0)"
+                break
+            if over:
                 error = f"scoring used more than {memory_mb:.0f} MB of memory"
                 break
             if select.select([read_fd], [], [], 0.1)[0]:

@@ -333,11 +333,16 @@ def test_a_grandchild_cannot_escape_the_memory_limit(course, tmp_path):
     root, out = tmp_path / "class", tmp_path / "out"
     _write(root, "hog", _with(_solution(course), grandchild))
     _write(root, "memfd", _with(_solution(course), memfd))
+    # red team: a process that makes itself non-dumpable, so that its memory cannot be read
+    hide = "import ctypes\nctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\n" + memfd
+    _write(root, "nondumpable", _with(_solution(course), hide))
     rc, results = _grade(root, out, "--memory-mb", "1000", "--cell-timeout", "60")
     for student in ("hog", "memfd"):
         first = results[student].checks[0]
         assert rc == 0 and not first.passed
         assert first.message.endswith(": the notebook used more than 1000 MB of memory"), (student, first.message)
+    assert results["nondumpable"].checks[0].message.endswith(
+        ": a process of the notebook hid its memory from the grader (PR_SET_DUMPABLE 0)")
 
 
 # --- input hygiene ------------------------------------------------------------------------
