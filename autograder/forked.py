@@ -103,6 +103,10 @@ def _memory_mb(pid: int) -> float:
     return 0.0
 
 
+HIDE_GRACE = 1.0            # seconds a process may stay non-dumpable before it counts as hiding
+_unreadable: dict[int, float] = {}   # pid -> when the worker first failed to read its files
+
+
 class HiddenMemory(Exception):
     """A process of the notebook made itself non-dumpable: the worker cannot see what it holds."""
 
@@ -115,8 +119,11 @@ def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
-        except PermissionError:
-            raise HiddenMemory() from None
+            _unreadable.pop(pid, None)
+        except PermissionError:        # a fresh fork is non-dumpable for an instant, as its parent
+            if time.monotonic() - _unreadable.setdefault(pid, time.monotonic()) > HIDE_GRACE:
+                raise HiddenMemory() from None
+            continue
         except OSError:
             continue
         for fd in fds:
