@@ -267,6 +267,8 @@ def serve(sandboxed: bool, uid: int | None) -> int:
         BASELINE.update(_tree([SCRATCH, Path("/dev/shm")]))
     from .forked import warm_up
     warm_up()
+    gc.collect()
+    gc.freeze()      # what warm-up made is permanent: the per-job collection below scans only the job's objects
     send(channel_out, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
     while True:
         try:
