@@ -26,6 +26,7 @@ _POLL = 0.1
 MAX_FILE = 512 << 20        # bytes in any one file a notebook writes
 MAX_PROCESSES = 256         # processes (and threads) of the sandbox's user
 OWN_UID = False             # the worker runs as a uid of its own (root mode): RLIMIT_NPROC counts only it
+ZYGOTE = None               # autograder.zygote.Zygote: what notebooks and scorers are forked from
 
 
 def warm_up() -> None:
@@ -71,9 +72,9 @@ def notebook_processes(child: int, sandboxed: bool) -> list[int]:
     """Every live process the notebook started. In a sandbox that is every process but the
     worker and the sandbox's init (daemons that left the child's tree included); without one,
     the child and its descendants."""
-    me = os.getpid()
+    mine = {1, os.getpid(), ZYGOTE.pid if ZYGOTE else 0}
     if sandboxed:
-        return [p for p in _pids() if p not in (1, me) and (_stat(p) or ("Z",))[0] != "Z"]
+        return [p for p in _pids() if p not in mine and (_stat(p) or ("Z",))[0] != "Z"]
     parents = {p: s[1] for p in _pids() if (s := _stat(p)) and s[0] != "Z"}
     tree, grew = {child} & parents.keys(), True
     while grew:
@@ -159,20 +160,15 @@ def notebook_memory_mb(child: int, sandboxed: bool) -> float:
 
 
 def kill_others(child: int, sandboxed: bool) -> None:
-    """End everything the notebook started. In a sandbox (the worker's own PID namespace) that
-    is every process but the worker and init: `kill(-1)` reaches daemons and double forks too."""
+    """End everything the notebook started. In a sandbox that is every process but init, the
+    worker and the zygote; killing the notebook's process first (the init of its own PID
+    namespace) ends all of its namespace at once, daemons and double forks included."""
     for _ in range(200):
-        if sandboxed:
+        for pid in [child, *notebook_processes(child, sandboxed)]:
             try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
-        else:
-            for pid in notebook_processes(child, False):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
         _reap()
         if not notebook_processes(child, sandboxed):
             return
@@ -298,17 +294,9 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
     `heartbeat()` is called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
     env = {"MPLBACKEND": "agg", **(env or {})}
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover  (runs in the child)
-        try:
-            os.close(read_fd)
-            _child(cells, write_fd, workdir, env, threads, notebook_timeout * max(1, threads or 1) + 10, sandboxed)
-        finally:
-            os._exit(1)
-    os.close(write_fd)
+    job = {"cells": cells, "workdir": workdir, "env": env, "threads": threads, "sandboxed": sandboxed,
+           "cpu_seconds": notebook_timeout * max(1, threads or 1) + 10}
+    pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
                notes if notes is not None else [], sandboxed, heartbeat)
@@ -318,13 +306,24 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
 
 
 def end_child(pid: int, read_fd: int, sandboxed: bool) -> None:
-    """Close our end of the child's pipe, end it and everything it started, and reap it."""
+    """Close our end of the child's pipe and end it and everything it started."""
     os.close(read_fd)
     kill_others(pid, sandboxed)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+
+
+def zygote(sandboxed: bool):
+    """The zygote children are forked from (made on first use outside the worker)."""
+    global ZYGOTE
+    if ZYGOTE is None:
+        from .zygote import Zygote
+        ZYGOTE = Zygote(sandboxed)
+    return ZYGOTE
+
+
+def _notebook_entry(payload: bytes, report_fd: int) -> None:
+    job = json.loads(payload)
+    cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
+    _child(cells, report_fd, job["workdir"], job["env"], job["threads"], job["cpu_seconds"], job["sandboxed"])
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,
@@ -419,3 +418,11 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
                 pass
     for index, *_ in cells:
         outcomes.setdefault(index, Outcome("not_run", evalue=stopped))
+
+
+def _register() -> None:
+    from .zygote import ENTRIES
+    ENTRIES["notebook"] = _notebook_entry
+
+
+_register()

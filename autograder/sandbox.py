@@ -42,7 +42,7 @@ UID_BASE = 200000 + (os.getpid() % 10000) * 256   # root mode: slot k runs as UI
 SCRATCH_MB = 512            # the sandbox's /tmp (every file it writes counts here)
 START_TIMEOUT = 300.0       # seconds for a worker to import torch & co. and say ready
 SILENCE_LIMIT = 30.0        # seconds without a frame (heartbeats come every second) = a stopped worker
-WORKER_FILES = ("worker.py", "forked.py", "outcome.py", "integrity.py", "execute.py")
+WORKER_FILES = ("worker.py", "forked.py", "zygote.py", "outcome.py", "integrity.py", "execute.py")
 RUNTIME = "/course"
 DATA = "/course-data"
 FIX = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces "
@@ -106,7 +106,7 @@ def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str
     if root:
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        cmd += ["--unshare-user", "--disable-userns"]
+        cmd += ["--unshare-user"]       # (each notebook makes a user namespace of its own: autograder.zygote)
     # the writable tmpfs first: a checkout or venv under /tmp is bound on top of it below
     cmd += ["--perms", "1777", "--size", str(options.scratch_mb << 20), "--tmpfs", "/tmp"]
     binds: list[str] = []

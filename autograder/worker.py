@@ -169,18 +169,13 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     torch op, so forking is safe); the worker enforces the time and memory limits."""
     import numpy as np
 
-    from .forked import HiddenMemory, end_child, isolate_child, notebook_memory_mb
+    from .forked import HiddenMemory, end_child, notebook_memory_mb, zygote
     timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
-    images = np.frombuffer(blob, dtype=np.float32).reshape(header["shape"])
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover  (runs in the scorer)
-        try:
-            isolate_child(write_fd, timeout * max(1, job.get("threads") or 1) + 10, sandboxed)
-            _scorer(path, images, job, write_fd)
-        finally:
-            os._exit(0)
-    os.close(write_fd)
+    count = int(np.prod(header["shape"][:1]))
+    task = {"path": str(path), "shape": header["shape"], "device": job.get("device", "cpu"),
+            "threads": job.get("threads"), "sandboxed": sandboxed,
+            "cpu_seconds": timeout * max(1, job.get("threads") or 1) + 10}
+    pid, read_fd = zygote(sandboxed).spawn("scorer", pack(task, blob))
     chunks, start, error, last_beat = [], time.monotonic(), "", time.monotonic()
     try:
         while True:
@@ -204,7 +199,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
                 if not chunk:
                     break
                 chunks.append(chunk)
-                if sum(map(len, chunks)) > 8 * len(images) + 1024:
+                if sum(map(len, chunks)) > 8 * count + 1024:
                     error = "the scorer wrote more than the predictions"
                     break
     finally:
@@ -219,17 +214,23 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     return "the scorer died while running the model (a crash, or out of memory)"
 
 
-def _scorer(path: Path, images, job: dict, write_fd: int) -> None:
-    """Runs in the scorer: rebuild the model, predict the images, write the classes."""
+def _scorer_entry(payload: bytes, write_fd: int) -> None:
+    """Runs in the scorer, a child of the zygote: rebuild the model, predict the images, write
+    the classes."""
     import warnings
-    warnings.simplefilter("ignore")
+
     import numpy as np
+
+    from .forked import isolate_child
+    task, blob, _ = unpack(payload)
+    isolate_child(write_fd, task["cpu_seconds"], task["sandboxed"])
+    warnings.simplefilter("ignore")
     import torch
-    device = job.get("device", "cpu")
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
+    device, path = task["device"], Path(task["path"])
+    if task.get("threads"):
+        torch.set_num_threads(task["threads"])
     try:
-        x = torch.from_numpy(images.copy())
+        x = torch.from_numpy(np.frombuffer(blob, dtype=np.float32).reshape(task["shape"]).copy())
         model = torch.load(path, map_location=device, weights_only=False)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"the saved object is a {type(model).__name__}, not an nn.Module")
@@ -261,14 +262,23 @@ def serve(sandboxed: bool, uid: int | None) -> int:
         send(channel_out, {"error": "not in a PID namespace of its own, or root without --uid: refusing --sandboxed"})
         return 2
     drop_privileges(uid)
-    scratch = SCRATCH if sandboxed else Path(os.environ.get("COURSE_WORKER_SCRATCH") or "/tmp")
+    if sandboxed:
+        scratch = SCRATCH
+    else:                             # unsandboxed workers share /tmp: each gets a folder of its own
+        import atexit
+        import tempfile
+        scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
+        atexit.register(shutil.rmtree, scratch, True)
     if sandboxed:
         KEEP.update(p.name for p in SCRATCH.iterdir())
         BASELINE.update(_tree([SCRATCH, Path("/dev/shm")]))
-    from .forked import warm_up
-    warm_up()
+    from . import forked
+    forked.warm_up()
     gc.collect()
     gc.freeze()      # what warm-up made is permanent: the per-job collection below scans only the job's objects
+    from .zygote import ENTRIES, Zygote
+    ENTRIES["scorer"] = _scorer_entry
+    forked.ZYGOTE = Zygote(sandboxed)     # before any job: what it forks holds no student's data
     send(channel_out, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
     while True:
         try:

@@ -1,0 +1,161 @@
+"""Where notebooks and scorers are forked from, inside the sandbox.
+
+The worker forks the zygote right after warm-up, before it has seen any job: every notebook and
+scorer is then a fork of the zygote, so none of them finds another student's cells, outcomes or
+predictions in the memory it inherits (the worker's heap keeps freed bytes). In a sandbox, each
+child also enters namespaces of its own — user, PID and IPC — and drops every capability:
+the worker and the zygote are outside its PID namespace (no pid to signal, `prlimit` or
+re-nice), everything it starts dies with it (the namespace's init), and its System V and POSIX
+IPC objects and keys vanish with it.
+
+A child is asked for over a socket; the zygote answers with two pipe ends (SCM_RIGHTS): one to
+send the child its job (read by the child alone), one the child reports on. The first report
+line is the pid (as the worker sees it) of the process that runs the job.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import struct
+
+CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x08000000, 0x10000000, 0x20000000
+_libc = ctypes.CDLL(None, use_errno=True)
+ENTRIES: dict = {}      # name -> function(payload: bytes, report_fd: int), never returning
+
+
+class ZygoteLost(Exception):
+    pass
+
+
+class Zygote:
+    def __init__(self, sandboxed: bool) -> None:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  (the zygote)
+            try:
+                keep = theirs.fileno()
+                os.closerange(3, keep)              # the worker's channel to the grader among them
+                os.closerange(keep + 1, 1 << 16)
+                _serve(theirs, sandboxed)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.sock, self.pid = ours, pid
+
+    def spawn(self, entry: str, payload: bytes, timeout: float = 60.0) -> tuple[int, int]:
+        """Fork a child that runs ENTRIES[entry](payload); return (the pid that runs it, the fd
+        its reports come on)."""
+        try:
+            self.sock.sendall(json.dumps({"entry": entry}).encode() + b"\n")
+            _, fds, _, _ = socket.recv_fds(self.sock, 64, 2)
+        except OSError as e:
+            raise ZygoteLost(f"the zygote is gone ({e})") from None
+        if len(fds) != 2:
+            raise ZygoteLost("the zygote answered without pipes")
+        to_child, from_child = fds
+        try:
+            with os.fdopen(to_child, "wb") as f:
+                f.write(struct.pack(">Q", len(payload)) + payload)
+        except OSError:
+            pass                                   # the child died at once: its report says so
+        line = b""
+        while not line.endswith(b"\n"):
+            if not select.select([from_child], [], [], timeout)[0]:
+                os.close(from_child)
+                raise ZygoteLost("a child of the zygote did not start")
+            chunk = os.read(from_child, 1)
+            if not chunk:
+                os.close(from_child)
+                raise ZygoteLost("a child of the zygote died while starting")
+            line += chunk
+        return int(json.loads(line)["pid"]), from_child
+
+
+def _serve(sock: socket.socket, sandboxed: bool) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)        # children are reaped by the kernel
+    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)              # PR_SET_PDEATHSIG: die with the worker
+    stream = sock.makefile("rb")
+    for line in stream:
+        entry = json.loads(line)["entry"]
+        job_r, job_w = os.pipe()
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover
+            try:
+                stream.close()
+                sock.close()
+                os.close(job_w)
+                os.close(report_r)
+                _start(entry, job_r, report_w, sandboxed)
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            finally:
+                os._exit(1)
+        os.close(job_r)
+        os.close(report_w)
+        socket.send_fds(sock, [b"ok"], [job_w, report_r])
+        os.close(job_w)
+        os.close(report_r)
+
+
+def _read_payload(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        size = struct.unpack(">Q", f.read(8))[0]
+        return f.read(size)
+
+
+def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
+    """In the zygote's child: read the job, enter new namespaces, fork the process that runs it
+    (the init of the new PID namespace), say its pid, and wait for it."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    _libc.prctl(4, 1, 0, 0, 0)        # PR_SET_DUMPABLE: its /proc/self files are its own again (uid_map)
+    payload = _read_payload(job_r)
+    if sandboxed:
+        _enter_namespaces()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (runs the job)
+        os.close(go_w)
+        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+        os.read(go_r, 1)                          # wait until our pid is reported first
+        os.close(go_r)
+        if sandboxed:
+            _drop_capabilities()
+        ENTRIES[entry](payload, report_w)
+        os._exit(0)
+    os.close(go_r)
+    os.write(report_w, json.dumps({"pid": pid}).encode() + b"\n")
+    os.close(report_w)
+    os.close(go_w)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    os._exit(0)
+
+
+def _enter_namespaces() -> None:
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC) != 0:
+        raise OSError(ctypes.get_errno(), "unshare failed: user namespaces are needed inside the sandbox")
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{gid} {gid} 1")
+
+
+def _drop_capabilities() -> None:
+    """No capability, even in the process's own user namespace (no raising IPC limits, no
+    mounts): capset with every set empty."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)        # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()                       # effective, permitted, inheritable (x2) = 0
+    if _libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
