@@ -25,6 +25,8 @@ _INTERRUPT_GRACE = 5.0      # seconds a cell has to stop after SIGINT before the
 _POLL = 0.1
 MAX_FILE = 512 << 20        # bytes in any one file a notebook writes
 MAX_PROCESSES = 256         # processes (and threads) of the sandbox's user
+MAX_FILES_OPEN = 1024       # descriptors per process (each socket can hold buffers nobody maps)
+INODE_BYTES = 1024          # what the kernel keeps per file in a tmpfs, counted even when empty
 OWN_UID = False             # the worker runs as a uid of its own (root mode): RLIMIT_NPROC counts only it
 ZYGOTE = None               # autograder.zygote.Zygote: what notebooks and scorers are forked from
 
@@ -141,7 +143,7 @@ def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
         for mount in ("/tmp", "/dev/shm"):
             try:
                 fs = os.statvfs(mount)
-                total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+                total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize + (fs.f_files - fs.f_ffree) * INODE_BYTES
             except OSError:
                 pass
         try:
@@ -202,6 +204,7 @@ def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: boo
     if cpu_seconds:
         resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE, MAX_FILE))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES_OPEN, MAX_FILES_OPEN))   # socket buffers: bounded
     if sandboxed and OWN_UID:
         resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
     os.setpgid(0, 0)
@@ -331,6 +334,7 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
            heartbeat) -> None:
     """Read the child's reports and enforce the limits until it finishes or is stopped."""
     start = last_beat = last_memory = time.monotonic()
+    known = {index for index, *_ in cells}
     current, cell_start = None, start
     interrupted_at, limit = None, ""    # when we sent SIGINT, and the limit text it enforced
     stopped, buffer = "", b""           # why the remaining cells will not run
@@ -368,12 +372,15 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
                 if msg.get("done"):
                     return
                 if "note" in msg:
-                    notes.append(str(msg["note"])[:500])
+                    if len(notes) < 20:
+                        notes.append(str(msg["note"])[:500])
                     continue
                 if "start" in msg:
                     current, cell_start, interrupted_at = msg["start"], time.monotonic(), None
                     continue
                 index, seconds = msg.get("index"), msg.get("seconds", 0.0)
+                if index not in known or index in outcomes:      # only the cells it was given, once each
+                    continue
                 if interrupted_at is not None and msg.get("ename") == "KeyboardInterrupt":
                     outcomes[index] = Outcome("timeout", evalue=limit, seconds=seconds)
                     if limit.startswith("the notebook"):
