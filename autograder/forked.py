@@ -166,7 +166,8 @@ def kill_others(child: int, sandboxed: bool) -> None:
     worker and the zygote; killing the notebook's process first (the init of its own PID
     namespace) ends all of its namespace at once, daemons and double forks included."""
     for _ in range(200):
-        for pid in [child, *notebook_processes(child, sandboxed)]:
+        first = [child] if 0 < child != os.getpid() else []
+        for pid in [*first, *notebook_processes(child, sandboxed)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -16,8 +16,8 @@ network (a new network namespace holds only loopback).
 
 Identity: as root, bwrap sets the sandbox up as root without a user namespace and the worker
 drops at once to an unused uid of this run's own (UID_BASE + slot), with no capabilities and no_new_privs; as an
-ordinary user, bwrap makes a user namespace (the user's own uid, no capabilities) and forbids
-nesting another. Each worker gets its own sandbox: with --jobs 2 the two notebooks at a time
+ordinary user, bwrap makes a user namespace (the user's own uid, no capabilities). Either way
+each notebook then gets user, PID and IPC namespaces of its own (autograder.zygote). Each worker gets its own sandbox: with --jobs 2 the two notebooks at a time
 cannot see or signal each other. The grading process (outside) talks to the worker over a pipe,
 watches its heartbeat, and replaces a worker that dies, stops or hangs.
 """

@@ -147,7 +147,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     if job.get("engine") == "kernel":
         from .execute import run_notebook_cells
         outcomes = run_notebook_cells(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env)
-        kill_others(os.getpid(), sandboxed)
+        if sandboxed:                  # the kernel and anything it started
+            kill_others(0, sandboxed)
     else:
         outcomes = run_notebook_forked(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env,
                                        job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat)
