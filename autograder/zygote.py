@@ -91,7 +91,7 @@ def _serve(sock: socket.socket, sandboxed: bool) -> None:
                 os.close(job_w)
                 os.close(report_r)
                 _start(entry, job_r, report_w, sandboxed)
-            except BaseException:
+            except BaseException:          # to the worker's stderr (COURSE_WORKER_LOG when set)
                 import traceback
                 traceback.print_exc()
             finally:
