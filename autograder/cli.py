@@ -8,7 +8,6 @@ Otherwise students' scores never change the exit code.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -35,31 +34,18 @@ def _build(args, course) -> int:
 def _grade(args, course) -> int:
     from tqdm import tqdm
 
-    from .grade import grade_class, find_submissions
-    from .report import failure_lines, read_results, summary_table, write_reports, write_result
+    from .grade import find_submissions
+    from .pipeline import GradeOptions, grade_to_folder
+    from .report import failure_lines, summary_table
 
     out = Path(args.out)
-    if args.memory_mb is not None:
-        if args.memory_mb <= 0:
-            raise CourseError(f"--memory-mb must be positive, got {args.memory_mb:g}")
-        course = dataclasses.replace(course, memory_mb=args.memory_mb)
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
-    done = {} if args.force else read_results(out)
     bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
-
-    def on_result(result):
-        write_result(out, result)
-        bar.update()
-
-    results, warnings = grade_class(Path(args.submissions), course, args.lab, args.jobs,
-                                    args.cell_timeout, args.notebook_timeout, on_result, args.engine, done,
-                                    args.device, sandboxed=not args.unsafe_no_sandbox)
+    options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
+                           args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook)
+    graded = grade_to_folder(Path(args.submissions), course, out, options, progress=lambda r: bar.update())
     bar.close()
-    reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
-    write_reports(out, results, {lab.id: lab.title for lab in course.labs})
-    if not args.no_gradebook:
-        from .gradebook import write_gradebook
-        write_gradebook(out / "gradebook.db", results, course)
+    results, warnings, reused = graded.results, graded.warnings, graded.reused
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(summary_table(results))
