@@ -146,12 +146,13 @@ def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
                 total += (fs.f_blocks - fs.f_bfree) * fs.f_frsize + (fs.f_files - fs.f_ffree) * INODE_BYTES
             except OSError:
                 pass
-        try:
-            with open("/proc/sysvipc/shm") as f:
-                next(f)
-                total += sum(int(line.split()[3]) for line in f)
-        except (OSError, StopIteration, IndexError, ValueError):
-            pass
+        for table, column in (("shm", 14), ("msg", 3)):      # resident bytes of segments, queued bytes
+            try:
+                with open(f"/proc/sysvipc/{table}") as f:
+                    next(f)
+                    total += sum(int(line.split()[column]) for line in f)
+            except (OSError, StopIteration, IndexError, ValueError):
+                pass
     return total / 2**20
 
 
@@ -174,8 +175,27 @@ def kill_others(child: int, sandboxed: bool) -> None:
                 pass
         _reap()
         if not notebook_processes(child, sandboxed):
+            if sandboxed:
+                remove_ipc()
             return
         time.sleep(0.01)
+
+
+def remove_ipc() -> None:
+    """Remove every System V segment, queue and semaphore set of the sandbox (the notebook's,
+    made as the worker's own user): nothing of one notebook reaches the next."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for table, remove in (("shm", lambda i: libc.shmctl(i, 0, None)), ("msg", lambda i: libc.msgctl(i, 0, None)),
+                          ("sem", lambda i: libc.semctl(i, 0, 0))):
+        try:
+            with open(f"/proc/sysvipc/{table}") as f:
+                next(f)
+                ids = [int(line.split()[1]) for line in f]
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+        for ipc_id in ids:
+            remove(ipc_id)
 
 
 def _reap() -> None:

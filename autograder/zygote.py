@@ -3,10 +3,11 @@
 The worker forks the zygote right after warm-up, before it has seen any job: every notebook and
 scorer is then a fork of the zygote, so none of them finds another student's cells, outcomes or
 predictions in the memory it inherits (the worker's heap keeps freed bytes). In a sandbox, each
-child also enters namespaces of its own — user, PID and IPC — and drops every capability:
-the worker and the zygote are outside its PID namespace (no pid to signal, `prlimit` or
-re-nice), everything it starts dies with it (the namespace's init), and its System V and POSIX
-IPC objects and keys vanish with it.
+child also enters user and PID namespaces of its own, drops every capability and may make no
+further namespace (seccomp): the worker and the zygote are outside its PID namespace (no pid to
+signal, `prlimit` or re-nice), everything it starts dies with it (the namespace's init), and
+its keys vanish with it. (The worker removes its System V objects after it: they live in the
+sandbox's IPC namespace, where the worker can count them.)
 
 A child is asked for over a socket; the zygote answers with two pipe ends (SCM_RIGHTS): one to
 send the child its job (read by the child alone), one the child reports on. The first report
@@ -22,7 +23,10 @@ import signal
 import socket
 import struct
 
-CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x08000000, 0x10000000, 0x20000000
+CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
+NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | CLONE_NEWUSER | CLONE_NEWPID | 0x40000000 | 0x80
+# syscall numbers (unshare, clone, clone3, setns) and audit arch, per machine
+_SYSCALLS = {"x86_64": (0xC000003E, 272, 56, 435, 308), "aarch64": (0xC00000B7, 97, 220, 435, 268)}
 _libc = ctypes.CDLL(None, use_errno=True)
 ENTRIES: dict = {}      # name -> function(payload: bytes, report_fd: int), never returning
 
@@ -127,6 +131,7 @@ def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
         os.close(go_r)
         if sandboxed:
             _drop_capabilities()
+            _forbid_namespaces()
         ENTRIES[entry](payload, report_w)
         os._exit(0)
     os.close(go_r)
@@ -142,7 +147,7 @@ def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
 
 def _enter_namespaces() -> None:
     uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC) != 0:
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0:
         raise OSError(ctypes.get_errno(), "unshare failed: user namespaces are needed inside the sandbox")
     with open("/proc/self/setgroups", "w") as f:
         f.write("deny")
@@ -150,6 +155,39 @@ def _enter_namespaces() -> None:
         f.write(f"{uid} {uid} 1")
     with open("/proc/self/gid_map", "w") as f:
         f.write(f"{gid} {gid} 1")
+
+
+def _forbid_namespaces() -> None:
+    """A seccomp filter: no new namespace (unshare, clone with a CLONE_NEW* flag, setns;
+    clone3 answers ENOSYS so that libc falls back to clone). Without it a notebook could make a
+    user and mount namespace of its own and fill a private tmpfs that no limit counts."""
+    machine = os.uname().machine
+    if machine not in _SYSCALLS:
+        return
+    arch, unshare, clone, clone3, setns = _SYSCALLS[machine]
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    program = [
+        (ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, allow),          # another ABI: not ours to judge
+        (ld, 0, 0, 0),
+        (jeq, 0, 1, clone3), (ret, 0, 0, enosys),
+        (jeq, 0, 1, setns), (ret, 0, 0, eperm),
+        (jeq, 1, 0, unshare), (jeq, 0, 3, clone),
+        (ld, 0, 0, 16), (jset, 0, 1, NAMESPACE_FLAGS), (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
+    ]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(program))(*[Filter(*f) for f in program])
+    prog = Program(len(program), filters)
+    _libc.prctl(38, 1, 0, 0, 0)                                      # PR_SET_NO_NEW_PRIVS
+    if _libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:            # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "seccomp failed")
 
 
 def _drop_capabilities() -> None:

@@ -584,3 +584,39 @@ def test_answers_that_lost_their_metadata_are_matched_by_content(course, tmp_pat
     assert any("matched to the exercise by content and order" in n for n in solution.notes)
     assert blank.score == 0
     assert all(m.startswith("not answered yet") for m in _lost(blank).values()), _lost(blank)
+
+
+# --- red team, round 3: memory where the worker could not see it ----------------------------
+
+SYSV_FILL = """
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmat.restype = ctypes.c_void_p
+_libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+_libc.shmdt.argtypes = [ctypes.c_void_p]
+for _k in range(3):
+    _id = _libc.shmget(0, 400 << 20, 0o1000 | 0o600)
+    _a = _libc.shmat(_id, None, 0)
+    ctypes.memset(_a, 1, 400 << 20)
+    _libc.shmdt(_a)
+import time
+time.sleep(30)
+"""
+PRIVATE_TMPFS = """
+import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+_uid = os.geteuid()
+if _libc.unshare(0x10000000 | 0x00020000) != 0:
+    raise OSError(ctypes.get_errno(), 'unshare refused')
+"""
+
+
+def test_memory_in_sysv_segments_counts_and_private_mounts_are_refused(course, tmp_path):
+    root, out = tmp_path / "class", tmp_path / "out"
+    _write(root, "sysv", _with(_solution(course), SYSV_FILL))
+    _write(root, "tmpfs", _with(_solution(course), PRIVATE_TMPFS))
+    rc, results = _grade(root, out, "--memory-mb", "1000", "--cell-timeout", "60")
+    assert results["sysv"].checks[0].message.endswith(": the notebook used more than 1000 MB of memory"), \
+        results["sysv"].checks[0].message
+    assert "PermissionError: [Errno 1] unshare refused" in results["tmpfs"].checks[0].message   # (EPERM: seccomp)
