@@ -166,8 +166,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
 
 
 def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, beat) -> list[int] | str:
-    """Predict the test images with the saved model in a fresh fork (the worker has never run a
-    torch op, so forking is safe); the worker enforces the time and memory limits."""
+    """Predict the test images with the saved model in a child of the zygote (fresh namespaces;
+    nothing of the notebook's processes is left); the worker enforces the time and memory limits."""
     import numpy as np
 
     from .forked import HiddenMemory, end_child, notebook_memory_mb, zygote
