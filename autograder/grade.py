@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -173,18 +174,28 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             for n, p in lab.checks.items()]
 
 
+@lru_cache(maxsize=1)
+def grader_digest() -> str:
+    """Of the grader's own code (autograder/*.py and the checks): a new grader regrades."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted([*package.glob("*.py"), *package.glob("checks/*.py")]):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
 def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandboxed: bool = True) -> str:
     """Changes when the submission, the lab's source notebook, its points and thresholds, the GPU
-    policy, the hidden split or the device change: a result with the same fingerprint need not
-    be graded again."""
+    policy, the hidden split, the device, the sandbox or the grader's code change: a result with
+    the same fingerprint need not be graded again."""
     h = hashlib.sha256()
     for p in (path, course.solution_path(lab.id)):
         try:
             h.update(p.read_bytes())
         except OSError:
             h.update(b"<unreadable>")
-    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed],
-                        sort_keys=True).encode())
+    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed,
+                         grader_digest()], sort_keys=True).encode())
     return h.hexdigest()
 
 
