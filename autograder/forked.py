@@ -71,9 +71,8 @@ def _stat(pid: int) -> tuple[str, int] | None:
 
 
 def notebook_processes(child: int, sandboxed: bool) -> list[int]:
-    """Every live process the notebook started. In a sandbox that is every process but the
-    worker and the sandbox's init (daemons that left the child's tree included); without one,
-    the child and its descendants."""
+    """Every live process the notebook started. In a sandbox that is every process but init,
+    the worker and the zygote; without one, the child and its descendants."""
     mine = {1, os.getpid(), ZYGOTE.pid if ZYGOTE else 0}
     if sandboxed:
         return [p for p in _pids() if p not in mine and (_stat(p) or ("Z",))[0] != "Z"]
@@ -86,24 +85,35 @@ def notebook_processes(child: int, sandboxed: bool) -> list[int]:
     return sorted(tree)
 
 
+def _proc_kb(path: str, key: str) -> int | None:
+    """The kB figure of the line `key` in a /proc file, or None when unreadable or absent."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _memory_mb(pid: int) -> float:
     """Proportional set size (shared pages split between their users) where readable, else the
     resident size: forks of the worker share torch's pages and must not count them twice."""
+    kb = _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    if kb is None:
+        kb = _proc_kb(f"/proc/{pid}/status", "VmRSS:")
+    return (kb or 0) / 1024
+
+
+def _sysvipc(table: str) -> list[list[str]]:
+    """The rows of /proc/sysvipc/<table> (shm, msg, sem) of this IPC namespace, split."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
+        with open(f"/proc/sysvipc/{table}") as f:
+            next(f, None)
+            return [line.split() for line in f]
     except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        return []
 
 
 HIDE_GRACE = 1.0            # seconds a process may stay non-dumpable before it counts as hiding
@@ -116,8 +126,8 @@ class HiddenMemory(Exception):
 
 def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
     """Memory that no process maps but the notebook holds: memfd files open in its processes
-    and, in a sandbox (its own IPC namespace and tmpfs), System V segments and the files in
-    /tmp and /dev/shm."""
+    and, in a sandbox (whose tmpfs and IPC namespace hold only this notebook's), the files and
+    inodes in /tmp and /dev/shm, System V segments and queued messages."""
     total, seen = 0, set()
     for pid in pids:
         try:
@@ -147,12 +157,7 @@ def _unmapped_mb(pids: list[int], sandboxed: bool) -> float:
             except OSError:
                 pass
         for table, column in (("shm", 14), ("msg", 3)):      # resident bytes of segments, queued bytes
-            try:
-                with open(f"/proc/sysvipc/{table}") as f:
-                    next(f)
-                    total += sum(int(line.split()[column]) for line in f)
-            except (OSError, StopIteration, IndexError, ValueError):
-                pass
+            total += sum(int(row[column]) for row in _sysvipc(table) if len(row) > column)
     return total / 2**20
 
 
@@ -188,14 +193,8 @@ def remove_ipc() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     for table, remove in (("shm", lambda i: libc.shmctl(i, 0, None)), ("msg", lambda i: libc.msgctl(i, 0, None)),
                           ("sem", lambda i: libc.semctl(i, 0, 0))):
-        try:
-            with open(f"/proc/sysvipc/{table}") as f:
-                next(f)
-                ids = [int(line.split()[1]) for line in f]
-        except (OSError, StopIteration, IndexError, ValueError):
-            continue
-        for ipc_id in ids:
-            remove(ipc_id)
+        for row in _sysvipc(table):
+            remove(int(row[1]))
 
 
 def _reap() -> None:
@@ -319,7 +318,7 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
     outcomes: dict[int, Outcome] = {}
     env = {"MPLBACKEND": "agg", **(env or {})}
     job = {"cells": cells, "workdir": workdir, "env": env, "threads": threads, "sandboxed": sandboxed,
-           "cpu_seconds": notebook_timeout * max(1, threads or 1) + 10}
+           "cpu_seconds": cpu_budget(notebook_timeout, threads)}
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
@@ -327,6 +326,11 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, 
     finally:
         end_child(pid, read_fd, sandboxed)
     return outcomes
+
+
+def cpu_budget(wall_seconds: float, threads: int | None) -> float:
+    """CPU seconds per process (RLIMIT_CPU) for a run allowed `wall_seconds` on `threads` threads."""
+    return wall_seconds * max(1, threads or 1) + 10
 
 
 def end_child(pid: int, read_fd: int, sandboxed: bool) -> None:

@@ -214,7 +214,7 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
             "datasets": sorted(DATASETS)}
 
 
-def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], float]:
+def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str]]:
     """The worker's answer, as plain data of the expected types (WorkerLost otherwise)."""
     if "error" in reply:
         raise WorkerLost(f"the grading worker failed: {str(reply['error'])[:300]}")
@@ -225,7 +225,7 @@ def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, 
         predictions = {}
         for stem, got in dict(reply.get("predictions", {})).items():
             predictions[str(stem)] = str(got)[:300] if isinstance(got, str) else [int(x) for x in got]
-        return outcomes, notes, predictions, float(reply.get("seconds", 0.0))
+        return outcomes, notes, predictions
     except (KeyError, TypeError, ValueError) as e:
         raise WorkerLost(f"the grading worker broke its protocol ({type(e).__name__})") from None
 
@@ -255,7 +255,7 @@ def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images,
     limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
     job = _job(nb, lab, course, limits, threads, engine, device)
     reply = worker.run(job, images, limits[1] + MAX_MODELS * limits[0] + 60)
-    outcomes, run_notes, predictions, _ = _parse_reply(reply)
+    outcomes, run_notes, predictions = _parse_reply(reply)
     checks = score(nb, outcomes, lab, course.gpu, device)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),

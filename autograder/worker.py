@@ -38,21 +38,31 @@ def pack(header: dict, blob: bytes = b"") -> bytes:
     return struct.pack(">II", len(data), len(blob)) + data + blob
 
 
+def _sizes(prefix: bytes) -> tuple[int, int]:
+    """Header and blob sizes from a frame's first 8 bytes; ValueError over the limits."""
+    size, blob_size = struct.unpack(">II", prefix)
+    if size > MAX_HEADER or blob_size > MAX_BLOB:
+        raise ValueError(f"a frame of {size} + {blob_size} bytes is over the limit")
+    return size, blob_size
+
+
+def _header(data: bytes) -> dict:
+    header = json.loads(data)
+    if not isinstance(header, dict):
+        raise ValueError("a frame header that is not an object")
+    return header
+
+
 def unpack(buffer: bytes) -> tuple[dict, bytes, bytes] | None:
     """(header, blob, the rest) of the first frame in `buffer`, or None while it is incomplete;
     ValueError for a frame over the limits or a header that is not a JSON object."""
     if len(buffer) < 8:
         return None
-    size, blob_size = struct.unpack(">II", buffer[:8])
-    if size > MAX_HEADER or blob_size > MAX_BLOB:
-        raise ValueError(f"a frame of {size} + {blob_size} bytes is over the limit")
+    size, blob_size = _sizes(buffer[:8])
     end = 8 + size + blob_size
     if len(buffer) < end:
         return None
-    header = json.loads(buffer[8:8 + size])
-    if not isinstance(header, dict):
-        raise ValueError("a frame header that is not an object")
-    return header, buffer[8 + size:end], buffer[end:]
+    return _header(buffer[8:8 + size]), buffer[8 + size:end], buffer[end:]
 
 
 def send(stream, header: dict, blob: bytes = b"") -> None:
@@ -72,13 +82,8 @@ def _read_exactly(stream, n: int) -> bytes:
 
 
 def receive(stream) -> tuple[dict, bytes]:
-    size, blob_size = struct.unpack(">II", _read_exactly(stream, 8))
-    if size > MAX_HEADER or blob_size > MAX_BLOB:
-        raise ValueError(f"a frame of {size} + {blob_size} bytes is over the limit")
-    header = json.loads(_read_exactly(stream, size))
-    if not isinstance(header, dict):
-        raise ValueError("a frame header that is not an object")
-    return header, _read_exactly(stream, blob_size)
+    size, blob_size = _sizes(_read_exactly(stream, 8))
+    return _header(_read_exactly(stream, size)), _read_exactly(stream, blob_size)
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -139,7 +144,6 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
            "COURSE_SCORING_DIR": str(scoring)}
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
     notes: list[str] = []
-    t0 = time.monotonic()
 
     def beat() -> None:
         send(channel_out, {"alive": True})
@@ -162,7 +166,7 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         predictions[path.stem] = _predict(path, header, blob, job, sandboxed, beat)
     clean = _wipe(sandboxed, job_dir)
     return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
-            "notes": notes, "predictions": predictions, "seconds": round(time.monotonic() - t0, 3)}
+            "notes": notes, "predictions": predictions}
 
 
 def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, beat) -> list[int] | str:
@@ -170,12 +174,12 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     nothing of the notebook's processes is left); the worker enforces the time and memory limits."""
     import numpy as np
 
-    from .forked import HiddenMemory, end_child, notebook_memory_mb, zygote
+    from .forked import HiddenMemory, cpu_budget, end_child, notebook_memory_mb, zygote
     timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
     count = int(np.prod(header["shape"][:1]))
     task = {"path": str(path), "shape": header["shape"], "device": job.get("device", "cpu"),
             "threads": job.get("threads"), "sandboxed": sandboxed,
-            "cpu_seconds": timeout * max(1, job.get("threads") or 1) + 10}
+            "cpu_seconds": cpu_budget(timeout, job.get("threads"))}
     pid, read_fd = zygote(sandboxed).spawn("scorer", pack(task, blob))
     chunks, start, error, last_beat = [], time.monotonic(), "", time.monotonic()
     try:
