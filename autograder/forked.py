@@ -46,6 +46,7 @@ def warm_up() -> None:
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
     import autograder.checks  # noqa: F401
+    import autograder.witness  # noqa: F401
     import autograder.data
     import autograder.runtime  # noqa: F401
     from autograder.integrity import import_checked_modules
@@ -240,12 +241,15 @@ def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: boo
 # --- one notebook ------------------------------------------------------------------------------
 
 def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None,
-           cpu_seconds: float, sandboxed: bool) -> None:
-    """Runs in the forked child: execute the cells, report each outcome as a JSON line. Before and
-    after each test cell, the Guard puts back what the submission changed (autograder.integrity)."""
+           cpu_seconds: float, sandboxed: bool, lab: str = "") -> None:
+    """Runs in the forked child: execute the cells, report each outcome as a JSON line. A test
+    (check) cell is probed, not run: its record goes to COURSE_PROBE_DIR for the judge
+    (autograder.witness). Before each cell of the course's, the Guard puts back what the
+    submission changed (autograder.integrity), so that the probe sees the course's code."""
     isolate_child(write_fd, cpu_seconds, sandboxed)
     os.chdir(workdir)
     os.environ.update(env)
+    probe_dir = env.get("COURSE_PROBE_DIR", "")   # read now: the submission may change os.environ
     sys.stdout = sys.stderr = open(os.devnull, "w")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out = os.fdopen(write_fd, "w", buffering=1)
@@ -278,19 +282,19 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
         out.write(json.dumps({"start": index}) + "\n")
         t0 = time.monotonic()
         try:
-            result = shell.run_cell(source, store_history=False)
-            err = result.error_before_exec or result.error_in_exec
+            if kind == "test" and lab and probe_dir:
+                from autograder.witness import probe_to_file
+                probe_to_file(lab, source, shell.user_ns, os.path.join(probe_dir, str(index)))
+                err = None
+            else:
+                result = shell.run_cell(source, store_history=False)
+                err = result.error_before_exec or result.error_in_exec
         except BaseException as e:  # noqa: BLE001  (a KeyboardInterrupt between cells)
             err = e
         report = {"index": index, "seconds": round(time.monotonic() - t0, 3)}
         if err is not None:
             report.update(ename=type(err).__name__, evalue=str(err)[:_EVALUE_LIMIT])
-        if kind == "test":
-            tampered = _safely(guard.restore)
-            if tampered:
-                report.update(ename="TamperingError", evalue=f"the submission replaced {', '.join(tampered[:3])} "
-                                                             "while this check ran")
-        elif kind == "locked" and err is None:
+        if kind == "locked" and err is None:
             _safely(guard.protect_bindings)
         out.write(json.dumps(report) + "\n")
     out.write(json.dumps({"done": True}) + "\n")
@@ -310,14 +314,14 @@ def _safely(step) -> list[str]:
 def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, notebook_timeout: float,
                         workdir: str, env: dict[str, str] | None = None, threads: int | None = None,
                         memory_mb: float | None = None, notes: list[str] | None = None,
-                        sandboxed: bool = False, heartbeat=None) -> dict[int, Outcome]:
+                        sandboxed: bool = False, heartbeat=None, lab: str = "") -> dict[int, Outcome]:
     """Execute `cells` ((index, source, kind) with kind answer | test | locked) in a forked child
     working in `workdir`; return the outcome of each by index and append to `notes` what the
     integrity guard restored. When it returns, every process the notebook started is gone.
     `heartbeat()` is called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
     env = {"MPLBACKEND": "agg", **(env or {})}
-    job = {"cells": cells, "workdir": workdir, "env": env, "threads": threads, "sandboxed": sandboxed,
+    job = {"cells": cells, "workdir": workdir, "env": env, "threads": threads, "sandboxed": sandboxed, "lab": lab,
            "cpu_seconds": cpu_budget(notebook_timeout, threads)}
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
@@ -351,7 +355,8 @@ def zygote(sandboxed: bool):
 def _notebook_entry(payload: bytes, report_fd: int) -> None:
     job = json.loads(payload)
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
-    _child(cells, report_fd, job["workdir"], job["env"], job["threads"], job["cpu_seconds"], job["sandboxed"])
+    _child(cells, report_fd, job["workdir"], job["env"], job["threads"], job["cpu_seconds"], job["sandboxed"],
+           str(job.get("lab", "")))
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,

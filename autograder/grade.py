@@ -27,6 +27,7 @@ from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
 from .outcome import Outcome
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
+from .witness import read_records
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
@@ -142,10 +143,35 @@ def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) 
                        "skipped: no CUDA on this grader (grading.gpu: preferred)")
 
 
+_JUDGE_LOCK = threading.Lock()   # a judge seeds torch's global generator: one at a time
+
+
+def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str) -> Outcome:
+    """The verdict on one check cell, decided here from its probe's record (autograder.witness):
+    "ok", or "error" with the check's message."""
+    from .checks import Skipped
+    from .witness import ReplayMismatch, judge_cell
+    if record is None:
+        return Outcome("error", "ReplayMismatch", "the probe left no record of this check (the notebook interfered "
+                                                  "with the grader, or the check cell did not run)")
+    try:
+        with _JUDGE_LOCK:
+            judge_cell(lab_id, source, record[0], record[1], device)
+    except (AssertionError, NotImplementedError, Skipped) as e:
+        return Outcome("error", type(e).__name__, str(e))
+    except ReplayMismatch as e:
+        return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
+                                                  "the notebook changed the grader's code or data")
+    except Exception as e:  # noqa: BLE001 — the check met a value it does not handle: a failure, with why
+        return Outcome("error", type(e).__name__, str(e))
+    return Outcome("ok")
+
+
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
-          device: str = "cpu") -> list[CheckResult]:
+          device: str = "cpu", records: dict[int, tuple[dict, bytes]] | None = None) -> list[CheckResult]:
     """Points per check of `lab` from the executed notebook's test cells; the GPU check's points
-    follow `gpu_policy` on a grader whose device is `device`."""
+    follow `gpu_policy` on a grader whose device is `device`. With `records` (the probes'), a
+    check cell that ran is judged here; a cell that timed out, died or never ran fails as such."""
     results: dict[str, CheckResult] = {}
     first_failure = ""           # the first failing non-test cell, as context for later errors
     for index, cell in enumerate(nb.cells):
@@ -158,6 +184,9 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             if name not in lab.checks or name in results:
                 continue
             max_points = lab.checks[name]
+            if records is not None and outcome.status in ("ok", "error"):
+                if index in records or outcome.status == "ok":
+                    outcome = judge(lab.id, cell.source, records.get(index), device)
             if outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
             else:
@@ -211,11 +240,12 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
     cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
             "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
-            "datasets": sorted(DATASETS)}
+            "datasets": sorted(DATASETS), "lab": lab.id}
 
 
 def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str]]:
-    """The worker's answer, as plain data of the expected types (WorkerLost otherwise)."""
+    """The worker's answer, as plain data of the expected types (WorkerLost otherwise); the
+    probes' records are read apart (autograder.witness.read_records)."""
     if "error" in reply:
         raise WorkerLost(f"the grading worker failed: {str(reply['error'])[:300]}")
     try:
@@ -254,9 +284,11 @@ def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images,
                       fingerprint=stamp, sandboxed=sandboxed), {}
     limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
     job = _job(nb, lab, course, limits, threads, engine, device)
-    reply = worker.run(job, images, limits[1] + MAX_MODELS * limits[0] + 60)
+    reply, blob = worker.run(job, images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions = _parse_reply(reply)
-    checks = score(nb, outcomes, lab, course.gpu, device)
+    records = read_records(blob, reply.get("records"))
+    del blob
+    checks = score(nb, outcomes, lab, course.gpu, device, records)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
                   compute, fingerprint=stamp, sandboxed=sandboxed), predictions

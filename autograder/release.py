@@ -31,6 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 STUDENT_FILES = (
     "__init__.py",
     "runtime.py",
+    "witness.py",
     "data.py",
     "pretrained.py",
     "checks/*.py",

@@ -188,7 +188,7 @@ class Worker:
     def __init__(self, slot: int, runtime: Path, options: SandboxOptions) -> None:
         self.slot, self.runtime, self.options = slot, runtime, options
         self.proc: subprocess.Popen | None = None
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def start(self) -> None:
         if self.options.sandboxed:
@@ -202,7 +202,7 @@ class Worker:
                                      start_new_session=True)
         if log:
             stderr.close()
-        self.buffer = b""
+        self.buffer = bytearray()
         header, _ = self._receive(time.monotonic() + START_TIMEOUT, START_TIMEOUT)
         if not header.get("ready"):
             self.close()
@@ -245,8 +245,9 @@ class Worker:
             except ValueError as e:
                 raise WorkerLost(f"the grading worker broke its protocol ({e})") from None
             if frame is not None:
-                header, blob, self.buffer = frame
-                return header, blob
+                header, blob, rest = frame
+                self.buffer = bytearray(rest)
+                return header, bytes(blob)
             now = time.monotonic()
             if now > deadline:
                 raise WorkerLost("the grading worker ran past the notebook's time limit and was stopped")
@@ -259,14 +260,15 @@ class Worker:
                 self.buffer += chunk
                 heard = time.monotonic()
 
-    def run(self, job: dict, images, deadline_s: float) -> dict:
+    def run(self, job: dict, images, deadline_s: float) -> tuple[dict, bytes]:
         """Send `job`; answer the worker's requests for test images with `images(dataset)` ->
-        float32 numpy array; return its reply. WorkerLost (and the worker closed) on failure."""
+        float32 numpy array; return its reply (header and blob: the probes' records). WorkerLost
+        (and the worker closed) on failure."""
         deadline = time.monotonic() + deadline_s
         try:
             self._send(job)
             while True:
-                header, _ = self._receive(deadline, SILENCE_LIMIT)
+                header, blob = self._receive(deadline, SILENCE_LIMIT)
                 if header.get("alive"):
                     continue
                 if "images" in header:
@@ -275,7 +277,7 @@ class Worker:
                     continue
                 if header.get("clean") is False:     # the notebook left what the worker cannot delete
                     self.close()
-                return header
+                return header, blob
         except WorkerLost:
             self.close()
             raise

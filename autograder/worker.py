@@ -137,11 +137,11 @@ def _wipe(sandboxed: bool, job_dir: Path) -> bool:
 def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) -> dict:
     from .forked import kill_others, run_notebook_forked
     job_dir = scratch / "job"
-    work, home, scoring = job_dir / "work", job_dir / "home", job_dir / "scoring"
-    for d in (work, home, scoring):
+    work, home, scoring, probes = job_dir / "work", job_dir / "home", job_dir / "scoring", job_dir / "probe"
+    for d in (work, home, scoring, probes):
         d.mkdir(parents=True, exist_ok=True)
     env = {**job.get("env", {}), "HOME": str(home), "TMPDIR": str(work), "MPLCONFIGDIR": str(home / ".matplotlib"),
-           "COURSE_SCORING_DIR": str(scoring)}
+           "COURSE_SCORING_DIR": str(scoring), "COURSE_PROBE_DIR": str(probes)}
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
     notes: list[str] = []
 
@@ -150,12 +150,14 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
 
     if job.get("engine") == "kernel":
         from .execute import run_notebook_cells
-        outcomes = run_notebook_cells(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env)
+        outcomes = run_notebook_cells(_probing_cells(cells, job.get("lab", ""), probes), job["cell_timeout"],
+                                      job["notebook_timeout"], str(work), env)
         if sandboxed:                  # the kernel and anything it started
             kill_others(0, sandboxed)
     else:
         outcomes = run_notebook_forked(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env,
-                                       job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat)
+                                       job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat,
+                                       job.get("lab", ""))
     predictions = {}
     for path in sorted(scoring.glob("*.pt"))[:MAX_MODELS]:
         dataset = path.stem.rsplit(".", 1)[-1]
@@ -164,9 +166,40 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         send(channel_out, {"images": dataset})
         header, blob = receive(channel_in)
         predictions[path.stem] = _predict(path, header, blob, job, sandboxed, beat)
+    index, blob = _records(probes, {i for i, _, kind in cells if kind == "test"})
     clean = _wipe(sandboxed, job_dir)
     return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
-            "notes": notes, "predictions": predictions}
+            "notes": notes, "predictions": predictions, "records": index}, blob
+
+
+def _probing_cells(cells: list[tuple[int, str, str]], lab: str, folder: Path) -> list[tuple[int, str, str]]:
+    """For the kernel engine: each check cell replaced by its probe (autograder.witness)."""
+    out = []
+    for index, source, kind in cells:
+        if kind == "test":
+            source = (f"__import__('autograder.witness', fromlist=['w']).probe_to_file({lab!r}, {source!r}, "
+                      f"get_ipython().user_ns, {str(folder / str(index))!r})")
+        out.append((index, source, kind))
+    return out
+
+
+def _records(folder: Path, tests: set[int]) -> tuple[list[list[int]], bytes]:
+    """The probes' records the notebook wrote (untrusted bytes: the judge reads them as data)."""
+    index, chunks, total = [], [], 0
+    for cell in sorted(tests):
+        path = folder / str(cell)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_BLOB - total + 1)
+        if total + len(data) > MAX_BLOB:
+            break
+        index.append([cell, total, len(data)])
+        chunks.append(data)
+        total += len(data)
+    return index, b"".join(chunks)
 
 
 def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, beat) -> list[int] | str:
@@ -290,14 +323,15 @@ def serve(sandboxed: bool, uid: int | None) -> int:
             job, _ = receive(channel_in)
         except EOFError:
             return 0
+        blob = b""
         try:
-            reply = run_job(job, channel_in, channel_out, sandboxed, scratch)
+            reply, blob = run_job(job, channel_in, channel_out, sandboxed, scratch)
         except Exception as e:  # noqa: BLE001 — a grader bug on this job: say so, keep serving
             reply = {"error": f"{type(e).__name__}: {e}"[:500]}
-        send(channel_out, reply)
+        send(channel_out, reply, blob)
         if reply.get("clean") is False:
             return 0                  # something survived the wipe: the grader starts a fresh sandbox
-        del job, reply                # the next notebook is a fork of this process: it must find
+        del job, reply, blob          # the next notebook is a fork of this process: it must find
         gc.collect()                  # nothing of this one (cells, outcomes, predictions) in memory
 
 

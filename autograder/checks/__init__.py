@@ -18,7 +18,7 @@ import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes"]
 
 
 def fmt(value: Any) -> str:
@@ -116,8 +116,14 @@ def error_line(err: BaseException) -> str:
 
 def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
     """fn(*args, **kwargs) for the student's `fn`. An unfilled cell's NotImplementedError
-    propagates unchanged; any other error becomes a one-line failure (the original chained)."""
+    propagates unchanged; any other error becomes a one-line failure (the original chained).
+    While grading, a check's own `fn` that runs the student's code (a lambda calling
+    `.backward()` on the student's output) runs in the probe, and the judge gets its result
+    (autograder.witness)."""
+    from autograder import witness
     try:
+        if witness.active() and not witness.is_student(fn):
+            return witness.boundary("call", lambda: fn(*args, **kwargs))
         return fn(*args, **kwargs)
     except NotImplementedError:
         raise
@@ -126,6 +132,26 @@ def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) 
             fail(what, "a result", error_line(err), hint)
         except AssertionError as failure:
             raise failure from err
+
+
+def count_params(model: Any, trainable_only: bool = False) -> int:
+    """Parameters of `model` (only those that require grad, with `trainable_only`). While
+    grading, the student's model counts them in the probe: the judge gets the number, not
+    every weight of a network of millions."""
+    from autograder import witness
+
+    def count() -> int:
+        return int(sum(p.numel() for p in witness.real(model).parameters() if p.requires_grad or not trainable_only))
+    return witness.boundary("count", count) if witness.is_student(model) else count()
+
+
+def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """`model.state_dict()`'s keys and shapes, in order (counted in the probe while grading)."""
+    from autograder import witness
+
+    def shapes() -> dict[str, tuple[int, ...]]:
+        return {str(k): tuple(int(n) for n in v.shape) for k, v in witness.real(model).state_dict().items()}
+    return witness.boundary("state_shapes", shapes) if witness.is_student(model) else shapes()
 
 
 def at_least(threshold: float) -> str:
@@ -166,7 +192,16 @@ def submission_path(name: str, dataset: str) -> str | None:
 
 
 def submit_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
-    """Save `model` (its class by value, with cloudpickle, and its weights) for the grader's scorer."""
+    """Save `model` (its class by value, with cloudpickle, and its weights) for the grader's
+    scorer; while grading, in the probe, from the student's real model."""
+    from autograder import witness
+    if witness.active():
+        witness.boundary("submit", lambda: _save_model(witness.real(model), name, dataset, crash_hint))
+        return
+    _save_model(model, name, dataset, crash_hint)
+
+
+def _save_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
     import cloudpickle
 
     path = submission_path(name, dataset)
@@ -186,12 +221,13 @@ def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, 
 
     While grading (`COURSE_SCORING_DIR` set), the "test" split is not evaluated here: the model
     is submitted and the grader scores it in a separate process (see `Scored`)."""
+    from autograder import witness
     from autograder.data import dataset_splits
 
     what = f"{name} accuracy on {_SPLIT_NAMES.get(split, split)}"
     if not isinstance(model, torch.nn.Module):
         fail(what, at_least(threshold), type(model).__name__, "pass the trained model")
-    if split == "test" and submission_path(name, dataset) is not None:
+    if split == "test" and (witness.active() or submission_path(name, dataset) is not None):
         submit_model(model, name, dataset, crash_hint)
         return
     X, y = dataset_splits(dataset)[split].tensors
@@ -223,18 +259,24 @@ def expect_gpu_execution(what: str, model: torch.nn.Module | None = None) -> Non
     batches on the device the grader offers (`get_device()`), as `autograder.runtime` recorded.
     Fails when no training step of it ran; without CUDA, raises `Skipped` while grading and
     prints a note otherwise."""
+    from autograder import witness
     from autograder.runtime import get_device, training_devices
 
     label = f"{what} device"
     if model is not None and not isinstance(model, torch.nn.Module):
         fail(label, "the trained model", type(model).__name__, "pass the model the training cell trained")
-    seen = training_devices(model)
+    # evidence the student's process reports (while grading, recorded by the probe)
+    seen = witness.boundary("devices", lambda: {k: sorted(v) for k, v in training_devices(witness.real(model)).items()})
+    if not isinstance(seen, dict) or not all(isinstance(seen.get(k), list) for k in ("parameters", "batches")):
+        fail(label, "the device record of the training", "none", "run the training cell above")
+    seen = {k: {str(d) for d in seen[k]} for k in ("parameters", "batches")}
     if not seen["batches"]:
         fail(label, "a training step of the model in this notebook", "none recorded",
              "run the training cell above: forward passes in train() mode with gradients")
-    offered = get_device().type
+    # the grader's device: the judge's own, never what the notebook says
+    offered = witness.SESSION.device if witness.judging() else get_device().type
     if offered == "cpu":
-        if os.environ.get("COURSE_GRADING"):
+        if witness.active() or os.environ.get("COURSE_GRADING"):
             raise Skipped("no CUDA on this grader")
         print(f"{label}: skipped: no CUDA on this machine (the grader checks it where it has a GPU)")
         return

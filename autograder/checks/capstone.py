@@ -19,6 +19,7 @@ from numbers import Real
 import torch
 from torch import nn
 
+from autograder.checks import count_params
 from autograder.checks import (
     Scored,
     call_student,
@@ -127,8 +128,8 @@ def param_budget(model: nn.Module, budgets) -> None:
     if not isinstance(model, nn.Module):
         fail(what, f"≤ {limit:,}", type(model).__name__, "pass the trained model")
     try:
-        sizes = {name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()}
-        total = sum(p.numel() for p in model.parameters())
+        sizes = {name: count_params(module) for name, module in model.named_children()}
+        total = count_params(model)
     except ValueError as err:  # lazy layers before their first forward pass
         fail(what, f"≤ {limit:,}", error_line(err), "lazy layers count only after a forward pass: train the model first")
     if total <= limit:

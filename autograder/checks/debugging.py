@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from autograder import witness
 from autograder.checks import call_student as _call
 from autograder.checks import error_line, expect, expect_gpu_execution, fail
 
@@ -62,7 +63,12 @@ class _Unassigned:
 
 def _build(Net: Callable) -> nn.Module:
     """`Net()`, with `self.x == ...` in its constructor read as `self.x = ...` (only while it runs):
-    the layers the student wrote, for the checks of the other bugs."""
+    the layers the student wrote, for the checks of the other bugs. While grading, built in the
+    probe (a subclass of the student's class is the student's code)."""
+    return witness.boundary("build", lambda: _build_here(witness.real(Net)))
+
+
+def _build_here(Net: Callable) -> nn.Module:
     if not isinstance(Net, type) or not issubclass(Net, nn.Module):
         fail("Net", "an nn.Module class", type(Net).__name__, "pass the class Net itself")
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from autograder import witness
 from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_shape, fail, fmt
 
@@ -101,21 +102,31 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _no_builtin(fn: Any, name: str) -> None:
-    """fn is a Python function whose code names no built-in activation."""
-    what = f"{name}(x)"
-    hint = f"write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})"
+def _builtin_use(fn: Any) -> tuple[str, str] | None:
+    """(expected, got) when fn is not a Python function, or its code names a built-in
+    activation; None when it is the student's own code."""
     if not inspect.isfunction(fn):
         if isinstance(fn, nn.Module):
             label = f"a {type(fn).__name__}() module"
         else:
             module = (getattr(fn, "__module__", None) or type(fn).__module__ or "").split(".")[0]
             label = f"{module}.{getattr(fn, '__name__', type(fn).__name__)}".lstrip(".")
-        fail(what, "a function you wrote (def ...)", label, hint)
+        return "a function you wrote (def ...)", label
     used = _names_in_code(fn)
     if used:
-        fail(what, "no built-in sigmoid, tanh or relu in its code (torch.sigmoid, x.tanh(), F.relu, nn.ReLU, ...)",
-             ", ".join(sorted(set(used))), hint)
+        return ("no built-in sigmoid, tanh or relu in its code (torch.sigmoid, x.tanh(), F.relu, nn.ReLU, ...)",
+                ", ".join(sorted(set(used))))
+    return None
+
+
+def _no_builtin(fn: Any, name: str) -> None:
+    """fn is a Python function whose code names no built-in activation. While grading, the
+    probe reads the code (evidence from the student's process, like the GPU record)."""
+    found = witness.boundary("code", lambda: _builtin_use(witness.real(fn)))
+    if found:
+        expected, got = (str(v) for v in found)
+        fail(f"{name}(x)", expected, got, f"write it yourself with torch.exp, torch.where, ... "
+                                          f"(the check compares it with torch.{name})")
 
 
 # --- linear_forward -----------------------------------------------------------------------------
@@ -213,7 +224,7 @@ def _activation(fn: Callable, name: str) -> None:
     what = f"{name}(x [3, 11] in [-8, 8])"
     with _Recorder() as seen:
         out = _call(fn, what, x)
-    used = sorted(set(seen.names) & _FORBIDDEN)
+    used = witness.boundary("calls", lambda: sorted(set(seen.names) & _FORBIDDEN))
     if used:
         fail(f"{name}(x)", "no call to a built-in sigmoid, tanh or relu", "a call to " + ", ".join(used),
              f"write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})")

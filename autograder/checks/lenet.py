@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autograder.checks import error_line as _error
-from autograder.checks import Scored, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device
+from autograder.checks import Scored, count_params, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device
 from autograder.data import draw_zip_code, mnist_splits
 
 __all__ = ["shapes", "param_count", "accuracy", "gpu", "zip_code"]
@@ -97,12 +97,12 @@ def param_count(model: nn.Module) -> None:
     """The model has LeNet-5's 61,706 parameters (counted like count_params)."""
     if not isinstance(model, nn.Module):
         fail("LeNet5", "an nn.Module", type(model).__name__, "pass an instance, LeNet5(), not the class")
-    total = sum(p.numel() for p in model.parameters())
+    total = count_params(model)
     if total == _TOTAL:
         return
     modules = dict(model.named_children())
     for name, (expected, parts) in _PARAMS.items():
-        got = sum(p.numel() for p in modules[name].parameters()) if name in modules else None
+        got = count_params(modules[name]) if name in modules else None
         if got != expected:
             fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
                  f"{name} has {'no parameters' if got is None else f'{got:,}'}, expected {expected:,} ({parts})")

@@ -18,6 +18,7 @@ from torch import nn
 from torchvision import models as _tv_models
 from torchvision.models import resnet as _tv
 
+from autograder.checks import count_params, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_gpu_execution, expect_split_accuracy,
                                fail)
 
@@ -84,15 +85,15 @@ def _module(obj: Any, what: str, hint: str) -> nn.Module:
 def _state_dict_difference(what: str, expected: nn.Module, got: nn.Module, hint: str) -> None:
     """Fail on the first entry (in torchvision's order) whose name or shape differs, then on the
     first entry torchvision does not have."""
-    exp, mine = expected.state_dict(), got.state_dict()
-    for key, value in exp.items():
+    exp, mine = state_shapes(expected), state_shapes(got)
+    for key, shape in exp.items():
         if key not in mine:
-            fail(f"{what} state_dict", f"an entry {key} {tuple(value.shape)}", "no such key", hint)
-        if mine[key].shape != value.shape:
-            fail(f"{what} state_dict {key}", f"shape {tuple(value.shape)}", f"shape {tuple(mine[key].shape)}", hint)
-    for key, value in mine.items():
+            fail(f"{what} state_dict", f"an entry {key} {shape}", "no such key", hint)
+        if mine[key] != shape:
+            fail(f"{what} state_dict {key}", f"shape {shape}", f"shape {mine[key]}", hint)
+    for key, shape in mine.items():
         if key not in exp:
-            fail(f"{what} state_dict", "only torchvision's entries", f"an extra entry {key} {tuple(value.shape)}",
+            fail(f"{what} state_dict", "only torchvision's entries", f"an extra entry {key} {shape}",
                  "name the layers as torchvision does and add no others")
 
 
@@ -332,12 +333,12 @@ def param_counts(resnet18: Callable, resnet34: Callable, resnet50: Callable) -> 
     25,557,032 parameters; a wrong count names the first top-level module that is off."""
     for name, builder in (("resnet18", resnet18), ("resnet34", resnet34), ("resnet50", resnet50)):
         model = _build(builder, name)
-        total = sum(p.numel() for p in model.parameters())
+        total = count_params(model)
         if total == _TOTALS[name]:
             continue
         children = dict(model.named_children())
         for part, expected in _PARAMS[name].items():
-            got = sum(p.numel() for p in children[part].parameters()) if part in children else None
+            got = count_params(children[part]) if part in children else None
             if got != expected:
                 why = {"conv1": "7×7, 3 → 64, no bias", "bn1": "BatchNorm2d(64)",
                        "fc": f"Linear(512·expansion, 1000)"}.get(part, f"ResNet({_LAYERS[name]}): check that stage's "

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from autograder.checks import count_params
 from autograder.checks import call_student as _call
 from autograder.checks import Scored, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, model_device
 from autograder.runtime import get_device
@@ -127,7 +128,7 @@ def param_count(model: nn.Module) -> None:
     """The MLP has 235,146 parameters: Linear layers 784→256, 256→128, 128→10 with biases."""
     if not isinstance(model, nn.Module):
         fail("MLP", "an nn.Module", type(model).__name__, "pass an instance, MLP(), not the class")
-    total = sum(p.numel() for p in model.parameters())
+    total = count_params(model)
     if total == _TOTAL:
         return
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]

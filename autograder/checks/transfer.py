@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autograder.checks import count_params
 from autograder.checks import call_student, error_line, expect, expect_gpu_execution, fail, fmt, model_device
 from autograder.data import mnist_splits
 from autograder.pretrained import load_digit_backbone
@@ -89,8 +90,8 @@ def freeze(freeze_fn) -> None:
                "None" if out is None else type(out).__name__, "end with `return model` so calls chain")
         left = _trainable_names(model)
         if left:
-            total = sum(p.numel() for p in model.parameters())
-            still = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            total = count_params(model)
+            still = count_params(model, trainable_only=True)
             if still == total:
                 hint = ("nothing was frozen: `model.requires_grad = False` only adds an attribute and "
                         "`model.eval()` freezes nothing — set p.requires_grad = False for p in model.parameters()")
@@ -192,7 +193,7 @@ def trainable_parameters(trainable_parameters_fn) -> None:
     resnet = _resnet18()
     for p in resnet.layer1.parameters():
         p.requires_grad_(False)
-    layer1 = sum(p.numel() for p in resnet.layer1.parameters())  # 147,968
+    layer1 = count_params(resnet.layer1)  # 147,968
     _expect_count(call_student(trainable_parameters_fn, "trainable_parameters(ResNet-18)", resnet),
                   11_689_512 - layer1, "ResNet-18 with layer1 frozen")
     for p in resnet.parameters():

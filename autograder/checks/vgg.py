@@ -18,6 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
+from autograder.checks import count_params
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
 
@@ -131,14 +132,14 @@ def param_counts(AlexNet: Callable, vgg11: Callable, vgg16: Callable) -> None:
     (built on the meta device: counted without memory)."""
     for name, factory in (("AlexNet", AlexNet), ("vgg11", vgg11), ("vgg16", vgg16)):
         model = _on_meta(factory, f"{name}()")
-        total = sum(p.numel() for p in model.parameters())
+        total = count_params(model)
         features, classifier = _COUNTS[name]
         if total == features + classifier:
             continue
         parts = []
         for part, expected in (("features", features), ("classifier", classifier)):
             module = getattr(model, part, None)
-            got = sum(p.numel() for p in module.parameters()) if isinstance(module, nn.Module) else None
+            got = count_params(module) if isinstance(module, nn.Module) else None
             if got != expected:
                 parts.append(f"{part} has {'none' if got is None else _fmt_count(got)}, expected {_fmt_count(expected)}")
         hint = "; ".join(parts) if parts else "features and classifier are right: remove the extra layer"

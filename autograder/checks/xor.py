@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from autograder.checks import count_params
 from autograder.checks import expect, expect_close, fail, fmt
 
 __all__ = ["make_xor_data", "single_layer", "param_count", "train_xor", "mlp_accuracy"]
@@ -148,7 +149,7 @@ def single_layer(make_single_layer: Callable, epochs: int = 100) -> None:
     (SGD lr 1 on BCE, inside the check) its loss settles at ln 2 = 0.6931 and its accuracy stays
     at most 0.75: no straight line separates XOR."""
     model = _build(make_single_layer, "make_single_layer")
-    n = sum(p.numel() for p in model.parameters())
+    n = count_params(model)
     if n != 3:
         hint = "one neuron: nn.Linear(2, 1) has 2 weights and 1 bias"
         if n == 2:
@@ -177,7 +178,7 @@ def param_count(make_xor_mlp: Callable) -> None:
     """make_xor_mlp() has the seed's 261 parameters (2-10-10-10-1: 30 + 110 + 110 + 11) and ends in
     a Sigmoid (its outputs on XOR are probabilities [4, 1])."""
     model = _build(make_xor_mlp, "make_xor_mlp")
-    total = sum(p.numel() for p in model.parameters())
+    total = count_params(model)
     if total != _MLP_TOTAL:
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         hint = "2-10-10-10-1: Linear(2, 10), Linear(10, 10), Linear(10, 10), Linear(10, 1), each with a bias"

@@ -1,0 +1,1267 @@
+"""Probe in the sandbox, judge in the grader: the student's process is a witness, never a judge.
+
+A graded check cell is a list of calls `checks.<name>(arg, ...)` (the source decides which). The
+same check function runs twice:
+
+* **Probe** (in the sandbox, after the submission's cells): the arguments that are not literals
+  are evaluated in the notebook's namespace; every object the student made (a function, a model,
+  an optimizer) reaches the check wrapped in a `Tap`. Each time the check's code touches a Tap
+  (calls it, reads an attribute, iterates it), the student's code runs and the *result* is
+  recorded as plain data: JSON numbers and strings, tensors and arrays as raw bytes with dtype
+  and shape (never pickle), other objects as numbered handles. So are the changes the student's
+  code made to what the check gave it (tensors, torch modules), exceptions (type name and
+  message), and calls the student's code made back into the check (forward hooks). The probe's
+  own verdict is thrown away.
+* **Judge** (in the grading process, `judge_cell`): the check function runs again on the same
+  inputs (literals from the source, the check's own seeded data), with a `Replay` in place of
+  each student object: every touch returns what the probe recorded, nothing of the student's
+  code runs here. The judge's assertions decide pass or fail and write the message.
+
+A forged record only changes what the judge is told the student's code returned; to pass, it
+must hold the right results for the check's inputs, which is solving the exercise. A record that
+does not follow the judge's own path (the check asks for something the probe never recorded)
+fails the check with a grader message. Random numbers: before each call both sides seed the
+global generators the same way, and the probe runs the student's code on a generator state of
+its own, so a check's draws never depend on what the student's code drew.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import collections
+import functools
+import itertools
+import json
+import random
+import struct
+import sys
+import types
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+SESSION: "Probe | Judge | None" = None   # the probe or judge of the check being run, else None
+MAX_BYTES = 512 << 20      # of tensor data in one cell's record
+MAX_ITEMS = 100_000        # items of one iterator, elements of one container
+BIG = 1 << 20              # elements: a larger result reaches the judge as its shape only (a meta
+                           # tensor: full-size networks' weights, whose values no check reads)
+MAX_DEPTH = 32
+SEED = 20_251_206          # the global generators' seed before each check call (both sides)
+_TRUSTED = ("builtins", "torch", "torchvision", "numpy", "collections")
+_DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
+_EXCEPTIONS = {e.__name__: e for e in (
+    ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError, NameError,
+    NotImplementedError, OverflowError, RecursionError, RuntimeError, StopIteration, TypeError, ValueError,
+    ZeroDivisionError, MemoryError, ImportError, ModuleNotFoundError, UnboundLocalError)}
+
+
+_READS = ("get", "len", "bool", "contains", "repr", "str")   # no change to what the check owns is looked for
+_CONVERT = {"len": int, "bool": bool, "contains": bool}
+
+
+class ProbeError(Exception):
+    """The probe could not record a value (too large, too deep): the check fails with this."""
+
+
+class ReplayMismatch(Exception):
+    """The judge asked for something the probe did not record."""
+
+
+def active() -> bool:
+    """Whether a graded check is being probed or judged (False in a student's own notebook)."""
+    return SESSION is not None
+
+
+def judging() -> bool:
+    """Whether a check is being judged, in the grading process."""
+    return isinstance(SESSION, Judge)
+
+
+def real(obj: Any) -> Any:
+    """The student's object behind a Tap (in the probe); anything else unchanged."""
+    return object.__getattribute__(obj, "_w_obj") if isinstance(obj, Tap) else obj
+
+
+def is_student(obj: Any) -> bool:
+    return isinstance(obj, (Tap, Replay))
+
+
+def boundary(kind: str, fn: Callable[[], Any]) -> Any:
+    """`fn()` where it must run on the student's real objects (in the probe): its result is
+    recorded there and replayed to the judge. Outside grading, simply `fn()`."""
+    if SESSION is None:
+        return fn()
+    return SESSION.boundary(kind, fn)
+
+
+def _trusted_class(cls: type) -> type:
+    """The nearest class in `cls`'s MRO that belongs to torch, numpy or the builtins."""
+    for base in cls.__mro__:
+        module = sys.modules.get(getattr(base, "__module__", "") or "")
+        if (module is not None and base.__module__.split(".")[0] in _TRUSTED
+                and getattr(module, base.__qualname__.split(".")[0], None) is not None):
+            return base
+    return object
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve_class(path: Any) -> type:
+    """A class named by the probe, if torch/numpy/builtins already define it; else object."""
+    if not isinstance(path, str) or ":" not in path:
+        return object
+    module_name, qualname = path.split(":", 1)
+    if module_name.split(".")[0] not in _TRUSTED or module_name not in sys.modules:
+        return object
+    value: Any = sys.modules[module_name]
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    return value if isinstance(value, type) else object
+
+
+def _is_check_callable(value: Any) -> bool:
+    """A function of the grader's (a hook a check registers) that the student's code may call."""
+    if isinstance(value, functools.partial):
+        return True
+    if isinstance(value, types.MethodType):
+        value = value.__func__
+    return isinstance(value, types.FunctionType)
+
+
+def _is_torch_module(value: Any) -> bool:
+    return isinstance(value, torch.nn.Module) and type(value).__module__.split(".")[0] in ("torch", "torchvision")
+
+
+def _is_course_module(value: Any) -> bool:
+    """A module the check made: of torch's, torchvision's or the checks' own classes."""
+    return isinstance(value, torch.nn.Module) and (
+        _is_torch_module(value) or type(value).__module__.startswith("autograder.checks"))
+
+
+def _seed_globals() -> None:
+    torch.manual_seed(SEED)
+    random.seed(SEED)
+    np.random.seed(SEED % (1 << 32))
+
+
+# --- the shared walk over what a check hands to the student's code ----------------------------
+
+class _Session:
+    def __init__(self) -> None:
+        self.owned: list[Any] = []          # objects of the check's handed to the student's code
+        self.owned_index: dict[int, int] = {}
+        self.snapshots: dict[int, Any] = {}  # of tensors, and of modules handed over directly
+        self.by_shape: dict[tuple, list[int]] = {}
+
+    def owned_id(self, value: Any) -> int | None:
+        k = self.owned_index.get(id(value))
+        return k if k is not None and self.owned[k] is value else None
+
+    def _own(self, value: Any) -> int:
+        """Number `value` (and a module's submodules, parameters and buffers): both sides
+        number the same objects in the same order."""
+        k = self.owned_id(value)
+        if k is not None:
+            return k
+        k = len(self.owned)
+        self.owned.append(value)
+        self.owned_index[id(value)] = k
+        if isinstance(value, torch.Tensor):
+            self.snapshots[k] = _tensor_state(value)
+            self.by_shape.setdefault((tuple(value.shape), value.dtype), []).append(k)
+        elif isinstance(value, torch.nn.Module):
+            for t in itertools.chain(value._parameters.values(), value._buffers.values()):
+                if t is not None:
+                    self._own(t)
+            for child in value._modules.values():
+                if child is not None and _is_course_module(child):
+                    self._own(child)
+        return k
+
+    def inward(self, value: Any, depth: int = 0) -> Any:
+        """Register what the check hands over (the same order on both sides); in the probe,
+        unwrap Taps and wrap the check's callables."""
+        if depth > MAX_DEPTH:
+            return value
+        if isinstance(value, (Tap, Replay)):
+            return self._unwrap(value)
+        if isinstance(value, torch.Tensor):
+            self._own(value)
+            return value
+        if _is_course_module(value):
+            k = self._own(value)
+            if k not in self.snapshots:
+                self.snapshots[k] = _module_signature(value)
+                self._instrument(value)
+            return value
+        if _is_check_callable(value):
+            return self._callback(self._own(value), value)
+        if type(value) is types.GeneratorType:      # model.parameters(): read once, here
+            return iter(self.inward(list(itertools.islice(value, MAX_ITEMS)), depth + 1))
+        if type(value) in (list, tuple):
+            items = [self.inward(v, depth + 1) for v in value]
+            return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+        if type(value) is dict:
+            items = {k: self.inward(v, depth + 1) for k, v in value.items()}
+            return value if all(items[k] is value[k] for k in value) else items
+        return value
+
+    def _instrument(self, module: torch.nn.Module) -> None:
+        """Each module of the check's that the student's code may run: its forward is a call
+        back into the check, which the judge replays by calling the module itself (so that the
+        check's forward hooks on it, and modules that record how they are called, see in the
+        judge what they saw in the probe)."""
+        for sub in module.modules():
+            if _is_course_module(sub) and "forward" not in vars(sub):
+                object.__setattr__(sub, "forward", self._callback(self._own(sub), sub.forward))
+
+    def _unwrap(self, value: Any) -> Any:
+        return value
+
+    def _callback(self, k: int, fn: Any) -> Any:
+        return fn
+
+
+def _tensor_state(t: torch.Tensor) -> tuple:
+    data = None if t.is_meta else t.detach().clone()
+    grad = t.grad.detach().clone() if isinstance(t.grad, torch.Tensor) and not t.grad.is_meta else None
+    return data, t.requires_grad, grad, tuple(t.shape), t.dtype, _version_key(t)
+
+
+def _version_key(t: torch.Tensor) -> tuple:
+    """Changes whenever `t` or its gradient is changed in place (not through `.data`)."""
+    grad = t.grad
+    return (t._version, id(grad), grad._version if isinstance(grad, torch.Tensor) else -1,
+            t.requires_grad, tuple(t.shape))
+
+
+def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
+    """Whether `t` still holds the values, flags and gradient of `snapshot` (_tensor_state)."""
+    data, requires_grad, grad, shape, dtype, _ = snapshot
+    if (t.requires_grad, tuple(t.shape), t.dtype) != (requires_grad, shape, dtype):
+        return False
+    current_grad = t.grad if isinstance(t.grad, torch.Tensor) and not t.grad.is_meta else None
+    for now, then in ((None if t.is_meta else t.detach(), data), (current_grad, grad)):
+        if (now is None) != (then is None):
+            return False
+        if now is not None and not (now.shape == then.shape and now.dtype == then.dtype
+                                    and now.device == then.device and torch.equal(now, then)):
+            return False
+    return True
+
+
+def _plain_attributes(m: torch.nn.Module) -> dict:
+    """A module's settings that are plain values (in_features, p, stride, ...)."""
+    out = {}
+    for key, v in vars(m).items():
+        if key.startswith("_") or key == "training":
+            continue
+        if type(v) in (bool, int, float, str) or (type(v) is tuple and all(type(x) in (bool, int, float, str) for x in v)):
+            out[key] = v
+    return out
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+
+
+def _module_signature(m: torch.nn.Module) -> tuple:
+    return tuple((name, type(sub), sub.training, tuple(id(p) for p in sub._parameters.values()),
+                  tuple(id(b) for b in sub._buffers.values())) for name, sub in m.named_modules())
+
+
+# --- the probe (in the sandbox) --------------------------------------------------------------
+
+class Tap:
+    """A student's object, as the check sees it in the probe: every touch is recorded."""
+    __slots__ = ("_w_probe", "_w_handle", "_w_obj", "__weakref__")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_w_"):
+            raise AttributeError(name)
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("get", self, name, lambda: getattr(obj, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_w_probe", "_w_handle", "_w_obj"):
+            object.__setattr__(self, name, value)
+            return
+        probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
+        value = probe.inward(value)
+        probe.op("set", self, name, lambda: setattr(obj, name, value))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
+        args, kwargs = probe.inward(list(args)), probe.inward(dict(kwargs))
+        return probe.op("call", self, None, lambda: obj(*args, **kwargs))
+
+    def __iter__(self):
+        obj = object.__getattribute__(self, "_w_obj")
+        return iter(_probe(self).op("iter", self, None, lambda: list(itertools.islice(iter(obj), MAX_ITEMS))))
+
+    def __len__(self) -> int:
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("len", self, None, lambda: int(len(obj)))
+
+    def __bool__(self) -> bool:
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("bool", self, None, lambda: bool(obj))
+
+    def __getitem__(self, key: Any) -> Any:
+        probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
+        key = probe.inward(key)
+        return probe.op("getitem", self, _plain(key), lambda: obj[key])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
+        key, value = probe.inward(key), probe.inward(value)
+
+        def setitem() -> None:
+            obj[key] = value
+        probe.op("setitem", self, _plain(key), setitem)
+
+    def __contains__(self, item: Any) -> bool:
+        probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
+        item = probe.inward(item)
+        return probe.op("contains", self, _plain(item), lambda: bool(item in obj))
+
+    def __repr__(self) -> str:
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("repr", self, None, lambda: str(repr(obj))[:2000])
+
+    def __str__(self) -> str:
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("str", self, None, lambda: str(str(obj))[:2000])
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        import copy
+        obj = object.__getattribute__(self, "_w_obj")
+        return _probe(self).op("deepcopy", self, None, lambda: copy.deepcopy(obj))
+
+    def __reduce_ex__(self, protocol: int):
+        raise TypeError("a student's object cannot be pickled by a check")
+
+
+def _plain(value: Any) -> Any:
+    """A key or item the check passes, as recorded so that the judge can see it asks the same."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    return type(value).__name__
+
+
+def _probe(tap: Tap) -> "Probe":
+    return object.__getattribute__(tap, "_w_probe")
+
+
+def _handle_class(base: type, proxy: type, name: str, cache: dict) -> type:
+    """A subclass of Tap/Replay named like the student's type, whose `__class__` is `base`
+    (so `isinstance(obj, nn.Module)` and `type(obj).__name__` read as for the real object)."""
+    key = (base, name)
+    if key not in cache:
+        cache[key] = type(name, (proxy,), {"__slots__": (), "__class__": property(lambda self: base)})
+    return cache[key]
+
+
+class Probe(_Session):
+    """Records one check cell's calls (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrays: list[bytes] = []
+        self.nbytes = 0
+        self.objects: list[Any] = []
+        self.handles: dict[int, Tap] = {}
+        self.handle_of: dict[int, int] = {}
+        self.stack: list[list] = []
+        self.sent: dict[int, tuple] = {}   # id → (tensor, version, array): each sent once
+        self.opaque = 0
+        self.in_module = 0          # inside the forward of a module of the check's
+        self.in_student = 0
+        self.saved_rng: tuple | None = None
+        self.student_rng = _rng_state()
+        self._classes: dict = {}
+
+    # --- values crossing from the student's code to the check's ---
+    def _array(self, data: bytes) -> int:
+        self.nbytes += len(data)
+        if self.nbytes > MAX_BYTES:
+            raise ProbeError(f"the results to record exceed {MAX_BYTES >> 20} MB")
+        self.arrays.append(data)
+        return len(self.arrays) - 1
+
+    def _tensor(self, t: torch.Tensor, with_grad: bool = True, whole: bool = False) -> dict:
+        with torch._C.DisableTorchFunctionSubclass():
+            dtype = str(t.dtype).removeprefix("torch.")
+            if dtype not in _DTYPES:
+                raise ProbeError(f"a tensor of dtype {dtype}")
+            out = {"T": None, "dt": dtype, "sh": list(t.shape), "rg": bool(t.requires_grad),
+                   "p": isinstance(t, torch.nn.Parameter), "dv": str(t.device.type)}
+            if t.is_meta or (t.numel() > BIG and not whole):
+                return out                # shape and dtype only: a meta tensor for the judge
+            known = self.sent.get(id(t))
+            if known is not None and known[0] is t and known[1] == t._version:
+                out["T"] = known[2]       # the same tensor, unchanged since it was recorded
+            else:
+                same = self._equal_owned(t)
+                if same is not None:
+                    out["E"] = same       # equal to a tensor the check handed over
+                    out.pop("T")
+                else:
+                    data = torch.Tensor.detach(t).cpu().contiguous()
+                    if data.dtype == torch.bfloat16:
+                        data = data.view(torch.int16)
+                    out["T"] = self._array(data.numpy().tobytes())
+                    self.sent[id(t)] = (t, t._version, out["T"])
+            grad = t.grad if with_grad and t.is_leaf else None
+            if isinstance(grad, torch.Tensor) and not grad.is_meta:
+                out["g"] = self._tensor(grad, False)
+        return out
+
+    def _equal_owned(self, t: torch.Tensor) -> int | None:
+        """The number of a tensor of the check's equal to `t` (a model that loaded the check's
+        weights gives them back): its values need not be sent."""
+        if t.numel() < 4096:
+            return None
+        for k in self.by_shape.get((tuple(t.shape), t.dtype), ()):
+            owned = self.owned[k]
+            if owned is not t and owned.device == t.device and not owned.is_meta and torch.equal(owned.detach(), t.detach()):
+                return k
+        return None
+
+    def cross(self, value: Any, depth: int = 0) -> tuple[Any, Any]:
+        """(what to record, what the check sees here) for a value the student's code gave."""
+        if depth > MAX_DEPTH:
+            raise ProbeError("a result nested too deeply")
+        t = type(value)
+        if value is None or t in (bool, int, float, str):
+            if t is str and len(value) > 1_000_000:
+                raise ProbeError("a string over 1 MB")
+            return value, value
+        k = self.owned_index.get(id(value))
+        if k is not None and self.owned[k] is value:
+            return {"O": k}, value
+        if isinstance(value, Tap):
+            return {"H": object.__getattribute__(value, "_w_handle")}, value
+        if isinstance(value, torch.Tensor):
+            return self._tensor(value), value
+        if t in (list, tuple, set, frozenset, torch.Size) or t.__module__ == "torch.return_types":
+            items = list(itertools.islice(value, MAX_ITEMS + 1))
+            if len(items) > MAX_ITEMS:
+                raise ProbeError(f"a container of more than {MAX_ITEMS} items")
+            pairs = [self.cross(v, depth + 1) for v in items]
+            tag = {list: "l", tuple: "t", set: "s", frozenset: "fs", torch.Size: "S"}.get(t, "RT:" + t.__name__)
+            view = [b for _, b in pairs]
+            return {tag: [a for a, _ in pairs]}, (view if t is list else t(view))
+        if t in (dict, collections.OrderedDict):
+            if len(value) > MAX_ITEMS:
+                raise ProbeError(f"a dict of more than {MAX_ITEMS} items")
+            pairs = [(self.cross(k, depth + 1), self.cross(v, depth + 1)) for k, v in list(value.items())]
+            view = t((kv[1], vv[1]) for kv, vv in pairs)
+            return {"d" if t is dict else "od": [[kv[0], vv[0]] for kv, vv in pairs]}, view
+        if t is types.GeneratorType or t.__name__ in ("map", "filter", "zip", "list_iterator", "dict_itemiterator",
+                                                        "dict_keyiterator", "dict_valueiterator", "tuple_iterator"):
+            items = list(itertools.islice(value, MAX_ITEMS + 1))
+            if len(items) > MAX_ITEMS:
+                raise ProbeError(f"an iterator of more than {MAX_ITEMS} items")
+            pairs = [self.cross(v, depth + 1) for v in items]
+            return {"G": [a for a, _ in pairs]}, iter([b for _, b in pairs])
+        if t is torch.dtype:
+            return {"DT": str(value).removeprefix("torch.")}, value
+        if isinstance(value, type) and _trusted_class(value) is value:
+            return {"K": _class_path(value)}, value
+        if t is torch.device:
+            return {"DV": str(value)}, value
+        if t is slice:
+            parts = [self.cross(v, depth + 1) for v in (value.start, value.stop, value.step)]
+            return {"SL": [a for a, _ in parts]}, value
+        if t is np.ndarray:
+            if value.dtype.kind not in "biufc" or value.dtype.byteorder == ">":
+                raise ProbeError(f"an array of dtype {value.dtype}")
+            return {"A": self._array(np.ascontiguousarray(value).tobytes()), "dt": value.dtype.str,
+                    "sh": list(value.shape)}, value
+        if isinstance(value, np.generic) and t.__module__ == "numpy" and value.dtype.kind in "biufc":
+            return {"N": value.dtype.str, "v": value.item()}, value
+        if t is complex:
+            return {"C": [value.real, value.imag]}, value
+        n = self._handle(value)
+        return {"H": n}, self.handles[n]
+
+    def _handle(self, obj: Any) -> int:
+        n = self.handle_of.get(id(obj))
+        if n is not None:          # objects are kept alive here, so an id is never reused
+            return n
+        n = len(self.objects)
+        self.handle_of[id(obj)] = n
+        self.objects.append(obj)
+        base = _trusted_class(type(obj))
+        cls = _handle_class(base, Tap, _name(type(obj)), self._classes)
+        tap = object.__new__(cls)
+        for slot, v in (("_w_probe", self), ("_w_handle", n), ("_w_obj", obj)):
+            object.__setattr__(tap, slot, v)
+        self.handles[n] = tap
+        self.top().append({"new": n, "c": _class_path(base), "n": _name(type(obj))})
+        return n
+
+    def top(self) -> list:
+        return self.stack[-1]
+
+    # --- the student's code runs here ---
+    def _enter(self) -> None:
+        if self.in_student == 0:
+            self.saved_rng = _rng_state()
+            _set_rng_state(self.student_rng)
+        self.in_student += 1
+
+    def _leave(self) -> None:
+        self.in_student -= 1
+        if self.in_student == 0:
+            self.student_rng = _rng_state()
+            _set_rng_state(self.saved_rng)
+
+    def op(self, kind: str, tap: Tap | None, detail: Any, fn: Callable[[], Any]) -> Any:
+        if self.opaque:
+            return fn()
+        record: dict = {"op": kind}
+        if tap is not None:
+            record["h"] = object.__getattribute__(tap, "_w_handle")
+        if detail is not None:
+            record["a"] = detail
+        return self._record(record, fn, kind not in _READS, student=True)
+
+    def boundary(self, kind: str, fn: Callable[[], Any]) -> Any:
+        if self.opaque:
+            return fn()
+        return self._record({"op": "boundary", "a": kind}, fn, True, student=False)
+
+    def _refresh(self) -> None:
+        """Snapshots of what the check owns as they are now: the check's own code may have
+        changed them since (model.train(), p.grad = g) exactly as it does in the judge."""
+        for k, snapshot in self.snapshots.items():
+            value = self.owned[k]
+            if isinstance(value, torch.Tensor):
+                if snapshot[5] != _version_key(value):
+                    self.snapshots[k] = _tensor_state(value)
+            else:
+                self.snapshots[k] = _module_signature(value)
+
+    def _record(self, record: dict, fn: Callable[[], Any], changes: bool, student: bool) -> Any:
+        """Run `fn` (the student's code, or a boundary), recording its result, the calls back
+        into the check it made, the handles its result needs, and what it changed."""
+        if changes:
+            self._refresh()
+        self.top().append(record)
+        events: list = []
+        self.stack.append(events)
+        if student:
+            self._enter()
+        else:
+            self.opaque += 1
+        try:
+            try:
+                value = fn()
+            finally:
+                if student:
+                    self._leave()
+                else:
+                    self.opaque -= 1
+            if record["op"] in _CONVERT:
+                value = _CONVERT[record["op"]](value)
+            record["r"], view = self.cross(value)
+            return view
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # noqa: BLE001 — the student's code may raise anything
+            record.pop("r", None)
+            record["x"] = _exception(err)
+            raise
+        finally:
+            if changes:
+                self._changes(record)
+            self.stack.pop()
+            if events:
+                record["ev"] = events
+
+    def _changes(self, record: dict) -> None:
+        """Record what the student's code changed in what the check handed it."""
+        changed = []
+        for k in range(len(self.owned)):
+            value = self.owned[k]
+            if isinstance(value, torch.Tensor):
+                before = self.snapshots[k]
+                if not _unchanged(value, before):
+                    self.snapshots[k] = now = _tensor_state(value)
+                    change: dict = {"rg": bool(value.requires_grad)}
+                    if not _same(now[0], before[0]):
+                        change["v"] = self._tensor(value, False, True) if not value.is_meta else None
+                    if not _same(now[2], before[2]):
+                        grad = value.grad
+                        change["g"] = self._tensor(grad, False, True) if isinstance(grad, torch.Tensor) else None
+                    changed.append([k, change])
+            elif isinstance(value, torch.nn.Module) and k in self.snapshots:
+                signature = _module_signature(value)
+                if signature != self.snapshots[k]:
+                    self.snapshots[k] = signature
+                    changed.append([k, {"m": self._module(value)}])
+        if changed:
+            record["ch"] = changed
+
+    def _module(self, m: torch.nn.Module) -> dict:
+        """A module the check owns, after the student's code changed it: its tree, with the
+        modules and tensors the check knows by number, new ones by value (then numbered)."""
+        k = self.owned_id(m)
+        if not _is_course_module(m):
+            return {"H": self._handle(m)}
+        out: dict = {"tr": m.training, "c": _class_path(type(m))}
+        if k is not None:
+            out["O"] = k
+        tensors = {}
+        for kind, table in (("p", m._parameters), ("b", m._buffers)):
+            for name, t in table.items():
+                if t is None:
+                    tensors[f"{kind}:{name}"] = None
+                elif self.owned_id(t) is not None:
+                    tensors[f"{kind}:{name}"] = {"O": self.owned_id(t)}
+                else:
+                    tensors[f"{kind}:{name}"] = {"new": self._tensor(t, True, True)}
+                    self._own(t)
+        out["t"] = tensors
+        out["attrs"] = _plain_attributes(m)
+        out["kids"] = {name: self._module(child) for name, child in m._modules.items() if child is not None}
+        if k is None:
+            self._own(m)
+        return out
+
+    # --- values crossing from the check's code to the student's ---
+    def inward(self, value: Any, depth: int = 0) -> Any:
+        if self.opaque:             # inside a boundary nothing is recorded: only unwrap
+            if isinstance(value, Tap):
+                return real(value)
+            if type(value) in (list, tuple) and depth < MAX_DEPTH:
+                return type(value)(self.inward(v, depth + 1) for v in value)
+            if type(value) is dict and depth < MAX_DEPTH:
+                return {k: self.inward(v, depth + 1) for k, v in value.items()}
+            return value
+        return super().inward(value, depth)
+
+    def _unwrap(self, value: Any) -> Any:
+        return real(value) if isinstance(value, Tap) else value
+
+    def _callback(self, k: int, fn: Any) -> Any:
+        probe = self
+
+        module = isinstance(probe.owned[k], torch.nn.Module)
+
+        def callback(*args: Any, **kwargs: Any) -> Any:
+            if SESSION is not probe or probe.opaque or not probe.in_student or (module and probe.in_module):
+                return fn(*args, **kwargs)     # a module inside one being recorded: the judge runs it
+            record: dict = {"cb": k}
+            probe.top().append(record)
+            events: list = []
+            probe.stack.append(events)      # handles its arguments need, then the check's touches
+            try:
+                (record["args"], view_args), (record["kw"], view_kwargs) = probe.cross(list(args)), probe.cross(dict(kwargs))
+                record["gm"] = torch.is_grad_enabled()
+                probe._changes(record)      # what the student's code changed before calling back
+                probe.in_module += module
+                try:
+                    return fn(*view_args, **view_kwargs)
+                finally:
+                    probe.in_module -= module
+            finally:
+                probe._refresh()
+                probe.stack.pop()
+                if events:
+                    record["ev"] = events
+        return callback
+
+    def run(self, check: Callable, args: list, kwargs: dict) -> dict:
+        """Probe `check(*args, **kwargs)` (student objects already crossed); return the record."""
+        global SESSION
+        events: list = []
+        self.stack = [events]
+        outcome: Any = None
+        SESSION = self
+        try:
+            _seed_globals()
+            check(*args, **kwargs)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # noqa: BLE001 — the probe's verdict is only a hint
+            outcome = _exception(err)
+        finally:
+            SESSION = None
+            _set_rng_state(self.student_rng) if self.in_student == 0 else None
+        return {"ev": events, "end": outcome}
+
+
+def _name(cls: type) -> str:
+    name = str(getattr(cls, "__name__", "object"))
+    return name if name.isidentifier() and len(name) <= 80 else "object"
+
+
+def _exception(err: BaseException, depth: int = 0) -> dict:
+    text = str(err)
+    cause = err.__cause__
+    return {"e": _name(type(err)), "m": text[:2000], "ni": isinstance(err, NotImplementedError),
+            "ae": isinstance(err, AssertionError),
+            "cause": _exception(cause, depth + 1) if cause is not None and cause is not err and depth < 3 else None}
+
+
+def _rng_state() -> tuple:
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_rng_state(state: tuple | None) -> None:
+    if state is not None:
+        torch.set_rng_state(state[0])
+        np.random.set_state(state[1])
+        random.setstate(state[2])
+
+
+# --- a check cell: which calls, and their arguments ----------------------------------------
+
+def check_calls(source: str) -> list[tuple[str, list[tuple[str, str]], list[tuple[str, str, str]]]]:
+    """[(check name, [(kind, source) per positional arg], [(name, kind, source) per keyword])]
+    of a check cell, kind "literal" or "student". ValueError when the cell is anything else."""
+    tree = ast.parse(source)
+    calls = []
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == "checks"):
+            raise ValueError(f"a check cell holds only calls checks.<name>(...); line {stmt.lineno} is not one")
+
+        def arg(node: ast.AST) -> tuple[str, str]:
+            text = ast.unparse(node)
+            try:
+                ast.literal_eval(node)
+                return "literal", text
+            except ValueError:
+                return "student", text
+        calls.append((call.func.attr, [arg(a) for a in call.args],
+                      [(k.arg, *arg(k.value)) for k in call.keywords if k.arg]))
+    return calls
+
+
+def _check_function(lab: str, name: str) -> Callable:
+    import importlib
+    module = importlib.import_module(f"autograder.checks.{lab}")
+    fn = getattr(module, name, None)
+    if name.startswith("_") or name not in getattr(module, "__all__", ()) or not callable(fn):
+        raise ValueError(f"autograder.checks.{lab} has no check {name!r}")
+    return fn
+
+
+def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
+    """Probe every call of a check cell in the notebook's `namespace`: (header, blob)."""
+    results, probe = [], Probe()
+    for name, args, kwargs in check_calls(source):
+        check = _check_function(lab, name)
+        probe.stack = [[]]
+        record: dict = {"name": name}
+        values, failed = [], None
+        for kind, text in [*args, *((k, t) for _, k, t in kwargs)]:
+            if kind == "literal":
+                values.append(None)
+                continue
+            try:
+                value = eval(compile(text, "<check argument>", "eval"), namespace)  # the student's namespace
+                values.append(value)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as err:  # noqa: BLE001
+                failed = _exception(err)
+                break
+        if failed:
+            results.append({**record, "arg_error": failed})
+            break
+        crossed = []
+        try:
+            for value in values:
+                crossed.append(probe.cross(value) if value is not None else (None, None))
+        except ProbeError as err:
+            results.append({**record, "arg_error": _exception(err)})
+            break
+        record["args"] = [c[0] for c in crossed]
+        record["new"] = probe.stack[0]
+        views = [c[1] for c in crossed]
+        lits = [ast.literal_eval(t) if k == "literal" else None for k, t in [*args, *((k, t) for _, k, t in kwargs)]]
+        call_values = [lit if kind == "literal" else view
+                       for (kind, _), lit, view in zip([*args, *((k, t) for _, k, t in kwargs)], lits, views)]
+        positional = call_values[:len(args)]
+        keywords = {k: v for (k, _, _), v in zip(kwargs, call_values[len(args):])}
+        try:
+            record.update(probe.run(check, positional, keywords))
+        except ProbeError as err:
+            record["arg_error"] = _exception(err)
+        results.append(record)
+        if record.get("end") is not None:
+            break                      # the cell stops at its first failing call, as it would run
+    offsets, blob = [], b"".join(probe.arrays)
+    position = 0
+    for data in probe.arrays:
+        offsets.append([position, len(data)])
+        position += len(data)
+    return {"calls": results, "arrays": offsets}, blob
+
+
+# --- the judge (in the grader) ---------------------------------------------------------------
+
+class Replay:
+    """A student's object, as the check sees it in the judge: every touch is answered from the
+    probe's record; nothing of the student's runs."""
+    __slots__ = ("_w_judge", "_w_handle", "__weakref__")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_w_"):
+            raise AttributeError(name)
+        return _judge(self).replay("get", self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_w_judge", "_w_handle"):
+            object.__setattr__(self, name, value)
+            return
+        judge = _judge(self)
+        judge.inward(value)
+        judge.replay("set", self, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        judge = _judge(self)
+        judge.inward(list(args))
+        judge.inward(dict(kwargs))
+        return judge.replay("call", self, None)
+
+    def __iter__(self):
+        return iter(_judge(self).replay("iter", self, None))
+
+    def __len__(self) -> int:
+        return _judge(self).replay("len", self, None, int)
+
+    def __bool__(self) -> bool:
+        return _judge(self).replay("bool", self, None, bool)
+
+    def __getitem__(self, key: Any) -> Any:
+        judge = _judge(self)
+        key = judge.inward(key)
+        return judge.replay("getitem", self, _plain(key))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        judge = _judge(self)
+        key = judge.inward(key)
+        judge.inward(value)
+        judge.replay("setitem", self, _plain(key))
+
+    def __contains__(self, item: Any) -> bool:
+        judge = _judge(self)
+        item = judge.inward(item)
+        return judge.replay("contains", self, _plain(item), bool)
+
+    def __repr__(self) -> str:
+        return _judge(self).replay("repr", self, None, str)
+
+    def __str__(self) -> str:
+        return _judge(self).replay("str", self, None, str)
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return _judge(self).replay("deepcopy", self, None)
+
+    def __reduce_ex__(self, protocol: int):
+        raise TypeError("a student's object cannot be pickled by a check")
+
+
+def _judge(replay: Replay) -> "Judge":
+    return object.__getattribute__(replay, "_w_judge")
+
+
+class Judge(_Session):
+    """Runs a check against a probe's record (see the module's docstring)."""
+
+    def __init__(self, header: dict, blob: bytes, device: str = "cpu") -> None:
+        super().__init__()
+        self.header, self.blob, self.device = header, blob, device
+        self.arrays = [(int(o), int(n)) for o, n in header.get("arrays", [])]
+        if any(o < 0 or n < 0 or o + n > len(blob) for o, n in self.arrays):
+            raise ReplayMismatch("the probe's record points outside its data")
+        self.handles: dict[int, Replay] = {}
+        self.cursor: list[list] = []       # [events, next index] per nesting level
+        self._classes: dict = {}
+
+    # --- reading the record ---
+    def _next(self) -> dict:
+        if not self.cursor:
+            raise ReplayMismatch("the check asked for more than the probe recorded")
+        level = self.cursor[-1]
+        events, i = level
+        while i < len(events) and isinstance(events[i], dict) and "new" in events[i] and "op" not in events[i]:
+            self._new(events[i])
+            i += 1
+        if i >= len(events) or not isinstance(events[i], dict):
+            raise ReplayMismatch("the check asked for more than the probe recorded")
+        level[1] = i + 1
+        return events[i]
+
+    def _new(self, event: dict) -> None:
+        n = int(event["new"])
+        if n != len(self.handles):
+            raise ReplayMismatch("handles out of order")
+        cls = _handle_class(_resolve_class(event.get("c")), Replay, _name_of(event.get("n")), self._classes)
+        replay = object.__new__(cls)
+        object.__setattr__(replay, "_w_judge", self)
+        object.__setattr__(replay, "_w_handle", n)
+        self.handles[n] = replay
+
+    def _drain_new(self, events: list) -> None:
+        for event in events:
+            if isinstance(event, dict) and "new" in event and "op" not in event:
+                self._new(event)
+
+    def _tensor(self, spec: dict) -> torch.Tensor:
+        dtype = _DTYPES.get(spec.get("dt"))
+        shape = [int(s) for s in spec.get("sh", [])]
+        if dtype is None or any(s < 0 for s in shape):
+            raise ReplayMismatch("a tensor of an unknown dtype")
+        if "E" in spec:
+            k = int(spec["E"])
+            if not 0 <= k < len(self.owned) or not isinstance(self.owned[k], torch.Tensor):
+                raise ReplayMismatch("a reference to a tensor the check never handed over")
+            t = self.owned[k].detach().clone()
+            if list(t.shape) != shape or t.dtype != dtype:
+                raise ReplayMismatch("a reference to a tensor of another shape")
+        elif spec.get("T") is None:
+            t = torch.empty(shape, dtype=dtype, device="meta")
+        else:
+            offset, size = self.arrays[int(spec["T"])]
+            storage = torch.int16 if dtype == torch.bfloat16 else dtype
+            count = int(np.prod(shape)) if shape else 1
+            if count * torch.empty(0, dtype=storage).element_size() != size:
+                raise ReplayMismatch("a tensor whose data does not match its shape")
+            data = bytearray(self.blob[offset:offset + size])
+            t = torch.frombuffer(data, dtype=storage) if size else torch.empty(0, dtype=storage)
+            t = t.reshape(shape)
+            if dtype == torch.bfloat16:
+                t = t.view(torch.bfloat16)
+            if spec.get("dv") == "cuda" and self.device == "cuda" and torch.cuda.is_available():
+                t = t.cuda()
+        if spec.get("p"):
+            t = torch.nn.Parameter(t, requires_grad=bool(spec.get("rg")))
+        elif spec.get("rg") and (t.is_floating_point() or t.is_complex()):
+            t.requires_grad_(True)
+        if isinstance(spec.get("g"), dict):
+            try:
+                t.grad = self._tensor({**spec["g"], "g": None, "p": False, "rg": False})
+            except RuntimeError as err:
+                raise ReplayMismatch(f"a gradient that does not fit its tensor ({err})") from None
+        return t
+
+    def decode(self, value: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise ReplayMismatch("a value nested too deeply")
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if not isinstance(value, dict) or len(value) == 0:
+            raise ReplayMismatch("a value of an unknown form")
+        if "O" in value:
+            k = int(value["O"])
+            if not 0 <= k < len(self.owned):
+                raise ReplayMismatch("a reference to an object the check never handed over")
+            return self.owned[k]
+        if "H" in value:
+            n = int(value["H"])
+            if n not in self.handles:
+                raise ReplayMismatch("a reference to an unknown object")
+            return self.handles[n]
+        if "T" in value or "E" in value:
+            return self._tensor(value)
+        tag, items = next(iter(value.items()))
+        if tag in ("l", "t", "s", "fs", "S", "G") or tag.startswith("RT:"):
+            decoded = [self.decode(v, depth + 1) for v in items]
+            if tag.startswith("RT:"):
+                cls = getattr(torch.return_types, tag[3:], None)
+                return cls(decoded) if isinstance(cls, type) else tuple(decoded)
+            return {"l": list, "t": tuple, "s": set, "fs": frozenset, "S": lambda v: torch.Size(v),
+                    "G": iter}[tag](decoded)
+        if tag in ("d", "od"):
+            pairs = [(self.decode(k, depth + 1), self.decode(v, depth + 1)) for k, v in items]
+            return dict(pairs) if tag == "d" else collections.OrderedDict(pairs)
+        if tag == "DT":
+            dtype = _DTYPES.get(items)
+            if dtype is None:
+                raise ReplayMismatch("an unknown dtype")
+            return dtype
+        if tag == "DV":
+            return torch.device(str(items)[:20])
+        if tag == "K":
+            return _resolve_class(items)
+        if tag == "SL":
+            return slice(*(self.decode(v, depth + 1) for v in items))
+        if tag == "A":
+            dtype = np.dtype(str(value["dt"]))
+            if dtype.kind not in "biufc" or dtype.hasobject:
+                raise ReplayMismatch("an array of an unsafe dtype")
+            offset, size = self.arrays[int(items)]
+            return np.frombuffer(self.blob[offset:offset + size], dtype=dtype).reshape([int(s) for s in value["sh"]]).copy()
+        if tag == "N":
+            dtype = np.dtype(str(items))
+            if dtype.kind not in "biufc":
+                raise ReplayMismatch("a number of an unsafe dtype")
+            return dtype.type(value["v"])
+        if tag == "C":
+            return complex(float(items[0]), float(items[1]))
+        raise ReplayMismatch(f"a value of an unknown form ({tag!r})")
+
+    def _raise(self, spec: dict) -> None:
+        err = _rebuild_exception(spec)
+        raise err
+
+    # --- what the check hands over, and the record's answers ---
+    def replay(self, kind: str, replay: Replay | None, detail: Any, convert=None) -> Any:
+        record = self._next()
+        handle = object.__getattribute__(replay, "_w_handle") if replay is not None else None
+        if record.get("op") != kind or record.get("h") != handle or record.get("a") != detail:
+            raise ReplayMismatch(f"the check did {kind} {detail or ''} on object {handle}, the probe recorded "
+                                 f"{record.get('op')} {record.get('a') or ''} on object {record.get('h')}")
+        events = record.get("ev", [])
+        if not isinstance(events, list):
+            raise ReplayMismatch("a record of an unknown form")
+        for event in events:
+            if isinstance(event, dict) and "cb" in event:
+                self._replay_callback(event)
+            elif isinstance(event, dict) and "new" in event:
+                self._new(event)
+        self._apply(record.get("ch", []))
+        if "x" in record:
+            self._raise(record["x"])
+        value = self.decode(record.get("r"))
+        if convert is not None:
+            if type(value) is not convert:
+                raise ReplayMismatch(f"{kind} gave a {type(value).__name__}")
+        return value
+
+    def boundary(self, kind: str, fn: Callable[[], Any]) -> Any:
+        return self.replay("boundary", None, kind)
+
+    def _replay_callback(self, event: dict) -> None:
+        k = int(event["cb"])
+        if not 0 <= k < len(self.owned) or not (_is_check_callable(self.owned[k])
+                                                  or isinstance(self.owned[k], torch.nn.Module)):
+            raise ReplayMismatch("a call back into the check that it never handed over")
+        nested = event.get("ev", [])
+        self.cursor.append([nested if isinstance(nested, list) else [], 0])
+        try:
+            self._drain_pending_new(event)
+            args, kwargs = self.decode(event.get("args")), self.decode(event.get("kw"))
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ReplayMismatch("a call back with arguments of an unknown form")
+            self._apply(event.get("ch", []))
+            try:
+                with torch.set_grad_enabled(bool(event.get("gm", True))):
+                    self.owned[k](*args, **kwargs)
+            except ReplayMismatch:
+                raise
+            except Exception:  # noqa: BLE001 — the probe's record already says how the call ended
+                pass
+        finally:
+            self.cursor.pop()
+
+    def _drain_pending_new(self, event: dict) -> None:
+        """Handles made while the call back's arguments crossed come first in its events."""
+        level = self.cursor[-1]
+        events, i = level
+        while i < len(events) and isinstance(events[i], dict) and "new" in events[i] and "op" not in events[i]:
+            self._new(events[i])
+            i += 1
+        level[1] = i
+
+    def _apply(self, changes: Any) -> None:
+        if not isinstance(changes, list):
+            raise ReplayMismatch("changes of an unknown form")
+        for k, state in changes:
+            k = int(k)
+            if not 0 <= k < len(self.owned):
+                raise ReplayMismatch("a change to an object the check never handed over")
+            target = self.owned[k]
+            if isinstance(target, torch.Tensor) and isinstance(state, dict) and "rg" in state:
+                with torch.no_grad():
+                    if state.get("v") is not None:
+                        value = self._tensor({**state["v"], "g": None, "p": False, "rg": False})
+                        if value.shape != target.shape or value.dtype != target.dtype:
+                            target.data = value.to(target.device)
+                        else:
+                            target.copy_(value)
+                try:
+                    if target.is_leaf and (target.is_floating_point() or target.is_complex()):
+                        target.requires_grad_(bool(state["rg"]))
+                    if "g" in state:
+                        grad = state["g"]
+                        target.grad = None if grad is None else self._tensor({**grad, "g": None, "p": False, "rg": False})
+                except RuntimeError as err:
+                    raise ReplayMismatch(f"a change that does not fit its tensor ({err})") from None
+                self.snapshots[k] = _tensor_state(target)
+            elif isinstance(target, torch.nn.Module) and "m" in state:
+                self._rebuild(target, state["m"])
+            else:
+                raise ReplayMismatch("a change of an unknown form")
+
+    def _rebuild(self, module: torch.nn.Module, spec: dict) -> None:
+        """Make `module` what the probe recorded (see Probe._module), numbering what is new in
+        the probe's order."""
+        if not isinstance(spec, dict):
+            raise ReplayMismatch("a module of an unknown form")
+        module.training = bool(spec.get("tr"))
+        for key, entry in dict(spec.get("t", {})).items():
+            kind, name = str(key).split(":", 1)
+            table = module._parameters if kind == "p" else module._buffers
+            if entry is None:
+                table[name] = None
+            elif "O" in entry:
+                table[name] = self.decode(entry)
+            else:
+                t = self._tensor(entry["new"])
+                table[name] = t
+                self._own(t)
+        for attr, v in dict(spec.get("attrs", {})).items():
+            if type(v) in (bool, int, float, str, list) and not str(attr).startswith("_"):
+                object.__setattr__(module, str(attr), tuple(v) if type(v) is list else v)
+        kids = dict(spec.get("kids", {}))
+        for name in [n for n in module._modules if n not in kids]:
+            del module._modules[name]
+        for name, child in kids.items():
+            if not isinstance(child, dict):
+                raise ReplayMismatch("a module of an unknown form")
+            if "H" in child:
+                module._modules[name] = self.decode({"H": child["H"]})
+                continue
+            if "O" in child:
+                current = self.decode({"O": child["O"]})
+                if not isinstance(current, torch.nn.Module):
+                    raise ReplayMismatch("a module that is not one")
+            else:
+                cls = _resolve_class(child.get("c"))
+                if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+                    raise ReplayMismatch("a module of an unknown class")
+                current = cls.__new__(cls)
+                torch.nn.Module.__init__(current)
+            module._modules[name] = current
+            self._rebuild(current, child)
+        if "O" not in spec:
+            self._own(module)
+        k = self.owned_id(module)
+        if k is not None and k in self.snapshots:
+            self.snapshots[k] = _module_signature(module)
+
+    def run(self, check: Callable, call: dict, literal_args: list, literal_kwargs: dict) -> None:
+        """Run `check` against the record of one call; raises as the check does."""
+        global SESSION
+        if "arg_error" in call:
+            self._raise(call["arg_error"])
+        self._drain_new(call.get("new", []))
+        args = [self.decode(a) if literal is _STUDENT else literal for a, literal in
+                zip(call.get("args", []), [*literal_args, *literal_kwargs.values()])]
+        n = len(literal_args)
+        positional = args[:n]
+        keywords = dict(zip(literal_kwargs, args[n:]))
+        if len(args) != n + len(literal_kwargs):
+            raise ReplayMismatch("the probe recorded other arguments than the check cell has")
+        self.cursor = [[call.get("ev", []), 0]]
+        SESSION = self
+        try:
+            _seed_globals()
+            check(*positional, **keywords)
+        finally:
+            SESSION = None
+
+
+_STUDENT = object()   # an argument the probe evaluated in the notebook
+
+
+def _name_of(value: Any) -> str:
+    return value if isinstance(value, str) and value.isidentifier() and len(value) <= 80 else "object"
+
+
+def _rebuild_exception(spec: Any) -> BaseException:
+    if not isinstance(spec, dict):
+        return ReplayMismatch("an exception of an unknown form")
+    name, message = _name_of(spec.get("e")), str(spec.get("m", ""))[:2000]
+    if spec.get("ni"):
+        cls: type = NotImplementedError
+    elif spec.get("ae"):
+        cls = AssertionError
+    else:
+        cls = _EXCEPTIONS.get(name) or type(name, (Exception,), {})
+    err = cls(message) if cls is not KeyError else KeyError(message.strip("'\""))
+    if spec.get("cause"):
+        err.__cause__ = _rebuild_exception(spec["cause"])
+    return err
+
+
+def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "cpu") -> None:
+    """Judge one check cell from its probe's record: returns when every call passes; raises the
+    check's AssertionError (or NotImplementedError, Skipped, ReplayMismatch) otherwise."""
+    if not isinstance(header, dict) or not isinstance(header.get("calls"), list):
+        raise ReplayMismatch("the probe left no record of this check")
+    judge = Judge(header, blob, device)
+    calls = check_calls(source)
+    records = header["calls"]
+    for i, (name, args, kwargs) in enumerate(calls):
+        if i >= len(records) or not isinstance(records[i], dict) or records[i].get("name") != name:
+            raise ReplayMismatch(f"the probe left no record of checks.{name}")
+        literal_args = [ast.literal_eval(t) if k == "literal" else _STUDENT for k, t in args]
+        literal_kwargs = {key: ast.literal_eval(t) if k == "literal" else _STUDENT for key, k, t in kwargs}
+        judge.run(_check_function(lab, name), records[i], literal_args, literal_kwargs)
+
+
+def probe_to_file(lab: str, source: str, namespace: dict, path: str) -> None:
+    """Probe a check cell and write its record to `path` (8-byte sizes, JSON header, data)."""
+    header, blob = probe_cell(lab, source, namespace)
+    data = json.dumps(header).encode()
+    with open(path, "wb") as out:
+        out.write(struct.pack(">II", len(data), len(blob)))
+        out.write(data)
+        out.write(blob)
+
+
+def read_records(blob: bytes, index: Any) -> dict[int, tuple[dict, bytes]]:
+    """The probes' records the worker sent: {cell index: (header, data)}; a record that does not
+    parse is left out (its check then fails: no record)."""
+    records = {}
+    if not isinstance(index, list):
+        return records
+    for entry in index[:1000]:
+        try:
+            cell, offset, size = (int(v) for v in entry)
+            if offset < 0 or size < 8 or offset + size > len(blob):
+                continue
+            head, data_size = struct.unpack(">II", blob[offset:offset + 8])
+            if 8 + head + data_size != size:
+                continue
+            header = json.loads(blob[offset + 8:offset + 8 + head])
+            if isinstance(header, dict):
+                records[cell] = (header, blob[offset + 8 + head:offset + size])
+        except (TypeError, ValueError):
+            continue
+    return records
