@@ -162,8 +162,10 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
     except ReplayMismatch as e:
         return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
                                                   "the notebook changed the grader's code or data")
-    except Exception as e:  # noqa: BLE001 — the check met a value it does not handle: a failure, with why
-        return Outcome("error", type(e).__name__, str(e))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 — the student's exception, replayed, or a value the check
+        return Outcome("error", type(e).__name__, str(e))   # does not handle: a failure, with why
     return Outcome("ok")
 
 

@@ -499,6 +499,10 @@ class Probe(_Session):
             return {"N": value.dtype.str, "v": value.item()}, value
         if t is complex:
             return {"C": [value.real, value.imag]}, value
+        for base in (float, int, str):      # a subclass that may lie: its true value, as the base type
+            if isinstance(value, base):
+                plain = base.__float__(value) if base is float else base.__int__(value) if base is int else base.__str__(value)
+                return self.cross(plain, depth + 1)
         n = self._handle(value)
         return {"H": n}, self.handles[n]
 
@@ -716,9 +720,13 @@ def _name(cls: type) -> str:
 
 
 def _exception(err: BaseException, depth: int = 0) -> dict:
-    text = str(err)
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 — a student's exception whose str() raises
+        text = ""
     cause = err.__cause__
-    return {"e": _name(type(err)), "m": text[:2000], "ni": isinstance(err, NotImplementedError),
+    return {"e": str(getattr(type(err), "__name__", "Exception"))[:200], "m": text[:2000],
+            "base": not isinstance(err, Exception), "ni": isinstance(err, NotImplementedError),
             "ae": isinstance(err, AssertionError),
             "cause": _exception(cause, depth + 1) if cause is not None and cause is not err and depth < 3 else None}
 
@@ -1206,13 +1214,13 @@ def _name_of(value: Any) -> str:
 def _rebuild_exception(spec: Any) -> BaseException:
     if not isinstance(spec, dict):
         return ReplayMismatch("an exception of an unknown form")
-    name, message = _name_of(spec.get("e")), str(spec.get("m", ""))[:2000]
+    name, message = str(spec.get("e", "Exception"))[:200] or "Exception", str(spec.get("m", ""))[:2000]
     if spec.get("ni"):
         cls: type = NotImplementedError
     elif spec.get("ae"):
         cls = AssertionError
-    else:
-        cls = _EXCEPTIONS.get(name) or type(name, (Exception,), {})
+    else:   # named as the student's was (messages quote it); BaseException if it was not an Exception
+        cls = _EXCEPTIONS.get(name) or type(name, (BaseException if spec.get("base") else Exception,), {})
     err = cls(message) if cls is not KeyError else KeyError(message.strip("'\""))
     if spec.get("cause"):
         err.__cause__ = _rebuild_exception(spec["cause"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ ATTACKS = {
                         "_fake.sigmoid_grad = lambda *a, **k: None\nsys.modules['autograder.checks.backprop'] = _fake",
     "patch-assertion-error": "import builtins\nclass _Quiet(Exception):\n    pass\nbuiltins.AssertionError = _Quiet",
 }
-# a function that patches torch while the check calls it: caught after the check cell
+# a function that patches torch while the check calls it: the judge runs in the grader, unpatched
 DURING = ("_honest = sigmoid_grad\n"
           "def sigmoid_grad(x):\n"
           "    import torch\n"
@@ -78,11 +79,11 @@ def test_patching_in_an_answer_cell_earns_nothing(attacked, attack):
     assert any(note.startswith("restored before cell") for note in result.notes), result.notes
 
 
-def test_patching_while_the_check_runs_fails_the_check(attacked):
+def test_patching_while_the_check_runs_earns_nothing(attacked):
+    """The function patches torch.allclose in the notebook's process each time the check calls
+    it; the verdict is the judge's, in the grading process: the wrong answer's own message."""
     attacked, _ = attacked
-    lost = _lost(attacked["during-check"])
-    assert list(lost) == [TARGET]
-    assert lost[TARGET].startswith("TamperingError: the submission replaced torch.allclose while this check ran")
+    assert _lost(attacked["during-check"]) == _lost(attacked["wrong"])
 
 
 def test_a_serial_regrade_equals_the_parallel_run(course, attacked, tmp_path):
@@ -181,10 +182,13 @@ def test_required_gpu_on_a_grader_without_cuda_costs_exactly_the_gpu_point(score
 def test_labels_changed_in_the_notebook_do_not_count(scored):
     check = scored["cheat"]["accuracy"]
     assert check.points == 0
-    assert check.message.startswith("LeNet5 accuracy on the hidden test split: expected ≥ 0.92, got 0.1"), check.message
+    # the validation split is judged outside the notebook too, with the grader's labels
+    assert re.match(r"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ 0.92, got 0.1", check.message), \
+        check.message
 
 
 def test_the_scorer_cannot_read_the_hidden_labels(scored):
     check = scored["peek"]["accuracy"]
     assert check.points == 0
-    assert check.message.startswith("LeNet5 accuracy on the hidden test split: expected ≥ 0.92, got 0.1"), check.message
+    assert re.match(r"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ 0.92, got 0.1", check.message), \
+        check.message

@@ -7,6 +7,7 @@ with `_` is one check, named as in course.yml. Helpers here keep every message i
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -136,13 +137,16 @@ def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) 
 
 def count_params(model: Any, trainable_only: bool = False) -> int:
     """Parameters of `model` (only those that require grad, with `trainable_only`). While
-    grading, the student's model counts them in the probe: the judge gets the number, not
-    every weight of a network of millions."""
+    grading, the probe reports the parameters' shapes (not every weight of a network of
+    millions) and the judge counts."""
     from autograder import witness
 
-    def count() -> int:
-        return int(sum(p.numel() for p in witness.real(model).parameters() if p.requires_grad or not trainable_only))
-    return witness.boundary("count", count) if witness.is_student(model) else count()
+    def shapes() -> list[list[int]]:
+        return [list(p.shape) for p in witness.real(model).parameters() if p.requires_grad or not trainable_only]
+    found = witness.boundary("shapes", shapes) if witness.is_student(model) else shapes()
+    if not isinstance(found, list) or not all(isinstance(s, list) and all(type(n) is int and n >= 0 for n in s) for s in found):
+        fail("parameters", "a list of shapes", type(found).__name__, "the probe's record is damaged")
+    return int(sum(math.prod(s) for s in found))
 
 
 def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:

@@ -1,0 +1,227 @@
+"""Verdicts outside the student's process (autograder.witness): every attack of issue 11, each a
+real notebook graded through `grade_class`, earns no point that the honest answer lacks.
+
+The notebook's process only probes: it records what the student's code returned, and the grading
+process judges. Patching torch, the checks, the guard or the report pipe, tracing, lying numbers
+and forged records change at most what the probe recorded, never how it is judged.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import nbformat
+import pytest
+
+from autograder.build import dumps
+from autograder.grade import grade_class
+from autograder import witness
+from tests.planted import bug, plant
+
+WRONG = bug("wrong", "sigmoid_grad", "return s * (1 - s)", "return x * (1 - x)", "sigmoid_grad")
+
+# appended to the first answer cell (worked_example) of the blank backprop exercise
+ON_BLANK = {
+    # nbclient/IPython would run every later cell, check cells included, as `pass`
+    "input-transformer": "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])",
+    # "cell ok" for every cell and "done", written to the worker's report pipe, then exit
+    "report-pipe": (
+        "import json, os, stat\n"
+        "for fd in range(3, 256):\n"
+        "    try:\n"
+        "        if not stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+        "            continue\n"
+        "        for i in range(200):\n"
+        "            os.write(fd, (json.dumps({'index': i, 'seconds': 0.0}) + '\\n').encode())\n"
+        "        os.write(fd, b'{\"done\": true}\\n')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)"),
+}
+
+# appended to the wrong sigmoid_grad's cell: none may earn its point back
+ON_WRONG = {
+    # the guard found with gc and disabled, then torch's comparisons patched
+    "gc-guard": (
+        "import gc, torch\nfrom autograder.integrity import Guard\n"
+        "for _g in [o for o in gc.get_objects() if isinstance(o, Guard)]:\n"
+        "    _g.restore = lambda: []\n    _g.saved = []\n    _g.code = {}\n"
+        "torch.allclose = lambda *a, **k: True"),
+    # a trace function that turns every failure of the checks into a return
+    "settrace": (
+        "import sys\n"
+        "def _tracer(frame, event, arg):\n"
+        "    if event == 'call' and frame.f_code.co_name in ('fail', 'expect', 'expect_close'):\n"
+        "        frame.f_globals.get('__name__', '').startswith('autograder') and sys.settrace(None)\n"
+        "    return None\n"
+        "import autograder.checks as _c\n"
+        "_c.fail = lambda *a, **k: None\n"
+        "sys.settrace(_tracer)"),
+    # a thread that keeps patching the checks' helpers while the check runs
+    "patching-thread": (
+        "import threading, time, torch\nimport autograder.checks as _c\nimport autograder.checks.backprop as _b\n"
+        "def _patch():\n"
+        "    while True:\n"
+        "        _c.fail = _b.fail = lambda *a, **k: None\n"
+        "        _c.expect = _b.expect = lambda *a, **k: None\n"
+        "        torch.allclose = lambda *a, **k: True\n"
+        "        time.sleep(0.0005)\n"
+        "threading.Thread(target=_patch, daemon=True).start()"),
+    # a tensor whose comparisons all say "equal"
+    "lying-tensor": (
+        "import torch\n"
+        "class _Liar(torch.Tensor):\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        if func in (torch.allclose, torch.equal):\n"
+        "            return True\n"
+        "        return super().__torch_function__(func, types, args, kwargs or {})\n"
+        "_wrong = sigmoid_grad\n"
+        "def sigmoid_grad(x):\n"
+        "    return _wrong(x).as_subclass(_Liar)"),
+    # forged probe records for every check cell, written over the real ones while they run
+    "forged-records": (
+        "import os, json, struct, threading, time\n"
+        "_dir = os.environ.get('COURSE_PROBE_DIR', '/nonexistent')\n"
+        "_head = json.dumps({'calls': [{'name': 'sigmoid_grad', 'args': [{'H': 0}], 'ev': [], 'end': None,\n"
+        "                               'new': [{'new': 0, 'c': 'builtins:object', 'n': 'function'}]}],\n"
+        "                    'arrays': []}).encode()\n"
+        "_record = struct.pack('>II', len(_head), 0) + _head\n"
+        "def _forge():\n"
+        "    while True:\n"
+        "        for i in range(200):\n"
+        "            try:\n"
+        "                with open(os.path.join(_dir, str(i)), 'wb') as f:\n"
+        "                    f.write(_record)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "        time.sleep(0.001)\n"
+        "threading.Thread(target=_forge, daemon=True).start()"),
+}
+
+# rel_error returning a float that says it equals anything
+LYING_FLOAT = (
+    "class _Liar(float):\n"
+    "    __eq__ = lambda self, other: True\n"
+    "    __ne__ = lambda self, other: False\n"
+    "    __le__ = __ge__ = __eq__\n"
+    "    __sub__ = __rsub__ = lambda self, other: 0.0\n"
+    "    __abs__ = lambda self: 0.0\n"
+    "    __float__ = lambda self: 0.0\n"
+    "def rel_error(a, b):\n"
+    "    return _Liar(123.0)")
+
+# detection: a constant mAP, and the cached golden values changed to that constant
+GOLDEN = (
+    "import autograder.checks as _c\n"
+    "for _key in ('map', 'map_50', 'map_75'):\n"
+    "    _c.golden('detection')[_key] = 0.25\n"
+    "def mean_average_precision(preds, targets, iou_thresholds=None):\n"
+    "    return 2 / 3 if len(preds) == 1 else 0.25")
+
+
+def _append(nb, grade_id: str, code: str):
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    cell.source += "\n\n" + code
+    return nb
+
+
+def _lost(result) -> dict[str, str]:
+    return {c.name: c.message for c in result.checks if not c.passed}
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    solution = nbformat.read(course.solution_path("backprop"), as_version=4)
+    blank = nbformat.read(course.exercise_path("backprop"), as_version=4)
+    wrong = plant(solution, WRONG)
+    notebooks = {("blank", "backprop"): blank, ("wrong", "backprop"): wrong,
+                 ("lying-float", "backprop"): _append(solution, "rel_error", LYING_FLOAT)}
+    notebooks.update({(name, "backprop"): _append(blank, "worked_example", code) for name, code in ON_BLANK.items()})
+    notebooks.update({(name, "backprop"): _append(wrong, "sigmoid_grad", code) for name, code in ON_WRONG.items()})
+    detection = nbformat.read(course.solution_path("detection"), as_version=4)
+    notebooks[("golden", "detection")] = _append(detection, "mean_average_precision", GOLDEN)
+    root = tmp_path_factory.mktemp("judged")
+    for (student, lab), nb in notebooks.items():
+        (root / student).mkdir(exist_ok=True)
+        (root / student / f"{lab}.ipynb").write_text(dumps(nb))
+    results, _ = grade_class(root, course, ["backprop", "detection"], jobs=2)
+    return {r.student: r for r in results}
+
+
+@pytest.mark.parametrize("attack", sorted(ON_BLANK))
+def test_a_blank_notebook_that_attacks_the_grader_scores_zero(graded, attack):
+    result = graded[attack]
+    assert not result.grader_error
+    assert result.score == 0 and len(_lost(result)) == len(result.checks)
+
+
+@pytest.mark.parametrize("attack", sorted(ON_WRONG))
+def test_a_wrong_answer_that_attacks_the_grader_earns_nothing(graded, attack):
+    honest = _lost(graded["wrong"])
+    assert set(honest) == {"sigmoid_grad"} and "expected" in honest["sigmoid_grad"]
+    result = graded[attack]
+    assert not result.grader_error
+    assert result.score <= graded["wrong"].score
+    assert "sigmoid_grad" in _lost(result)
+
+
+@pytest.mark.parametrize("attack", ["gc-guard", "settrace", "patching-thread", "lying-tensor"])
+def test_patching_the_notebooks_process_changes_nothing_the_judge_says(graded, attack):
+    """The same check lost with the same message as the honest wrong answer: the judge, in the
+    grading process, saw the true values."""
+    assert _lost(graded[attack]) == _lost(graded["wrong"])
+
+
+def test_forged_records_fail_every_check_they_replace(graded):
+    lost = _lost(graded["forged-records"])
+    assert "sigmoid_grad" in lost
+    assert any("record" in message for message in lost.values()), lost
+
+
+def test_a_float_that_lies_is_judged_by_its_value(graded):
+    lost = _lost(graded["lying-float"])
+    assert set(lost) == {"rel_error"}
+    assert "got 123" in lost["rel_error"], lost
+
+
+def test_golden_values_changed_in_the_notebook_change_nothing(graded):
+    lost = _lost(graded["golden"])
+    assert set(lost) == {"mean_average_precision"}
+    assert "expected 0.386433" in lost["mean_average_precision"], lost
+
+
+# ------------------------------------------------------------------ the record, as data
+def test_records_are_plain_data_and_never_a_verdict():
+    """A probe's record is JSON plus raw array bytes: no pickle, no "passed"."""
+    import torch
+
+    def student(x):
+        return torch.sigmoid(x) * (1 - torch.sigmoid(x))
+    header, blob = witness.probe_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", {"sigmoid_grad": student})
+    text = json.dumps(header)
+    assert "pass" not in text.lower() and b"\x80\x04" not in blob[:2]   # no verdict, no pickle
+    witness.judge_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", json.loads(text), blob)
+
+
+def test_a_record_from_another_answer_fails():
+    """A record made with one answer does not pass the check for another's inputs: the judge
+    chooses the inputs (here a literal the source fixes), the record only answers."""
+    import torch
+    header, blob = witness.probe_cell("backprop", "checks.rel_error(rel_error)", {"rel_error": lambda a, b: 0.0})
+    with pytest.raises(AssertionError, match="rel_error"):
+        witness.judge_cell("backprop", "checks.rel_error(rel_error)", header, blob)
+    header, blob = witness.probe_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)",
+                                      {"sigmoid_grad": lambda x: torch.zeros_like(x)})
+    header["calls"][0]["ev"] = header["calls"][0]["ev"][:1]           # cut short: the judge needs more
+    with pytest.raises((AssertionError, witness.ReplayMismatch)):
+        witness.judge_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", header, blob)
+
+
+def test_a_check_cell_is_only_calls_of_checks():
+    assert witness.check_calls("checks.iou(iou)\nchecks.iou(iou, seed=1)") == [
+        ("iou", [("student", "iou")], []), ("iou", [("student", "iou")], [("seed", "literal", "1")])]
+    for source in ("import os", "x = checks.iou(iou)", "checks.iou(iou); print(1)", "other.iou(iou)"):
+        with pytest.raises(ValueError):
+            witness.check_calls(source)
