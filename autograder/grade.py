@@ -146,7 +146,7 @@ def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) 
 _JUDGE_LOCK = threading.Lock()   # a judge seeds torch's global generator: one at a time
 
 
-def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str) -> Outcome:
+def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None) -> Outcome:
     """The verdict on one check cell, decided here from its probe's record (autograder.witness):
     "ok", or "error" with the check's message."""
     from .checks import Skipped
@@ -156,7 +156,7 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
                                                   "with the grader, or the check cell did not run)")
     try:
         with _JUDGE_LOCK:
-            judge_cell(lab_id, source, record[0], record[1], device)
+            judge_cell(lab_id, source, record[0], record[1], device, facts)
     except (AssertionError, NotImplementedError, Skipped) as e:
         return Outcome("error", type(e).__name__, str(e))
     except ReplayMismatch as e:
@@ -170,7 +170,8 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
 
 
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
-          device: str = "cpu", records: dict[int, tuple[dict, bytes]] | None = None) -> list[CheckResult]:
+          device: str = "cpu", records: dict[int, tuple[dict, bytes]] | None = None,
+          facts: dict | None = None) -> list[CheckResult]:
     """Points per check of `lab` from the executed notebook's test cells; the GPU check's points
     follow `gpu_policy` on a grader whose device is `device`. With `records` (the probes'), a
     check cell that ran is judged here; a cell that timed out, died or never ran fails as such."""
@@ -188,7 +189,7 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             max_points = lab.checks[name]
             if records is not None and outcome.status in ("ok", "error"):
                 if index in records or outcome.status == "ok":
-                    outcome = judge(lab.id, cell.source, records.get(index), device)
+                    outcome = judge(lab.id, cell.source, records.get(index), device, facts)
             if outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
             else:
@@ -290,7 +291,11 @@ def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images,
     outcomes, run_notes, predictions = _parse_reply(reply)
     records = read_records(blob, reply.get("records"))
     del blob
-    checks = score(nb, outcomes, lab, course.gpu, device, records)
+    facts = {"notebook_seconds": reply.get("notebook_seconds")}
+    if lab.id == "capstone":
+        from .data import capstone_dataset
+        facts["dataset"] = capstone_dataset(course.data_root_path)
+    checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
                   compute, fingerprint=stamp, sandboxed=sandboxed), predictions

@@ -80,6 +80,12 @@ def judging() -> bool:
     return isinstance(SESSION, Judge)
 
 
+def measured(name: str) -> float | None:
+    """A figure the grader measured outside the sandbox (while judging), else None."""
+    value = SESSION.facts.get(name) if isinstance(SESSION, Judge) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def real(obj: Any) -> Any:
     """The student's object behind a Tap (in the probe); anything else unchanged."""
     return object.__getattribute__(obj, "_w_obj") if isinstance(obj, Tap) else obj
@@ -818,9 +824,7 @@ def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
             record.update(probe.run(check, positional, keywords))
         except ProbeError as err:
             record["arg_error"] = _exception(err)
-        results.append(record)
-        if record.get("end") is not None:
-            break                      # the cell stops at its first failing call, as it would run
+        results.append(record)      # every call is probed: the judge, not the probe, stops at a failure
     offsets, blob = [], b"".join(probe.arrays)
     position = 0
     for data in probe.arrays:
@@ -909,9 +913,10 @@ def _judge(replay: Replay) -> "Judge":
 class Judge(_Session):
     """Runs a check against a probe's record (see the module's docstring)."""
 
-    def __init__(self, header: dict, blob: bytes, device: str = "cpu") -> None:
+    def __init__(self, header: dict, blob: bytes, device: str = "cpu", facts: dict | None = None) -> None:
         super().__init__()
         self.header, self.blob, self.device = header, blob, device
+        self.facts = dict(facts or {})     # what the grader measured itself (the notebook's wall time)
         self.arrays = [(int(o), int(n)) for o, n in header.get("arrays", [])]
         if any(o < 0 or n < 0 or o + n > len(blob) for o, n in self.arrays):
             raise ReplayMismatch("the probe's record points outside its data")
@@ -1227,12 +1232,13 @@ def _rebuild_exception(spec: Any) -> BaseException:
     return err
 
 
-def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "cpu") -> None:
+def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "cpu", facts: dict | None = None) -> None:
     """Judge one check cell from its probe's record: returns when every call passes; raises the
-    check's AssertionError (or NotImplementedError, Skipped, ReplayMismatch) otherwise."""
+    check's AssertionError (or NotImplementedError, Skipped, ReplayMismatch) otherwise. `facts`:
+    what the grader measured from outside (`notebook_seconds`)."""
     if not isinstance(header, dict) or not isinstance(header.get("calls"), list):
         raise ReplayMismatch("the probe left no record of this check")
-    judge = Judge(header, blob, device)
+    judge = Judge(header, blob, device, facts)
     calls = check_calls(source)
     records = header["calls"]
     for i, (name, args, kwargs) in enumerate(calls):

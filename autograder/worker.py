@@ -148,6 +148,7 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     def beat() -> None:
         send(channel_out, {"alive": True})
 
+    started = time.monotonic()
     if job.get("engine") == "kernel":
         from .execute import run_notebook_cells
         outcomes = run_notebook_cells(_probing_cells(cells, job.get("lab", ""), probes), job["cell_timeout"],
@@ -158,6 +159,7 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         outcomes = run_notebook_forked(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env,
                                        job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat,
                                        job.get("lab", ""))
+    notebook_seconds = time.monotonic() - started    # on the worker's clock, not the notebook's
     predictions = {}
     for path in sorted(scoring.glob("*.pt"))[:MAX_MODELS]:
         dataset = path.stem.rsplit(".", 1)[-1]
@@ -169,7 +171,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     index, blob = _records(probes, {i for i, _, kind in cells if kind == "test"})
     clean = _wipe(sandboxed, job_dir)
     return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
-            "notes": notes, "predictions": predictions, "records": index}, blob
+            "notes": notes, "predictions": predictions, "records": index,
+            "notebook_seconds": round(notebook_seconds, 3)}, blob
 
 
 def _probing_cells(cells: list[tuple[int, str, str]], lab: str, folder: Path) -> list[tuple[int, str, str]]:

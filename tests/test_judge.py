@@ -225,3 +225,14 @@ def test_a_check_cell_is_only_calls_of_checks():
     for source in ("import os", "x = checks.iou(iou)", "checks.iou(iou); print(1)", "other.iou(iou)"):
         with pytest.raises(ValueError):
             witness.check_calls(source)
+
+
+def test_the_time_budget_is_the_graders_measure_not_the_notebooks_clock():
+    """train_seconds says 1 s; the grader measured the notebook at 500 s: over the 90 s budget."""
+    source = 'checks.time_budget(train_seconds, {"mnist": 90, "fashion_mnist": 100, "cifar10": 100})'
+    header, blob = witness.probe_cell("capstone", source, {"train_seconds": 1.0})
+    with pytest.raises(AssertionError, match=r"measured by the grader \(mnist\): expected ≤ 90 s, got 500.0 s"):
+        witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 500.0, "dataset": "mnist"})
+    witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 12.0, "dataset": "mnist"})
+    with pytest.raises(AssertionError, match="no measure"):
+        witness.judge_cell("capstone", source, header, blob)

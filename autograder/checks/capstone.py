@@ -19,6 +19,7 @@ from numbers import Real
 import torch
 from torch import nn
 
+from autograder import witness
 from autograder.checks import count_params
 from autograder.checks import (
     Scored,
@@ -44,6 +45,9 @@ SCORED = {"accuracy": Scored(model=_NAME, threshold="accuracy_{dataset}", crash_
 
 
 def _dataset() -> str:
+    """The data set graded on: the grader's (from course.yml's data.root) while judging."""
+    if witness.judging() and isinstance(witness.SESSION.facts.get("dataset"), str):
+        return witness.SESSION.facts["dataset"]
     return capstone_dataset()
 
 
@@ -142,10 +146,19 @@ def param_budget(model: nn.Module, budgets) -> None:
 
 
 def time_budget(seconds, budgets) -> None:
-    """The graded training call (the locked training cell measures it) took at most the data set's budget."""
+    """The graded training call (the locked training cell measures it) took at most the data set's
+    budget. While grading, the time is the grader's own measure of the whole notebook's wall
+    time (training included), never the notebook's clock."""
     dataset = _dataset()
     limit = float(_for_dataset(budgets, dataset, "time budget"))
     what = f"training time ({dataset})"
+    if witness.active():
+        if not witness.judging():
+            return                        # the probe: the grader measures the time itself
+        outside = witness.measured("notebook_seconds")
+        if outside is None:
+            fail(what, f"≤ {limit:g} s", "no measure", "the grader measures the time itself")
+        seconds, what = outside, f"the notebook's wall time, training included, measured by the grader ({dataset})"
     if isinstance(seconds, bool) or not isinstance(seconds, Real) or not math.isfinite(seconds):
         fail(what, f"≤ {limit:g} s", repr(seconds)[:60], "run the training cell above: it measures train_seconds")
     expect(seconds <= limit, what, f"≤ {limit:g} s", f"{seconds:.1f} s",
