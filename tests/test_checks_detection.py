@@ -115,7 +115,8 @@ VARIANTS = {
     "batched_nms": [
         ("ignores classes", ("batched_nms", "for c in torch.unique(labels):", "for c in torch.unique(labels)[:1]:\n        idx = torch.arange(len(labels))")),
         ("not re-sorted", ("batched_nms", "return keep[by_score]", "return keep")),
-        ("nms at >=", ("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold")),
+        ("tie at the threshold dropped", ("batched_nms", "return keep[by_score]",
+                                          "keep = keep[by_score]\n    return keep[:1] if len(keep) == 2 else keep")),
         ("indices within the class", ("batched_nms", "keep.append(idx[nms(boxes[idx], scores[idx], iou_threshold)])",
                                       "keep.append(nms(boxes[idx], scores[idx], iou_threshold))")),
     ],
@@ -170,6 +171,25 @@ def test_a_few_messages_read_well():
     with pytest.raises(AssertionError, match=r"expected 0\.666667, got 0\.577558 — precision is 0, 1/2, 2/3"):
         checks.average_precision(variant(("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]",
                                           "precision = precision"))["average_precision"])
+
+
+# --- independence -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,helper,change", [
+    ("batched_nms", "nms", ("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold")),
+    ("nms", "box_iou", ("box_iou", "wh = (rb - lt).clamp(min=0)", "wh = rb - lt")),
+    ("batched_nms", "box_iou", ("box_iou", "wh = (rb - lt).clamp(min=0)", "wh = rb - lt")),
+    ("average_precision", "box_iou", ("box_iou", "wh = (rb - lt).clamp(min=0)", "wh = rb - lt")),
+    ("nms_rows", "iou", ("iou", "(by2 - by1) - inter", "(by2 - by1)")),
+])
+def test_a_check_gives_its_exercise_correct_helpers(name, helper, change):
+    """The student's batched_nms calls the student's wrong nms: its check gives it a correct nms
+    (torchvision's), so the one mistake costs only nms's points; the student's nms is put back."""
+    namespace = variant(change)
+    wrong_helper = namespace[helper]
+    getattr(checks, name)(namespace[name])
+    assert namespace[helper] is wrong_helper
 
 
 # --- planted bugs -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ with `_` is one check, named as in course.yml. Helpers here keep every message i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given"]
 
 
 def fmt(value: Any) -> str:
@@ -156,6 +157,29 @@ def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     def shapes() -> dict[str, tuple[int, ...]]:
         return {str(k): tuple(int(n) for n in v.shape) for k, v in witness.real(model).state_dict().items()}
     return witness.boundary("state_shapes", shapes) if witness.is_student(model) else shapes()
+
+
+@contextlib.contextmanager
+def given(fn: Any, **helpers: Any):
+    """While the block runs, the names `helpers` in the module (notebook) of the student's `fn`
+    are the correct helpers given: a check of `batched_nms` gives it a correct `nms`, so that one
+    mistake costs its own check's points once. While judging nothing is changed (the probe ran
+    the student's code with them)."""
+    from autograder import witness
+    names = getattr(witness.real(fn), "__globals__", None) if not witness.judging() else None
+    if not isinstance(names, dict):
+        yield
+        return
+    saved = {k: names[k] for k in helpers if k in names}
+    names.update(helpers)
+    try:
+        yield
+    finally:
+        for k in helpers:
+            if k in saved:
+                names[k] = saved[k]
+            else:
+                names.pop(k, None)
 
 
 def at_least(threshold: float) -> str:

@@ -9,13 +9,14 @@ they keep every IoU at least 1e-4 away from the thresholds used, so float32 and 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
 from torchvision import ops
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_close, expect_shape, fail, fmt, golden
+from autograder.checks import expect, expect_close, expect_shape, fail, fmt, given, golden
 
 __all__ = [
     "iou",
@@ -33,6 +34,37 @@ _STABLE = "equal scores: lower index first (torch.sort(..., descending=True, sta
 
 
 # --- helpers (private) --------------------------------------------------------------------------
+
+
+# --- correct helpers, given to an exercise whose check would otherwise fail for another's bug ---
+
+def _iou_given(box1, box2) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes, by torchvision."""
+    return float(ops.box_iou(torch.tensor([list(map(float, box1))]), torch.tensor([list(map(float, box2))]))[0, 0])
+
+
+def _box_iou_given(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ops.box_iou(a, b)
+
+
+def _nms_given(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+               score_threshold: float = 0.0) -> torch.Tensor:
+    """torchvision's nms with the course's score threshold and its tie order (lower index first)."""
+    candidates = torch.nonzero(scores >= score_threshold).flatten()
+    order = candidates[torch.sort(scores[candidates], descending=True, stable=True).indices]
+    ranks = torch.arange(len(order), 0, -1, dtype=torch.float32)       # best first, ties by index
+    return order[ops.nms(boxes[order].float(), ranks, float(iou_threshold))]
+
+
+def _given(**helpers: Callable) -> Callable:
+    """A check whose exercise calls other exercises runs it with correct ones (see `given`)."""
+    def decorate(check: Callable) -> Callable:
+        @functools.wraps(check)
+        def run(fn: Callable, *args: Any, **kwargs: Any) -> None:
+            with given(fn, **helpers):
+                check(fn, *args, **kwargs)
+        return run
+    return decorate
 
 
 def _boxes(gen: torch.Generator, n: int, size: float = 100.0) -> torch.Tensor:
@@ -205,6 +237,7 @@ def box_iou(box_iou: Callable, seed: int = 0) -> None:
 # --- nms ----------------------------------------------------------------------------------------
 
 
+@_given(box_iou=_box_iou_given)
 def nms(nms: Callable, seed: int = 0) -> None:
     """Ties at the threshold survive, highest score first with ties by index, score_threshold
     (>=, indices into the original boxes), empty input; random boxes against torchvision.ops.nms."""
@@ -253,6 +286,7 @@ def nms(nms: Callable, seed: int = 0) -> None:
 # --- batched_nms --------------------------------------------------------------------------------
 
 
+@_given(nms=_nms_given, box_iou=_box_iou_given)
 def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
     """Different classes never suppress each other; same class as nms (ties at the threshold
     survive); highest score first; empty input; random boxes against torchvision.ops.batched_nms."""
@@ -304,6 +338,7 @@ def _rows_show(rows: Any) -> str:
     return f"{len(pairs)} rows (class, score): [{', '.join(map(str, pairs[:6]))}{more}]"
 
 
+@_given(iou=_iou_given)
 def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
     """The lecture's list form [class, score, x1, y1, x2, y2]: a worked example with an IoU tie at the
     threshold and another class, the input list left as it was, empty input, and random rows
@@ -366,6 +401,7 @@ def _golden_class(g: dict, c: int) -> tuple[list, list, list]:
     return pb, ps, gb
 
 
+@_given(box_iou=_box_iou_given)
 def average_precision(average_precision: Callable) -> None:
     """Hand cases (a false positive ranked first: 2/3; a duplicate; equal scores in input order;
     more than 100 detections in an image; no detections) and the golden scenario's AP per class at
@@ -423,6 +459,7 @@ def _golden_dicts(g: dict) -> tuple[list, list]:
     return preds, targets
 
 
+@_given(box_iou=_box_iou_given)
 def mean_average_precision(mean_average_precision: Callable) -> None:
     """A hand case (a class with predictions only is left out) and the golden scenario's COCO mAP
     (IoU 0.50:0.05:0.95), VOC mAP@0.5 and mAP@0.75, within 1e-6."""
