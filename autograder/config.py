@@ -26,6 +26,7 @@ class Lab:
     title: str
     checks: dict[str, int]               # check name -> points, in notebook order
     thresholds: dict[str, float] = field(default_factory=dict)
+    partial: frozenset[str] = frozenset()  # checks whose independent cases score in proportion
 
     @property
     def max_points(self) -> int:
@@ -81,16 +82,18 @@ _SCHEMA: dict[str, Any] = {
     "data": {"root": (str, type(None)), "hidden": (str, type(None))},
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
                 "gpu": ("choice", GPU_POLICIES)},
-    "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER)}),
+    "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER),
+                      "partial": ("names", str)}),
 }
-_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb"}
+_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial"}
 
 
 def _type_name(spec: Any) -> str:
     if isinstance(spec, dict):
         return "a mapping"
-    if isinstance(spec, tuple) and spec and spec[0] in ("map", "list", "choice"):
-        return {"map": "a mapping", "list": "a list", "choice": f"one of {', '.join(spec[1])}"}[spec[0]]
+    if isinstance(spec, tuple) and spec and spec[0] in ("map", "list", "choice", "names"):
+        return {"map": "a mapping", "list": "a list", "names": "a list of names",
+                "choice": f"one of {', '.join(spec[1])}"}[spec[0]]
     types = spec if isinstance(spec, tuple) else (spec,)
     names = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
     return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
@@ -123,6 +126,9 @@ def _validate(value: Any, spec: Any, key: str, where: str) -> None:
             raise bad("expected a non-empty mapping")
         for k, v in value.items():
             _validate(v, spec[1], f"{key}.{k}", where)
+    elif isinstance(spec, tuple) and spec and spec[0] == "names":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("expected a list of check names")
     elif isinstance(spec, tuple) and spec and spec[0] == "choice":
         if value not in spec[1]:
             raise bad(f"expected {_type_name(spec)}, got {value!r}")
@@ -178,7 +184,11 @@ def load_course(path: str | Path | None = None) -> Course:
             if points < 0:
                 raise CourseError(f"{where}: labs[{i}].checks.{name}: points must be >= 0, got {points}")
         thresholds = {k: float(v) for k, v in entry.get("thresholds", {}).items()}
-        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds))
+        partial = entry.get("partial", [])
+        unknown = [name for name in partial if name not in entry["checks"]]
+        if unknown:
+            raise CourseError(f"{where}: labs[{i}].partial: {unknown[0]!r} is not a check of lab {lab_id!r}")
+        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds, frozenset(partial)))
 
     grading = raw["grading"]
     for key in ("cell_timeout", "notebook_timeout", "memory_mb"):

@@ -146,27 +146,31 @@ def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) 
 _JUDGE_LOCK = threading.Lock()   # a judge seeds torch's global generator: one at a time
 
 
-def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None) -> Outcome:
+def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None,
+          partial: bool = False) -> tuple[Outcome, float | None]:
     """The verdict on one check cell, decided here from its probe's record (autograder.witness):
-    "ok", or "error" with the check's message."""
-    from .checks import Skipped
+    "ok", or "error" with the check's message; and the share of its points its passing cases
+    earn when `partial` (None otherwise)."""
+    from .checks import PartialCredit, Skipped
     from .witness import ReplayMismatch, judge_cell
     if record is None:
         return Outcome("error", "ReplayMismatch", "the probe left no record of this check (the notebook interfered "
-                                                  "with the grader, or the check cell did not run)")
+                                                  "with the grader, or the check cell did not run)"), None
     try:
         with _JUDGE_LOCK:
-            judge_cell(lab_id, source, record[0], record[1], device, facts)
+            judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
+    except PartialCredit as e:
+        return Outcome("error", "AssertionError", str(e)), e.passed / e.total
     except (AssertionError, NotImplementedError, Skipped) as e:
-        return Outcome("error", type(e).__name__, str(e))
+        return Outcome("error", type(e).__name__, str(e)), None
     except ReplayMismatch as e:
         return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
-                                                  "the notebook changed the grader's code or data")
+                                                  "the notebook changed the grader's code or data"), None
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 — the student's exception, replayed, or a value the check
-        return Outcome("error", type(e).__name__, str(e))   # does not handle: a failure, with why
-    return Outcome("ok")
+        return Outcome("error", type(e).__name__, str(e)), None   # does not handle: a failure, with why
+    return Outcome("ok"), None
 
 
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
@@ -187,11 +191,14 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             if name not in lab.checks or name in results:
                 continue
             max_points = lab.checks[name]
+            share = None
             if records is not None and outcome.status in ("ok", "error"):
                 if index in records or outcome.status == "ok":
-                    outcome = judge(lab.id, cell.source, records.get(index), device, facts)
+                    outcome, share = judge(lab.id, cell.source, records.get(index), device, facts, name in lab.partial)
             if outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
+            elif share:
+                results[name] = CheckResult(name, round(max_points * share, 2), max_points, _describe(outcome))
             else:
                 message = _describe(outcome)
                 if outcome.status == "error" and outcome.ename not in ("AssertionError", "NotImplementedError") and first_failure:

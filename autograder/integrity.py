@@ -6,9 +6,9 @@ namespaces the checks rely on — builtins, torch (`torch.allclose`, `torch.Tens
 `torch.nn.functional`, numpy, math, time, and every `autograder` module, including the code of
 their functions — and the names that locked cells bind (`checks`, `torch`, `mnist_splits`).
 Before each check cell and each locked cell (given code, such as a timed training cell) it puts
-back whatever the submission replaced, added or deleted; after a check cell it looks again, and
-a check during which something was replaced (a student function that patches torch when
-called) fails. What is not defended: see the README.
+back whatever the submission replaced, added or deleted, so that the probe of a check
+(autograder.witness) runs the course's code as an honest notebook would. It decides nothing: the
+verdict is the judge's, in the grading process.
 """
 from __future__ import annotations
 

@@ -1232,21 +1232,31 @@ def _rebuild_exception(spec: Any) -> BaseException:
     return err
 
 
-def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "cpu", facts: dict | None = None) -> None:
+def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "cpu", facts: dict | None = None,
+               partial: bool = False) -> None:
     """Judge one check cell from its probe's record: returns when every call passes; raises the
-    check's AssertionError (or NotImplementedError, Skipped, ReplayMismatch) otherwise. `facts`:
+    check's AssertionError (or NotImplementedError, Skipped, ReplayMismatch) otherwise; with
+    `partial`, PartialCredit when some of its cases (`autograder.checks.case`) fail. `facts`:
     what the grader measured from outside (`notebook_seconds`)."""
+    from autograder.checks import Cases, PartialCredit
     if not isinstance(header, dict) or not isinstance(header.get("calls"), list):
         raise ReplayMismatch("the probe left no record of this check")
     judge = Judge(header, blob, device, facts)
     calls = check_calls(source)
     records = header["calls"]
+    cases = Cases() if partial else None
     for i, (name, args, kwargs) in enumerate(calls):
         if i >= len(records) or not isinstance(records[i], dict) or records[i].get("name") != name:
             raise ReplayMismatch(f"the probe left no record of checks.{name}")
         literal_args = [ast.literal_eval(t) if k == "literal" else _STUDENT for k, t in args]
         literal_kwargs = {key: ast.literal_eval(t) if k == "literal" else _STUDENT for key, k, t in kwargs}
-        judge.run(_check_function(lab, name), records[i], literal_args, literal_kwargs)
+        Cases.current = cases
+        try:
+            judge.run(_check_function(lab, name), records[i], literal_args, literal_kwargs)
+        finally:
+            Cases.current = None
+    if cases is not None and cases.failures:
+        raise PartialCredit(cases.failures[0], cases.passed, cases.passed + len(cases.failures))
 
 
 def probe_to_file(lab: str, source: str, namespace: dict, path: str) -> None:

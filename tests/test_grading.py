@@ -5,6 +5,7 @@ the class."""
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -62,13 +63,21 @@ def test_every_lab_has_two_planted_bugs(course):
 def test_planted_bug_loses_exactly_its_checks(graded, course, lab_id, bug):
     result = graded[f"bug-{bug.name}", lab_id]
     assert not bug.fails - set(course.lab(lab_id).checks), "the bug declares checks the lab does not have"
+    lab = course.lab(lab_id)
     failed = {c.name for c in result.checks if not c.passed}
     assert failed == set(bug.fails), {c.name: c.message for c in result.checks if not c.passed}
+    lost = 0.0
     for c in result.checks:
-        if not c.passed:
-            assert c.points == 0 and c.message
-    lost = sum(course.lab(lab_id).checks[n] for n in bug.fails)
-    assert result.score == result.max_score - lost
+        if c.passed:
+            continue
+        assert c.message
+        if c.name in lab.partial and c.points:     # independent cases score in proportion
+            passed, total = map(int, re.search(r"\((\d+) of (\d+) cases passed\)$", c.message).groups())
+            assert 0 < passed < total and c.points == round(c.max_points * passed / total, 2)
+        else:
+            assert c.points == 0
+        lost += c.max_points - c.points
+    assert result.score == pytest.approx(result.max_score - lost)
 
 
 def test_results_round_trip_json(graded):

@@ -236,3 +236,30 @@ def test_the_time_budget_is_the_graders_measure_not_the_notebooks_clock():
     witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 12.0, "dataset": "mnist"})
     with pytest.raises(AssertionError, match="no measure"):
         witness.judge_cell("capstone", source, header, blob)
+
+
+# ------------------------------------------------------------------ partial credit
+def test_independent_cases_score_in_proportion(course):
+    """nms with the tie at the threshold suppressed: one case of six fails, not the whole check."""
+    from autograder.checks import PartialCredit
+    from tests.test_checks_detection import variant
+    assert course.lab("detection").partial == {"nms", "batched_nms"}
+    namespace = variant(("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold"))
+    header, blob = witness.probe_cell("detection", "checks.nms(nms)", namespace)
+    with pytest.raises(PartialCredit, match=r"IoU exactly 0\.5.*\(5 of 6 cases passed\)") as info:
+        witness.judge_cell("detection", "checks.nms(nms)", header, blob, partial=True)
+    assert (info.value.passed, info.value.total) == (5, 6)
+    with pytest.raises(AssertionError, match="IoU exactly 0.5") as whole:      # not listed: all or nothing
+        witness.judge_cell("detection", "checks.nms(nms)", header, blob)
+    assert not isinstance(whole.value, PartialCredit)
+
+
+def test_partial_names_only_checks_of_its_lab(course, tmp_path):
+    import yaml
+    from autograder.config import CourseError, load_course
+    raw = yaml.safe_load(course.path.read_text())
+    raw["labs"][0]["partial"] = ["no_such_check"]
+    path = tmp_path / "course.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CourseError, match=r"labs\[0\]\.partial: 'no_such_check' is not a check of lab"):
+        load_course(path)

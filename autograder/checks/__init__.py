@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit"]
 
 
 def fmt(value: Any) -> str:
@@ -157,6 +157,46 @@ def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     def shapes() -> dict[str, tuple[int, ...]]:
         return {str(k): tuple(int(n) for n in v.shape) for k, v in witness.real(model).state_dict().items()}
     return witness.boundary("state_shapes", shapes) if witness.is_student(model) else shapes()
+
+
+class PartialCredit(AssertionError):
+    """Some of a check's independent cases failed: the check scores `passed / total` of its
+    points (where course.yml's `partial` lists it), with the first failure's message."""
+
+    def __init__(self, message: str, passed: int, total: int) -> None:
+        super().__init__(f"{message} ({passed} of {total} cases passed)")
+        self.passed, self.total = passed, total
+
+
+class Cases:
+    """Collects the outcome of each `case` while a check runs (the judge's, for partial credit)."""
+    current: "Cases | None" = None
+
+    def __init__(self) -> None:
+        self.passed, self.failures = 0, []
+
+
+@contextlib.contextmanager
+def case(label: str = ""):
+    """One independent case of a check: while a check listed in course.yml's `partial` is judged,
+    a failing case is counted and the next one runs; otherwise the failure ends the check as
+    usual. The probe runs every case, so that the judge has each one's record."""
+    from autograder import witness
+    cases = Cases.current if witness.judging() else None
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except AssertionError as failure:
+        if cases is not None:
+            cases.failures.append(str(failure))
+        elif witness.active() and not witness.judging():
+            pass                          # the probe: record the next cases too
+        else:
+            raise
+    else:
+        if cases is not None:
+            cases.passed += 1
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import torch
 from torchvision import ops
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_close, expect_shape, fail, fmt, given, golden
+from autograder.checks import case, expect, expect_close, expect_shape, fail, fmt, given, golden
 
 __all__ = [
     "iou",
@@ -242,45 +242,51 @@ def nms(nms: Callable, seed: int = 0) -> None:
     """Ties at the threshold survive, highest score first with ties by index, score_threshold
     (>=, indices into the original boxes), empty input; random boxes against torchvision.ops.nms."""
     boxes = torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]])                     # IoU exactly 0.5
-    what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5"
-    _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _TIE)
-    what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4"
-    _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.4), [0], what,
-                 "IoU 0.5 > 0.4: the lower-scoring box is suppressed")
+    with case("the tie at the threshold"):
+        what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5"
+        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _TIE)
+        what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4"
+        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.4), [0], what,
+                     "IoU 0.5 > 0.4: the lower-scoring box is suppressed")
 
     apart = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]])
-    what = "nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]"
-    _expect_keep(_call(nms, what, apart, torch.tensor([0.3, 0.7, 0.5]), 0.5), [1, 2, 0], what,
-                 "nothing overlaps, so all are kept, highest score first")
-    what = "nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]"
-    _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _STABLE)
-    what = "nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]"
-    _expect_keep(_call(nms, what, torch.tensor([[2.0, 2, 4, 4]] * 3), torch.full((3,), 0.5), 0.5), [0], what,
-                 _STABLE + "; the kept box suppresses its copies")
+    with case("highest score first"):
+        what = "nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]"
+        _expect_keep(_call(nms, what, apart, torch.tensor([0.3, 0.7, 0.5]), 0.5), [1, 2, 0], what,
+                     "nothing overlaps, so all are kept, highest score first")
+    with case("equal scores in index order"):
+        what = "nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]"
+        _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _STABLE)
+        what = "nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]"
+        _expect_keep(_call(nms, what, torch.tensor([[2.0, 2, 4, 4]] * 3), torch.full((3,), 0.5), 0.5), [0], what,
+                     _STABLE + "; the kept box suppresses its copies")
 
     pairs = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [21, 21, 30, 30]])  # IoU 0.81
-    what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
-    _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2], what,
-                 "boxes with score >= score_threshold take part (0.5 does)", candidates=[1, 2])
-    what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
-    _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2], what,
-                 "return indices into the original boxes, not into the boxes left after the score filter",
-                 candidates=[1, 2, 3])
+    with case("the score threshold"):
+        what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
+        _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2],
+                     what, "boxes with score >= score_threshold take part (0.5 does)", candidates=[1, 2])
+        what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
+        _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2],
+                     what, "return indices into the original boxes, not into the boxes left after the score filter",
+                     candidates=[1, 2, 3])
 
-    what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
-    got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
-    expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+    with case("no boxes"):
+        what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
+        got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
+        expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
 
     gen = torch.Generator().manual_seed(1430 + seed)
     thresholds = (0.3, 0.5, 0.7)
-    for n in (40, 25):
-        boxes, scores = _nms_case(gen, n, thresholds)
-        for t in thresholds:
-            what = f"nms on {n} random boxes at iou_threshold {t}"
-            expected = ops.nms(boxes, scores, t)
-            _expect_keep(_call(nms, what, boxes.clone(), scores.clone(), t), expected, what,
-                         "keep the best remaining box, drop all with IoU > threshold against it, repeat "
-                         "(as torchvision.ops.nms)")
+    with case("random boxes against torchvision"):
+        for n in (40, 25):
+            boxes, scores = _nms_case(gen, n, thresholds)
+            for t in thresholds:
+                what = f"nms on {n} random boxes at iou_threshold {t}"
+                expected = ops.nms(boxes, scores, t)
+                _expect_keep(_call(nms, what, boxes.clone(), scores.clone(), t), expected, what,
+                             "keep the best remaining box, drop all with IoU > threshold against it, repeat "
+                             "(as torchvision.ops.nms)")
 
 
 # --- batched_nms --------------------------------------------------------------------------------
@@ -291,31 +297,36 @@ def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
     """Different classes never suppress each other; same class as nms (ties at the threshold
     survive); highest score first; empty input; random boxes against torchvision.ops.batched_nms."""
     same = torch.tensor([[0.0, 0, 1, 1]] * 2)
-    what = "batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]"
-    _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([0, 1]), 0.5), [1, 0], what,
-                 "only boxes of the same class suppress each other; all kept boxes highest score first")
-    what = "batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]"
-    _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([1, 1]), 0.5), [1], what,
-                 "boxes of the same class suppress each other as in nms")
-    what = "batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5"
-    _expect_keep(_call(batched_nms, what, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8]),
-                       torch.tensor([2, 2]), 0.5), [0, 1], what, _TIE)
+    with case("classes apart"):
+        what = "batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]"
+        _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([0, 1]), 0.5), [1, 0],
+                     what, "only boxes of the same class suppress each other; all kept boxes highest score first")
+    with case("one class suppresses"):
+        what = "batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]"
+        _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([1, 1]), 0.5), [1],
+                     what, "boxes of the same class suppress each other as in nms")
+    with case("the tie at the threshold"):
+        what = "batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5"
+        _expect_keep(_call(batched_nms, what, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8]),
+                           torch.tensor([2, 2]), 0.5), [0, 1], what, _TIE)
 
-    what = "batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)"
-    got = _indices(_call(batched_nms, what, torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5),
-                   what)
-    expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+    with case("no boxes"):
+        what = "batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)"
+        got = _indices(_call(batched_nms, what, torch.zeros(0, 4), torch.zeros(0),
+                             torch.zeros(0, dtype=torch.int64), 0.5), what)
+        expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
 
     gen = torch.Generator().manual_seed(1440 + seed)
     thresholds = (0.3, 0.5, 0.7)
-    for n in (40, 30):
-        boxes, scores = _nms_case(gen, n, thresholds)
-        labels = torch.randint(0, 4, (n,), generator=gen)
-        for t in thresholds:
-            what = f"batched_nms on {n} random boxes of 4 classes at iou_threshold {t}"
-            expected = ops.batched_nms(boxes, scores, labels, t)
-            _expect_keep(_call(batched_nms, what, boxes.clone(), scores.clone(), labels.clone(), t), expected,
-                         what, "run NMS within each class, then order all kept boxes by score (as torchvision)")
+    with case("random boxes against torchvision"):
+        for n in (40, 30):
+            boxes, scores = _nms_case(gen, n, thresholds)
+            labels = torch.randint(0, 4, (n,), generator=gen)
+            for t in thresholds:
+                what = f"batched_nms on {n} random boxes of 4 classes at iou_threshold {t}"
+                expected = ops.batched_nms(boxes, scores, labels, t)
+                _expect_keep(_call(batched_nms, what, boxes.clone(), scores.clone(), labels.clone(), t), expected,
+                             what, "run NMS within each class, then order all kept boxes by score (as torchvision)")
 
 
 # --- nms_rows -----------------------------------------------------------------------------------
