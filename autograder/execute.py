@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
-from .outcome import Outcome
+from .results import Outcome
 
 
 def _error_output(cell: nbformat.NotebookNode) -> tuple[str, str] | None:

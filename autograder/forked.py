@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from .outcome import Outcome
+from .results import Outcome
 
 _EVALUE_LIMIT = 2000
 _LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report

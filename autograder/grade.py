@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
-from .outcome import Outcome
+from .results import CheckResult, Outcome, Result
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
 from .witness import read_records
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
@@ -54,48 +53,6 @@ def resolve_device(requested: str | None) -> str:
     if requested == "cuda" and not cuda_available():
         raise CourseError("--device cuda: this machine has no CUDA device (use --device auto or cpu)")
     return requested
-
-
-@dataclass
-class CheckResult:
-    name: str
-    points: float
-    max_points: float
-    message: str = ""          # empty when the check passed
-
-    @property
-    def passed(self) -> bool:
-        return self.points == self.max_points
-
-
-@dataclass
-class Result:
-    student: str
-    lab: str
-    path: str
-    checks: list[CheckResult]
-    notes: list[str] = field(default_factory=list)   # about the submission as a whole
-    seconds: float = 0.0                             # restore + run + score, in the worker
-    compute_seconds: float = 0.0                     # of which the notebook's own cells ran
-    grader_error: str = ""                           # the grader itself failed (not the student)
-    fingerprint: str = ""                            # of the submission and what graded it
-    sandboxed: bool = True                           # False: --unsafe-no-sandbox
-
-    @property
-    def score(self) -> float:
-        return sum(c.points for c in self.checks)
-
-    @property
-    def max_score(self) -> float:
-        return sum(c.max_points for c in self.checks)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "score": self.score, "max_score": self.max_score}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Result":
-        d = {k: v for k, v in d.items() if k not in ("score", "max_score")}
-        return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})
 
 
 def printable(text: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 
 from .config import Course
-from .grade import Result
+from .results import Result
 
 
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from .grade import Result
+from .results import Result
 
 CSV_FIELDS = ["student", "lab", "check", "points", "max_points", "message"]
 KEY_FILE = ".grader-key"     # in the output folder, mode 600; no sandbox ever sees that folder

@@ -1,0 +1,57 @@
+"""What grading produces, as plain data with its JSON: a cell's Outcome (what the engines
+report), a CheckResult (the judge's verdict and points) and a submission's Result. The worker
+imports this module too: nothing here imports the grader."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Outcome:
+    """What running one cell came to: the only thing the engines report about a cell."""
+    status: str            # ok | error | timeout | died | memory | not_run
+    ename: str = ""
+    evalue: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class CheckResult:
+    name: str
+    points: float
+    max_points: float
+    message: str = ""          # empty when the check passed
+
+    @property
+    def passed(self) -> bool:
+        return self.points == self.max_points
+
+
+@dataclass
+class Result:
+    student: str
+    lab: str
+    path: str
+    checks: list[CheckResult]
+    notes: list[str] = field(default_factory=list)   # about the submission as a whole
+    seconds: float = 0.0                             # restore + run + score, in the worker
+    compute_seconds: float = 0.0                     # of which the notebook's own cells ran
+    grader_error: str = ""                           # the grader itself failed (not the student)
+    fingerprint: str = ""                            # of the submission and what graded it
+    sandboxed: bool = True                           # False: --unsafe-no-sandbox
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "score": self.score, "max_score": self.max_score}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Result":
+        d = {k: v for k, v in d.items() if k not in ("score", "max_score")}
+        return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})
