@@ -149,10 +149,14 @@ def _is_course_module(value: Any) -> bool:
         _is_torch_module(value) or type(value).__module__.startswith("autograder.checks"))
 
 
-def _seed_globals() -> None:
+def _start_check() -> None:
+    """The same start for a check on both sides: seeded generators, torch's default dtype and
+    gradients on (whatever the notebook set)."""
     torch.manual_seed(SEED)
     random.seed(SEED)
     np.random.seed(SEED % (1 << 32))
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
 
 
 # --- the shared walk over what a check hands to the student's code ----------------------------
@@ -209,13 +213,24 @@ class _Session:
             return self._callback(self._own(value), value)
         if type(value) is types.GeneratorType:      # model.parameters(): read once, here
             return iter(self.inward(list(itertools.islice(value, MAX_ITEMS)), depth + 1))
-        if type(value) in (list, tuple):
-            items = [self.inward(v, depth + 1) for v in value]
-            return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
-        if type(value) is dict:
-            items = {k: self.inward(v, depth + 1) for k, v in value.items()}
-            return value if all(items[k] is value[k] for k in value) else items
+        if type(value) in (list, tuple, dict):
+            k = self._own(value) if type(value) is not tuple else None
+            if type(value) is dict:
+                items: Any = {key: self.inward(v, depth + 1) for key, v in value.items()}
+                same = all(items[key] is value[key] for key in value)
+            else:
+                items = [self.inward(v, depth + 1) for v in value]
+                same = all(a is b for a, b in zip(items, value))
+            if not same:                  # in the probe: Taps unwrapped, the check's functions wrapped
+                return items if type(value) is not tuple else tuple(items)
+            if k is not None and k not in self.snapshots:
+                self.snapshots[k] = _container_signature(value)   # changed in place? recorded
+            return value
         return value
+
+    def args(self, args: tuple, kwargs: dict) -> tuple[list, dict]:
+        """A call's arguments, handed over one by one (the argument list itself is nobody's)."""
+        return [self.inward(a) for a in args], {k: self.inward(v) for k, v in kwargs.items()}
 
     def _instrument(self, module: torch.nn.Module) -> None:
         """Each module of the check's that the student's code may run: its forward is a call
@@ -259,6 +274,11 @@ def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
                                     and now.device == then.device and torch.equal(now, then)):
             return False
     return True
+
+
+def _container_signature(c: list | dict) -> tuple:
+    items = c.items() if type(c) is dict else enumerate(c)
+    return tuple((k if type(k) in (str, int, float, bool) else id(k), id(v)) for k, v in items)
 
 
 def _plain_attributes(m: torch.nn.Module) -> dict:
@@ -305,7 +325,7 @@ class Tap:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         probe, obj = _probe(self), object.__getattribute__(self, "_w_obj")
-        args, kwargs = probe.inward(list(args)), probe.inward(dict(kwargs))
+        args, kwargs = probe.args(args, kwargs)
         return probe.op("call", self, None, lambda: obj(*args, **kwargs))
 
     def __iter__(self):
@@ -400,6 +420,7 @@ class Probe(_Session):
         self.in_module = 0          # inside the forward of a module of the check's
         self.in_student = 0
         self.saved_rng: tuple | None = None
+        self.saved_modes: tuple = (torch.float32, True)
         self.student_rng = _rng_state()
         self._classes: dict = {}
 
@@ -533,16 +554,24 @@ class Probe(_Session):
 
     # --- the student's code runs here ---
     def _enter(self) -> None:
+        """Into the student's code: its own random stream; the check's global settings kept."""
         if self.in_student == 0:
             self.saved_rng = _rng_state()
+            self.saved_modes = (torch.get_default_dtype(), torch.is_grad_enabled())
             _set_rng_state(self.student_rng)
         self.in_student += 1
 
     def _leave(self) -> None:
+        """Back in the check's code, as the judge is: its random stream, default dtype and grad
+        mode as they were (whatever the student's code set globally)."""
         self.in_student -= 1
         if self.in_student == 0:
             self.student_rng = _rng_state()
             _set_rng_state(self.saved_rng)
+            dtype, grad = self.saved_modes
+            if torch.get_default_dtype() != dtype:
+                torch.set_default_dtype(dtype)
+            torch.set_grad_enabled(grad)
 
     def op(self, kind: str, tap: Tap | None, detail: Any, fn: Callable[[], Any]) -> Any:
         if self.opaque:
@@ -567,8 +596,10 @@ class Probe(_Session):
             if isinstance(value, torch.Tensor):
                 if snapshot[5] != _version_key(value):
                     self.snapshots[k] = _tensor_state(value)
-            else:
+            elif isinstance(value, torch.nn.Module):
                 self.snapshots[k] = _module_signature(value)
+            else:
+                self.snapshots[k] = _container_signature(value)
 
     def _record(self, record: dict, fn: Callable[[], Any], changes: bool, student: bool) -> Any:
         """Run `fn` (the student's code, or a boundary), recording its result, the calls back
@@ -623,6 +654,12 @@ class Probe(_Session):
                         grad = value.grad
                         change["g"] = self._tensor(grad, False, True) if isinstance(grad, torch.Tensor) else None
                     changed.append([k, change])
+            elif type(value) in (list, dict) and k in self.snapshots:
+                signature = _container_signature(value)
+                if signature != self.snapshots[k]:
+                    self.snapshots[k] = signature
+                    contents = list(value.items()) if type(value) is dict else list(value)
+                    changed.append([k, {"c": self.cross(contents)[0]}])
             elif isinstance(value, torch.nn.Module) and k in self.snapshots:
                 signature = _module_signature(value)
                 if signature != self.snapshots[k]:
@@ -706,9 +743,10 @@ class Probe(_Session):
         events: list = []
         self.stack = [events]
         outcome: Any = None
+        notebook_modes = (torch.get_default_dtype(), torch.is_grad_enabled())
         SESSION = self
         try:
-            _seed_globals()
+            _start_check()
             check(*args, **kwargs)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -716,7 +754,10 @@ class Probe(_Session):
             outcome = _exception(err)
         finally:
             SESSION = None
-            _set_rng_state(self.student_rng) if self.in_student == 0 else None
+            self.in_student = 0
+            _set_rng_state(self.student_rng)          # the notebook goes on with its own state
+            torch.set_default_dtype(notebook_modes[0])
+            torch.set_grad_enabled(notebook_modes[1])
         return {"ev": events, "end": outcome}
 
 
@@ -854,10 +895,8 @@ class Replay:
         judge.replay("set", self, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        judge = _judge(self)
-        judge.inward(list(args))
-        judge.inward(dict(kwargs))
-        return judge.replay("call", self, None)
+        _judge(self).args(args, kwargs)
+        return _judge(self).replay("call", self, None)
 
     def __iter__(self):
         return iter(_judge(self).replay("iter", self, None))
@@ -1135,6 +1174,18 @@ class Judge(_Session):
                 except RuntimeError as err:
                     raise ReplayMismatch(f"a change that does not fit its tensor ({err})") from None
                 self.snapshots[k] = _tensor_state(target)
+            elif type(target) in (list, dict) and isinstance(state, dict) and "c" in state:
+                contents = self.decode(state["c"])
+                if not isinstance(contents, list):
+                    raise ReplayMismatch("a change of an unknown form")
+                if type(target) is dict:
+                    if not all(isinstance(kv, tuple) and len(kv) == 2 for kv in contents):
+                        raise ReplayMismatch("a change of an unknown form")
+                    target.clear()
+                    target.update(contents)
+                else:
+                    target[:] = contents
+                self.snapshots[k] = _container_signature(target)
             elif isinstance(target, torch.nn.Module) and "m" in state:
                 self._rebuild(target, state["m"])
             else:
@@ -1203,10 +1254,12 @@ class Judge(_Session):
         self.cursor = [[call.get("ev", []), 0]]
         SESSION = self
         try:
-            _seed_globals()
+            _start_check()
             check(*positional, **keywords)
         finally:
             SESSION = None
+            torch.set_default_dtype(torch.float32)
+            torch.set_grad_enabled(True)
 
 
 _STUDENT = object()   # an argument the probe evaluated in the notebook

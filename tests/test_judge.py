@@ -263,3 +263,50 @@ def test_partial_names_only_checks_of_its_lab(course, tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(CourseError, match=r"labs\[0\]\.partial: 'no_such_check' is not a check of lab"):
         load_course(path)
+
+
+# ------------------------------------------------------------------ the judge sees what the check saw
+def _verdicts(lab: str, source: str, namespace: dict) -> tuple[str, str]:
+    """(in-process verdict, judged verdict) of a check cell: "pass" or the failure's message."""
+    import importlib
+    checks = importlib.import_module(f"autograder.checks.{lab}")
+    try:
+        eval(compile(source, "<cell>", "exec"), {**namespace, "checks": checks})
+        here = "pass"
+    except AssertionError as e:
+        here = str(e)
+    header, blob = witness.probe_cell(lab, source, namespace)
+    try:
+        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob)
+        judged = "pass"
+    except AssertionError as e:
+        judged = str(e)
+    return here, judged
+
+
+def test_a_dict_changed_in_place_is_seen_by_the_judge():
+    """sgd_step that writes the new tensors into the dict (and list) it was given."""
+    def sgd_step(params, grads, lr):
+        if isinstance(params, (list, dict)):
+            for k in (range(len(params)) if isinstance(params, list) else list(params)):
+                params[k] = params[k] - lr * grads[k]
+            return params
+        return params - lr * grads
+    here, judged = _verdicts("backprop", "checks.sgd_step(sgd_step)", {"sgd_step": sgd_step})
+    assert "modified in place" in here and judged == here
+
+
+def test_global_settings_the_students_code_changes_do_not_reach_the_check():
+    import torch
+
+    def sigmoid_grad(x):
+        torch.set_default_dtype(torch.float64)     # left behind by the student's code
+        torch.set_grad_enabled(False)
+        s = 1 / (1 + torch.exp(-x))
+        return s * (1 - s)
+    try:
+        header, blob = witness.probe_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", {"sigmoid_grad": sigmoid_grad})
+        witness.judge_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", header, blob)
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_grad_enabled(True)
