@@ -43,6 +43,7 @@ import torch
 
 SESSION: "Probe | Judge | None" = None   # the probe or judge of the check being run, else None
 MAX_BYTES = 512 << 20      # of tensor data in one cell's record
+MAX_HEADER = 16 << 20      # of one record's JSON: the grader parses it (a larger one is no record)
 MAX_ITEMS = 100_000        # items of one iterator, elements of one container
 BIG = 1 << 20              # elements: a larger result reaches the judge as its shape only (a meta
                            # tensor: full-size networks' weights, whose values no check reads)
@@ -305,7 +306,24 @@ def _module_signature(m: torch.nn.Module) -> tuple:
 
 # --- the probe (in the sandbox) --------------------------------------------------------------
 
-class Tap:
+class _Proxy:
+    """What Tap and Replay share: identity is the object's, formatting its str()."""
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __reduce_ex__(self, protocol: int):
+        raise TypeError("a student's object cannot be pickled by a check")
+
+
+class Tap(_Proxy):
     """A student's object, as the check sees it in the probe: every touch is recorded."""
     __slots__ = ("_w_probe", "_w_handle", "_w_obj", "__weakref__")
 
@@ -366,22 +384,11 @@ class Tap:
         obj = object.__getattribute__(self, "_w_obj")
         return _probe(self).op("str", self, None, lambda: str(str(obj))[:2000])
 
-    def __format__(self, spec: str) -> str:
-        return str(self)
-
-    def __eq__(self, other: Any) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return object.__hash__(self)
-
     def __deepcopy__(self, memo: dict) -> Any:
         import copy
         obj = object.__getattribute__(self, "_w_obj")
         return _probe(self).op("deepcopy", self, None, lambda: copy.deepcopy(obj))
 
-    def __reduce_ex__(self, protocol: int):
-        raise TypeError("a student's object cannot be pickled by a check")
 
 
 def _plain(value: Any) -> Any:
@@ -638,13 +645,18 @@ class Probe(_Session):
             if events:
                 record["ev"] = events
 
-    def _changes(self, record: dict) -> None:
-        """Record what the student's code changed in what the check handed it."""
+    def _changes(self, record: dict, thorough: bool = True) -> None:
+        """Record what the student's code changed in what the check handed it. Tensors are
+        compared value by value (a write through `.data` leaves no version behind), except
+        large ones, and any while the student's code calls back (`thorough` False), which are
+        compared by their version counters."""
         changed = []
         for k in range(len(self.owned)):
             value = self.owned[k]
             if isinstance(value, torch.Tensor):
                 before = self.snapshots[k]
+                if (not thorough or value.numel() > BIG) and before[5] == _version_key(value):
+                    continue
                 if not _unchanged(value, before):
                     self.snapshots[k] = now = _tensor_state(value)
                     change: dict = {"rg": bool(value.requires_grad)}
@@ -724,7 +736,7 @@ class Probe(_Session):
             try:
                 (record["args"], view_args), (record["kw"], view_kwargs) = probe.cross(list(args)), probe.cross(dict(kwargs))
                 record["gm"] = torch.is_grad_enabled()
-                probe._changes(record)      # what the student's code changed before calling back
+                probe._changes(record, thorough=False)   # what the student's code changed before calling back
                 probe.in_module += module
                 try:
                     return fn(*view_args, **view_kwargs)
@@ -876,7 +888,7 @@ def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
 
 # --- the judge (in the grader) ---------------------------------------------------------------
 
-class Replay:
+class Replay(_Proxy):
     """A student's object, as the check sees it in the judge: every touch is answered from the
     probe's record; nothing of the student's runs."""
     __slots__ = ("_w_judge", "_w_handle", "__weakref__")
@@ -929,20 +941,9 @@ class Replay:
     def __str__(self) -> str:
         return _judge(self).replay("str", self, None, str)
 
-    def __format__(self, spec: str) -> str:
-        return str(self)
-
-    def __eq__(self, other: Any) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return object.__hash__(self)
-
     def __deepcopy__(self, memo: dict) -> Any:
         return _judge(self).replay("deepcopy", self, None)
 
-    def __reduce_ex__(self, protocol: int):
-        raise TypeError("a student's object cannot be pickled by a check")
 
 
 def _judge(replay: Replay) -> "Judge":
@@ -1334,11 +1335,11 @@ def read_records(blob: bytes, index: Any) -> dict[int, tuple[dict, bytes]]:
             if offset < 0 or size < 8 or offset + size > len(blob):
                 continue
             head, data_size = struct.unpack(">II", blob[offset:offset + 8])
-            if 8 + head + data_size != size:
+            if 8 + head + data_size != size or head > MAX_HEADER:
                 continue
             header = json.loads(blob[offset + 8:offset + 8 + head])
             if isinstance(header, dict):
                 records[cell] = (header, blob[offset + 8 + head:offset + size])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             continue
     return records
