@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -227,13 +228,22 @@ def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, 
         raise WorkerLost(f"the grading worker broke its protocol ({type(e).__name__})") from None
 
 
-def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images, student: str = "",
-                   cell_timeout: float | None = None, notebook_timeout: float | None = None,
-                   threads: int | None = None, engine: str = "fork",
-                   device: str = "cpu") -> tuple[Result, dict[str, list[int] | str]]:
-    """Restore one submitted notebook of `lab` here, run it in `worker`'s sandbox and score its
-    cells here; also return the predictions of the models it submitted for scoring (see
+@dataclass(frozen=True)
+class RunSettings:
+    """How every notebook of a run is executed: one object, not a parameter list."""
+    cell_timeout: float
+    notebook_timeout: float
+    engine: str = "fork"
+    device: str = "cpu"
+    threads: int | None = None
+
+
+def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: "Graders") -> tuple[Result, dict]:
+    """Restore one submitted notebook of `lab` here, run it in `worker`'s sandbox, judge its
+    checks here; also return the predictions of the models it submitted for scoring (see
     `apply_scores`). Never raises for a bad submission; WorkerLost when the worker is lost."""
+    course, settings = graders.course, graders.settings
+    device = settings.device
     start = time.monotonic()
     student = student or path.parent.name
     source_path = course.solution_path(lab.id)
@@ -249,9 +259,9 @@ def run_submission(path: Path, lab: Lab, course: Course, worker: Worker, images,
         checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
         return Result(student, lab.id, str(path), checks, [str(e), *notes], round(time.monotonic() - start, 2),
                       fingerprint=stamp, sandboxed=sandboxed), {}
-    limits = (cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout)
-    job = _job(nb, lab, course, limits, threads, engine, device)
-    reply, blob = worker.run(job, images, limits[1] + MAX_MODELS * limits[0] + 60)
+    limits = (settings.cell_timeout, settings.notebook_timeout)
+    job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
+    reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions = _parse_reply(reply)
     records = read_records(blob, reply.get("records"))
     del blob
@@ -306,11 +316,14 @@ class Graders:
     """`jobs` warm workers, each in its own sandbox, started on first use and replaced when lost;
     and the test images they ask for (loaded here, once per data set)."""
 
-    def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True) -> None:
+    def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True,
+                 cell_timeout: float | None = None, notebook_timeout: float | None = None, engine: str = "fork") -> None:
         if sandboxed:
             require_sandbox()
         self.course = course
         self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
+                                    engine, device, self.threads)
         self._tmp = tempfile.TemporaryDirectory(prefix="course-runtime-")
         runtime = make_runtime(Path(self._tmp.name))
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
@@ -326,21 +339,23 @@ class Graders:
                 self._images[dataset] = scoring_images(dataset, self.course).numpy().astype("float32")
             return self._images[dataset]
 
-    def grade(self, student: str, lab: Lab, path: Path, cell_timeout=None, notebook_timeout=None, engine="fork",
-              device="cpu") -> tuple[Result, dict]:
-        """Grade one submission on an idle worker; a lost worker costs this submission only."""
+    def grade(self, student: str, lab: Lab, path: Path) -> Result:
+        """Grade one submission on an idle worker: run and probe it there, judge it and count its
+        accuracy here, the points computed once. A lost worker costs this submission only."""
         worker = self.idle.get()
         try:
             if not worker.alive:
                 worker.start()
-            return run_submission(path, lab, self.course, worker, self.images, student, cell_timeout,
-                                  notebook_timeout, self.threads, engine, device)
+            result, predictions = run_submission(path, lab, student, worker, self)
+            if not result.grader_error:   # the labels are read here, in this process, never in a sandbox
+                apply_scores(result, predictions, self.course, lab)
+            return result
         except WorkerLost as e:
-            return _grader_error(student, lab.id, str(path), self.course, e), {}
+            return _grader_error(student, lab.id, str(path), self.course, e)
         except CourseError:
             raise
         except Exception as e:  # noqa: BLE001 — a grader bug: record it on the submission, keep the class going
-            return _grader_error(student, lab.id, str(path), self.course, e), {}
+            return _grader_error(student, lab.id, str(path), self.course, e)
         finally:
             self.idle.put(worker)
 
@@ -360,10 +375,8 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
                    engine: str = "fork", device: str = "cpu", sandboxed: bool = True) -> Result:
     """Grade one submitted notebook of `lab` (run, then score). Never raises for a bad submission."""
-    with Graders(course, 1, device, sandboxed) as graders:
-        result, predictions = graders.grade(student or path.parent.name, lab, path, cell_timeout, notebook_timeout,
-                                            engine, device)
-    return result if result.grader_error else apply_scores(result, predictions, course, lab)
+    with Graders(course, 1, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders:
+        return graders.grade(student or path.parent.name, lab, path)
 
 
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
@@ -417,16 +430,11 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     if not todo:
         return [results[i] for i in range(len(found))], warnings
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    with Graders(course, jobs, device, sandboxed) as graders, ThreadPoolExecutor(jobs) as pool:
-        futures = {pool.submit(graders.grade, found[i][0], found[i][1], found[i][2], cell_timeout, notebook_timeout,
-                               engine, device): i for i in todo}
+    with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders, \
+            ThreadPoolExecutor(jobs) as pool:
+        futures = {pool.submit(graders.grade, *found[i]): i for i in todo}
         for future in as_completed(futures):
-            result, predictions = future.result()
-            if not result.grader_error:
-                try:   # the labels are read here, in this process, never in a sandbox
-                    apply_scores(result, predictions, course, course.lab(result.lab))
-                except Exception as e:  # noqa: BLE001 — a grader bug: keep the class going
-                    result = _grader_error(result.student, result.lab, result.path, course, e)
+            result = future.result()
             results[futures[future]] = result
             if on_result:
                 on_result(result)

@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "sibling", "case", "PartialCredit", "float64_tensor", "worst"]
 
 
 def fmt(value: Any) -> str:
@@ -100,6 +100,34 @@ def expect_close(got: Any, expected: Any, what: str, atol: float = 1e-6, rtol: f
             i = int(((g - e).abs() - (atol + rtol * e.abs())).flatten().argmax())
             fail(what, f"{float(e.flatten()[i]):.6g} at flat index {i}", f"{float(g.flatten()[i]):.6g}", hint)
         fail(what, e if e.numel() > 1 else float(e), g if g.numel() > 1 else float(g), hint)
+
+
+def float64_tensor(value: Any, what: str, shape: tuple, hint: str = "") -> torch.Tensor:
+    """`value` is a tensor of exactly `shape` (else a failure); returned detached, in float64."""
+    expect_shape(value, shape, what, hint)
+    return value.detach().to(torch.float64)
+
+
+def worst(got: torch.Tensor, expected: torch.Tensor, relative: bool = False, whole: int = 4,
+          inputs: torch.Tensor | None = None, flat: bool = False) -> tuple[str, str]:
+    """(expected, got) for a message: whole tensors up to `whole` elements, else the element with
+    the largest (absolute, or CS231n `relative`) error and where: `x = <input>` when the inputs
+    are given, the flat index with `flat`, else the index per dimension."""
+    g, e = got.to(torch.float64), expected.to(torch.float64)
+    if e.numel() <= whole:
+        return fmt(e), fmt(g)
+    err = (g - e).abs()
+    if relative:
+        err = err / (g.abs() + e.abs()).clamp_min(1e-8)
+    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+    k = int(err.flatten().argmax())
+    if inputs is not None:
+        at = f"x = {float(inputs.flatten()[k]):g}"
+    elif flat:
+        at = f"flat index {k}"
+    else:
+        at = str([int(i) for i in torch.unravel_index(torch.tensor(k), e.shape)])
+    return f"{float(e.flatten()[k]):.6g} at {at}", f"{float(g.flatten()[k]):.6g}"
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -197,6 +225,18 @@ def case(label: str = ""):
     else:
         if cases is not None:
             cases.passed += 1
+
+
+def sibling(fn: Any, name: str) -> Any:
+    """The student's `name` from the module (notebook) where their `fn` lives, or None: the
+    answer another exercise builds on (the student's average_precision, under their
+    mean_average_precision). While grading, looked up in the probe."""
+    from autograder import witness
+
+    def find() -> Any:
+        found = getattr(witness.real(fn), "__globals__", {}).get(name)
+        return found if callable(found) else None
+    return witness.boundary("sibling", find) if witness.is_student(fn) else find()
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_close, expect_shape, fail, fmt
+from autograder.checks import expect, expect_close, expect_shape, fail, float64_tensor, fmt, worst
 from autograder.checks import rel_error as _rel_error  # `rel_error` is also the name of a check
 
 __all__ = [
@@ -29,10 +29,7 @@ __all__ = [
 # --- helpers (private) --------------------------------------------------------------------------
 
 
-def _tensor(value: Any, what: str, shape: tuple, hint: str = "") -> torch.Tensor:
-    """value is a tensor of `shape` (else a failure); returned detached, in float64."""
-    expect_shape(value, shape, what, hint)
-    return value.detach().to(torch.float64)
+_tensor = float64_tensor
 
 
 def _scale(got: torch.Tensor, expected: torch.Tensor) -> float | None:
@@ -46,19 +43,8 @@ def _scale(got: torch.Tensor, expected: torch.Tensor) -> float | None:
 
 
 def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
-    """(expected, got) for a message: whole tensors when small, else the worst element and where."""
-    g, e = got.to(torch.float64), expected.to(torch.float64)
-    if e.numel() <= 4:
-        return fmt(e), fmt(g)
-    err = (g - e).abs() / (g.abs() + e.abs()).clamp_min(1e-8)
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-    flat = int(err.flatten().argmax())
-    idx, rest = [], flat
-    for size in reversed(e.shape):
-        idx.append(rest % size)
-        rest //= size
-    at = "[" + ", ".join(str(i) for i in reversed(idx)) + "]"
-    return f"{float(e.flatten()[flat]):.6g} at {at}", f"{float(g.flatten()[flat]):.6g}"
+    """(expected, got) for a message: whole tensors when small, else the worst element (relative error)."""
+    return worst(got, expected, relative=True)
 
 
 def _mlp_case(N: int, D: int, H: int, O: int, seed: int):

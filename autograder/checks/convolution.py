@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from autograder.checks import expect, fail, fmt
+from autograder.checks import expect, fail, fmt, worst
 
 __all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
 
@@ -66,14 +66,7 @@ def _call(fn: Callable, what: str, *args: Any, hint: str = "", by_hand: str = ""
 
 def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
     """(expected, got) for a message: whole tensors when small, else the worst element and where."""
-    g, e = got.to(torch.float64), expected.to(torch.float64)
-    if e.numel() <= 8:
-        return fmt(e), fmt(g)
-    err = (g - e).abs()
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-    flat = int(err.flatten().argmax())
-    idx = [int(i) for i in torch.unravel_index(torch.tensor(flat), e.shape)]
-    return f"{float(e.flatten()[flat]):.6g} at {idx}", f"{float(g.flatten()[flat]):.6g}"
+    return worst(got, expected, whole=8)
 
 
 def _shape(dims: tuple[int, ...]) -> str:

@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from autograder import witness
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_shape, fail, fmt
+from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, worst
 
 __all__ = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
 
@@ -33,23 +33,13 @@ __all__ = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
 # --- helpers (private) --------------------------------------------------------------------------
 
 
-def _tensor(value: Any, what: str, shape: tuple, hint: str = "") -> torch.Tensor:
-    """value is a tensor of `shape` (else a failure); returned detached, in float64."""
-    expect_shape(value, shape, what, hint)
-    return value.detach().to(torch.float64)
+_tensor = float64_tensor
 
 
 def _worst(got: torch.Tensor, expected: torch.Tensor, x: torch.Tensor | None = None) -> tuple[str, str]:
     """(expected, got) for a message: whole tensors when small, else the worst element and where
-    (as `at x = value` when the inputs x are given, else by index)."""
-    g, e = got.to(torch.float64).flatten(), expected.to(torch.float64).flatten()
-    if e.numel() <= 4:
-        return fmt(e), fmt(g)
-    err = (g - e).abs()
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-    k = int(err.argmax())
-    at = f"x = {float(x.flatten()[k]):g}" if x is not None else f"flat index {k}"
-    return f"{float(e[k]):.6g} at {at}", f"{float(g[k]):.6g}"
+    (as `at x = value` when the inputs x are given, else by flat index)."""
+    return worst(got, expected, inputs=x, flat=True)
 
 
 # --- the built-ins an activation must not use ---------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, fail, fmt
+from autograder.checks import expect, fail, float64_tensor, fmt
 
 __all__ = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
 
@@ -26,13 +26,7 @@ _RTOL, _ATOL = 1e-5, 1e-6  # float32 arithmetic on values of order 1
 # --- helpers (private) --------------------------------------------------------------------------
 
 
-def _tensor(value: Any, what: str, shape: tuple, hint: str) -> torch.Tensor:
-    """value is a tensor of exactly `shape` (else a failure); returned detached, in float64."""
-    if not isinstance(value, torch.Tensor):
-        fail(what, f"a tensor of shape {shape}", type(value).__name__, hint)
-    if tuple(value.shape) != tuple(shape):
-        fail(what, f"shape {tuple(shape)}", f"shape {tuple(value.shape)}", hint)
-    return value.detach().to(torch.float64)
+_tensor = float64_tensor
 
 
 def _loss(value: Any, what: str) -> torch.Tensor:
