@@ -30,6 +30,7 @@ import ast
 import builtins
 import collections
 import functools
+import hashlib
 import itertools
 import json
 import random
@@ -213,7 +214,7 @@ class _Session:
         if _is_check_callable(value):
             return self._callback(self._own(value), value)
         if type(value) is types.GeneratorType:      # model.parameters(): read once, here
-            return iter(self.inward(list(itertools.islice(value, MAX_ITEMS)), depth + 1))
+            return (item for item in self.inward(list(itertools.islice(value, MAX_ITEMS)), depth + 1))
         if type(value) in (list, tuple, dict):
             k = self._own(value) if type(value) is not tuple else None
             if type(value) is dict:
@@ -514,7 +515,7 @@ class Probe(_Session):
             if len(items) > MAX_ITEMS:
                 raise ProbeError(f"an iterator of more than {MAX_ITEMS} items")
             pairs = [self.cross(v, depth + 1) for v in items]
-            return {"G": [a for a, _ in pairs]}, iter([b for _, b in pairs])
+            return {"G": [a for a, _ in pairs]}, (b for _, b in pairs)
         if t is torch.dtype:
             return {"DT": str(value).removeprefix("torch.")}, value
         if isinstance(value, type) and _trusted_class(value) is value:
@@ -561,20 +562,20 @@ class Probe(_Session):
 
     # --- the student's code runs here ---
     def _enter(self) -> None:
-        """Into the student's code: its own random stream; the check's global settings kept."""
+        """Into the student's code, which draws from the global generators as the check left
+        them (a check that seeds them before building the student's model gets its weights)."""
         if self.in_student == 0:
             self.saved_rng = _rng_state()
             self.saved_modes = (torch.get_default_dtype(), torch.is_grad_enabled())
-            _set_rng_state(self.student_rng)
         self.in_student += 1
 
     def _leave(self) -> None:
-        """Back in the check's code, as the judge is: its random stream, default dtype and grad
-        mode as they were (whatever the student's code set globally)."""
+        """Back in the check's code, as the judge is: the generators in a state that follows
+        from the one the student's code started with (never from what it drew), the default
+        dtype and grad mode as they were (whatever the student's code set globally)."""
         self.in_student -= 1
         if self.in_student == 0:
-            self.student_rng = _rng_state()
-            _set_rng_state(self.saved_rng)
+            _advance_rng(self.saved_rng)
             dtype, grad = self.saved_modes
             if torch.get_default_dtype() != dtype:
                 torch.set_default_dtype(dtype)
@@ -616,18 +617,16 @@ class Probe(_Session):
         self.top().append(record)
         events: list = []
         self.stack.append(events)
-        if student:
-            self._enter()
-        else:
+        self._enter()
+        if not student:
             self.opaque += 1
         try:
             try:
                 value = fn()
             finally:
-                if student:
-                    self._leave()
-                else:
+                if not student:
                     self.opaque -= 1
+                self._leave()
             if record["op"] in _CONVERT:
                 value = _CONVERT[record["op"]](value)
             record["r"], view = self.cross(value)
@@ -792,6 +791,15 @@ def _exception(err: BaseException, depth: int = 0) -> dict:
 
 def _rng_state() -> tuple:
     return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _advance_rng(state: tuple) -> None:
+    """Seed the global generators from `state` (the one a call into the student's code began
+    with): probe and judge continue the check's draws alike, whatever the student's code drew."""
+    seed = int.from_bytes(hashlib.blake2b(state[0].numpy().tobytes(), digest_size=8).digest(), "big")
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
 
 
 def _set_rng_state(state: tuple | None) -> None:
@@ -962,6 +970,7 @@ class Judge(_Session):
             raise ReplayMismatch("the probe's record points outside its data")
         self.handles: dict[int, Replay] = {}
         self.cursor: list[list] = []       # [events, next index] per nesting level
+        self.in_callback = 0
         self._classes: dict = {}
 
     # --- reading the record ---
@@ -1057,7 +1066,7 @@ class Judge(_Session):
                 cls = getattr(torch.return_types, tag[3:], None)
                 return cls(decoded) if isinstance(cls, type) else tuple(decoded)
             return {"l": list, "t": tuple, "s": set, "fs": frozenset, "S": lambda v: torch.Size(v),
-                    "G": iter}[tag](decoded)
+                    "G": lambda v: (item for item in v)}[tag](decoded)
         if tag in ("d", "od"):
             pairs = [(self.decode(k, depth + 1), self.decode(v, depth + 1)) for k, v in items]
             return dict(pairs) if tag == "d" else collections.OrderedDict(pairs)
@@ -1093,6 +1102,15 @@ class Judge(_Session):
 
     # --- what the check hands over, and the record's answers ---
     def replay(self, kind: str, replay: Replay | None, detail: Any, convert=None) -> Any:
+        if self.in_callback:              # inside a call back: the probe's generators were the student's
+            return self._replay(kind, replay, detail, convert)
+        state = _rng_state()
+        try:
+            return self._replay(kind, replay, detail, convert)
+        finally:
+            _advance_rng(state)           # as the probe did after the student's code ran
+
+    def _replay(self, kind: str, replay: Replay | None, detail: Any, convert=None) -> Any:
         record = self._next()
         handle = object.__getattribute__(replay, "_w_handle") if replay is not None else None
         if record.get("op") != kind or record.get("h") != handle or record.get("a") != detail:
@@ -1125,6 +1143,7 @@ class Judge(_Session):
             raise ReplayMismatch("a call back into the check that it never handed over")
         nested = event.get("ev", [])
         self.cursor.append([nested if isinstance(nested, list) else [], 0])
+        self.in_callback += 1
         try:
             self._drain_pending_new(event)
             args, kwargs = self.decode(event.get("args")), self.decode(event.get("kw"))
@@ -1139,6 +1158,7 @@ class Judge(_Session):
             except Exception:  # noqa: BLE001 — the probe's record already says how the call ended
                 pass
         finally:
+            self.in_callback -= 1
             self.cursor.pop()
 
     def _drain_pending_new(self, event: dict) -> None:
