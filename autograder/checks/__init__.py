@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "sibling", "case", "PartialCredit", "float64_tensor", "worst"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst"]
 
 
 def fmt(value: Any) -> str:
@@ -171,7 +171,12 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
     from autograder import witness
 
     def shapes() -> list[list[int]]:
-        return [list(p.shape) for p in witness.real(model).parameters() if p.requires_grad or not trainable_only]
+        found = []
+        for p in witness.real(model).parameters():
+            if p.requires_grad or not trainable_only:
+                p.numel()                 # a lazy layer's uninitialised parameter raises ValueError here
+                found.append(list(p.shape))
+        return found
     found = witness.boundary("shapes", shapes) if witness.is_student(model) else shapes()
     if not isinstance(found, list) or not all(isinstance(s, list) and all(type(n) is int and n >= 0 for n in s) for s in found):
         fail("parameters", "a list of shapes", type(found).__name__, "the probe's record is damaged")
@@ -225,18 +230,6 @@ def case(label: str = ""):
     else:
         if cases is not None:
             cases.passed += 1
-
-
-def sibling(fn: Any, name: str) -> Any:
-    """The student's `name` from the module (notebook) where their `fn` lives, or None: the
-    answer another exercise builds on (the student's average_precision, under their
-    mean_average_precision). While grading, looked up in the probe."""
-    from autograder import witness
-
-    def find() -> Any:
-        found = getattr(witness.real(fn), "__globals__", {}).get(name)
-        return found if callable(found) else None
-    return witness.boundary("sibling", find) if witness.is_student(fn) else find()
 
 
 @contextlib.contextmanager
