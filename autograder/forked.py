@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from .results import Outcome
+from .results import NotebookRun, Outcome
 
 _EVALUE_LIMIT = 2000
 _LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report
@@ -311,21 +311,20 @@ def _safely(step) -> list[str]:
         return []
 
 
-def run_notebook_forked(cells: list[tuple[int, str, str]], cell_timeout: float, notebook_timeout: float,
-                        workdir: str, env: dict[str, str] | None = None, threads: int | None = None,
-                        memory_mb: float | None = None, notes: list[str] | None = None,
-                        sandboxed: bool = False, heartbeat=None, lab: str = "") -> dict[int, Outcome]:
+def run_notebook_forked(cells: list[tuple[int, str, str]], run: NotebookRun, notes: list[str] | None = None,
+                        heartbeat=None) -> dict[int, Outcome]:
     """Execute `cells` ((index, source, kind) with kind answer | test | locked) in a forked child
     working in `workdir`; return the outcome of each by index and append to `notes` what the
     integrity guard restored. When it returns, every process the notebook started is gone.
     `heartbeat()` is called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
-    env = {"MPLBACKEND": "agg", **(env or {})}
-    job = {"cells": cells, "workdir": workdir, "env": env, "threads": threads, "sandboxed": sandboxed, "lab": lab,
-           "cpu_seconds": cpu_budget(notebook_timeout, threads)}
+    cell_timeout, notebook_timeout, sandboxed = run.cell_timeout, run.notebook_timeout, run.sandboxed
+    env = {"MPLBACKEND": "agg", **run.env, "COURSE_PROBE_DIR": run.probe_dir}
+    job = {"cells": cells, "workdir": run.workdir, "env": env, "threads": run.threads, "sandboxed": sandboxed,
+           "lab": run.lab, "cpu_seconds": cpu_budget(notebook_timeout, run.threads)}
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
-        _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, memory_mb,
+        _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, run.memory_mb,
                notes if notes is not None else [], sandboxed, heartbeat)
     finally:
         end_child(pid, read_fd, sandboxed)

@@ -1,6 +1,7 @@
 """What grading produces, as plain data with its JSON: a cell's Outcome (what the engines
-report), a CheckResult (the judge's verdict and points) and a submission's Result. The worker
-imports this module too: nothing here imports the grader."""
+report), a CheckResult (the judge's verdict and points) and a submission's Result; and
+NotebookRun, how either engine runs one notebook. The worker imports this module too: nothing
+here imports the grader."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,21 @@ class Outcome:
     ename: str = ""
     evalue: str = ""
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """How an engine runs one notebook: both engines take it (`run_notebook_forked` in
+    autograder.forked, `run_notebook_cells` in autograder.execute)."""
+    cell_timeout: float
+    notebook_timeout: float
+    workdir: str
+    env: dict = field(default_factory=dict)
+    lab: str = ""                    # its check cells are probed (autograder.witness)
+    probe_dir: str = ""              # where the probes' records go
+    threads: int | None = None
+    memory_mb: float | None = None   # the fork engine enforces it
+    sandboxed: bool = False
 
 
 @dataclass

@@ -136,29 +136,29 @@ def _wipe(sandboxed: bool, job_dir: Path) -> bool:
 
 def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) -> dict:
     from .forked import kill_others, run_notebook_forked
+    from .results import NotebookRun
     job_dir = scratch / "job"
     work, home, scoring, probes = job_dir / "work", job_dir / "home", job_dir / "scoring", job_dir / "probe"
     for d in (work, home, scoring, probes):
         d.mkdir(parents=True, exist_ok=True)
     env = {**job.get("env", {}), "HOME": str(home), "TMPDIR": str(work), "MPLCONFIGDIR": str(home / ".matplotlib"),
-           "COURSE_SCORING_DIR": str(scoring), "COURSE_PROBE_DIR": str(probes)}
+           "COURSE_SCORING_DIR": str(scoring)}
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
     notes: list[str] = []
 
     def beat() -> None:
         send(channel_out, {"alive": True})
 
+    run = NotebookRun(float(job["cell_timeout"]), float(job["notebook_timeout"]), str(work), env,
+                      str(job.get("lab", "")), str(probes), job.get("threads"), job.get("memory_mb"), sandboxed)
     started = time.monotonic()
     if job.get("engine") == "kernel":
-        from .execute import run_notebook_cells
-        outcomes = run_notebook_cells(_probing_cells(cells, job.get("lab", ""), probes), job["cell_timeout"],
-                                      job["notebook_timeout"], str(work), env)
-        if sandboxed:                  # the kernel and anything it started
-            kill_others(0, sandboxed)
+        from .execute import run_notebook_cells as engine
     else:
-        outcomes = run_notebook_forked(cells, job["cell_timeout"], job["notebook_timeout"], str(work), env,
-                                       job.get("threads"), job.get("memory_mb"), notes, sandboxed, beat,
-                                       job.get("lab", ""))
+        engine = run_notebook_forked
+    outcomes = engine(cells, run, notes, beat)
+    if sandboxed:                      # anything the notebook (its kernel) started
+        kill_others(0, sandboxed)
     notebook_seconds = time.monotonic() - started    # on the worker's clock, not the notebook's
     predictions = {}
     for path in sorted(scoring.glob("*.pt"))[:MAX_MODELS]:
@@ -173,17 +173,6 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
             "notes": notes, "predictions": predictions, "records": index,
             "notebook_seconds": round(notebook_seconds, 3)}, blob
-
-
-def _probing_cells(cells: list[tuple[int, str, str]], lab: str, folder: Path) -> list[tuple[int, str, str]]:
-    """For the kernel engine: each check cell replaced by its probe (autograder.witness)."""
-    out = []
-    for index, source, kind in cells:
-        if kind == "test":
-            source = (f"__import__('autograder.witness', fromlist=['w']).probe_to_file({lab!r}, {source!r}, "
-                      f"get_ipython().user_ns, {str(folder / str(index))!r})")
-        out.append((index, source, kind))
-    return out
 
 
 def _records(folder: Path, tests: set[int]) -> tuple[list[list[int]], bytes]:
