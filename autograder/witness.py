@@ -874,6 +874,7 @@ def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
             results.append({**record, "arg_error": _exception(err)})
             break
         record["args"] = [c[0] for c in crossed]
+        probe.student_rng = _rng_state()   # the notebook goes on from here: its arguments drew, the check does not
         record["new"] = probe.stack[0]
         views = [c[1] for c in crossed]
         lits = [ast.literal_eval(t) if k == "literal" else None for k, t in [*args, *((k, t) for _, k, t in kwargs)]]
