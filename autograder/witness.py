@@ -20,14 +20,15 @@ same check function runs twice:
 A forged record only changes what the judge is told the student's code returned; to pass, it
 must hold the right results for the check's inputs, which is solving the exercise. A record that
 does not follow the judge's own path (the check asks for something the probe never recorded)
-fails the check with a grader message. Random numbers: before each call both sides seed the
-global generators the same way, and the probe runs the student's code on a generator state of
-its own, so a check's draws never depend on what the student's code drew.
+fails the check with a grader message. Random numbers: both sides seed the global generators
+the same way before each check; the student's code draws from them as the check left them (a
+check that seeds them before building the student's model gets its weights), and afterwards
+both sides reseed from the state the call began with — so a check's own draws never depend on
+what the student's code drew, and the notebook goes on from its own state.
 """
 from __future__ import annotations
 
 import ast
-import builtins
 import collections
 import functools
 import hashlib
@@ -108,9 +109,7 @@ def boundary(kind: str, fn: Callable[[], Any]) -> Any:
 def _trusted_class(cls: type) -> type:
     """The nearest class in `cls`'s MRO that belongs to torch, numpy or the builtins."""
     for base in cls.__mro__:
-        module = sys.modules.get(getattr(base, "__module__", "") or "")
-        if (module is not None and base.__module__.split(".")[0] in _TRUSTED
-                and getattr(module, base.__qualname__.split(".")[0], None) is not None):
+        if _resolve_class(_class_path(base)) is base:    # the library's own class, not a namesake
             return base
     return object
 

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_close, expect_shape, fail, float64_tensor, fmt, worst
+from autograder.checks import expect, expect_close, fail, float64_tensor, fmt, worst
 from autograder.checks import rel_error as _rel_error  # `rel_error` is also the name of a check
 
 __all__ = [
