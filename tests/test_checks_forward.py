@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-import time
 from typing import Callable
 
 import numpy as np
@@ -28,14 +27,6 @@ CHECKS = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
 
 def test_checks_are_the_public_functions():
     assert sorted(checks.__all__) == sorted(CHECKS)
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quickly(name):
-    getattr(checks, name)(getattr(R, name))  # warm-up (first torch calls)
-    t0 = time.perf_counter()
-    getattr(checks, name)(getattr(R, name))
-    assert time.perf_counter() - t0 < 0.5
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -8,7 +8,6 @@ exactly the checks it declares (the notebook-level run is the grader's test).
 from __future__ import annotations
 
 import inspect
-import time
 from typing import Callable
 
 import numpy as np
@@ -20,15 +19,6 @@ from autograder.checks import losses as checks
 from tests.planted.losses import BUGS
 
 CHECKS = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quickly(name, seed):
-    getattr(checks, name)(getattr(R, name), seed=seed)  # warm-up (first torch calls)
-    t0 = time.perf_counter()
-    getattr(checks, name)(getattr(R, name), seed=seed)
-    assert time.perf_counter() - t0 < 0.5
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-import time
 from typing import Callable, Iterable
 
 import pytest
@@ -37,15 +36,6 @@ def test_checks_are_the_public_functions():
     public = {n for n, f in vars(checks).items()
               if callable(f) and not n.startswith("_") and f.__module__ == checks.__name__}
     assert public == set(CHECKS) == set(checks.__all__)
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quickly(name):
-    cls = getattr(R, CHECKS[name])
-    getattr(checks, name)(cls)  # warm-up (the first torch.optim imports torch._dynamo)
-    t0 = time.perf_counter()
-    getattr(checks, name)(cls)
-    assert time.perf_counter() - t0 < 1.0
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -8,7 +8,6 @@ prove each fails exactly the checks it declares (the notebook-level run is the g
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import pytest
@@ -35,14 +34,6 @@ def one_thread():
 
 def test_checks_are_the_public_functions():
     assert checks.__all__ == CHECKS
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quickly(name):
-    getattr(checks, name)(getattr(R, CELL[name]))  # warm-up (first torch calls)
-    t0 = time.perf_counter()
-    getattr(checks, name)(getattr(R, CELL[name]))
-    assert time.perf_counter() - t0 < 0.5
 
 
 def test_reference_passes_the_hidden_cases():

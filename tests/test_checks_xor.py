@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import inspect
 import textwrap
-import time
 from typing import Callable
 
 import pytest
@@ -70,13 +69,9 @@ def test_the_hand_built_network_is_the_seeds_construction():
         torch.testing.assert_close(xor_by_hand()(X), Y, atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quickly(name):
-    arg = ARGS[name]()
-    getattr(checks, name)(arg)  # warm-up (first torch calls)
-    t0 = time.perf_counter()
-    getattr(checks, name)(arg)
-    assert time.perf_counter() - t0 < 0.5
+def test_the_reference_mlp_passes_its_accuracy_check():
+    """The one xor check whose argument is a trained model (tests/test_contract.py runs the rest)."""
+    checks.mlp_accuracy(ARGS["mlp_accuracy"]())
 
 
 @pytest.mark.parametrize("name", CHECKS)
