@@ -265,7 +265,8 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     outcomes, run_notes, predictions = _parse_reply(reply)
     records = read_records(blob, reply.get("records"))
     del blob
-    facts = {"notebook_seconds": reply.get("notebook_seconds")}
+    from .witness import JUDGE_SECONDS
+    facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS]}
     if lab.id == "capstone":
         from .data import capstone_dataset
         facts["dataset"] = capstone_dataset(course.data_root_path)

@@ -34,9 +34,11 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import random
 import struct
 import sys
+import time
 import types
 from typing import Any, Callable
 
@@ -50,6 +52,10 @@ MAX_ITEMS = 100_000        # items of one iterator, elements of one container
 BIG = 1 << 20              # elements: a larger result reaches the judge as its shape only (a meta
                            # tensor: full-size networks' weights, whose values no check reads)
 MAX_DEPTH = 32
+MAX_DECODED = 256 << 20    # bytes the judge may make from one cell's record, repeats counted
+MAX_DECODED_ITEMS = 2_000_000   # values and container items the judge may make from one record
+MAX_CALLBACKS = 20_000     # calls back into the check the judge replays for one cell
+JUDGE_SECONDS = 120.0      # judging one submission's checks takes longer: the rest fail
 SEED = 20_251_206          # the global generators' seed before each check call (both sides)
 _TRUSTED = ("builtins", "torch", "torchvision", "numpy", "collections")
 _DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -69,8 +75,9 @@ class ProbeError(Exception):
     """The probe could not record a value (too large, too deep): the check fails with this."""
 
 
-class ReplayMismatch(Exception):
-    """The judge asked for something the probe did not record."""
+class ReplayMismatch(BaseException):
+    """The judge asked for something the probe did not record, or the record is over a bound.
+    A BaseException: a check's `except Exception` around the student's call must not swallow it."""
 
 
 def active() -> bool:
@@ -971,10 +978,16 @@ class Judge(_Session):
         self.handles: dict[int, Replay] = {}
         self.cursor: list[list] = []       # [events, next index] per nesting level
         self.in_callback = 0
+        self.callbacks = 0
+        self.decoded = self.items = 0
+        left = self.facts.get("judge_left")    # what is left of the submission's judging budget
+        self.started = time.monotonic()
+        self.deadline = self.started + (left[0] if isinstance(left, list) else JUDGE_SECONDS)
         self._classes: dict = {}
 
     # --- reading the record ---
     def _next(self) -> dict:
+        self._spend(items=0)
         if not self.cursor:
             raise ReplayMismatch("the check asked for more than the probe recorded")
         level = self.cursor[-1]
@@ -1002,11 +1015,30 @@ class Judge(_Session):
             if isinstance(event, dict) and "new" in event and "op" not in event:
                 self._new(event)
 
+    def _spend(self, nbytes: int = 0, items: int = 1) -> None:
+        """Count what the judge makes from the record; a record that would make more (one array
+        pointed to a thousand times, say) or take longer fails its check, not the grader."""
+        self.decoded += nbytes
+        self.items += items
+        if self.decoded > MAX_DECODED or self.items > MAX_DECODED_ITEMS:
+            raise ReplayMismatch(f"the record decodes to more than {MAX_DECODED >> 20} MB or "
+                                 f"{MAX_DECODED_ITEMS:,} values")
+        if time.monotonic() > self.deadline:
+            raise ReplayMismatch(f"judging the submission took more than {JUDGE_SECONDS:g} s")
+
+    def charge(self) -> None:
+        """Take this cell's judging time off the submission's budget."""
+        left = self.facts.get("judge_left")
+        if isinstance(left, list):
+            left[0] -= time.monotonic() - self.started
+
     def _tensor(self, spec: dict) -> torch.Tensor:
         dtype = _DTYPES.get(spec.get("dt"))
         shape = [int(s) for s in spec.get("sh", [])]
-        if dtype is None or any(s < 0 for s in shape):
+        if dtype is None or any(s < 0 for s in shape) or len(shape) > 16:
             raise ReplayMismatch("a tensor of an unknown dtype")
+        if spec.get("T") is not None or "E" in spec:
+            self._spend(math.prod(shape) * torch.empty(0, dtype=dtype).element_size())
         if "E" in spec:
             k = int(spec["E"])
             if not 0 <= k < len(self.owned) or not isinstance(self.owned[k], torch.Tensor):
@@ -1019,7 +1051,7 @@ class Judge(_Session):
         else:
             offset, size = self.arrays[int(spec["T"])]
             storage = torch.int16 if dtype == torch.bfloat16 else dtype
-            count = int(np.prod(shape)) if shape else 1
+            count = math.prod(shape)
             if count * torch.empty(0, dtype=storage).element_size() != size:
                 raise ReplayMismatch("a tensor whose data does not match its shape")
             data = bytearray(self.blob[offset:offset + size])
@@ -1043,6 +1075,7 @@ class Judge(_Session):
     def decode(self, value: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
             raise ReplayMismatch("a value nested too deeply")
+        self._spend()
         if value is None or type(value) in (bool, int, float, str):
             return value
         if not isinstance(value, dict) or len(value) == 0:
@@ -1086,6 +1119,7 @@ class Judge(_Session):
             if dtype.kind not in "biufc" or dtype.hasobject:
                 raise ReplayMismatch("an array of an unsafe dtype")
             offset, size = self.arrays[int(items)]
+            self._spend(size)
             return np.frombuffer(self.blob[offset:offset + size], dtype=dtype).reshape([int(s) for s in value["sh"]]).copy()
         if tag == "N":
             dtype = np.dtype(str(items))
@@ -1137,6 +1171,10 @@ class Judge(_Session):
         return self.replay("boundary", None, kind)
 
     def _replay_callback(self, event: dict) -> None:
+        self.callbacks += 1
+        if self.callbacks > MAX_CALLBACKS:
+            raise ReplayMismatch(f"more than {MAX_CALLBACKS:,} calls back into the check")
+        self._spend()
         k = int(event["cb"])
         if not 0 <= k < len(self.owned) or not (_is_check_callable(self.owned[k])
                                                   or isinstance(self.owned[k], torch.nn.Module)):
@@ -1319,6 +1357,16 @@ def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "c
     calls = check_calls(source)
     records = header["calls"]
     cases = Cases() if partial else None
+    try:
+        _judge_calls(lab, judge, calls, records, cases)
+    finally:
+        judge.charge()
+    if cases is not None and cases.failures:
+        raise PartialCredit(cases.failures[0], cases.passed, cases.passed + len(cases.failures))
+
+
+def _judge_calls(lab: str, judge: Judge, calls: list, records: list, cases: Any) -> None:
+    from autograder.checks import Cases
     for i, (name, args, kwargs) in enumerate(calls):
         if i >= len(records) or not isinstance(records[i], dict) or records[i].get("name") != name:
             raise ReplayMismatch(f"the probe left no record of checks.{name}")
@@ -1329,8 +1377,6 @@ def judge_cell(lab: str, source: str, header: Any, blob: bytes, device: str = "c
             judge.run(_check_function(lab, name), records[i], literal_args, literal_kwargs)
         finally:
             Cases.current = None
-    if cases is not None and cases.failures:
-        raise PartialCredit(cases.failures[0], cases.passed, cases.passed + len(cases.failures))
 
 
 def probe_to_file(lab: str, source: str, namespace: dict, path: str) -> None:

@@ -99,6 +99,13 @@ ON_WRONG = {
         "threading.Thread(target=_forge, daemon=True).start()"),
 }
 
+# the red team's: one 8 MB tensor, returned a thousand times (an honest record of 8 MB that would
+# decode to 8 GB in the grader)
+ON_SOLUTION = {
+    "decode-bomb": "_big = torch.zeros(1 << 20, dtype=torch.float64)\n"
+                   "def sigmoid_grad(x):\n    return [_big] * 1000",
+}
+
 # rel_error returning a float that says it equals anything
 LYING_FLOAT = (
     "class _Liar(float):\n"
@@ -140,6 +147,7 @@ def graded(course, tmp_path_factory):
                  ("lying-float", "backprop"): _append(solution, "rel_error", LYING_FLOAT)}
     notebooks.update({(name, "backprop"): _append(blank, "worked_example", code) for name, code in ON_BLANK.items()})
     notebooks.update({(name, "backprop"): _append(wrong, "sigmoid_grad", code) for name, code in ON_WRONG.items()})
+    notebooks.update({(name, "backprop"): _append(solution, "sigmoid_grad", code) for name, code in ON_SOLUTION.items()})
     detection = nbformat.read(course.solution_path("detection"), as_version=4)
     notebooks[("golden", "detection")] = _append(detection, "mean_average_precision", GOLDEN)
     root = tmp_path_factory.mktemp("judged")
@@ -172,6 +180,44 @@ def test_patching_the_notebooks_process_changes_nothing_the_judge_says(graded, a
     """The same check lost with the same message as the honest wrong answer: the judge, in the
     grading process, saw the true values."""
     assert _lost(graded[attack]) == _lost(graded["wrong"])
+
+
+def test_a_record_that_decodes_to_gigabytes_fails_its_check_not_the_class(graded):
+    result = graded["decode-bomb"]
+    assert not result.grader_error
+    lost = _lost(result)
+    assert set(lost) == {"sigmoid_grad"} and "decodes to more than 256 MB" in lost["sigmoid_grad"], lost
+    assert graded["blank"].score == 0 and not graded["blank"].grader_error
+
+
+def test_replayed_calls_back_and_judging_time_are_bounded():
+    """A forged record that repeats a call back into the check (each on a large tensor), or
+    that keeps the judge busy: the check fails with why, within the bounds."""
+    import torch
+    from autograder.checks import backprop as reference_like  # noqa: F401  (imported for its checks)
+
+    def numerical_gradient(f, x, h=1e-5):
+        grad = torch.zeros_like(x)
+        flat, g = x.view(-1), grad.view(-1)
+        for i in range(flat.numel()):
+            old = float(flat[i])
+            flat[i] = old + h
+            up = float(f(x))
+            flat[i] = old - h
+            down = float(f(x))
+            flat[i] = old
+            g[i] = (up - down) / (2 * h)
+        return grad
+    source = "checks.numerical_gradient(numerical_gradient)"
+    header, blob = witness.probe_cell("backprop", source, {"numerical_gradient": numerical_gradient})
+    witness.judge_cell("backprop", source, json.loads(json.dumps(header)), blob)      # honest: passes
+    call = next(e for e in header["calls"][0]["ev"] if e.get("op") == "call")
+    callback = next(e for e in call["ev"] if "cb" in e)
+    call["ev"] = [callback] * (witness.MAX_CALLBACKS + 1) + call["ev"]
+    with pytest.raises(witness.ReplayMismatch, match="calls back into the check"):
+        witness.judge_cell("backprop", source, header, blob)
+    with pytest.raises(witness.ReplayMismatch, match="judging the submission took more than"):
+        witness.judge_cell("backprop", source, header, blob, facts={"judge_left": [0.0]})
 
 
 def test_forged_records_fail_every_check_they_replace(graded):
