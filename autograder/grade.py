@@ -27,7 +27,7 @@ from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
 from .results import CheckResult, Outcome, Result
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
-from .witness import read_records
+from .witness import JUDGE_SECONDS, read_records
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
@@ -265,7 +265,6 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     outcomes, run_notes, predictions = _parse_reply(reply)
     records = read_records(blob, reply.get("records"))
     del blob
-    from .witness import JUDGE_SECONDS
     facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS]}
     if lab.id == "capstone":
         from .data import capstone_dataset
