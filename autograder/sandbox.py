@@ -182,6 +182,34 @@ def require_sandbox() -> None:
 
 # --- one worker ---------------------------------------------------------------------------------
 
+def _stopped(root: int) -> bool:
+    """Whether the worker under `root` (its bwrap) is stopped (SIGSTOP, a debugger). Only the
+    worker itself: a notebook that stops its own processes just runs into its time limit."""
+    parents, states = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            states[int(name)], parents[int(name)] = fields[0], int(fields[1])
+
+    def is_worker(pid: int) -> bool:            # the worker or a fork of it, not bwrap
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            return False
+        return b"autograder.worker" in argv and not argv[0].endswith(b"bwrap")
+    frontier = [root]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        workers = [p for p in kids if is_worker(p) and not is_worker(parents[p])]
+        if workers:
+            return any(states[p] in ("T", "t") for p in workers)
+        frontier = [p for p in kids if not is_worker(p)]
+    return False
+
+
 class Worker:
     """A warm grading worker in its own sandbox (or, unsandboxed, a plain subprocess)."""
 
@@ -238,7 +266,7 @@ class Worker:
         """The next frame; WorkerLost when the worker dies, is silent for `silence` seconds
         (stopped, or hung) or passes `deadline`."""
         fd = self.proc.stdout.fileno()
-        heard = time.monotonic()
+        heard = looked = time.monotonic()
         while True:
             try:
                 frame = unpack(self.buffer)
@@ -253,6 +281,10 @@ class Worker:
                 raise WorkerLost("the grading worker ran past the notebook's time limit and was stopped")
             if now - heard > silence:
                 raise WorkerLost(f"the grading worker stopped answering for {silence:g} s (stopped or hung) and was replaced")
+            if now - heard > 5 and now - looked > 2:       # silent while starting (no heartbeat yet): stopped?
+                looked = now
+                if _stopped(self.proc.pid):
+                    raise WorkerLost("the grading worker stopped answering (it was stopped: SIGSTOP) and was replaced")
             if select.select([fd], [], [], 0.5)[0]:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:

@@ -423,6 +423,8 @@ def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, tm
                 busy = [w for w in _workers() if w not in struck and len(_descendants(w)) >= 3]
                 if busy:
                     time.sleep(1.0)
+                    if len(_descendants(busy[0])) < 3:
+                        continue      # a start-up's passing subprocess (ldconfig & co.), not a notebook
                     os.kill(busy[0], sig)
                     struck.add(busy[0])
                     break
@@ -620,3 +622,30 @@ def test_memory_in_sysv_segments_counts_and_private_mounts_are_refused(course, t
     assert results["sysv"].checks[0].message.endswith(": the notebook used more than 1000 MB of memory"), \
         results["sysv"].checks[0].message
     assert "PermissionError: [Errno 1] unshare refused" in results["tmpfs"].checks[0].message   # (EPERM: seccomp)
+
+
+def test_a_stopped_worker_is_seen_at_once_but_a_notebooks_stopped_process_is_not(tmp_path):
+    """While a worker starts it sends no heartbeat: a SIGSTOP then is found by its state, not
+    after the 300 s start limit. A process the notebook stops itself is the notebook's affair."""
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "tree.py"
+    script.write_text("import subprocess, sys, time\n"
+                      "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', 'autograder.worker'])\n"
+                      "print(child.pid, flush=True)\ntime.sleep(60)\n")
+    root = subprocess.Popen([sys.executable, str(script), "autograder.worker"], stdout=subprocess.PIPE)
+    grandchild = int(root.stdout.readline())
+    try:
+        time.sleep(0.2)
+        assert not sandbox._stopped(os.getpid())
+        os.kill(grandchild, signal.SIGSTOP)         # the "notebook's" process
+        time.sleep(0.2)
+        assert not sandbox._stopped(os.getpid())
+        os.kill(root.pid, signal.SIGSTOP)           # the "worker"
+        time.sleep(0.2)
+        assert sandbox._stopped(os.getpid())
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        os.kill(root.pid, signal.SIGKILL)
+        root.wait()
