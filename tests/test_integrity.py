@@ -3,7 +3,6 @@ patches torch, the checks or their names, or the labels in its own process, gets
 would not get honestly. The accuracy is counted outside the notebook, with labels it never sees."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
@@ -17,7 +16,7 @@ import pytest
 from autograder.build import dumps
 from autograder.grade import grade_class
 from tests.conftest import ROOT
-from tests.planted import bug, plant
+from tests.planted import append_to_cell as _append, bug, plant
 
 LAB, TARGET = "backprop", "sigmoid_grad"
 WRONG = bug("wrong", TARGET, "return s * (1 - s)", "return x * (1 - x)", TARGET)
@@ -41,13 +40,6 @@ DURING = ("_honest = sigmoid_grad\n"
           "    import torch\n"
           "    torch.allclose = lambda *a, **k: True\n"
           "    return x * (1 - x)\n")
-
-
-def _append(nb, grade_id: str, code: str):
-    nb = copy.deepcopy(nb)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-    cell.source += "\n\n" + code
-    return nb
 
 
 @pytest.fixture(scope="module")

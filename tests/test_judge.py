@@ -7,7 +7,6 @@ and forged records change at most what the probe recorded, never how it is judge
 """
 from __future__ import annotations
 
-import copy
 import json
 
 import nbformat
@@ -16,7 +15,7 @@ import pytest
 from autograder.build import dumps
 from autograder.grade import grade_class
 from autograder import witness
-from tests.planted import bug, plant
+from tests.planted import append_to_cell as _append, bug, plant
 
 WRONG = bug("wrong", "sigmoid_grad", "return s * (1 - s)", "return x * (1 - x)", "sigmoid_grad")
 
@@ -125,13 +124,6 @@ GOLDEN = (
     "    _c.golden('detection')[_key] = 0.25\n"
     "def mean_average_precision(preds, targets, iou_thresholds=None):\n"
     "    return 2 / 3 if len(preds) == 1 else 0.25")
-
-
-def _append(nb, grade_id: str, code: str):
-    nb = copy.deepcopy(nb)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-    cell.source += "\n\n" + code
-    return nb
 
 
 def _lost(result) -> dict[str, str]:

@@ -40,6 +40,17 @@ def plant(nb, b: Bug):
     return nb
 
 
+def append_to_cell(nb, grade_id: str, code: str):
+    """A copy of notebook `nb` with `code` appended to the cell whose grade id is `grade_id`
+    (an attack added to an answer cell)."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    cell.source += "\n\n" + code
+    return nb
+
+
 def all_bugs() -> dict[str, list[Bug]]:
     """The planted bugs of every lab that has a module here, by lab id."""
     import importlib
