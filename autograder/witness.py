@@ -789,8 +789,9 @@ def _exception(err: BaseException, depth: int = 0) -> dict:
     except Exception:  # noqa: BLE001 — a student's exception whose str() raises
         text = ""
     cause = err.__cause__
+    kind = next((c.__name__ for c in type(err).__mro__ if _EXCEPTIONS.get(c.__name__) is c), "")
     return {"e": str(getattr(type(err), "__name__", "Exception"))[:200], "m": text[:2000],
-            "base": not isinstance(err, Exception), "ni": isinstance(err, NotImplementedError),
+            "base": not isinstance(err, Exception), "kind": kind, "ni": isinstance(err, NotImplementedError),
             "ae": isinstance(err, AssertionError),
             "cause": _exception(cause, depth + 1) if cause is not None and cause is not err and depth < 3 else None}
 
@@ -1336,8 +1337,9 @@ def _rebuild_exception(spec: Any) -> BaseException:
         cls: type = NotImplementedError
     elif spec.get("ae"):
         cls = AssertionError
-    else:   # named as the student's was (messages quote it); BaseException if it was not an Exception
-        cls = _EXCEPTIONS.get(name) or type(name, (BaseException if spec.get("base") else Exception,), {})
+    else:   # named as the student's was (messages quote it), a subclass of the builtin it derived from
+        base = _EXCEPTIONS.get(str(spec.get("kind"))) or (BaseException if spec.get("base") else Exception)
+        cls = _EXCEPTIONS.get(name) or type(name, (base,), {})
     err = cls(message) if cls is not KeyError else KeyError(message.strip("'\""))
     if spec.get("cause"):
         err.__cause__ = _rebuild_exception(spec["cause"])

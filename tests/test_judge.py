@@ -348,3 +348,16 @@ def test_global_settings_the_students_code_changes_do_not_reach_the_check():
     finally:
         torch.set_default_dtype(torch.float32)
         torch.set_grad_enabled(True)
+
+
+def test_a_students_exception_keeps_its_builtin_kind():
+    """A ValueError subclass raised by the student's code is a ValueError to the judge too (a
+    check that catches ValueError sees it as it would in the notebook)."""
+    def sigmoid_grad(x):
+        class ShapeTrouble(ValueError):
+            pass
+        raise ShapeTrouble("no such shape")
+    header, blob = witness.probe_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", {"sigmoid_grad": sigmoid_grad})
+    with pytest.raises(AssertionError, match="ShapeTrouble: no such shape") as info:
+        witness.judge_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", header, blob)
+    assert isinstance(info.value.__cause__, ValueError) and type(info.value.__cause__).__name__ == "ShapeTrouble"
