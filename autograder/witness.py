@@ -173,8 +173,8 @@ class _Session:
     def __init__(self) -> None:
         self.owned: list[Any] = []          # objects of the check's handed to the student's code
         self.owned_index: dict[int, int] = {}
-        self.snapshots: dict[int, Any] = {}  # of tensors, and of modules handed over directly
-        self.by_shape: dict[tuple, list[int]] = {}
+        self.snapshots: dict[int, Any] = {}  # modules, lists and dicts handed over directly (and,
+                                             # in the probe, every tensor): their state then
 
     def owned_id(self, value: Any) -> int | None:
         k = self.owned_index.get(id(value))
@@ -190,8 +190,7 @@ class _Session:
         self.owned.append(value)
         self.owned_index[id(value)] = k
         if isinstance(value, torch.Tensor):
-            self.snapshots[k] = _tensor_state(value)
-            self.by_shape.setdefault((tuple(value.shape), value.dtype), []).append(k)
+            self._watch(k, value)
         elif isinstance(value, torch.nn.Module):
             for t in itertools.chain(value._parameters.values(), value._buffers.values()):
                 if t is not None:
@@ -249,6 +248,9 @@ class _Session:
             if _is_course_module(sub) and "forward" not in vars(sub):
                 object.__setattr__(sub, "forward", self._callback(self._own(sub), sub.forward))
 
+    def _watch(self, k: int, tensor: torch.Tensor) -> None:
+        """A tensor of the check's is handed over (the probe watches it for changes)."""
+
     def _unwrap(self, value: Any) -> Any:
         return value
 
@@ -275,13 +277,7 @@ def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
     if (t.requires_grad, tuple(t.shape), t.dtype) != (requires_grad, shape, dtype):
         return False
     current_grad = t.grad if isinstance(t.grad, torch.Tensor) and not t.grad.is_meta else None
-    for now, then in ((None if t.is_meta else t.detach(), data), (current_grad, grad)):
-        if (now is None) != (then is None):
-            return False
-        if now is not None and not (now.shape == then.shape and now.dtype == then.dtype
-                                    and now.device == then.device and torch.equal(now, then)):
-            return False
-    return True
+    return _same(None if t.is_meta else t.detach(), data) and _same(current_grad, grad)
 
 
 def _container_signature(c: list | dict) -> tuple:
@@ -397,7 +393,6 @@ class Tap(_Proxy):
         return _probe(self).op("deepcopy", self, None, lambda: copy.deepcopy(obj))
 
 
-
 def _plain(value: Any) -> Any:
     """A key or item the check passes, as recorded so that the judge can see it asks the same."""
     if value is None or type(value) in (bool, int, float, str):
@@ -430,6 +425,7 @@ class Probe(_Session):
         self.handle_of: dict[int, int] = {}
         self.stack: list[list] = []
         self.sent: dict[int, tuple] = {}   # id → (tensor, version, array): each sent once
+        self.by_shape: dict[tuple, list[int]] = {}   # tensors of the check's, by shape and dtype
         self.opaque = 0
         self.in_module = 0          # inside the forward of a module of the check's
         self.in_student = 0
@@ -474,6 +470,10 @@ class Probe(_Session):
                 out["g"] = self._tensor(grad, False)
         return out
 
+    def _watch(self, k: int, tensor: torch.Tensor) -> None:
+        self.snapshots[k] = _tensor_state(tensor)
+        self.by_shape.setdefault((tuple(tensor.shape), tensor.dtype), []).append(k)
+
     def _equal_owned(self, t: torch.Tensor) -> int | None:
         """The number of a tensor of the check's equal to `t` (a model that loaded the check's
         weights gives them back): its values need not be sent."""
@@ -494,8 +494,8 @@ class Probe(_Session):
             if t is str and len(value) > 1_000_000:
                 raise ProbeError("a string over 1 MB")
             return value, value
-        k = self.owned_index.get(id(value))
-        if k is not None and self.owned[k] is value:
+        k = self.owned_id(value)
+        if k is not None:
             return {"O": k}, value
         if isinstance(value, Tap):
             return {"H": object.__getattribute__(value, "_w_handle")}, value
@@ -754,8 +754,8 @@ class Probe(_Session):
                     record["ev"] = events
         return callback
 
-    def run(self, check: Callable, args: list, kwargs: dict) -> dict:
-        """Probe `check(*args, **kwargs)` (student objects already crossed); return the record."""
+    def run(self, check: Callable[[], None]) -> dict:
+        """Probe `check()` (a check call whose student objects have crossed); return the record."""
         global SESSION
         events: list = []
         self.stack = [events]
@@ -764,7 +764,7 @@ class Probe(_Session):
         SESSION = self
         try:
             _start_check()
-            check(*args, **kwargs)
+            check()
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as err:  # noqa: BLE001 — the probe's verdict is only a hint
@@ -850,56 +850,49 @@ def _check_function(lab: str, name: str) -> Callable:
     return fn
 
 
+def _arguments(args: list, kwargs: list) -> list[tuple[str | None, str, str]]:
+    """(keyword or None, kind, source) of each argument of a check call, positional first."""
+    return [*((None, kind, text) for kind, text in args), *kwargs]
+
+
+def _call(check: Callable, arguments: list, values: list) -> None:
+    """check(...) with `values` given as `arguments` says (positionally or by keyword)."""
+    positional = [v for (key, _, _), v in zip(arguments, values) if key is None]
+    check(*positional, **{key: v for (key, _, _), v in zip(arguments, values) if key is not None})
+
+
 def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
     """Probe every call of a check cell in the notebook's `namespace`: (header, blob)."""
     results, probe = [], Probe()
     for name, args, kwargs in check_calls(source):
-        check = _check_function(lab, name)
+        check, arguments = _check_function(lab, name), _arguments(args, kwargs)
         probe.stack = [[]]
         record: dict = {"name": name}
-        values, failed = [], None
-        for kind, text in [*args, *((k, t) for _, k, t in kwargs)]:
-            if kind == "literal":
-                values.append(None)
-                continue
-            try:
-                value = eval(compile(text, "<check argument>", "eval"), namespace)  # the student's namespace
-                values.append(value)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as err:  # noqa: BLE001
-                failed = _exception(err)
-                break
-        if failed:
-            results.append({**record, "arg_error": failed})
-            break
-        crossed = []
+        crossed = []                   # (what the record holds, what the check gets) per argument
         try:
-            for value in values:
-                crossed.append(probe.cross(value) if value is not None else (None, None))
-        except ProbeError as err:
+            for _, kind, text in arguments:
+                if kind == "literal":          # the source's own value; the judge reads it there too
+                    crossed.append((None, ast.literal_eval(text)))
+                else:                           # evaluated in the student's namespace
+                    crossed.append(probe.cross(eval(compile(text, "<check argument>", "eval"), namespace)))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # noqa: BLE001 — a NameError, the stub's NotImplementedError, ...
             results.append({**record, "arg_error": _exception(err)})
             break
-        record["args"] = [c[0] for c in crossed]
-        probe.student_rng = _rng_state()   # the notebook goes on from here: its arguments drew, the check does not
+        record["args"] = [held for held, _ in crossed]
         record["new"] = probe.stack[0]
-        views = [c[1] for c in crossed]
-        lits = [ast.literal_eval(t) if k == "literal" else None for k, t in [*args, *((k, t) for _, k, t in kwargs)]]
-        call_values = [lit if kind == "literal" else view
-                       for (kind, _), lit, view in zip([*args, *((k, t) for _, k, t in kwargs)], lits, views)]
-        positional = call_values[:len(args)]
-        keywords = {k: v for (k, _, _), v in zip(kwargs, call_values[len(args):])}
+        probe.student_rng = _rng_state()   # the notebook goes on from here: its arguments drew, the check does not
         try:
-            record.update(probe.run(check, positional, keywords))
+            record.update(probe.run(lambda: _call(check, arguments, [view for _, view in crossed])))
         except ProbeError as err:
             record["arg_error"] = _exception(err)
         results.append(record)      # every call is probed: the judge, not the probe, stops at a failure
-    offsets, blob = [], b"".join(probe.arrays)
-    position = 0
+    offsets, position = [], 0
     for data in probe.arrays:
         offsets.append([position, len(data)])
         position += len(data)
-    return {"calls": results, "arrays": offsets}, blob
+    return {"calls": results, "arrays": offsets}, b"".join(probe.arrays)
 
 
 # --- the judge (in the grader) ---------------------------------------------------------------
@@ -1233,7 +1226,6 @@ class Judge(_Session):
                         target.grad = None if grad is None else self._tensor({**grad, "g": None, "p": False, "rg": False})
                 except RuntimeError as err:
                     raise ReplayMismatch(f"a change that does not fit its tensor ({err})") from None
-                self.snapshots[k] = _tensor_state(target)
             elif type(target) in (list, dict) and isinstance(state, dict) and "c" in state:
                 contents = self.decode(state["c"])
                 if not isinstance(contents, list):
@@ -1245,7 +1237,6 @@ class Judge(_Session):
                     target.update(contents)
                 else:
                     target[:] = contents
-                self.snapshots[k] = _container_signature(target)
             elif isinstance(target, torch.nn.Module) and "m" in state:
                 self._rebuild(target, state["m"])
             else:
@@ -1294,35 +1285,27 @@ class Judge(_Session):
             self._rebuild(current, child)
         if "O" not in spec:
             self._own(module)
-        k = self.owned_id(module)
-        if k is not None and k in self.snapshots:
-            self.snapshots[k] = _module_signature(module)
 
-    def run(self, check: Callable, call: dict, literal_args: list, literal_kwargs: dict) -> None:
+    def run(self, check: Callable, call: dict, arguments: list) -> None:
         """Run `check` against the record of one call; raises as the check does."""
         global SESSION
         if "arg_error" in call:
             self._raise(call["arg_error"])
         self._drain_new(call.get("new", []))
-        args = [self.decode(a) if literal is _STUDENT else literal for a, literal in
-                zip(call.get("args", []), [*literal_args, *literal_kwargs.values()])]
-        n = len(literal_args)
-        positional = args[:n]
-        keywords = dict(zip(literal_kwargs, args[n:]))
-        if len(args) != n + len(literal_kwargs):
+        held = call.get("args", [])
+        if not isinstance(held, list) or len(held) != len(arguments):
             raise ReplayMismatch("the probe recorded other arguments than the check cell has")
+        values = [ast.literal_eval(text) if kind == "literal" else self.decode(value)
+                  for (_, kind, text), value in zip(arguments, held)]
         self.cursor = [[call.get("ev", []), 0]]
         SESSION = self
         try:
             _start_check()
-            check(*positional, **keywords)
+            _call(check, arguments, values)
         finally:
             SESSION = None
             torch.set_default_dtype(torch.float32)
             torch.set_grad_enabled(True)
-
-
-_STUDENT = object()   # an argument the probe evaluated in the notebook
 
 
 def _name_of(value: Any) -> str:
@@ -1372,11 +1355,9 @@ def _judge_calls(lab: str, judge: Judge, calls: list, records: list, cases: Any)
     for i, (name, args, kwargs) in enumerate(calls):
         if i >= len(records) or not isinstance(records[i], dict) or records[i].get("name") != name:
             raise ReplayMismatch(f"the probe left no record of checks.{name}")
-        literal_args = [ast.literal_eval(t) if k == "literal" else _STUDENT for k, t in args]
-        literal_kwargs = {key: ast.literal_eval(t) if k == "literal" else _STUDENT for key, k, t in kwargs}
         Cases.current = cases
         try:
-            judge.run(_check_function(lab, name), records[i], literal_args, literal_kwargs)
+            judge.run(_check_function(lab, name), records[i], _arguments(args, kwargs))
         finally:
             Cases.current = None
 

@@ -296,10 +296,7 @@ def submit_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: st
     """Save `model` (its class by value, with cloudpickle, and its weights) for the grader's
     scorer; while grading, in the probe, from the student's real model."""
     from autograder import witness
-    if witness.active():
-        witness.boundary("submit", lambda: _save_model(witness.real(model), name, dataset, crash_hint))
-        return
-    _save_model(model, name, dataset, crash_hint)
+    witness.boundary("submit", lambda: _save_model(witness.real(model), name, dataset, crash_hint))
 
 
 def _save_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
