@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
-from .results import NotebookRun, Outcome
+from .results import NotebookRun, Outcome, record_path
 
 
 def _error_output(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
@@ -100,7 +100,7 @@ def run_notebook_cells(cells: list[tuple[int, str, str]], run: NotebookRun, note
     indices = []
     for index, source, kind in cells:
         if kind == "test" and run.lab and run.probe_dir:
-            path = os.path.join(run.probe_dir, str(index))
+            path = record_path(run.probe_dir, index)
             source = (f"__import__('autograder.witness', fromlist=['w']).probe_to_file({run.lab!r}, {source!r}, "
                       f"get_ipython().user_ns, {path!r})")
         nb.cells.append(nbformat.v4.new_code_cell(source))

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from .results import NotebookRun, Outcome
+from .results import NotebookRun, Outcome, record_path
 
 _EVALUE_LIMIT = 2000
 _LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report
@@ -241,15 +241,14 @@ def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: boo
 # --- one notebook ------------------------------------------------------------------------------
 
 def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None,
-           cpu_seconds: float, sandboxed: bool, lab: str = "") -> None:
+           cpu_seconds: float, sandboxed: bool, lab: str = "", probe_dir: str = "") -> None:
     """Runs in the forked child: execute the cells, report each outcome as a JSON line. A test
-    (check) cell is probed, not run: its record goes to COURSE_PROBE_DIR for the judge
+    (check) cell is probed, not run: its record goes to `probe_dir` for the judge
     (autograder.witness). Before each cell of the course's, the Guard puts back what the
     submission changed (autograder.integrity), so that the probe sees the course's code."""
     isolate_child(write_fd, cpu_seconds, sandboxed)
     os.chdir(workdir)
     os.environ.update(env)
-    probe_dir = env.get("COURSE_PROBE_DIR", "")   # read now: the submission may change os.environ
     sys.stdout = sys.stderr = open(os.devnull, "w")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out = os.fdopen(write_fd, "w", buffering=1)
@@ -284,7 +283,7 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
         try:
             if kind == "test" and lab and probe_dir:
                 from autograder.witness import probe_to_file
-                probe_to_file(lab, source, shell.user_ns, os.path.join(probe_dir, str(index)))
+                probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index))
                 err = None
             else:
                 result = shell.run_cell(source, store_history=False)
@@ -319,9 +318,9 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], run: NotebookRun, not
     `heartbeat()` is called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
     cell_timeout, notebook_timeout, sandboxed = run.cell_timeout, run.notebook_timeout, run.sandboxed
-    env = {"MPLBACKEND": "agg", **run.env, "COURSE_PROBE_DIR": run.probe_dir}
+    env = {"MPLBACKEND": "agg", **run.env}
     job = {"cells": cells, "workdir": run.workdir, "env": env, "threads": run.threads, "sandboxed": sandboxed,
-           "lab": run.lab, "cpu_seconds": cpu_budget(notebook_timeout, run.threads)}
+           "lab": run.lab, "probe_dir": run.probe_dir, "cpu_seconds": cpu_budget(notebook_timeout, run.threads)}
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, run.memory_mb,
@@ -355,7 +354,7 @@ def _notebook_entry(payload: bytes, report_fd: int) -> None:
     job = json.loads(payload)
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
     _child(cells, report_fd, job["workdir"], job["env"], job["threads"], job["cpu_seconds"], job["sandboxed"],
-           str(job.get("lab", "")))
+           str(job.get("lab", "")), str(job.get("probe_dir", "")))
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,

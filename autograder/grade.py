@@ -265,10 +265,9 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     outcomes, run_notes, predictions = _parse_reply(reply)
     records = read_records(blob, reply.get("records"))
     del blob
-    facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS]}
-    if lab.id == "capstone":
-        from .data import capstone_dataset
-        facts["dataset"] = capstone_dataset(course.data_root_path)
+    # what the grader knows itself: the notebook's wall time, the data set each scored check uses
+    datasets = {spec.dataset: resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}
+    facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets}
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),

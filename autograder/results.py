@@ -16,6 +16,11 @@ class Outcome:
     seconds: float = 0.0
 
 
+def record_path(folder: str, index: int) -> str:
+    """Where the probe of check cell `index` writes its record (autograder.witness)."""
+    return f"{folder}/{index}"
+
+
 @dataclass(frozen=True)
 class NotebookRun:
     """How an engine runs one notebook: both engines take it (`run_notebook_forked` in

@@ -157,8 +157,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     else:
         engine = run_notebook_forked
     outcomes = engine(cells, run, notes, beat)
-    if sandboxed:                      # anything the notebook (its kernel) started
-        kill_others(0, sandboxed)
+    if sandboxed and job.get("engine") == "kernel":   # the kernel and anything it started (the
+        kill_others(0, sandboxed)                      # fork engine ends its own notebook's)
     notebook_seconds = time.monotonic() - started    # on the worker's clock, not the notebook's
     predictions = {}
     for path in sorted(scoring.glob("*.pt"))[:MAX_MODELS]:
@@ -177,9 +177,10 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
 
 def _records(folder: Path, tests: set[int]) -> tuple[list[list[int]], bytes]:
     """The probes' records the notebook wrote (untrusted bytes: the judge reads them as data)."""
+    from .results import record_path
     index, chunks, total = [], [], 0
     for cell in sorted(tests):
-        path = folder / str(cell)
+        path = record_path(str(folder), cell)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:

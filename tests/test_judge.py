@@ -81,7 +81,7 @@ ON_WRONG = {
     # forged probe records for every check cell, written over the real ones while they run
     "forged-records": (
         "import os, json, struct, threading, time\n"
-        "_dir = os.environ.get('COURSE_PROBE_DIR', '/nonexistent')\n"
+        "_dir = os.path.join(os.path.dirname(os.environ['TMPDIR']), 'probe')   # beside the notebook's folder\n"
         "_head = json.dumps({'calls': [{'name': 'sigmoid_grad', 'args': [{'H': 0}], 'ev': [], 'end': None,\n"
         "                               'new': [{'new': 0, 'c': 'builtins:object', 'n': 'function'}]}],\n"
         "                    'arrays': []}).encode()\n"
@@ -270,8 +270,8 @@ def test_the_time_budget_is_the_graders_measure_not_the_notebooks_clock():
     source = 'checks.time_budget(train_seconds, {"mnist": 90, "fashion_mnist": 100, "cifar10": 100})'
     header, blob = witness.probe_cell("capstone", source, {"train_seconds": 1.0})
     with pytest.raises(AssertionError, match=r"measured by the grader \(mnist\): expected ≤ 90 s, got 500.0 s"):
-        witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 500.0, "dataset": "mnist"})
-    witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 12.0, "dataset": "mnist"})
+        witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 500.0, "datasets": {"capstone": "mnist"}})
+    witness.judge_cell("capstone", source, header, blob, facts={"notebook_seconds": 12.0, "datasets": {"capstone": "mnist"}})
     with pytest.raises(AssertionError, match="no measure"):
         witness.judge_cell("capstone", source, header, blob)
 

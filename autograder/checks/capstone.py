@@ -46,9 +46,8 @@ SCORED = {"accuracy": Scored(model=_NAME, threshold="accuracy_{dataset}", crash_
 
 def _dataset() -> str:
     """The data set graded on: the grader's (from course.yml's data.root) while judging."""
-    if witness.judging() and isinstance(witness.SESSION.facts.get("dataset"), str):
-        return witness.SESSION.facts["dataset"]
-    return capstone_dataset()
+    graders = witness.SESSION.facts.get("datasets", {}) if witness.judging() else {}
+    return graders["capstone"] if isinstance(graders.get("capstone"), str) else capstone_dataset()
 
 
 def _for_dataset(value, dataset: str, what: str) -> float:
