@@ -105,12 +105,43 @@ def is_student(obj: Any) -> bool:
     return isinstance(obj, (Tap, Replay))
 
 
-def boundary(kind: str, fn: Callable[[], Any]) -> Any:
-    """`fn()` where it must run on the student's real objects (in the probe): its result is
-    recorded there and replayed to the judge. Outside grading, simply `fn()`."""
+def boundary(kind: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` where it must run on the student's real objects: in the notebook's
+    process (a student's object among the arguments is the real one there), its result
+    recorded and replayed to the judge. `fn` is a module-level function of autograder's, so
+    that the notebook's process can find it by name (the check's own code never runs there).
+    Outside grading, simply the call."""
     if SESSION is None:
-        return fn()
-    return SESSION.boundary(kind, fn)
+        return fn(*args, **kwargs)
+    return SESSION.boundary(kind, fn, args, kwargs)
+
+
+def function_path(fn: Any) -> str:
+    """`module:qualname` of a module-level function of autograder's, torch's or torchvision's
+    (what a boundary or a given helper may name); TypeError for anything else."""
+    path = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
+    if not (isinstance(fn, types.FunctionType | types.BuiltinFunctionType) and "<" not in path
+            and path.split(".")[0].split(":")[0] in ("autograder", "torch", "torchvision")
+            and resolve_function(path) is fn):
+        raise TypeError(f"not a module-level function of autograder, torch or torchvision: {path}")
+    return path
+
+
+def resolve_function(path: Any) -> Any:
+    """The function `function_path` named (importing its module), or None."""
+    import importlib
+    if not isinstance(path, str) or path.count(":") != 1:
+        return None
+    module_name, qualname = path.split(":")
+    if module_name.split(".")[0] not in ("autograder", "torch", "torchvision"):
+        return None
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    return value if callable(value) else None
 
 
 def _trusted_class(cls: type) -> type:
@@ -260,13 +291,19 @@ class _Session:
 
 def _tensor_state(t: torch.Tensor) -> tuple:
     data = None if t.is_meta else t.detach().clone()
-    grad = t.grad.detach().clone() if isinstance(t.grad, torch.Tensor) and not t.grad.is_meta else None
+    grad = _grad(t)
+    grad = grad.detach().clone() if isinstance(grad, torch.Tensor) and not grad.is_meta else None
     return data, t.requires_grad, grad, tuple(t.shape), t.dtype, _version_key(t)
+
+
+def _grad(t: torch.Tensor) -> Any:
+    """`t.grad`, without torch's warning for a tensor that is not a leaf (it has none)."""
+    return t.grad if t.is_leaf or t.retains_grad else None
 
 
 def _version_key(t: torch.Tensor) -> tuple:
     """Changes whenever `t` or its gradient is changed in place (not through `.data`)."""
-    grad = t.grad
+    grad = _grad(t)
     return (t._version, id(grad), grad._version if isinstance(grad, torch.Tensor) else -1,
             t.requires_grad, tuple(t.shape))
 
@@ -276,7 +313,8 @@ def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
     data, requires_grad, grad, shape, dtype, _ = snapshot
     if (t.requires_grad, tuple(t.shape), t.dtype) != (requires_grad, shape, dtype):
         return False
-    current_grad = t.grad if isinstance(t.grad, torch.Tensor) and not t.grad.is_meta else None
+    current_grad = _grad(t)
+    current_grad = current_grad if isinstance(current_grad, torch.Tensor) and not current_grad.is_meta else None
     return _same(None if t.is_meta else t.detach(), data) and _same(current_grad, grad)
 
 
@@ -597,10 +635,12 @@ class Probe(_Session):
             record["a"] = detail
         return self._record(record, fn, kind not in _READS, student=True)
 
-    def boundary(self, kind: str, fn: Callable[[], Any]) -> Any:
+    def boundary(self, kind: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
         if self.opaque:
-            return fn()
-        return self._record({"op": "boundary", "a": kind}, fn, True, student=False)
+            return fn(*[real(a) for a in args], **{k: real(v) for k, v in kwargs.items()})
+        function_path(fn)
+        args, kwargs = self.args(args, kwargs)     # handed over, as to a student's function
+        return self._record({"op": "boundary", "a": kind}, lambda: fn(*args, **kwargs), True, student=False)
 
     def _refresh(self) -> None:
         """Snapshots of what the check owns as they are now: the check's own code may have
@@ -668,7 +708,7 @@ class Probe(_Session):
                     if not _same(now[0], before[0]):
                         change["v"] = self._tensor(value, False, True) if not value.is_meta else None
                     if not _same(now[2], before[2]):
-                        grad = value.grad
+                        grad = _grad(value)
                         change["g"] = self._tensor(grad, False, True) if isinstance(grad, torch.Tensor) else None
                     changed.append([k, change])
             elif type(value) in (list, dict) and k in self.snapshots:
@@ -1161,7 +1201,9 @@ class Judge(_Session):
                 raise ReplayMismatch(f"{kind} gave a {type(value).__name__}")
         return value
 
-    def boundary(self, kind: str, fn: Callable[[], Any]) -> Any:
+    def boundary(self, kind: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        function_path(fn)
+        self.args(args, kwargs)
         return self.replay("boundary", None, kind)
 
     def _replay_callback(self, event: dict) -> None:

@@ -153,7 +153,7 @@ def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) 
     from autograder import witness
     try:
         if witness.active() and not witness.is_student(fn):
-            return witness.boundary("call", lambda: fn(*args, **kwargs))
+            return witness.boundary("call", fn, *args, **kwargs)
         return fn(*args, **kwargs)
     except NotImplementedError:
         raise
@@ -169,27 +169,41 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
     grading, the probe reports the parameters' shapes (not every weight of a network of
     millions) and the judge counts."""
     from autograder import witness
-
-    def shapes() -> list[list[int]]:
-        found = []
-        for p in witness.real(model).parameters():
-            if p.requires_grad or not trainable_only:
-                p.numel()                 # a lazy layer's uninitialised parameter raises ValueError here
-                found.append(list(p.shape))
-        return found
-    found = witness.boundary("shapes", shapes) if witness.is_student(model) else shapes()
+    found = witness.boundary("shapes", param_shapes, model, trainable_only)
     if not isinstance(found, list) or not all(isinstance(s, list) and all(type(n) is int and n >= 0 for n in s) for s in found):
         fail("parameters", "a list of shapes", type(found).__name__, "the probe's record is damaged")
     return int(sum(math.prod(s) for s in found))
 
 
+def param_shapes(model: Any, trainable_only: bool = False) -> list[list[int]]:
+    """The shapes of `model`'s parameters (those that require grad, with `trainable_only`)."""
+    found = []
+    for p in model.parameters():
+        if p.requires_grad or not trainable_only:
+            p.numel()                 # a lazy layer's uninitialised parameter raises ValueError here
+            found.append(list(p.shape))
+    return found
+
+
 def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     """`model.state_dict()`'s keys and shapes, in order (counted in the probe while grading)."""
     from autograder import witness
+    return witness.boundary("state_shapes", _state_shapes, model)
 
-    def shapes() -> dict[str, tuple[int, ...]]:
-        return {str(k): tuple(int(n) for n in v.shape) for k, v in witness.real(model).state_dict().items()}
-    return witness.boundary("state_shapes", shapes) if witness.is_student(model) else shapes()
+
+def _state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    return {str(k): tuple(int(n) for n in v.shape) for k, v in model.state_dict().items()}
+
+
+def backward(out: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+    """`out.sum().backward()` (of `out * weight` with a weight): run by `call_student` where
+    the student's graph is, while grading in the notebook's process."""
+    (out if weight is None else out * weight).sum().backward()
+
+
+def grad_of(out: torch.Tensor, wrt: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """d(out)/d(wrt) (of `(out * weight).sum()` with a weight), as `backward`."""
+    return torch.autograd.grad(out if weight is None else (out * weight).sum(), wrt)[0]
 
 
 class PartialCredit(AssertionError):
@@ -296,7 +310,7 @@ def submit_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: st
     """Save `model` (its class by value, with cloudpickle, and its weights) for the grader's
     scorer; while grading, in the probe, from the student's real model."""
     from autograder import witness
-    witness.boundary("submit", lambda: _save_model(witness.real(model), name, dataset, crash_hint))
+    witness.boundary("submit", _save_model, model, name, dataset, crash_hint)
 
 
 def _save_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str) -> None:
@@ -352,19 +366,25 @@ class Skipped(Exception):
     """A check this machine cannot run (no CUDA): the grader's course.yml policy decides its points."""
 
 
+def device_record(model: torch.nn.Module | None) -> dict[str, list[str]]:
+    """The devices `model`'s training ran on (autograder.runtime), as sorted lists."""
+    from autograder.runtime import training_devices
+    return {k: sorted(v) for k, v in training_devices(model).items()}
+
+
 def expect_gpu_execution(what: str, model: torch.nn.Module | None = None) -> None:
     """`model` (or, without one, any model) was trained in this notebook with its parameters and
     batches on the device the grader offers (`get_device()`), as `autograder.runtime` recorded.
     Fails when no training step of it ran; without CUDA, raises `Skipped` while grading and
     prints a note otherwise."""
     from autograder import witness
-    from autograder.runtime import get_device, training_devices
+    from autograder.runtime import get_device
 
     label = f"{what} device"
     if model is not None and not isinstance(model, torch.nn.Module):
         fail(label, "the trained model", type(model).__name__, "pass the model the training cell trained")
     # evidence the student's process reports (while grading, recorded by the probe)
-    seen = witness.boundary("devices", lambda: {k: sorted(v) for k, v in training_devices(witness.real(model)).items()})
+    seen = witness.boundary("devices", device_record, model)
     if not isinstance(seen, dict) or not all(isinstance(seen.get(k), list) for k in ("parameters", "batches")):
         fail(label, "the device record of the training", "none", "run the training cell above")
     seen = {k: {str(d) for d in seen[k]} for k in ("parameters", "batches")}

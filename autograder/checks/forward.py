@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 from autograder import witness
 from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, worst
+from autograder.checks import backward as _backward
 
 __all__ = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
 
@@ -92,6 +93,13 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+def _recorded_call(fn: Callable, x: torch.Tensor) -> tuple[Any, list[str]]:
+    """(fn(x), the built-in activations it called): while grading, in the notebook's process."""
+    with _Recorder() as seen:
+        out = fn(x)
+    return out, sorted(set(seen.names) & _FORBIDDEN)
+
+
 def _builtin_use(fn: Any) -> tuple[str, str] | None:
     """(expected, got) when fn is not a Python function, or its code names a built-in
     activation; None when it is the student's own code."""
@@ -112,7 +120,7 @@ def _builtin_use(fn: Any) -> tuple[str, str] | None:
 def _no_builtin(fn: Any, name: str) -> None:
     """fn is a Python function whose code names no built-in activation. While grading, the
     probe reads the code (evidence from the student's process, like the GPU record)."""
-    found = witness.boundary("code", lambda: _builtin_use(witness.real(fn)))
+    found = witness.boundary("code", _builtin_use, fn)
     if found:
         expected, got = (str(v) for v in found)
         fail(f"{name}(x)", expected, got, f"write it yourself with torch.exp, torch.where, ... "
@@ -212,9 +220,7 @@ def _activation(fn: Callable, name: str) -> None:
     x = torch.linspace(-8, 8, 33).reshape(3, 11)
     before = x.clone()
     what = f"{name}(x [3, 11] in [-8, 8])"
-    with _Recorder() as seen:
-        out = _call(fn, what, x)
-    used = witness.boundary("calls", lambda: sorted(set(seen.names) & _FORBIDDEN))
+    out, used = _call(_recorded_call, what, fn, x)
     if used:
         fail(f"{name}(x)", "no call to a built-in sigmoid, tanh or relu", "a call to " + ", ".join(used),
              f"write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})")
@@ -244,7 +250,7 @@ def _activation(fn: Callable, name: str) -> None:
     expect(isinstance(out, torch.Tensor) and out.requires_grad, f"{name}(x) with x.requires_grad",
            "a result that requires grad", "no autograd graph" if isinstance(out, torch.Tensor) else type(out).__name__,
            _AUTOGRAD)
-    _call(lambda: out.sum().backward(), f"{name}(x).sum().backward()", hint=_AUTOGRAD)
+    _call(_backward, f"{name}(x).sum().backward()", out, hint=_AUTOGRAD)
     expect(xg.grad is not None, what, "x.grad filled by backward()", "None", _AUTOGRAD)
     xr = grid.clone().requires_grad_(True)
     torch_fn(xr).sum().backward()
@@ -271,7 +277,7 @@ def _activation(fn: Callable, name: str) -> None:
         exp_s, got_s = _worst(got, expected, far)
         overflow = "exp(1000) overflows to inf (and inf / inf is NaN): " if name != "relu" else ""
         fail(what, exp_s, got_s, overflow + _STABLE[name])
-    _call(lambda: out.sum().backward(), f"{name}(x).sum().backward()", hint=_AUTOGRAD)
+    _call(_backward, f"{name}(x).sum().backward()", out, hint=_AUTOGRAD)
     xr = far.clone().requires_grad_(True)
     torch_fn(xr).sum().backward()
     got = xf.grad.to(torch.float64) if xf.grad is not None else torch.full_like(far, float("nan"), dtype=torch.float64)

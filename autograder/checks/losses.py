@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
 from autograder.checks import expect, fail, float64_tensor, fmt
+from autograder.checks import grad_of as _grad_of
 
 __all__ = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
 
@@ -122,7 +123,7 @@ def softmax(softmax: Callable, seed: int = 0) -> None:
     out = _call(softmax, what, zr, hint=_AUTOGRAD)
     expect(isinstance(out, torch.Tensor) and out.requires_grad, what, "a tensor autograd can differentiate",
            "no gradient (requires_grad is False)", _AUTOGRAD)
-    grad = _call(lambda: torch.autograd.grad((out * w).sum(), zr)[0], what, hint=_AUTOGRAD)
+    grad = _call(_grad_of, what, out, zr, w, hint=_AUTOGRAD)
     zt = z.clone().requires_grad_(True)
     expected = torch.autograd.grad((torch.softmax(zt, dim=-1) * w).sum(), zt)[0]
     if not _close(grad.detach(), expected, rtol=1e-6, atol=1e-9):
@@ -213,7 +214,7 @@ def _from_logits_case(fn: Callable, logits: torch.Tensor, labels: torch.Tensor, 
         return
     wg = f"{what}: gradient with respect to the logits"
     expect(out.requires_grad, wg, "a loss autograd can differentiate", "no gradient (requires_grad is False)", _AUTOGRAD)
-    got_grad = _call(lambda: torch.autograd.grad(out, z)[0], wg, hint=_AUTOGRAD).detach().to(torch.float64)
+    got_grad = _call(_grad_of, wg, out, z, hint=_AUTOGRAD).detach().to(torch.float64)
     zr = z64.clone().requires_grad_(True)
     expected_grad = torch.autograd.grad(F.cross_entropy(zr, labels), zr)[0]  # (softmax(z) - onehot) / N
     if not _close(got_grad, expected_grad):
@@ -271,7 +272,7 @@ def _focal_case(focal_loss: Callable, p: torch.Tensor, y: torch.Tensor, gamma: f
         return
     wg = f"{what}: gradient with respect to p"
     expect(out.requires_grad, wg, "a loss autograd can differentiate", "no gradient (requires_grad is False)", _AUTOGRAD)
-    got_grad = _call(lambda: torch.autograd.grad(out, pr)[0], wg, hint=_AUTOGRAD).detach().to(torch.float64)
+    got_grad = _call(_grad_of, wg, out, pr, hint=_AUTOGRAD).detach().to(torch.float64)
     prr = p64.clone().requires_grad_(True)
     pt = torch.where(y64 == 1, prr, 1 - prr)
     expected_grad = torch.autograd.grad((-(1 - pt) ** gamma * torch.log(pt)).mean(), prr)[0]

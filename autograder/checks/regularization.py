@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail, fmt
+from autograder.checks import backward as _backward
 
 __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
 
@@ -104,7 +105,7 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
         y = _call(m, what, xr)
         expect(isinstance(y, torch.Tensor) and y.requires_grad, f"{what}: output", "a tensor that requires grad",
                "one without a graph", "compute with tensor operations on x (no .data, .detach() or torch.no_grad())")
-        _call(lambda: y.sum().backward(), f"{what}: y.sum().backward()")
+        _call(_backward, f"{what}: y.sum().backward()", y)
         expect(xr.grad is not None, f"{what}: x.grad after y.sum().backward()", "the gradient mask / (1 - p)", "None",
                "the gradient flows back through x * mask / (1 - p)")
         expected = (y.detach() != 0).to(torch.float64) / keep
@@ -340,7 +341,7 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
 
         if step == 3:  # gradients through the batch statistics
             loss_w = torch.randn(x.shape, generator=g)
-            _call(lambda: (out * loss_w).sum().backward(), f"{what}: (out * w).sum().backward()",
+            _call(_backward, f"{what}: (out * w).sum().backward()", out, loss_w,
                   hint="keep the output in the graph: no .detach() or torch.no_grad() around the normalisation")
             (expected * loss_w).sum().backward()
             for label, got, exp in (("x.grad", xs.grad, xr.grad), ("weight.grad", bn.weight.grad, ref.weight.grad),
