@@ -74,7 +74,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
 def notebook_processes(child: int, sandboxed: bool) -> list[int]:
     """Every live process the notebook started. In a sandbox that is every process but init,
     the worker and the zygote; without one, the child and its descendants."""
-    mine = {1, os.getpid(), ZYGOTE.pid if ZYGOTE else 0}
+    mine = {1, os.getpid(), ZYGOTE.pid if ZYGOTE else 0, ZYGOTE.helper if ZYGOTE else 0}
     if sandboxed:
         return [p for p in _pids() if p not in mine and (_stat(p) or ("Z",))[0] != "Z"]
     parents = {p: s[1] for p in _pids() if (s := _stat(p)) and s[0] != "Z"}
@@ -172,8 +172,11 @@ def kill_others(child: int, sandboxed: bool) -> None:
     """End everything the notebook started. In a sandbox that is every process but init, the
     worker and the zygote; killing the notebook's process first (the init of its own PID
     namespace) ends all of its namespace at once, daemons and double forks included."""
+    helper = ZYGOTE.helper if ZYGOTE else 0
     for _ in range(200):
         first = [child] if 0 < child != os.getpid() else []
+        if helper and _stat(helper) is not None:     # the notebook's check process, gone with it
+            first.append(helper)
         for pid in [*first, *notebook_processes(child, sandboxed)]:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -215,7 +218,8 @@ def set_dumpable(flag: bool) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)   # PR_SET_DUMPABLE
 
 
-def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: bool = False) -> None:
+def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: bool = False,
+                  also_keep: int | None = None) -> None:
     """In a freshly forked child: its own process group, no inherited descriptor but `keep_fd`
     (the worker's channel to the grader stays out of reach), output dropped; and limits that
     every process it starts inherits: CPU seconds per process, file size, and (in a sandbox,
@@ -234,19 +238,24 @@ def isolate_child(keep_fd: int, cpu_seconds: float | None = None, sandboxed: boo
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    os.closerange(3, keep_fd)
-    os.closerange(keep_fd + 1, 1 << 16)
+    start = 3
+    for fd in sorted({keep_fd, also_keep if also_keep is not None else keep_fd}):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 1 << 16)
 
 
 # --- one notebook ------------------------------------------------------------------------------
 
 def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: dict[str, str], threads: int | None,
-           cpu_seconds: float, sandboxed: bool, lab: str = "", probe_dir: str = "") -> None:
+           cpu_seconds: float, sandboxed: bool, lab: str = "", probe_dir: str = "", checks_fd: int | None = None) -> None:
     """Runs in the forked child: execute the cells, report each outcome as a JSON line. A test
-    (check) cell is probed, not run: its record goes to `probe_dir` for the judge
-    (autograder.witness). Before each cell of the course's, the Guard puts back what the
-    submission changed (autograder.integrity), so that the probe sees the course's code."""
-    isolate_child(write_fd, cpu_seconds, sandboxed)
+    (check) cell is probed, not run: its check runs in the check process at `checks_fd`
+    (autograder.live), which asks this process to run the student's code, and the record goes
+    to `probe_dir` for the judge (autograder.witness). Before each cell of the course's, the
+    Guard puts back what the submission changed (autograder.integrity), so that the probe sees
+    the course's code."""
+    isolate_child(write_fd, cpu_seconds, sandboxed, checks_fd)
     os.chdir(workdir)
     os.environ.update(env)
     sys.stdout = sys.stderr = open(os.devnull, "w")
@@ -272,6 +281,7 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
     shell = GradingShell.instance(config=config)
     from autograder.integrity import Guard
     guard = Guard(shell.user_ns)          # a local: the submission cannot rebind it
+    checks = None                         # the socket to the check process
     for index, source, kind in cells:
         if kind != "answer":              # course code (given cells, checks) runs unpatched
             restored = _safely(guard.restore)
@@ -282,8 +292,15 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
         t0 = time.monotonic()
         try:
             if kind == "test" and lab and probe_dir:
-                from autograder.witness import probe_to_file
-                probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index))
+                if checks is None and checks_fd is not None:
+                    import socket
+                    checks = socket.socket(fileno=checks_fd)
+                if checks is not None:
+                    from autograder import live
+                    live.probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index), checks)
+                else:
+                    from autograder.witness import probe_to_file
+                    probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index))
                 err = None
             else:
                 result = shell.run_cell(source, store_history=False)
@@ -353,8 +370,9 @@ def zygote(sandboxed: bool):
 def _notebook_entry(payload: bytes, report_fd: int) -> None:
     job = json.loads(payload)
     cells = [(int(i), str(src), str(kind)) for i, src, kind in job["cells"]]
+    from .zygote import CHECKS_FD
     _child(cells, report_fd, job["workdir"], job["env"], job["threads"], job["cpu_seconds"], job["sandboxed"],
-           str(job.get("lab", "")), str(job.get("probe_dir", "")))
+           str(job.get("lab", "")), str(job.get("probe_dir", "")), CHECKS_FD)
 
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -86,13 +87,14 @@ def active() -> bool:
 
 
 def judging() -> bool:
-    """Whether a check is being judged, in the grading process."""
-    return isinstance(SESSION, Judge)
+    """Whether a check is being judged, in the grading process (not probed: autograder.live's
+    check process asks the notebook's process live, as the probe)."""
+    return isinstance(SESSION, Judge) and not SESSION.live
 
 
 def measured(name: str) -> float | None:
     """A figure the grader measured outside the sandbox (while judging), else None."""
-    value = SESSION.facts.get(name) if isinstance(SESSION, Judge) else None
+    value = SESSION.facts.get(name) if judging() else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -114,6 +116,43 @@ def boundary(kind: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     if SESSION is None:
         return fn(*args, **kwargs)
     return SESSION.boundary(kind, fn, args, kwargs)
+
+
+@contextlib.contextmanager
+def giving(fn: Any, helpers: dict[str, Callable]):
+    """See autograder.checks.given: the student's `fn` finds `helpers` among its globals while
+    the block runs (in the notebook's process; the judge changes nothing)."""
+    for helper in helpers.values():
+        function_path(helper)
+    if isinstance(SESSION, Judge):
+        if SESSION.live:
+            with SESSION.give(fn, helpers):
+                yield
+        else:
+            yield
+        return
+    restore = patch_globals(real(fn), helpers)
+    try:
+        yield
+    finally:
+        restore()
+
+
+def patch_globals(fn: Any, helpers: dict[str, Any]) -> Callable[[], None]:
+    """Bind `helpers` in `fn`'s globals; returns what puts the old bindings back."""
+    names = getattr(fn, "__globals__", None)
+    if not isinstance(names, dict):
+        return lambda: None
+    saved = {k: names[k] for k in helpers if k in names}
+    names.update(helpers)
+
+    def restore() -> None:
+        for k in helpers:
+            if k in saved:
+                names[k] = saved[k]
+            else:
+                names.pop(k, None)
+    return restore
 
 
 def function_path(fn: Any) -> str:
@@ -471,6 +510,8 @@ class Probe(_Session):
         self.saved_modes: tuple = (torch.float32, True)
         self.student_rng = _rng_state()
         self._classes: dict = {}
+        self.handle_specs: list[dict] = []
+        self.recorded: dict[int, torch.Tensor] = {}   # array number -> the tensor recorded there
 
     # --- values crossing from the student's code to the check's ---
     def _array(self, data: bytes) -> int:
@@ -503,6 +544,7 @@ class Probe(_Session):
                         data = data.view(torch.int16)
                     out["T"] = self._array(data.numpy().tobytes())
                     self.sent[id(t)] = (t, t._version, out["T"])
+                    self.recorded[out["T"]] = t
             grad = t.grad if with_grad and t.is_leaf else None
             if isinstance(grad, torch.Tensor) and not grad.is_meta:
                 out["g"] = self._tensor(grad, False)
@@ -598,7 +640,9 @@ class Probe(_Session):
         for slot, v in (("_w_probe", self), ("_w_handle", n), ("_w_obj", obj)):
             object.__setattr__(tap, slot, v)
         self.handles[n] = tap
-        self.top().append({"new": n, "c": _class_path(base), "n": _name(type(obj))})
+        spec = {"new": n, "c": _class_path(base), "n": _name(type(obj))}
+        self.handle_specs.append(spec)
+        self.top().append(spec)
         return n
 
     def top(self) -> list:
@@ -784,7 +828,7 @@ class Probe(_Session):
                 probe._changes(record, thorough=False)   # what the student's code changed before calling back
                 probe.in_module += module
                 try:
-                    return fn(*view_args, **view_kwargs)
+                    return probe._run_back(k, fn, record, view_args, view_kwargs)
                 finally:
                     probe.in_module -= module
             finally:
@@ -793,6 +837,10 @@ class Probe(_Session):
                 if events:
                     record["ev"] = events
         return callback
+
+    def _run_back(self, k: int, fn: Any, record: dict, args: list, kwargs: dict) -> Any:
+        """The call back itself, once recorded: here the check's own function runs in this process."""
+        return fn(*args, **kwargs)
 
     def run(self, check: Callable[[], None]) -> dict:
         """Probe `check()` (a check call whose student objects have crossed); return the record."""
@@ -952,12 +1000,12 @@ class Replay(_Proxy):
             object.__setattr__(self, name, value)
             return
         judge = _judge(self)
-        judge.inward(value)
-        judge.replay("set", self, name)
+        value = judge.inward(value)
+        judge.replay("set", self, name, payload=(value,))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        _judge(self).args(args, kwargs)
-        return _judge(self).replay("call", self, None)
+        args, kwargs = _judge(self).args(args, kwargs)
+        return _judge(self).replay("call", self, None, payload=(args, kwargs))
 
     def __iter__(self):
         return iter(_judge(self).replay("iter", self, None))
@@ -971,18 +1019,18 @@ class Replay(_Proxy):
     def __getitem__(self, key: Any) -> Any:
         judge = _judge(self)
         key = judge.inward(key)
-        return judge.replay("getitem", self, _plain(key))
+        return judge.replay("getitem", self, _plain(key), payload=(key,))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         judge = _judge(self)
         key = judge.inward(key)
-        judge.inward(value)
-        judge.replay("setitem", self, _plain(key))
+        value = judge.inward(value)
+        judge.replay("setitem", self, _plain(key), payload=(key, value))
 
     def __contains__(self, item: Any) -> bool:
         judge = _judge(self)
         item = judge.inward(item)
-        return judge.replay("contains", self, _plain(item), bool)
+        return judge.replay("contains", self, _plain(item), bool, payload=(item,))
 
     def __repr__(self) -> str:
         return _judge(self).replay("repr", self, None, str)
@@ -1001,6 +1049,7 @@ def _judge(replay: Replay) -> "Judge":
 
 class Judge(_Session):
     """Runs a check against a probe's record (see the module's docstring)."""
+    live = False
 
     def __init__(self, header: dict, blob: bytes, device: str = "cpu", facts: dict | None = None) -> None:
         super().__init__()
@@ -1169,16 +1218,18 @@ class Judge(_Session):
         raise err
 
     # --- what the check hands over, and the record's answers ---
-    def replay(self, kind: str, replay: Replay | None, detail: Any, convert=None) -> Any:
+    def replay(self, kind: str, replay: Replay | None, detail: Any, convert=None, payload: Any = None) -> Any:
+        """The answer to the check's touch of a student's object (`payload`: what the check
+        hands over with it, for autograder.live)."""
         if self.in_callback:              # inside a call back: the probe's generators were the student's
-            return self._replay(kind, replay, detail, convert)
+            return self._replay(kind, replay, detail, convert, payload)
         state = _rng_state()
         try:
-            return self._replay(kind, replay, detail, convert)
+            return self._replay(kind, replay, detail, convert, payload)
         finally:
             _advance_rng(state)           # as the probe did after the student's code ran
 
-    def _replay(self, kind: str, replay: Replay | None, detail: Any, convert=None) -> Any:
+    def _replay(self, kind: str, replay: Replay | None, detail: Any, convert=None, payload: Any = None) -> Any:
         record = self._next()
         handle = object.__getattribute__(replay, "_w_handle") if replay is not None else None
         if record.get("op") != kind or record.get("h") != handle or record.get("a") != detail:
@@ -1203,8 +1254,14 @@ class Judge(_Session):
 
     def boundary(self, kind: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
         function_path(fn)
-        self.args(args, kwargs)
-        return self.replay("boundary", None, kind)
+        args, kwargs = self.args(args, kwargs)
+        return self.replay("boundary", None, kind, payload=(fn, args, kwargs))
+
+    def _instrument(self, module: torch.nn.Module) -> None:
+        """The judge calls the check's modules itself: they are only numbered."""
+        for sub in module.modules():
+            if _is_course_module(sub):
+                self._own(sub)
 
     def _replay_callback(self, event: dict) -> None:
         self.callbacks += 1
@@ -1405,8 +1462,12 @@ def _judge_calls(lab: str, judge: Judge, calls: list, records: list, cases: Any)
 
 
 def probe_to_file(lab: str, source: str, namespace: dict, path: str) -> None:
-    """Probe a check cell and write its record to `path` (8-byte sizes, JSON header, data)."""
-    header, blob = probe_cell(lab, source, namespace)
+    """Probe a check cell and write its record to `path`."""
+    write_record(path, *probe_cell(lab, source, namespace))
+
+
+def write_record(path: str, header: dict, blob: bytes) -> None:
+    """A probe's record as a file: 8-byte sizes, the JSON header, the data."""
     data = json.dumps(header).encode()
     with open(path, "wb") as out:
         out.write(struct.pack(">II", len(data), len(blob)))

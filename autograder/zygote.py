@@ -29,6 +29,7 @@ NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | CLONE_NEWU
 _SYSCALLS = {"x86_64": (0xC000003E, 272, 56, 435, 308), "aarch64": (0xC00000B7, 97, 220, 435, 268)}
 _libc = ctypes.CDLL(None, use_errno=True)
 ENTRIES: dict = {}      # name -> function(payload: bytes, report_fd: int), never returning
+CHECKS_FD: int | None = None   # in a notebook's process: its socket to the check process
 
 
 class ZygoteLost(Exception):
@@ -49,6 +50,7 @@ class Zygote:
                 os._exit(0)
         theirs.close()
         self.sock, self.pid = ours, pid
+        self.helper = 0           # the last child's check process (autograder.live), 0 if none
 
     def spawn(self, entry: str, payload: bytes, timeout: float = 60.0) -> tuple[int, int]:
         """Fork a child that runs ENTRIES[entry](payload); return (the pid that runs it, the fd
@@ -76,7 +78,9 @@ class Zygote:
                 os.close(from_child)
                 raise ZygoteLost("a child of the zygote died while starting")
             line += chunk
-        return int(json.loads(line)["pid"]), from_child
+        started = json.loads(line)
+        self.helper = int(started.get("checks") or 0)
+        return int(started["pid"]), from_child
 
 
 def _serve(sock: socket.socket, sandboxed: bool) -> None:
@@ -120,6 +124,7 @@ def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
     _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
     _libc.prctl(4, 1, 0, 0, 0)        # PR_SET_DUMPABLE: its /proc/self files are its own again (uid_map)
     payload = _read_payload(job_r)
+    checks, helper = _fork_check_process(payload) if entry == "notebook" else (None, 0)
     if sandboxed:
         _enter_namespaces()
     go_r, go_w = os.pipe()
@@ -132,10 +137,14 @@ def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
         if sandboxed:
             _drop_capabilities()
             _forbid_namespaces()
+        global CHECKS_FD
+        CHECKS_FD = checks
         ENTRIES[entry](payload, report_w)
         os._exit(0)
     os.close(go_r)
-    os.write(report_w, json.dumps({"pid": pid}).encode() + b"\n")
+    if checks is not None:
+        os.close(checks)
+    os.write(report_w, json.dumps({"pid": pid, "checks": helper}).encode() + b"\n")
     os.close(report_w)
     os.close(go_w)
     try:
@@ -143,6 +152,37 @@ def _start(entry: str, job_r: int, report_w: int, sandboxed: bool) -> None:
     except ChildProcessError:
         pass
     os._exit(0)
+
+
+def _fork_check_process(payload: bytes) -> tuple[int, int]:
+    """Fork the notebook's check process (autograder.live) before the notebook's namespaces are
+    made: it stays outside the notebook's PID namespace (no pid to signal or trace) and is not
+    dumpable (its memory and /proc files are not the notebook's to read). It dies with this
+    process, which lives as long as the notebook. Returns (the notebook's end of its socket,
+    its pid), so that the worker can tell it from the notebook's processes: its memory cannot be
+    read (not dumpable), and what it holds is bounded by what it accepts (autograder.live)."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (the check process)
+        try:
+            _libc.prctl(1, signal.SIGKILL, 0, 0, 0)       # PR_SET_PDEATHSIG
+            _libc.prctl(4, 0, 0, 0, 0)                    # PR_SET_DUMPABLE: no
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 16)
+            threads = json.loads(payload).get("threads")
+            import torch
+            if threads:
+                torch.set_num_threads(int(threads))
+            from autograder.live import serve_checks
+            serve_checks(theirs, "cuda" if torch.cuda.is_available() else "cpu")
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(0)
+    theirs.close()
+    return ours.detach(), pid
 
 
 def _enter_namespaces() -> None:

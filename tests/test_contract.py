@@ -2,7 +2,8 @@
 notebook, run on the reference implementation as a student's notebook would hold it.
 
 - the reference passes every check, run here (the public checks, as a student runs them) and
-  probed and judged (autograder.witness, as the grader runs them);
+  probed and judged (autograder.witness, as the grader runs them), with the check in this
+  process and in a check process of its own (autograder.live, as the fork engine probes);
 - an answer that is not written yet (every exercise raising NotImplementedError) reads as
   "not answered" on both sides;
 - each planted bug (tests/planted) fails each check it declares with the same message in the
@@ -27,7 +28,7 @@ from functools import lru_cache
 import nbformat
 import pytest
 
-from autograder import witness
+from autograder import live, witness
 from autograder.config import load_course
 from tests.conftest import ROOT
 from tests.planted import all_bugs
@@ -90,8 +91,21 @@ def in_process(lab: str, source: str, namespace: dict) -> str:
     return "pass"
 
 
-def judged(lab: str, source: str, namespace: dict) -> str:
-    header, blob = witness.probe_cell(lab, source, namespace)
+@pytest.fixture(scope="module")
+def checks_process():
+    """A check process (autograder.live) for the probes of this module."""
+    sock = live.spawn_check_process()
+    yield sock
+    sock.close()
+
+
+def judged(lab: str, source: str, namespace: dict, checks_process=None) -> str:
+    """The judge's verdict on a probe of the cell: in this process, or with `checks_process`
+    (a socket) in the check process."""
+    if checks_process is None:
+        header, blob = witness.probe_cell(lab, source, namespace)
+    else:
+        header, blob = live.probe_cell(lab, source, namespace, checks_process)
     try:
         witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob)
     except NotImplementedError:
@@ -102,13 +116,14 @@ def judged(lab: str, source: str, namespace: dict) -> str:
 
 
 @pytest.mark.parametrize("lab", LABS)
-def test_the_reference_passes_here_and_before_the_judge(lab):
+def test_the_reference_passes_here_and_before_the_judge(lab, checks_process):
     namespace = notebook(lab)
     cells = runnable(lab, namespace)
     assert cells or lab == "capstone", f"no check of {lab} runs on the reference alone"
     for name, source in cells:
         assert in_process(lab, source, namespace) == "pass", name
         assert judged(lab, source, namespace) == "pass", name
+        assert judged(lab, source, namespace, checks_process) == "pass", name
 
 
 def _unanswered(namespace: dict, lab: str) -> dict:
@@ -130,11 +145,12 @@ def _unanswered(namespace: dict, lab: str) -> dict:
 
 
 @pytest.mark.parametrize("lab", LABS)
-def test_an_unwritten_answer_is_not_answered_on_both_sides(lab):
+def test_an_unwritten_answer_is_not_answered_on_both_sides(lab, checks_process):
     namespace = _unanswered(notebook(lab), lab)
     for name, source in runnable(lab, namespace):
         here = in_process(lab, source, namespace)
         assert here == judged(lab, source, namespace), name
+        assert here == judged(lab, source, namespace, checks_process), name
         assert here != "pass", name
 
 
@@ -147,7 +163,7 @@ PLANTED = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs]
 
 
 @pytest.mark.parametrize("lab, bug", PLANTED, ids=[f"{lab}:{b.name}" for lab, b in PLANTED])
-def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bug):
+def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bug, checks_process):
     module = importlib.import_module(f"reference.{lab}")
     target = getattr(module, bug.cell, None)
     if target is None:
@@ -162,6 +178,7 @@ def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bu
         here = in_process(lab, cells[name], namespace)
         assert here not in ("pass", "not answered"), name
         assert _words(judged(lab, cells[name], namespace)) == _words(here), name
+        assert _words(judged(lab, cells[name], namespace, checks_process)) == _words(here), name
         checked += 1
     if not checked:
         pytest.skip(f"bug {bug.name} fails only checks of the trained model (tests/test_grading.py)")

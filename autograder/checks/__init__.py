@@ -250,23 +250,12 @@ def case(label: str = ""):
 def given(fn: Any, **helpers: Any):
     """While the block runs, the names `helpers` in the module (notebook) of the student's `fn`
     are the correct helpers given: a check of `batched_nms` gives it a correct `nms`, so that one
-    mistake costs its own check's points once. While judging nothing is changed (the probe ran
-    the student's code with them)."""
+    mistake costs its own check's points once. Helpers are module-level functions (the
+    notebook's process finds them by name); while judging nothing is changed (the probe ran the
+    student's code with them)."""
     from autograder import witness
-    names = getattr(witness.real(fn), "__globals__", None) if not witness.judging() else None
-    if not isinstance(names, dict):
+    with witness.giving(fn, helpers):
         yield
-        return
-    saved = {k: names[k] for k in helpers if k in names}
-    names.update(helpers)
-    try:
-        yield
-    finally:
-        for k in helpers:
-            if k in saved:
-                names[k] = saved[k]
-            else:
-                names.pop(k, None)
 
 
 def at_least(threshold: float) -> str:

@@ -38,7 +38,10 @@ def _error(err: BaseException) -> str:
 def _call(fn: Callable, what: str, *args, hint: str = "", **kwargs):
     """Call the student's fn; NotImplementedError (an unfilled cell) passes through unchanged, any
     other error becomes a one-line failure with the original chained."""
+    from autograder import witness
     try:
+        if witness.active() and not witness.is_student(fn):   # the check's training loop on the student's model
+            return witness.boundary("call", fn, *args, **kwargs)
         return fn(*args, **kwargs)
     except NotImplementedError:
         raise
