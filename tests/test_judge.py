@@ -19,6 +19,47 @@ from tests.planted import append_to_cell as _append, bug, plant
 
 WRONG = bug("wrong", "sigmoid_grad", "return s * (1 - s)", "return x * (1 - x)", "sigmoid_grad")
 
+# a function that answers with what its callers hold: a local named like an expected value
+# in any frame above it, or a gc-tracked dict that holds one (bound, after every cell, to every
+# exercise's name, so that the blank cells below do not rebind them)
+STEAL = (
+    "import sys, gc\n"
+    "def _steal(*args, **kwargs):\n"
+    "    f = sys._getframe(1)\n"
+    "    while f is not None:\n"
+    "        for name, v in list(f.f_locals.items()):\n"
+    "            if 'expect' in name and v is not None:\n"
+    "                return v\n"
+    "        f = f.f_back\n"
+    "    for o in gc.get_objects():\n"
+    "        if isinstance(o, dict) and o.get('expected') is not None:\n"
+    "            return o['expected']\n"
+    "    raise RuntimeError('nothing to steal')\n"
+    "_NAMES = ('worked_example', 'sgd_step', 'mlp_forward', 'mlp_backward', 'rel_error', 'numerical_gradient',\n"
+    "          'sigmoid_grad')\n"
+    "get_ipython().events.register('post_run_cell', lambda *a: globals().update({n: _steal for n in _NAMES}))\n"
+    "globals().update({n: _steal for n in _NAMES})")
+
+# sigmoid_grad answers with the processes whose memory it can read, besides its own and its
+# parent's (the launcher of its namespace): the check process and the worker must not be there
+PROC_SCAN = (
+    "import os\n"
+    "def sigmoid_grad(x):\n"
+    "    me, parent = os.readlink('/proc/self'), str(os.getppid())\n"
+    "    seen, readable = 0, []\n"
+    "    for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+    "        seen += 1\n"
+    "        try:\n"
+    "            start = int(open(f'/proc/{pid}/maps').readline().split('-')[0], 16)\n"
+    "            with open(f'/proc/{pid}/mem', 'rb') as mem:\n"
+    "                mem.seek(start)\n"
+    "                mem.read(16)\n"
+    "            if pid not in (me, parent):\n"
+    "                readable.append(pid)\n"
+    "        except (OSError, ValueError):\n"
+    "            pass\n"
+    "    raise RuntimeError(f'seen {seen}, readable {readable}')")
+
 # appended to the first answer cell (worked_example) of the blank backprop exercise
 ON_BLANK = {
     # nbclient/IPython would run every later cell, check cells included, as `pass`
@@ -36,6 +77,9 @@ ON_BLANK = {
         "    except OSError:\n"
         "        pass\n"
         "os._exit(0)"),
+    # every answer reads what the check holds: its callers' frames and the objects gc finds
+    # (with the check in the notebook's process this took mlp_backward and rel_error)
+    "check-frames": STEAL,
 }
 
 # appended to the wrong sigmoid_grad's cell: none may earn its point back
@@ -136,7 +180,8 @@ def graded(course, tmp_path_factory):
     blank = nbformat.read(course.exercise_path("backprop"), as_version=4)
     wrong = plant(solution, WRONG)
     notebooks = {("blank", "backprop"): blank, ("wrong", "backprop"): wrong,
-                 ("lying-float", "backprop"): _append(solution, "rel_error", LYING_FLOAT)}
+                 ("lying-float", "backprop"): _append(solution, "rel_error", LYING_FLOAT),
+                 ("proc-scan", "backprop"): _append(solution, "sigmoid_grad", PROC_SCAN)}
     notebooks.update({(name, "backprop"): _append(blank, "worked_example", code) for name, code in ON_BLANK.items()})
     notebooks.update({(name, "backprop"): _append(wrong, "sigmoid_grad", code) for name, code in ON_WRONG.items()})
     notebooks.update({(name, "backprop"): _append(solution, "sigmoid_grad", code) for name, code in ON_SOLUTION.items()})
@@ -172,6 +217,13 @@ def test_patching_the_notebooks_process_changes_nothing_the_judge_says(graded, a
     """The same check lost with the same message as the honest wrong answer: the judge, in the
     grading process, saw the true values."""
     assert _lost(graded[attack]) == _lost(graded["wrong"])
+
+
+def test_the_check_process_is_out_of_the_notebooks_reach(graded):
+    """The check runs in a process of its own (autograder.live): the notebook sees processes in
+    /proc, but can read the memory of none but its own and its launcher's."""
+    message = _lost(graded["proc-scan"])["sigmoid_grad"]
+    assert "readable []" in message and "seen " in message, message
 
 
 def test_a_record_that_decodes_to_gigabytes_fails_its_check_not_the_class(graded):
