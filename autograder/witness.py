@@ -11,7 +11,9 @@ same check function runs twice:
   and shape (never pickle), other objects as numbered handles. So are the changes the student's
   code made to what the check gave it (tensors, torch modules), exceptions (type name and
   message), and calls the student's code made back into the check (forward hooks). The probe's
-  own verdict is thrown away.
+  own verdict is thrown away. Here (`probe_cell`) the check runs in the notebook's process; the
+  fork engine runs it in a check process of its own instead (autograder.live), which asks the
+  notebook's process for each touch and leaves the same record.
 * **Judge** (in the grading process, `judge_cell`): the check function runs again on the same
   inputs (literals from the source, the check's own seeded data), with a `Replay` in place of
   each student object: every touch returns what the probe recorded, nothing of the student's
