@@ -46,6 +46,7 @@ def warm_up() -> None:
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
     import autograder.checks  # noqa: F401
+    import autograder.live  # noqa: F401  (a notebook's check process is forked with it)
     import autograder.witness  # noqa: F401
     import autograder.data
     import autograder.runtime  # noqa: F401

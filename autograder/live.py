@@ -47,7 +47,6 @@ import torch
 
 from autograder import witness as w
 
-MAX_MESSAGE = 1 << 30      # bytes of one message's data
 
 
 def _not_here(grad: torch.Tensor) -> None:
@@ -65,14 +64,19 @@ class Ended(BaseException):
 # --- the channel ------------------------------------------------------------------------------
 
 class Channel:
-    """Messages over a stream socket: a JSON header and raw arrays."""
+    """Messages over a stream socket: a JSON header and raw arrays (at most `limit` bytes of
+    them in one message: the check process reads the notebook's answers with witness.MAX_BYTES)."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket, limit: float = math.inf) -> None:
+        self.sock, self.limit = sock, limit
 
     def send(self, header: dict, arrays: list = ()) -> None:
         views = [memoryview(a).cast("B") for a in arrays]
         head = json.dumps({**header, "_n": [v.nbytes for v in views]}).encode()
+        small = [v for v in views if v.nbytes < 1 << 16]
+        if len(small) == len(views):                  # one write for a message of small parts
+            self.sock.sendall(b"".join([struct.pack(">Q", len(head)), head, *views]))
+            return
         self.sock.sendall(struct.pack(">Q", len(head)) + head)
         for view in views:
             self.sock.sendall(view)
@@ -94,8 +98,10 @@ class Channel:
             raise w.ProbeError("a message over the header limit")
         head = json.loads(self._read(size))
         sizes = head.pop("_n", []) if isinstance(head, dict) else None
-        if not isinstance(sizes, list) or sum(int(n) for n in sizes) > MAX_MESSAGE:
+        if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes):
             raise w.ProbeError("a message of an unknown form")
+        if sum(sizes) > self.limit:
+            raise w.ProbeError(f"a message over {self.limit / 2**20:g} MB")
         return head, [self._read(int(n)) for n in sizes]
 
 
@@ -218,6 +224,8 @@ class Prober(w.Judge):
         self.mirror: dict[int, Any] = {}       # each one's state as the notebook's process has it
         self.origins: dict[int, list] = {}     # id(tensor decoded here) -> [it, array number, state]
         self.watched: set[int] = set()
+        self.watchable: list[int] = []
+        self.looked_at = 0
 
     # --- the notebook's answers ---
     def _receive(self) -> dict:
@@ -275,11 +283,19 @@ class Prober(w.Judge):
             return w._container_signature(value)
         return None
 
+    def _watchable(self) -> list[int]:
+        """The numbers of the objects the check's own code may change (not its functions)."""
+        for k in range(self.looked_at, len(self.owned)):
+            if isinstance(self.owned[k], (torch.Tensor, torch.nn.Module)) or type(self.owned[k]) in (list, dict):
+                self.watchable.append(k)
+        self.looked_at = len(self.owned)
+        return self.watchable
+
     def _caught_up(self, changes: Any = None) -> None:
         """The notebook's process now holds its numbered objects as they are here: all of them
         (None), or those the student's code changed (`changes`) and the new ones."""
         if changes is None or any("m" in state for _, state in changes):
-            self.mirror = {k: self._signature(k) for k in range(len(self.owned))}
+            self.mirror = {k: self._signature(k) for k in self._watchable()}
         else:
             for k in itertools.chain((int(k) for k, _ in changes), range(self.s_has, len(self.owned))):
                 self.mirror[k] = self._signature(k)
@@ -290,7 +306,9 @@ class Prober(w.Judge):
         process, the check's own changes since to the ones it holds, and with `rng` the global
         generators' state and torch's modes (the student's code starts from the check's)."""
         changed = []
-        for k in range(self.s_has):
+        for k in self._watchable():
+            if k >= self.s_has:
+                break
             signature = self._signature(k)
             if signature != self.mirror.get(k):
                 changed.append(k)
@@ -313,10 +331,11 @@ class Prober(w.Judge):
             del t
         if rng:
             torch_state, numpy_state, python_state = w._rng_state()
-            header["rng"] = [len(arrays), len(arrays) + 1, int(numpy_state[2]), int(numpy_state[3]),
-                             float(numpy_state[4]), list(python_state[1]), python_state[2]]
-            arrays += [torch_state.numpy().tobytes(), numpy_state[1].tobytes()]
-            header["modes"] = [str(torch.get_default_dtype()).removeprefix("torch."), torch.is_grad_enabled()]
+            header["rng"] = [len(arrays), int(numpy_state[2]), int(numpy_state[3]), float(numpy_state[4]),
+                             python_state[2]]
+            arrays += [torch_state.numpy(), numpy_state[1], np.array(python_state[1], dtype=np.uint32)]
+            header["modes"] = [str(torch.get_default_dtype()).removeprefix("torch."), torch.is_grad_enabled(),
+                               str(torch.get_default_device())]
         self._caught_up([])
         self.channel.send(header, arrays)
 
@@ -401,7 +420,7 @@ class Prober(w.Judge):
 def serve_checks(sock: socket.socket, device: str = "cpu") -> None:
     """The check process: probe each check call the notebook's process asks for, until it closes
     the socket. Nothing the check decides goes back."""
-    channel = Channel(sock)
+    channel = Channel(sock, w.MAX_BYTES)
     prober: Prober | None = None
     while True:
         try:
@@ -559,15 +578,19 @@ class Servant(w.Probe):
     def _serve(self, header: dict, arrays: list[bytes]) -> None:
         payload = self._unpickle(header, arrays)
         kind, detail, handle = header.get("op"), header.get("a"), header.get("h")
+        notebook_device = None
         if "rng" in header:
-            torch_i, numpy_i, numpy_pos, has_gauss, cached, python_state, gauss = header["rng"]
-            torch.set_rng_state(torch.frombuffer(bytearray(arrays[torch_i]), dtype=torch.uint8))
-            np.random.set_state(("MT19937", np.frombuffer(arrays[numpy_i], dtype=np.uint32).copy(), numpy_pos,
+            first, numpy_pos, has_gauss, cached, gauss = header["rng"]
+            torch.set_rng_state(torch.frombuffer(arrays[first], dtype=torch.uint8))
+            np.random.set_state(("MT19937", np.frombuffer(arrays[first + 1], dtype=np.uint32), numpy_pos,
                                  has_gauss, cached))
-            random.setstate((3, tuple(python_state), gauss))
-            dtype, grad = header["modes"]
+            random.setstate((3, tuple(np.frombuffer(arrays[first + 2], dtype=np.uint32).tolist()), gauss))
+            dtype, grad, device = header["modes"]
             torch.set_default_dtype(w._DTYPES[dtype])
             torch.set_grad_enabled(bool(grad))
+            if device != str(torch.get_default_device()):     # the check's `with torch.device("meta"):`
+                notebook_device = torch.get_default_device()
+                torch.set_default_device(device)
         obj = self.objects[handle] if isinstance(handle, int) and 0 <= handle < len(self.objects) else None
         record: dict = {"op": kind}
         if handle is not None:
@@ -581,6 +604,9 @@ class Servant(w.Probe):
             raise
         except BaseException:  # noqa: BLE001 — recorded ("x")
             pass
+        finally:
+            if notebook_device is not None:
+                torch.set_default_device(notebook_device)
         self.send({"done": {key: record[key] for key in ("r", "x", "ch") if key in record}})
 
     def probe_cell(self, lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:

@@ -169,7 +169,8 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
     grading, the probe reports the parameters' shapes (not every weight of a network of
     millions) and the judge counts."""
     from autograder import witness
-    found = witness.boundary("shapes", param_shapes, model, trainable_only)
+    found = (witness.boundary("shapes", param_shapes, model, trainable_only) if witness.is_student(model)
+             else param_shapes(model, trainable_only))
     if not isinstance(found, list) or not all(isinstance(s, list) and all(type(n) is int and n >= 0 for n in s) for s in found):
         fail("parameters", "a list of shapes", type(found).__name__, "the probe's record is damaged")
     return int(sum(math.prod(s) for s in found))
@@ -188,7 +189,7 @@ def param_shapes(model: Any, trainable_only: bool = False) -> list[list[int]]:
 def state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     """`model.state_dict()`'s keys and shapes, in order (counted in the probe while grading)."""
     from autograder import witness
-    return witness.boundary("state_shapes", _state_shapes, model)
+    return witness.boundary("state_shapes", _state_shapes, model) if witness.is_student(model) else _state_shapes(model)
 
 
 def _state_shapes(model: Any) -> dict[str, tuple[int, ...]]:
