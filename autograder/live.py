@@ -131,6 +131,11 @@ def _make_tensor(data: Any, dtype: str, shape: list, device: str, requires_grad:
     return t
 
 
+def _make_array(data: Any, dtype: str, shape: tuple) -> np.ndarray:
+    """An array the check process handed over, writable, in the buffer it arrived in."""
+    return np.frombuffer(memoryview(data).cast("B"), dtype=np.dtype(dtype)).reshape(shape)
+
+
 def _new_module(cls: type) -> torch.nn.Module:
     return cls.__new__(cls)
 
@@ -183,6 +188,9 @@ class _Pickler(pickle.Pickler):
             state = {key: (type(v)() if "hooks" in key and isinstance(v, dict) else v)
                      for key, v in vars(obj).items() if key != "forward"}
             return (_new_module, (type(obj),), state)
+        if type(obj) is np.ndarray and obj.dtype.kind in "biufc" and obj.dtype.byteorder != ">":
+            data = np.ascontiguousarray(obj)
+            return (_make_array, (pickle.PickleBuffer(data) if data.nbytes else b"", data.dtype.str, data.shape))
         if type(obj) is types.GeneratorType:
             return (iter, (list(obj),))
         return NotImplemented
