@@ -254,9 +254,16 @@ def golden() -> dict:
                                       [p["scores"][p["labels"] == c] for p in preds],
                                       [t["boxes"][t["labels"] == c] for t in targets], thr)
                     for c in classes]
+    # AP per class at every COCO threshold: what the mAP check gives a student's mAP in place of
+    # their average_precision, so that a wrong AP costs only its own check
+    ap["ap_by_threshold"] = [[average_precision([p["boxes"][p["labels"] == c] for p in preds],
+                                                [p["scores"][p["labels"] == c] for p in preds],
+                                                [t["boxes"][t["labels"] == c] for t in targets], thr)
+                              for c in classes] for thr in thresholds]
     return {
         "scenario": scenario,
         "classes": classes,
+        "thresholds": thresholds,
         **ap,
         "map": mean_average_precision(preds, targets),
         "map_50": mean_average_precision(preds, targets, [0.5]),

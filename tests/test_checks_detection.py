@@ -136,7 +136,6 @@ VARIANTS = {
     "mean_average_precision": [
         ("over predicted classes too", ("mean_average_precision", 'labels = [t["labels"] for t in targets]', 'labels = [t["labels"] for t in targets] + [p["labels"] for p in preds]')),
         ("VOC threshold by default", ("mean_average_precision", "iou_thresholds = np.linspace(0.5, 0.95, 10)", "iou_thresholds = [0.5]")),
-        ("AP not monotone", ("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]", "precision = precision")),
     ],
 }
 
@@ -150,6 +149,23 @@ def test_check_fails_on_buggy_variant(name, label, change):
     message = str(info.value)
     assert "expected" in message and "got" in message, message
     assert len(message) < 600 and message.count("\n") <= 1, message
+
+
+def test_a_wrong_average_precision_costs_only_its_own_check():
+    """The mAP check gives the student's mean_average_precision the reference's AP of its own
+    inputs (golden data): a wrong AP fails average_precision, not mean_average_precision; an AP
+    that the student's mAP calls on other inputs is the student's own."""
+    wrong = variant(("average_precision", "precision = np.maximum.accumulate(precision[::-1])[::-1]",
+                     "precision = precision"))
+    own = wrong["average_precision"]
+    with pytest.raises(AssertionError):
+        checks.average_precision(own)
+    checks.mean_average_precision(wrong["mean_average_precision"])
+    assert wrong["average_precision"] is own          # the student's own, put back after the check
+    over = variant(("mean_average_precision", 'labels = [t["labels"] for t in targets]',
+                    'labels = [t["labels"] for t in targets] + [p["labels"] for p in preds]'))
+    with pytest.raises(AssertionError):           # class 5 (no ground truth): the student's own AP, -1
+        checks.mean_average_precision(over["mean_average_precision"])
 
 
 def test_unfilled_cell_propagates_not_implemented():

@@ -470,10 +470,45 @@ def _golden_dicts(g: dict) -> tuple[list, list]:
     return preds, targets
 
 
-@_given(box_iou=_box_iou_given)
+def _same_list(got: Any, expected: list[torch.Tensor]) -> bool:
+    """Whether `got` (per image: a tensor, or nested lists) holds the values of `expected`."""
+    try:
+        if len(got) != len(expected):
+            return False
+        return all(torch.equal(torch.as_tensor(g, dtype=torch.float32).reshape(-1), e.reshape(-1))
+                   for g, e in zip(got, expected))
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def _ap_given(boxes: Any, scores: Any, gts: Any, iou_threshold: float = 0.5) -> float:
+    """The AP the mAP check gives a student's mean_average_precision: for the check's own inputs
+    (a class of the golden scenario at a COCO threshold, or the hand case's class) the
+    reference's value, from the golden data; for any other input the student's own
+    average_precision. A wrong AP then costs its own check only."""
+    from autograder import witness
+    g = golden("detection")
+    thr = float(iou_threshold)
+    hand_boxes = [torch.tensor([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30]])]
+    if _same_list(boxes, hand_boxes) and _same_list(scores, [torch.tensor([0.9, 0.8, 0.7])]) \
+            and _same_list(gts, [torch.tensor(_GT2)]):
+        return 2 / 3                          # exact hits: 2/3 at every threshold
+    rows = [i for i, t in enumerate(g["thresholds"]) if abs(t - thr) < 1e-9]
+    for i, c in enumerate(g["classes"]):
+        pb, ps, gb = _golden_class(g, c)
+        if rows and _same_list(gts, gb) and _same_list(boxes, pb) and _same_list(scores, ps):
+            return float(g["ap_by_threshold"][rows[0]][i])
+    own = witness.given_over("average_precision")
+    if own is None:
+        raise ValueError("average_precision: an input the check does not know")
+    return own(boxes, scores, gts, iou_threshold)
+
+
+@_given(box_iou=_box_iou_given, average_precision=_ap_given)
 def mean_average_precision(mean_average_precision: Callable) -> None:
     """A hand case (a class with predictions only is left out) and the golden scenario's COCO mAP
-    (IoU 0.50:0.05:0.95), VOC mAP@0.5 and mAP@0.75, within 1e-6."""
+    (IoU 0.50:0.05:0.95), VOC mAP@0.5 and mAP@0.75, within 1e-6; with a correct
+    average_precision given (its values for these inputs, from the golden data)."""
     preds = [{"boxes": torch.tensor([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 5, 5]]),
               "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.tensor([0, 0, 0, 5])}]
     targets = [{"boxes": torch.tensor(_GT2), "labels": torch.tensor([0, 0])}]

@@ -1,9 +1,8 @@
 """Planted bugs of lab 14 (detection). Dependencies between exercises, as the solution wires them:
 nms calls box_iou; batched_nms calls nms; nms_rows calls iou; average_precision calls box_iou;
 mean_average_precision calls average_precision. The checks give an exercise correct helpers
-(torchvision's box_iou, nms and IoU), so a bug fails its own check only — except that
-mean_average_precision builds on the student's average_precision: torchvision has no AP to give,
-and a correct one in the checks would ship the solution with the release.
+(torchvision's box_iou, nms and IoU; for mean_average_precision, the reference's AP values of its
+own inputs, from the golden data), so a bug fails its own check only.
 """
 from __future__ import annotations
 
@@ -43,7 +42,7 @@ BUGS = [
         {"nms_rows"}),
     bug("ap-precision-not-monotone", "average_precision",
         "precision = np.maximum.accumulate(precision[::-1])[::-1]", "precision = precision",
-        {"average_precision", "mean_average_precision"}),
+        {"average_precision"}),
     # The golden scenario has fewer than 100 detections per image: only the AP hand case sees it.
     bug("ap-no-100-detection-cap", "average_precision",
         ".indices[:100]", ".indices",
