@@ -709,6 +709,43 @@ def probe_to_file(lab: str, source: str, namespace: dict, path: str, sock: socke
     w.write_record(path, *probe_cell(lab, source, namespace, sock))
 
 
+def check_process_at(name: str, device: str = "cpu") -> int:
+    """Fork a check process that waits for one connection on the abstract Unix socket `name`
+    (the kernel engine: the notebook's kernel is not our child, so it connects); its pid. It is
+    not dumpable, dies with this process, and is ended by the caller after the notebook."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (the check process)
+        try:
+            import ctypes
+            import signal
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)          # PR_SET_PDEATHSIG
+            libc.prctl(4, 0, 0, 0, 0)                       # PR_SET_DUMPABLE: no
+            conn, _ = listener.accept()
+            listener.close()
+            serve_checks(conn, device)
+        finally:
+            os._exit(0)
+    listener.close()
+    return pid
+
+
+_CONNECTED: dict[str, socket.socket] = {}
+
+
+def probe_to_file_at(lab: str, source: str, namespace: dict, path: str, name: str) -> None:
+    """probe_to_file with the check process listening at `name` (check_process_at), connected
+    on the first check cell."""
+    if name not in _CONNECTED:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect("\0" + name)
+        _CONNECTED[name] = sock
+    probe_to_file(lab, source, namespace, path, _CONNECTED[name])
+
+
 def spawn_check_process(device: str = "cpu", threads: int | None = None) -> socket.socket:
     """Fork a check process (for tests and the unsandboxed path): the notebook's end of its socket."""
     ours, theirs = socket.socketpair()

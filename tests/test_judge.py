@@ -219,6 +219,17 @@ def test_patching_the_notebooks_process_changes_nothing_the_judge_says(graded, a
     assert _lost(graded[attack]) == _lost(graded["wrong"])
 
 
+def test_the_kernel_engine_probes_with_a_check_process_too(course, tmp_path):
+    """--engine kernel: the kernel connects to a check process of its own; reading the check's
+    frames and objects from the student's code earns nothing there either."""
+    blank = nbformat.read(course.exercise_path("backprop"), as_version=4)
+    (tmp_path / "thief").mkdir()
+    (tmp_path / "thief" / "backprop.ipynb").write_text(dumps(_append(blank, "worked_example", STEAL)))
+    results, _ = grade_class(tmp_path, course, ["backprop"], jobs=1, engine="kernel")
+    assert not results[0].grader_error and results[0].score == 0
+    assert all("expected" in c.message for c in results[0].checks), [c.message for c in results[0].checks]
+
+
 def test_the_check_process_is_out_of_the_notebooks_reach(graded):
     """The check runs in a process of its own (autograder.live): the notebook sees processes in
     /proc, but can read the memory of none but its own and its launcher's."""
