@@ -23,10 +23,13 @@ Values cross from the check process to the notebook's with pickle (the notebook'
 trusts the grader's code: it runs it); what crosses back is the record's plain data, which the
 check process decodes as the judge does (no pickle). The same objects carry the same numbers on
 both sides and in the judge: the check process numbers what it hands over (`_Session.inward`),
-the notebook's process adopts each at its number.
+the notebook's process adopts each at its number. What the check changes in place in a tensor
+the student's code gave it (a model's weights it sets) is written back before the next touch:
+a check writes into the student's tensors only what it would hand over, never what it expects.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import io
@@ -46,7 +49,6 @@ import numpy as np
 import torch
 
 from autograder import witness as w
-
 
 
 def _not_here(grad: torch.Tensor) -> None:
@@ -412,7 +414,6 @@ class Prober(w.Judge):
         """Run `check` (its verdict is thrown away) with the notebook's crossed arguments."""
         if not isinstance(held, list) or len(held) != len(arguments):
             raise w.ReplayMismatch("other arguments than the check cell has")
-        import ast
         values = [ast.literal_eval(text) if kind == "literal" else self.decode(value)
                   for (_, kind, text), value in zip(arguments, held)]
         w.SESSION = self
