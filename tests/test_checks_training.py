@@ -442,3 +442,18 @@ def test_planted_bug_fails_exactly_its_checks(b, trained):
 
 def test_first_two_bugs_are_the_clearest():
     assert [b.name for b in BUGS[:2]] == ["evaluate-averages-per-batch", "train-one-epoch-no-zero-grad"]
+
+
+def test_fit_runs_with_stand_ins_so_a_wrong_helper_costs_only_its_own_check():
+    """fit's check gives the notebook's fit stand-ins for train_one_epoch and evaluate: a loop
+    that never steps and an evaluate that divides by the number of batches fail their own
+    checks, not fit's; the notebook's own functions are put back afterwards."""
+    namespace = {"__name__": "notebook"}
+    exec(compile(inspect.getsource(R), "<notebook>", "exec"), namespace)
+    namespace["train_one_epoch"], namespace["evaluate"] = toe_no_step, eval_divides_by_batches
+    with pytest.raises(AssertionError):
+        checks.evaluate(namespace["evaluate"])
+    with pytest.raises(AssertionError):
+        checks.train_one_epoch(namespace["train_one_epoch"])
+    checks.fit(namespace["fit"])
+    assert namespace["train_one_epoch"] is toe_no_step and namespace["evaluate"] is eval_divides_by_batches

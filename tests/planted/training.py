@@ -1,10 +1,9 @@
 """Planted bugs of lab 07 (training): the MLP, the training loop, evaluation and fit.
 
 The checks of train_one_epoch, evaluate and fit run on a probe model of their own, so a bug in
-MLP fails only the MLP checks (and accuracy when the model then trains badly). fit calls
-train_one_epoch and evaluate on data where their averaging cannot show (one validation batch),
-so only a loop that never steps, or an evaluate wrong even on one batch (dividing by the number
-of batches: a "fraction" of 2 in fit's history), drags fit along. accuracy scores the model
+MLP fails only the MLP checks (and accuracy when the model then trains badly). fit's check gives
+it stand-ins for train_one_epoch and evaluate (autograder.checks.training), so their bugs fail
+their own checks only. accuracy scores the model
 trained in the notebook (seed 0, 5 epochs of Adam 1e-3, threshold 0.85; benchmarks/training.py):
 test accuracy 0.914 for the reference, 0.821 without zero_grad, 0.113 with SGD at lr 1e-3, and
 still 0.870 with a softmax at the end.
@@ -25,7 +24,7 @@ BUGS = [
         {"train_one_epoch", "accuracy"}),
     bug("mlp-softmax-output", "MLP", "return self.fc3(x)        # [N, 10] logits",
         "return F.softmax(self.fc3(x), dim=1)", {"mlp"}),
-    bug("evaluate-divides-by-batches", "evaluate", "count += len(y)", "count += 1", {"evaluate", "fit"}),
+    bug("evaluate-divides-by-batches", "evaluate", "count += len(y)", "count += 1", {"evaluate"}),
     bug("train-one-epoch-mean-of-batch-losses", "train_one_epoch",
         "total += loss.item() * len(y)       # back to a sum over the batch's samples\n        count += len(y)",
         "total += loss.item()\n        count += 1", {"train_one_epoch"}),
