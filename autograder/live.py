@@ -426,11 +426,28 @@ class Prober(w.Judge):
             torch.set_grad_enabled(True)
 
 
-def serve_checks(sock: socket.socket, device: str = "cpu") -> None:
+def check_plan(lab: str, cells: list) -> list[tuple[str, str]]:
+    """(lab, check) of every call of the notebook's check cells ((index, source, kind) with kind
+    "test"), in order: what its check process will run, each once."""
+    plan = []
+    for _, source, kind in cells:
+        if kind == "test":
+            try:
+                plan += [(lab, name) for name, _, _ in w.check_calls(source)]
+            except (SyntaxError, ValueError):
+                continue
+    return plan
+
+
+def serve_checks(sock: socket.socket, device: str = "cpu", plan: list | None = None) -> None:
     """The check process: probe each check call the notebook's process asks for, until it closes
-    the socket. Nothing the check decides goes back."""
+    the socket. Nothing the check decides goes back. With a `plan` (check_plan), each call of
+    the notebook's check cells runs once, in order: the student's code, which shares the
+    notebook's end of the socket, cannot run a check again and again to learn from the touches
+    it asks for which of its comparisons passed (a call it skips ahead to is lost)."""
     channel = Channel(sock, w.MAX_BYTES)
     prober: Prober | None = None
+    position = 0
     while True:
         try:
             header, arrays = channel.recv()
@@ -441,6 +458,13 @@ def serve_checks(sock: socket.socket, device: str = "cpu") -> None:
             continue
         if "call" not in header or prober is None:
             continue                      # what the notebook's process says after its check ended
+        if plan is not None:
+            wanted = (str(header.get("lab")), str(header.get("call")))
+            found = next((i for i in range(position, len(plan)) if plan[i] == wanted), None)
+            if found is None:             # not a call of the notebook's, or one already run
+                channel.send({"end": True})
+                continue
+            position = found + 1
         try:
             prober._take(header, arrays)
             check = w._check_function(str(header.get("lab")), str(header.get("call")))
@@ -710,7 +734,7 @@ def probe_to_file(lab: str, source: str, namespace: dict, path: str, sock: socke
     w.write_record(path, *probe_cell(lab, source, namespace, sock))
 
 
-def check_process_at(name: str, device: str = "cpu") -> int:
+def check_process_at(name: str, device: str = "cpu", plan: list | None = None) -> int:
     """Fork a check process that waits for one connection on the abstract Unix socket `name`
     (the kernel engine: the notebook's kernel is not our child, so it connects); its pid. It is
     not dumpable, dies with this process, and is ended by the caller after the notebook."""
@@ -727,7 +751,7 @@ def check_process_at(name: str, device: str = "cpu") -> int:
             libc.prctl(4, 0, 0, 0, 0)                       # PR_SET_DUMPABLE: no
             conn, _ = listener.accept()
             listener.close()
-            serve_checks(conn, device)
+            serve_checks(conn, device, plan)
         finally:
             os._exit(0)
     listener.close()
@@ -747,7 +771,7 @@ def probe_to_file_at(lab: str, source: str, namespace: dict, path: str, name: st
     probe_to_file(lab, source, namespace, path, _CONNECTED[name])
 
 
-def spawn_check_process(device: str = "cpu", threads: int | None = None) -> socket.socket:
+def spawn_check_process(device: str = "cpu", threads: int | None = None, plan: list | None = None) -> socket.socket:
     """Fork a check process (for tests and the unsandboxed path): the notebook's end of its socket."""
     ours, theirs = socket.socketpair()
     pid = os.fork()
@@ -756,7 +780,7 @@ def spawn_check_process(device: str = "cpu", threads: int | None = None) -> sock
             ours.close()
             if threads:
                 torch.set_num_threads(threads)
-            serve_checks(theirs, device)
+            serve_checks(theirs, device, plan)
         finally:
             os._exit(0)
     theirs.close()

@@ -494,9 +494,24 @@ def _probe(tap: Tap) -> "Probe":
     return object.__getattribute__(tap, "_w_probe")
 
 
+_HEAPTYPE = 1 << 9
+
+
+def _handle_base(cls: type) -> type:
+    """What a handle may claim to be: `cls`, unless a class in its MRO is one of torch's or
+    numpy's written in C (a tensor, a generator, a storage), whose C code takes an object that
+    says it is one for one and reads its memory (a forged record claiming `torch:Tensor`
+    crashed the grader): then a plain object. Tensors and arrays never cross as handles."""
+    for c in cls.__mro__:
+        if c is not object and not c.__flags__ & _HEAPTYPE and c.__module__.split(".")[0] in ("torch", "numpy"):
+            return object
+    return cls
+
+
 def _handle_class(base: type, proxy: type, name: str, cache: dict) -> type:
     """A subclass of Tap/Replay named like the student's type, whose `__class__` is `base`
     (so `isinstance(obj, nn.Module)` and `type(obj).__name__` read as for the real object)."""
+    base = _handle_base(base)
     key = (base, name)
     if key not in cache:
         cache[key] = type(name, (proxy,), {"__slots__": (), "__class__": property(lambda self: base)})

@@ -170,12 +170,13 @@ def _fork_check_process(payload: bytes) -> tuple[int, int]:
             keep = theirs.fileno()
             os.closerange(3, keep)
             os.closerange(keep + 1, 1 << 16)
-            threads = json.loads(payload).get("threads")
+            job = json.loads(payload)
             import torch
-            if threads:
-                torch.set_num_threads(int(threads))
-            from autograder.live import serve_checks
-            serve_checks(theirs, "cuda" if torch.cuda.is_available() else "cpu")
+            if job.get("threads"):
+                torch.set_num_threads(int(job["threads"]))
+            from autograder.live import check_plan, serve_checks
+            plan = check_plan(str(job.get("lab", "")), job.get("cells", []))
+            serve_checks(theirs, "cuda" if torch.cuda.is_available() else "cpu", plan)
         except BaseException:
             import traceback
             traceback.print_exc()

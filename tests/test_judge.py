@@ -424,3 +424,38 @@ def test_a_students_exception_keeps_its_builtin_kind():
     with pytest.raises(AssertionError, match="ShapeTrouble: no such shape") as info:
         witness.judge_cell("backprop", "checks.sigmoid_grad(sigmoid_grad)", header, blob)
     assert isinstance(info.value.__cause__, ValueError) and type(info.value.__cause__).__name__ == "ShapeTrouble"
+
+
+FAKE_TENSOR = '''
+import json, torch
+from autograder import witness
+def sigmoid_grad(x):
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+source = "checks.sigmoid_grad(sigmoid_grad)"
+header, blob = witness.probe_cell("backprop", source, {"sigmoid_grad": sigmoid_grad})
+call = header["calls"][0]
+first = next(e for e in call["ev"] if e.get("op") == "call")
+n = len(call["new"])
+first["r"] = {"H": n}                                  # the result: a handle that says it is a tensor
+first.setdefault("ev", []).insert(0, {"new": n, "c": "torch:Tensor", "n": "Tensor"})
+messages = set()
+for _ in range(200):
+    try:
+        witness.judge_cell("backprop", source, json.loads(json.dumps(header)), blob)
+        messages.add("pass")
+    except AssertionError as err:
+        messages.add(str(err)[:60])
+print(sorted(messages))
+'''
+
+
+def test_a_handle_that_claims_to_be_a_tensor_cannot_crash_the_judge():
+    """Red team: a record whose handle claims `torch:Tensor` made torch's C code read the
+    handle's memory as a tensor's (the grader segfaulted, classmates went ungraded). A handle
+    now never claims one of torch's or numpy's C classes: the check just fails."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", FAKE_TENSOR], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pass" not in done.stdout and "expected" in done.stdout, done.stdout

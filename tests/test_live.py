@@ -91,3 +91,29 @@ def test_the_check_process_ends_with_its_socket():
     sock.close()
     pid, status = os.wait()          # the check process, the only child this test started
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_each_check_call_of_the_notebook_runs_once():
+    """Red team: the student's code shares the notebook's end of the socket and could run a
+    check again and again, learning from the touches it asks for which comparisons passed.
+    The check process runs each call of the notebook's check cells once, in order."""
+    import torch
+
+    def rel_error(x, y):
+        return float(((x - y).abs() / torch.maximum(torch.tensor(1e-8), x.abs() + y.abs())).max())
+    source = "checks.rel_error(rel_error)"
+    plan = live.check_plan("backprop", [(0, "x = 1", "answer"), (1, source, "test")])
+    assert plan == [("backprop", "rel_error")]
+    sock = live.spawn_check_process(plan=plan)
+    try:
+        first = live.probe_cell("backprop", source, {"rel_error": rel_error}, sock)
+        again = live.probe_cell("backprop", source, {"rel_error": rel_error}, sock)
+        other = live.probe_cell("backprop", "checks.sigmoid_grad(rel_error)", {"rel_error": rel_error}, sock)
+    finally:
+        sock.close()
+        os.wait()
+    assert _verdict("backprop", source, *first) == "pass"
+    with pytest.raises(witness.ReplayMismatch):
+        _verdict("backprop", source, *again)
+    with pytest.raises(witness.ReplayMismatch):
+        _verdict("backprop", "checks.sigmoid_grad(rel_error)", *other)
