@@ -405,15 +405,34 @@ def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Excep
     return Result(student, lab_id, path, checks, grader_error=why)
 
 
+MAX_ATTEMPTS = 2    # runs that may stop while grading one submission before it is set aside
+
+
+class GraderStopped(Exception):
+    pass
+
+
+def _attempts(folder: Path, student: str, lab_id: str) -> tuple[Path, int]:
+    mark = folder / student / lab_id
+    try:
+        return mark, int(mark.read_text())
+    except (OSError, ValueError):
+        return mark, 0
+
+
 def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jobs: int | None = None,
                 cell_timeout: float | None = None, notebook_timeout: float | None = None,
                 on_result=None, engine: str = "fork",
                 done: dict[tuple[str, str], Result] | None = None,
-                device: str | None = None, sandboxed: bool = True) -> tuple[list[Result], list[str]]:
+                device: str | None = None, sandboxed: bool = True,
+                attempts: Path | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
     with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
-    if present). Returns the results in submission order and warnings."""
+    if present). With an `attempts` folder, a mark is kept there while a submission is graded:
+    one during which this process stopped (crashed, or was killed) MAX_ATTEMPTS times is set
+    aside with a grader error, so that it cannot stop every later run of the class. Returns the
+    results in submission order and warnings."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     device = resolve_device(device)
@@ -426,15 +445,35 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
             results[i] = old
         else:
             todo.append(i)
+    if attempts is not None:
+        for i in list(todo):
+            student, lab, path = found[i]
+            if _attempts(attempts, student, lab.id)[1] >= MAX_ATTEMPTS:
+                todo.remove(i)
+                results[i] = _grader_error(student, lab.id, str(path), course, GraderStopped(
+                    f"the grader stopped {MAX_ATTEMPTS} times while grading this submission; it is set aside "
+                    "(grade it again with --force)"))
+                if on_result:
+                    on_result(results[i])
     if not todo:
         return [results[i] for i in range(len(found))], warnings
+
+    def grade(student: str, lab: Lab, path: Path) -> Result:
+        if attempts is not None:
+            mark, count = _attempts(attempts, student, lab.id)
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text(str(count + 1))
+        return graders.grade(student, lab, path)
+
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders, \
             ThreadPoolExecutor(jobs) as pool:
-        futures = {pool.submit(graders.grade, *found[i]): i for i in todo}
+        futures = {pool.submit(grade, *found[i]): i for i in todo}
         for future in as_completed(futures):
             result = future.result()
             results[futures[future]] = result
             if on_result:
                 on_result(result)
+            if attempts is not None:
+                _attempts(attempts, result.student, result.lab)[0].unlink(missing_ok=True)
     return [results[i] for i in range(len(found))], warnings

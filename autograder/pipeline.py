@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         course = dataclasses.replace(course, memory_mb=options.memory_mb)
     find_submissions(submissions, course, options.lab_ids)          # a bad folder stops here, before anything is written
     done = {} if options.force else read_results(out)
+    attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
+    if options.force:
+        shutil.rmtree(attempts, ignore_errors=True)
 
     def on_result(result: Result) -> None:
         write_result(out, result)
@@ -55,7 +59,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
 
     results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
-                                    sandboxed=options.sandboxed)
+                                    sandboxed=options.sandboxed, attempts=attempts)
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     write_reports(out, results, {lab.id: lab.title for lab in course.labs})
     if options.gradebook:

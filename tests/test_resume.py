@@ -61,3 +61,32 @@ def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path):
     assert json.loads((out / "results" / "s1" / f"{LAB}.json").read_text())["score"] == 0
     forced = _grade(root, out, "--force")
     assert "not graded again" not in forced.stderr
+
+
+def test_a_submission_the_grader_stopped_on_twice_is_set_aside(course, tmp_path):
+    """A submission during which the grading process itself stopped (a crash, a kill) is graded
+    again on the next run, but not forever: after two such runs it gets a grader error and the
+    class goes on (one submission that crashes the grader cannot stop every run); --force tries
+    it again."""
+    root, out = tmp_path / "class", tmp_path / "out"
+    _class(course, root, 2)
+    proc = _grade(root, out, "--jobs", "1", wait=False)      # killed while it grades s0
+    mark = out / ".attempts" / "s0" / LAB
+    deadline = time.monotonic() + 300
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert mark.read_text() == "1"
+    mark.write_text("2")                                     # as if a second run had stopped there too
+    again = _grade(root, out, "--jobs", "1")
+    assert again.returncode == 3 and "s0/backprop: GraderStopped" in again.stderr, again.stderr   # a grader error
+    s0 = json.loads((out / "results" / "s0" / f"{LAB}.json").read_text())
+    s1 = json.loads((out / "results" / "s1" / f"{LAB}.json").read_text())
+    assert "stopped 2 times while grading this submission" in s0["grader_error"]
+    assert s1["score"] == s1["max_score"] and not s1["grader_error"]
+    forced = _grade(root, out, "--jobs", "1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    s0 = json.loads((out / "results" / "s0" / f"{LAB}.json").read_text())
+    assert s0["score"] == s0["max_score"] and not s0["grader_error"]
+    assert not list((out / ".attempts").rglob("*/*"))
