@@ -75,8 +75,7 @@ class Channel:
     def send(self, header: dict, arrays: list = ()) -> None:
         views = [memoryview(a).cast("B") for a in arrays]
         head = json.dumps({**header, "_n": [v.nbytes for v in views]}).encode()
-        small = [v for v in views if v.nbytes < 1 << 16]
-        if len(small) == len(views):                  # one write for a message of small parts
+        if all(v.nbytes < 1 << 16 for v in views):    # one write for a message of small parts
             self.sock.sendall(b"".join([struct.pack(">Q", len(head)), head, *views]))
             return
         self.sock.sendall(struct.pack(">Q", len(head)) + head)
@@ -301,10 +300,10 @@ class Prober(w.Judge):
         self.looked_at = len(self.owned)
         return self.watchable
 
-    def _caught_up(self, changes: Any = None) -> None:
-        """The notebook's process now holds its numbered objects as they are here: all of them
-        (None), or those the student's code changed (`changes`) and the new ones."""
-        if changes is None or any("m" in state for _, state in changes):
+    def _caught_up(self, changes: list) -> None:
+        """The notebook's process now holds its numbered objects as they are here: those the
+        student's code changed (`changes`, all of them after a module's change) and the new ones."""
+        if any("m" in state for _, state in changes):
             self.mirror = {k: self._signature(k) for k in self._watchable()}
         else:
             for k in itertools.chain((int(k) for k, _ in changes), range(self.s_has, len(self.owned))):
@@ -410,7 +409,7 @@ class Prober(w.Judge):
         finally:
             self.channel.send({"ungive": True})
 
-    def probe_call(self, check: Any, arguments: list, held: list) -> None:
+    def run_check(self, check: Any, arguments: list, held: list) -> None:
         """Run `check` (its verdict is thrown away) with the notebook's crossed arguments."""
         if not isinstance(held, list) or len(held) != len(arguments):
             raise w.ReplayMismatch("other arguments than the check cell has")
@@ -469,7 +468,7 @@ def serve_checks(sock: socket.socket, device: str = "cpu", plan: list | None = N
             prober._take(header, arrays)
             check = w._check_function(str(header.get("lab")), str(header.get("call")))
             arguments = [(k, kind, text) for k, kind, text in header.get("arguments", [])]
-            prober.probe_call(check, arguments, header.get("args"))
+            prober.run_check(check, arguments, header.get("args"))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001 — the probe's verdict is thrown away; the judge decides
@@ -644,50 +643,28 @@ class Servant(w.Probe):
 
     def probe_cell(self, lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
         """As witness.probe_cell, with the check in the check process."""
-        results = []
         self.channel.send({"cell": True})
-        for name, args, kwargs in w.check_calls(source):
-            arguments = w._arguments(args, kwargs)
-            self.stack = [[]]
-            record: dict = {"name": name}
-            crossed = []
+        return w.probe_cell(lab, source, namespace, self)
+
+    def probe_call(self, lab: str, name: str, check: Any, arguments: list, crossed: list) -> dict:
+        """Ask the check process to run the call, and answer its touches until it ends."""
+        self.ended = False
+        lost: list[w.ProbeError] = []
+
+        def call() -> None:
             try:
-                for _, kind, text in arguments:
-                    crossed.append((None, None) if kind == "literal" else
-                                   self.cross(eval(compile(text, "<check argument>", "eval"), namespace)))
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as err:  # noqa: BLE001 — a NameError, the stub's NotImplementedError, ...
-                results.append({**record, "arg_error": w._exception(err)})
-                break
-            record["args"] = [held for held, _ in crossed]
-            record["new"] = self.stack[0]
-            events: list = []
-            self.stack = [events]
-            notebook_rng = w._rng_state()
-            notebook_modes = (torch.get_default_dtype(), torch.is_grad_enabled())
-            w.SESSION = self
-            self.ended = False
-            try:
-                self.send({"call": name, "lab": lab, "arguments": arguments, "args": record["args"]})
+                self.send({"call": name, "lab": lab, "arguments": arguments,
+                           "args": [held for held, _ in crossed]})
                 self.serve()
-            except w.ProbeError as err:
-                record["arg_error"] = w._exception(err)
+            except w.ProbeError as err:            # the check process is gone: no record of this call
+                lost.append(err)
             finally:
-                w.SESSION = None
-                self.in_student = 0
                 while self.given:
                     self.given.pop()()
-                w._set_rng_state(notebook_rng)
-                torch.set_default_dtype(notebook_modes[0])
-                torch.set_grad_enabled(notebook_modes[1])
-            record["ev"] = events
-            results.append(record)
-        offsets, position = [], 0
-        for data in self.arrays:
-            offsets.append([position, len(data)])
-            position += len(data)
-        return {"calls": results, "arrays": offsets}, b"".join(self.arrays)
+        record = self.run(call)
+        if lost:
+            raise lost[0]
+        return record
 
 
 def _operation(kind: str, obj: Any, detail: Any, payload: Any):
@@ -734,7 +711,22 @@ def probe_to_file(lab: str, source: str, namespace: dict, path: str, sock: socke
     w.write_record(path, *probe_cell(lab, source, namespace, sock))
 
 
-def check_process_at(name: str, device: str = "cpu", plan: list | None = None) -> int:
+def run_check_process(sock: socket.socket, plan: list | None = None, threads: int | None = None,
+                      device: str | None = None) -> None:
+    """In a freshly forked child: become a check process (not dumpable: its memory and /proc
+    files are not the notebook's to read; dies with its parent) and serve_checks on `sock`.
+    `device`: where the check's tensors go (None: cuda when there is one)."""
+    import ctypes
+    import signal
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)              # PR_SET_PDEATHSIG
+    libc.prctl(4, 0, 0, 0, 0)                           # PR_SET_DUMPABLE: no
+    if threads:
+        torch.set_num_threads(int(threads))
+    serve_checks(sock, device or ("cuda" if torch.cuda.is_available() else "cpu"), plan)
+
+
+def check_process_at(name: str, plan: list | None = None) -> int:
     """Fork a check process that waits for one connection on the abstract Unix socket `name`
     (the kernel engine: the notebook's kernel is not our child, so it connects); its pid. It is
     not dumpable, dies with this process, and is ended by the caller after the notebook."""
@@ -744,14 +736,9 @@ def check_process_at(name: str, device: str = "cpu", plan: list | None = None) -
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (the check process)
         try:
-            import ctypes
-            import signal
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)          # PR_SET_PDEATHSIG
-            libc.prctl(4, 0, 0, 0, 0)                       # PR_SET_DUMPABLE: no
             conn, _ = listener.accept()
             listener.close()
-            serve_checks(conn, device, plan)
+            run_check_process(conn, plan)
         finally:
             os._exit(0)
     listener.close()
@@ -772,15 +759,13 @@ def probe_to_file_at(lab: str, source: str, namespace: dict, path: str, name: st
 
 
 def spawn_check_process(device: str = "cpu", threads: int | None = None, plan: list | None = None) -> socket.socket:
-    """Fork a check process (for tests and the unsandboxed path): the notebook's end of its socket."""
+    """Fork a check process (the tests'): the notebook's end of its socket."""
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (the check process)
         try:
             ours.close()
-            if threads:
-                torch.set_num_threads(threads)
-            serve_checks(theirs, device, plan)
+            run_check_process(theirs, plan, threads, device)
         finally:
             os._exit(0)
     theirs.close()

@@ -866,6 +866,11 @@ class Probe(_Session):
                     record["ev"] = events
         return callback
 
+    def probe_call(self, lab: str, name: str, check: Callable, arguments: list, crossed: list) -> dict:
+        """The record of one check call; `crossed`: (what the record holds, what the check
+        sees) per argument."""
+        return self.run(lambda: _call(check, arguments, [view for _, view in crossed]))
+
     def _run_back(self, k: int, fn: Any, record: dict, args: list, kwargs: dict) -> Any:
         """The call back itself, once recorded: here the check's own function runs in this process."""
         return fn(*args, **kwargs)
@@ -977,9 +982,11 @@ def _call(check: Callable, arguments: list, values: list) -> None:
     check(*positional, **{key: v for (key, _, _), v in zip(arguments, values) if key is not None})
 
 
-def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
-    """Probe every call of a check cell in the notebook's `namespace`: (header, blob)."""
-    results, probe = [], Probe()
+def probe_cell(lab: str, source: str, namespace: dict, probe: "Probe | None" = None) -> tuple[dict, bytes]:
+    """Probe every call of a check cell in the notebook's `namespace`: (header, blob). `probe`:
+    how each call runs (a Probe: the check in this process; autograder.live's Servant: in the
+    check process)."""
+    results, probe = [], probe if probe is not None else Probe()
     for name, args, kwargs in check_calls(source):
         check, arguments = _check_function(lab, name), _arguments(args, kwargs)
         probe.stack = [[]]
@@ -1000,7 +1007,7 @@ def probe_cell(lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
         record["new"] = probe.stack[0]
         probe.student_rng = _rng_state()   # the notebook goes on from here: its arguments drew, the check does not
         try:
-            record.update(probe.run(lambda: _call(check, arguments, [view for _, view in crossed])))
+            record.update(probe.probe_call(lab, name, check, arguments, crossed))
         except ProbeError as err:
             record["arg_error"] = _exception(err)
         results.append(record)      # every call is probed: the judge, not the probe, stops at a failure

@@ -165,18 +165,12 @@ def _fork_check_process(payload: bytes) -> tuple[int, int]:
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (the check process)
         try:
-            _libc.prctl(1, signal.SIGKILL, 0, 0, 0)       # PR_SET_PDEATHSIG
-            _libc.prctl(4, 0, 0, 0, 0)                    # PR_SET_DUMPABLE: no
             keep = theirs.fileno()
             os.closerange(3, keep)
             os.closerange(keep + 1, 1 << 16)
             job = json.loads(payload)
-            import torch
-            if job.get("threads"):
-                torch.set_num_threads(int(job["threads"]))
-            from autograder.live import check_plan, serve_checks
-            plan = check_plan(str(job.get("lab", "")), job.get("cells", []))
-            serve_checks(theirs, "cuda" if torch.cuda.is_available() else "cpu", plan)
+            from autograder.live import check_plan, run_check_process
+            run_check_process(theirs, check_plan(str(job.get("lab", "")), job.get("cells", [])), job.get("threads"))
         except BaseException:
             import traceback
             traceback.print_exc()
