@@ -144,9 +144,10 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:200]
 
 
-def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) -> Any:
+def call_student(fn: Any, what: str, *args: Any, hint: str = "", wanted: str = "a result", **kwargs: Any) -> Any:
     """fn(*args, **kwargs) for the student's `fn`. An unfilled cell's NotImplementedError
-    propagates unchanged; any other error becomes a one-line failure (the original chained).
+    propagates unchanged; any other error becomes a one-line failure, "expected `wanted`, got
+    the error" (the original chained).
     While grading, a check's own `fn` that runs the student's code (a lambda calling
     `.backward()` on the student's output) runs in the probe, and the judge gets its result
     (autograder.witness)."""
@@ -159,7 +160,7 @@ def call_student(fn: Any, what: str, *args: Any, hint: str = "", **kwargs: Any) 
         raise
     except Exception as err:  # noqa: BLE001 — the student's code may raise anything
         try:
-            fail(what, "a result", error_line(err), hint)
+            fail(what, wanted, error_line(err), hint)
         except AssertionError as failure:
             raise failure from err
 

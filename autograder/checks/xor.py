@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from autograder.checks import count_params
-from autograder.checks import expect, expect_close, fail, fmt
+from autograder.checks import call_student, error_line, expect, expect_close, fail, fmt
 
 __all__ = ["make_xor_data", "single_layer", "param_count", "train_xor", "mlp_accuracy"]
 
@@ -30,26 +30,11 @@ def _xor() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(_X), torch.tensor(_Y)
 
 
-def _error(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}"[:200]
-
-
 def _call(fn: Callable, what: str, *args, hint: str = "", **kwargs):
-    """Call the student's fn; NotImplementedError (an unfilled cell) passes through unchanged, any
-    other error becomes a one-line failure with the original chained."""
-    from autograder import witness
-    try:
-        if witness.active() and not witness.is_student(fn):   # the check's training loop on the student's model
-            return witness.boundary("call", fn, *args, **kwargs)
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — a student's code may raise anything
-        try:
-            fail(what, "no error", _error(err), hint or "run the cell on its own and read the traceback")
-        except AssertionError as failure:
-            raise failure from err
+    """call_student, with xor's message: expected no error (the check's own training loop on the
+    student's model included, which runs where the model is)."""
+    return call_student(fn, what, *args, hint=hint or "run the cell on its own and read the traceback",
+                        wanted="no error", **kwargs)
 
 
 def _build(constructor: Callable, what: str, seed: int = 0) -> nn.Module:
@@ -74,7 +59,7 @@ def _probabilities(model: nn.Module, what: str,
         raise
     except Exception as err:  # noqa: BLE001
         try:
-            fail(f"{what} on X [4, 2]", "probabilities of shape (4, 1)", _error(err), hint)
+            fail(f"{what} on X [4, 2]", "probabilities of shape (4, 1)", error_line(err), hint)
         except AssertionError as failure:
             raise failure from err
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (4, 1):
