@@ -7,6 +7,7 @@ with `_` is one check, named as in course.yml. Helpers here keep every message i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -17,10 +18,13 @@ from importlib import resources
 from typing import Any
 
 import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
 
 __all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
-           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst"]
+           "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst",
+           "close", "shape_text", "as_number", "expect_module", "keeps_rng", "torch_calls"]
 
 
 def fmt(value: Any) -> str:
@@ -128,6 +132,76 @@ def worst(got: torch.Tensor, expected: torch.Tensor, relative: bool = False, who
     else:
         at = str([int(i) for i in torch.unravel_index(torch.tensor(k), e.shape)])
     return f"{float(e.flatten()[k]):.6g} at {at}", f"{float(g.flatten()[k]):.6g}"
+
+
+def close(got: Any, expected: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
+    """Same shape, finite, and every element within atol + rtol·|expected|, in float64: numbers,
+    lists of numbers and tensors alike (a test for a hint or a branch, never a failure)."""
+    g = torch.as_tensor(got.detach() if isinstance(got, torch.Tensor) else got, dtype=torch.float64).cpu()
+    e = torch.as_tensor(expected.detach() if isinstance(expected, torch.Tensor) else expected, dtype=torch.float64).cpu()
+    return g.shape == e.shape and bool(torch.isfinite(g).all()) and bool(torch.allclose(g, e, rtol=rtol, atol=atol))
+
+
+def shape_text(value: Any, brackets: str = "()") -> str:
+    """A shape for a message: a tensor's or a sequence of dims (names such as "N" welcome) between
+    `brackets`, "(2, 3)"; anything else by its type's name."""
+    if isinstance(value, torch.Tensor):
+        value = value.shape
+    if not isinstance(value, (tuple, list, torch.Size)):
+        return type(value).__name__
+    return brackets[0] + ", ".join(map(str, value)) + brackets[1]
+
+
+def as_number(value: Any, what: str, hint: str = "convert with float(...) or .item()",
+              tensors: bool = True) -> float:
+    """A Python number (with `tensors`, also a one-element tensor) as a float; else a failure."""
+    if tensors and isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().cpu())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    shown = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+    fail(what, "a number" if tensors else "a Python float", shown, hint)
+    raise AssertionError  # unreachable
+
+
+def expect_module(obj: Any, what: str, hint: str = "") -> nn.Module:
+    """`obj` is an nn.Module (else a failure); returned."""
+    if not isinstance(obj, nn.Module):
+        fail(what, "an nn.Module", type(obj).__name__, hint)
+    return obj
+
+
+def keeps_rng(check: Any) -> Any:
+    """Decorator: run the check inside torch.random.fork_rng, so that whatever it or the student's
+    code draws (a DataLoader's seed, a dropout mask), the notebook's random state is the same
+    afterwards."""
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            return check(*args, **kwargs)
+    return wrapper
+
+
+class _TorchCalls(TorchFunctionMode):
+    """Records the name of every torch function called while it is active (F.conv2d, Tensor.sum,
+    torch.sigmoid, ...: however the student imported it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types=(), args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", "") or str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def torch_calls(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """(fn(*args, **kwargs), the sorted names of the torch functions it called), for a rule such
+    as "by hand, no F.conv2d". Call it through `call_student(torch_calls, what, fn, ...)`: while
+    grading it then runs where the student's code runs, and the names are part of the record."""
+    with _TorchCalls() as calls:
+        result = fn(*args, **kwargs)
+    return result, sorted(set(calls.names))
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from autograder import witness
-from autograder.checks import count_params
+from autograder.checks import count_params, shape_text
 from autograder.checks import (
     Scored,
     call_student,
@@ -59,10 +59,6 @@ def _for_dataset(value, dataset: str, what: str) -> float:
     return value
 
 
-def _shape(dims) -> str:
-    return "[" + ", ".join(map(str, dims)) + "]"
-
-
 def interface(make_model, history) -> None:
     """`make_model()` returns an nn.Module whose logits are [N, 10] for a batch of the data set's
     images, and `history` (what train_model returned) is lab 07's: per-epoch lists of numbers
@@ -82,13 +78,13 @@ def interface(make_model, history) -> None:
     except NotImplementedError:
         raise  # an answer cell not filled in yet
     except Exception as err:  # noqa: BLE001 — a student's forward may raise anything
-        fail(f"{_NAME} on a {_shape(batch)} batch of {dataset} images", "logits of shape (2, 10)", error_line(err),
+        fail(f"{_NAME} on a {shape_text(batch, '[]')} batch of {dataset} images", "logits of shape (2, 10)", error_line(err),
              f"{dataset} images are {c}×{h}×{w}: the first convolution takes {c} channel{'s' * (c > 1)}; "
              "print the shape after each layer to find the flatten size")
     finally:
         model.train(was_training)
     got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-    expect(got == (2, 10), f"{_NAME} logits for a {_shape(batch)} batch", "shape (2, 10)", str(got),
+    expect(got == (2, 10), f"{_NAME} logits for a {shape_text(batch, '[]')} batch", "shape (2, 10)", str(got),
            "one row of 10 class scores per image (logits: no softmax, no extra outputs)")
 
     if not isinstance(history, dict):

@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 import torch
 from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
-from autograder.checks import expect, fail, fmt, worst
+from autograder.checks import call_student, expect, fail, fmt, shape_text, torch_calls, worst
 
 __all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
 
@@ -29,38 +28,14 @@ __all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_param
 _BUILT_IN = re.compile(r"conv\d|convolution|conv_transpose|pool")
 
 
-class _TorchCalls(TorchFunctionMode):
-    """Records the name of every torch function called while it is active (F.conv2d, Tensor.sum,
-    torch.ops.aten.convolution, ...: however the student imported it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.names.append(getattr(func, "__name__", str(func)))
-        return func(*args, **(kwargs or {}))
-
-
 def _call(fn: Callable, what: str, *args: Any, hint: str = "", by_hand: str = "", **kwargs: Any) -> Any:
-    """fn(*args, **kwargs). An unfilled cell's NotImplementedError propagates unchanged; any other
-    error from the student's code becomes a one-line failure (the original stays chained). With
-    `by_hand` (a hint), a call to a torch convolution or pooling op inside fn fails the check."""
-    calls = _TorchCalls()
-    try:
-        with calls:
-            result = fn(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 — the student's code may raise anything
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint)
-        except AssertionError as failure:
-            raise failure from err
-    if by_hand:
-        used = sorted({name for name in calls.names if _BUILT_IN.search(name)})
-        expect(not used, what, "a computation by hand", f"a call to torch's {', '.join(used)}", by_hand)
+    """call_student(fn, ...); with `by_hand` (a hint), a call to a torch convolution or pooling op
+    inside fn fails the check."""
+    if not by_hand:
+        return call_student(fn, what, *args, hint=hint, **kwargs)
+    result, names = call_student(torch_calls, what, fn, *args, hint=hint, **kwargs)
+    used = [name for name in names if _BUILT_IN.search(name)]
+    expect(not used, what, "a computation by hand", f"a call to torch's {', '.join(used)}", by_hand)
     return result
 
 
@@ -69,20 +44,16 @@ def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
     return worst(got, expected, whole=8)
 
 
-def _shape(dims: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, dims)) + ")"
-
-
 def _compare(out: Any, expected: torch.Tensor, what: str, shape_hints: dict[tuple, str],
              value_hints: list[tuple[torch.Tensor, str]], hint: str, atol: float = 1e-5) -> None:
     """out is a tensor of expected's shape and values (atol = rtol); else a failure whose hint
     names the first wrong shape in `shape_hints` or the first wrong variant in `value_hints`."""
     shape = tuple(expected.shape)
     if not isinstance(out, torch.Tensor):
-        fail(what, f"a tensor of shape {_shape(shape)}", type(out).__name__, "return a torch.Tensor")
+        fail(what, f"a tensor of shape {shape_text(shape)}", type(out).__name__, "return a torch.Tensor")
     got_shape = tuple(out.shape)
     if got_shape != shape:
-        fail(what, f"shape {_shape(shape)}", f"shape {_shape(got_shape)}", shape_hints.get(got_shape, hint))
+        fail(what, f"shape {shape_text(shape)}", f"shape {shape_text(got_shape)}", shape_hints.get(got_shape, hint))
     got = out.detach().cpu().to(torch.float64)
     e = expected.to(torch.float64)
     if bool(torch.isfinite(got).all()) and torch.allclose(got, e, atol=atol, rtol=atol):

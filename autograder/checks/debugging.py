@@ -15,7 +15,6 @@ No check trains a model: the record that `gpu` reads comes from the notebook's t
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import torch
@@ -25,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autograder import witness
 from autograder.checks import call_student as _call
-from autograder.checks import error_line, expect, expect_gpu_execution, fail
+from autograder.checks import error_line, expect, expect_gpu_execution, fail, keeps_rng
 
 __all__ = ["network_assignment", "flatten_size", "dropout_rate", "softmax_before_loss",
            "accuracy_denominator", "patience_counter", "gpu", "nms_names"]
@@ -35,16 +34,6 @@ _ASSIGN = ("`self.network==nn.Sequential(...)` compares instead of assigning, so
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _keeps_rng(check: Callable) -> Callable:
-    """Run the check inside torch.random.fork_rng: building models draws random weights, and the
-    notebook's random state must be the same afterwards."""
-    @functools.wraps(check)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        with torch.random.fork_rng(devices=[]):
-            return check(*args, **kwargs)
-    return wrapper
 
 
 class _Unassigned:
@@ -102,7 +91,7 @@ def _forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, Ba
 # --- Net ----------------------------------------------------------------------------------------
 
 
-@_keeps_rng
+@keeps_rng
 def network_assignment(Net: Callable) -> None:
     """`Net()` builds, and the model holds its classifier's layers (no `self.network==...`)."""
     try:
@@ -122,7 +111,7 @@ def network_assignment(Net: Callable) -> None:
            "none", _ASSIGN)
 
 
-@_keeps_rng
+@keeps_rng
 def flatten_size(Net: Callable) -> None:
     """A [2, 1, 28, 28] batch goes through Net and comes out [2, 10] (the flatten size fits 28x28 input)."""
     model = _build(Net)
@@ -136,7 +125,7 @@ def flatten_size(Net: Callable) -> None:
     expect(got == (2, 10), what, "outputs of shape (2, 10)", str(got), "forward returns the classifier's output")
 
 
-@_keeps_rng
+@keeps_rng
 def dropout_rate(Net: Callable) -> None:
     """Every dropout layer of Net drops 20% (p = 0.2), as the seed's comments say."""
     model = _build(Net)
@@ -154,7 +143,7 @@ def dropout_rate(Net: Callable) -> None:
             fail(f"Net dropout layer {name}", "p = 0.2", f"p = {m.p}{extra}", hint)
 
 
-@_keeps_rng
+@keeps_rng
 def softmax_before_loss(Net: Callable) -> None:
     """Net returns logits: no softmax layer, and its outputs are not probabilities (nn.CrossEntropyLoss
     applies log-softmax itself)."""
@@ -176,7 +165,7 @@ def softmax_before_loss(Net: Callable) -> None:
 # --- training -----------------------------------------------------------------------------------
 
 
-@_keeps_rng
+@keeps_rng
 def accuracy_denominator(evaluate: Callable) -> None:
     """evaluate(model, loader, device) returns (mean loss per sample, fraction right) for loaders of
     100 samples in batches of 100, 32 (a short last batch) and 7."""

@@ -16,7 +16,7 @@ import torch
 from torchvision import ops
 
 from autograder.checks import call_student as _call
-from autograder.checks import case, expect, expect_close, expect_shape, fail, fmt, given, golden
+from autograder.checks import as_number, case, expect, expect_close, expect_shape, fail, fmt, given, golden
 
 __all__ = [
     "iou",
@@ -118,13 +118,6 @@ def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str,
         fail(what, _show(e), _show(g), hint)
 
 
-def _number(value: Any, what: str) -> float:
-    """value is a Python number (float or int, not a tensor); returned as float."""
-    if isinstance(value, bool) or not isinstance(value, (float, int)):
-        fail(what, "a Python float", type(value).__name__, "convert with float(...) or .item()")
-    return float(value)
-
-
 # --- iou ----------------------------------------------------------------------------------------
 
 
@@ -146,10 +139,10 @@ def iou(iou: Callable, seed: int = 0) -> None:
     ]
     for a, b, expected, hint in cases:
         what = f"iou({a}, {b})"
-        got = _number(_call(iou, what, list(a), list(b), hint=hint), what)
+        got = as_number(_call(iou, what, list(a), list(b), hint=hint), what, tensors=False)
         expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
     what = "iou(tensor([0., 0., 2., 2.]), tensor([1., 1., 3., 3.]))"
-    got = _number(_call(iou, what, torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])), what)
+    got = as_number(_call(iou, what, torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])), what, tensors=False)
     expect(abs(got - 1 / 7) <= 1e-6, what, 1 / 7, got, "boxes may come as tensors of shape [4] too")
 
     gen = torch.Generator().manual_seed(1400 + seed)
@@ -157,7 +150,7 @@ def iou(iou: Callable, seed: int = 0) -> None:
     expected = ops.box_iou(a, b).diagonal()
     for i in range(40):
         what = f"iou({fmt(a[i])}, {fmt(b[i])}) (random pair {i})"
-        got = _number(_call(iou, what, a[i].tolist(), b[i].tolist()), what)
+        got = as_number(_call(iou, what, a[i].tolist(), b[i].tolist()), what, tensors=False)
         hint = "IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou"
         if got < 0 or (float(expected[i]) == 0 and got > 0):
             hint = "these boxes do not overlap: clamp the intersection width and height at 0 before multiplying"
@@ -444,7 +437,7 @@ def average_precision(average_precision: Callable) -> None:
     ]
     for desc, pb, ps, gb, expected, hint in cases:
         what = f"average_precision at IoU 0.5, {desc}"
-        got = _number(_call(average_precision, what, pb, ps, gb, 0.5, hint=hint), what)
+        got = as_number(_call(average_precision, what, pb, ps, gb, 0.5, hint=hint), what, tensors=False)
         expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
 
     g = golden("detection")
@@ -452,7 +445,7 @@ def average_precision(average_precision: Callable) -> None:
         for c, expected in zip(g["classes"], g[key]):
             pb, ps, gb = _golden_class(g, c)
             what = f"average_precision of class {c} at IoU {thr} on the golden scenario ({len(pb)} images)"
-            got = _number(_call(average_precision, what, pb, ps, gb, thr), what)
+            got = as_number(_call(average_precision, what, pb, ps, gb, thr), what, tensors=False)
             expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, _AP_RECIPE)
 
 
@@ -513,7 +506,7 @@ def mean_average_precision(mean_average_precision: Callable) -> None:
               "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.tensor([0, 0, 0, 5])}]
     targets = [{"boxes": torch.tensor(_GT2), "labels": torch.tensor([0, 0])}]
     what = "mean_average_precision, one image: class 0 with detections [miss, hit, hit], class 5 with a detection only"
-    got = _number(_call(mean_average_precision, what, preds, targets), what)
+    got = as_number(_call(mean_average_precision, what, preds, targets), what, tensors=False)
     expect(got == got and abs(got - 2 / 3) <= 1e-6, what, 2 / 3, got,
            "class 0 has AP 2/3 at every threshold (its hits are exact); class 5 has no ground truth, so it is left out")
 
@@ -523,7 +516,7 @@ def mean_average_precision(mean_average_precision: Callable) -> None:
     for key, args, label in (("map", (), "default thresholds 0.50:0.05:0.95"), ("map_50", ([0.5],), "[0.5]"),
                              ("map_75", ([0.75],), "[0.75]")):
         what = f"mean_average_precision on {scene}, iou_thresholds {label}"
-        got = _number(_call(mean_average_precision, what, preds, targets, *args), what)
+        got = as_number(_call(mean_average_precision, what, preds, targets, *args), what, tensors=False)
         hint = ("average AP over the classes that have ground truth and over the thresholds "
                 "(default numpy.linspace(0.5, 0.95, 10))")
         expect(got == got and abs(got - g[key]) <= 1e-6, what, g[key], got, hint)

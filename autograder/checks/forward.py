@@ -21,11 +21,10 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from autograder import witness
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, worst
+from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, torch_calls, worst
 from autograder.checks import backward as _backward
 
 __all__ = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
@@ -79,25 +78,6 @@ def _names_in_code(fn: Callable) -> list[str]:
                     found.append(f"{name} (from {module})")
         codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return found
-
-
-class _Recorder(TorchFunctionMode):
-    """Records the name of every torch function called while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_function__(self, func, types_, args=(), kwargs=None):
-        self.names.append(getattr(func, "__name__", ""))
-        return func(*args, **(kwargs or {}))
-
-
-def _recorded_call(fn: Callable, x: torch.Tensor) -> tuple[Any, list[str]]:
-    """(fn(x), the built-in activations it called): while grading, in the notebook's process."""
-    with _Recorder() as seen:
-        out = fn(x)
-    return out, sorted(set(seen.names) & _FORBIDDEN)
 
 
 def _builtin_use(fn: Any) -> tuple[str, str] | None:
@@ -220,7 +200,8 @@ def _activation(fn: Callable, name: str) -> None:
     x = torch.linspace(-8, 8, 33).reshape(3, 11)
     before = x.clone()
     what = f"{name}(x [3, 11] in [-8, 8])"
-    out, used = _call(_recorded_call, what, fn, x)
+    out, names = _call(torch_calls, what, fn, x)
+    used = sorted(set(names) & _FORBIDDEN)
     if used:
         fail(f"{name}(x)", "no call to a built-in sigmoid, tanh or relu", "a call to " + ", ".join(used),
              f"write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autograder.checks import error_line as _error
-from autograder.checks import Scored, count_params, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device
+from autograder.checks import Scored, count_params, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device, shape_text
 from autograder.data import draw_zip_code, mnist_splits
 
 __all__ = ["shapes", "param_count", "accuracy", "gpu", "zip_code"]
@@ -37,10 +37,6 @@ _PARAMS = {
     "fc3": (84 * 10 + 10, "84·10 weights + 10 biases"),
 }
 _TOTAL = sum(n for n, _ in _PARAMS.values())  # 61,706
-
-
-def _shape(dims: tuple[int, ...]) -> str:
-    return "(" + ", ".join(["N", *map(str, dims)]) + ")"
 
 
 def shapes(model: nn.Module) -> None:
@@ -79,12 +75,12 @@ def shapes(model: nn.Module) -> None:
         expected = (_N, *dims)
         if name in outputs:
             if outputs[name] != expected:
-                got = "(N, " + ", ".join(map(str, outputs[name][1:])) + ")" if outputs[name] else "no tensor"
-                fail(f"LeNet5 {name} output", _shape(dims), got, hint)
+                got = shape_text(("N", *outputs[name][1:])) if outputs[name] else "no tensor"
+                fail(f"LeNet5 {name} output", shape_text(("N", *dims)), got, hint)
         elif error is not None:
-            fail(f"LeNet5 {name} output", _shape(dims), _error(error), hint)
+            fail(f"LeNet5 {name} output", shape_text(("N", *dims)), _error(error), hint)
         else:
-            fail(f"LeNet5 {name} output", _shape(dims), f"{name} never called",
+            fail(f"LeNet5 {name} output", shape_text(("N", *dims)), f"{name} never called",
                  f"forward must pass the input through self.{name}")
     if error is not None:
         fail("LeNet5 forward", "logits of shape (N, 10)", _error(error), "look at what forward does after fc3")

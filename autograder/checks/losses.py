@@ -9,6 +9,7 @@ exercise.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -16,12 +17,13 @@ import torch
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, fail, float64_tensor, fmt
+from autograder.checks import close, expect, fail, float64_tensor, worst
 from autograder.checks import grad_of as _grad_of
 
 __all__ = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
 
 _RTOL, _ATOL = 1e-5, 1e-6  # float32 arithmetic on values of order 1
+_close = functools.partial(close, rtol=_RTOL, atol=_ATOL)
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -35,25 +37,9 @@ def _loss(value: Any, what: str) -> torch.Tensor:
     return _tensor(value, what, (), "a loss is a 0-d tensor: the .mean() of the per-sample losses")
 
 
-def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float = _RTOL, atol: float = _ATOL) -> bool:
-    return bool(torch.isfinite(got).all()) and torch.allclose(got, expected.to(torch.float64), rtol=rtol, atol=atol)
-
-
 def _unchanged(arg: torch.Tensor, before: torch.Tensor, what: str, name: str) -> None:
     expect(bool(torch.equal(arg, before)), f"{what}: {name} after the call", "unchanged", "modified in place",
            f"compute new tensors (z - m, not z -= m or .sub_()); leave {name} as it was")
-
-
-def _show(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
-    """(expected, got) for a message: whole tensors when small, else the worst element and where."""
-    if expected.numel() <= 8:
-        return fmt(expected.to(torch.float64)), fmt(got)
-    err = (got - expected).abs()
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-    flat = int(err.flatten().argmax())
-    idx = list(torch.unravel_index(torch.tensor(flat), expected.shape))
-    at = "[" + ", ".join(str(int(i)) for i in idx) + "]"
-    return f"{float(expected.flatten()[flat]):.6g} at {at}", f"{float(got.flatten()[flat]):.6g}"
 
 
 def _match(got: torch.Tensor, variants: list[tuple[torch.Tensor, str]], default: str) -> str:
@@ -98,7 +84,7 @@ def _softmax_case(softmax: Callable, z: torch.Tensor, what: str, dim: int | None
             hint = f"normalise along the dim you are given (dim={d} here), not a fixed one"
         else:
             hint = f"divide each exponential by the sum of the exponentials along dim, so the probabilities sum to 1 along dim={d}"
-    e, g = _show(got, expected)
+    e, g = worst(got, expected, whole=8)
     fail(what, e, g, hint)
 
 
@@ -127,7 +113,7 @@ def softmax(softmax: Callable, seed: int = 0) -> None:
     zt = z.clone().requires_grad_(True)
     expected = torch.autograd.grad((torch.softmax(zt, dim=-1) * w).sum(), zt)[0]
     if not _close(grad.detach(), expected, rtol=1e-6, atol=1e-9):
-        e, gt = _show(grad.detach(), expected)
+        e, gt = worst(grad.detach(), expected, whole=8)
         fail(what, e, gt, _AUTOGRAD)
 
 
@@ -218,7 +204,7 @@ def _from_logits_case(fn: Callable, logits: torch.Tensor, labels: torch.Tensor, 
     zr = z64.clone().requires_grad_(True)
     expected_grad = torch.autograd.grad(F.cross_entropy(zr, labels), zr)[0]  # (softmax(z) - onehot) / N
     if not _close(got_grad, expected_grad):
-        e, g = _show(got_grad, expected_grad)
+        e, g = worst(got_grad, expected_grad, whole=8)
         fail(wg, e, g, "(softmax(z) - onehot) / N: " + _AUTOGRAD)
 
 
@@ -277,7 +263,7 @@ def _focal_case(focal_loss: Callable, p: torch.Tensor, y: torch.Tensor, gamma: f
     pt = torch.where(y64 == 1, prr, 1 - prr)
     expected_grad = torch.autograd.grad((-(1 - pt) ** gamma * torch.log(pt)).mean(), prr)[0]
     if not _close(got_grad, expected_grad):
-        e, g = _show(got_grad, expected_grad)
+        e, g = worst(got_grad, expected_grad, whole=8)
         fail(wg, e, g, _AUTOGRAD)
 
 

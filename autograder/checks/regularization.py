@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import expect, expect_close, expect_shape, fail, fmt
+from autograder.checks import close, expect, expect_close, expect_module, expect_shape, fail, fmt, keeps_rng
 from autograder.checks import backward as _backward
 
 __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
@@ -24,41 +24,20 @@ __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
 
 # --- helpers (private) --------------------------------------------------------------------------
 
-
-def _keeps_rng(check: Callable) -> Callable:
-    """Run the check inside torch.random.fork_rng: whatever it or the student's code draws, the
-    notebook's random state is the same afterwards."""
-    @functools.wraps(check)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        with torch.random.fork_rng(devices=[]):
-            return check(*args, **kwargs)
-    return wrapper
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    """Same shape and within atol, in float64 (a hint's test, never an error)."""
-    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=0))
-
-
-def _module(cls: Callable, what: str, *args: Any, **kwargs: Any) -> nn.Module:
-    """An instance of the student's class, which must be an nn.Module."""
-    module = _call(cls, what, *args, **kwargs)
-    expect(isinstance(module, nn.Module), what, "an nn.Module", type(module).__name__,
-           "subclass nn.Module and call super().__init__() first: .train() and .eval() come from it")
-    return module
+_close = functools.partial(close, rtol=0.0, atol=1e-5)  # a hint's test: same shape and within atol
+_MODULE_HINT = "subclass nn.Module and call super().__init__() first: .train() and .eval() come from it"
 
 
 # --- dropout ------------------------------------------------------------------------------------
 
 
-@_keeps_rng
+@keeps_rng
 def dropout(Dropout: Callable, p: float = 0.3) -> None:
     """Inverted dropout: in training about a fraction p of the elements is zeroed, the others are
     scaled by 1/(1-p), a new mask is drawn every call and the gradient flows through the mask; in
     eval mode the input comes back unchanged."""
     what = f"Dropout({p})"
-    m = _module(Dropout, what, p)
+    m = expect_module(_call(Dropout, what, p), what, _MODULE_HINT)
     keep = 1.0 - p
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -118,7 +97,7 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
     y = _call(m, what, x.clone())
     expect_shape(y, (8, 3, 5, 5), what, "dropout keeps the shape of its input")
     hint = "in eval mode dropout is the identity: return x when not self.training (inverted dropout needs no rescaling)"
-    if _close(y, x * keep, 1e-6):
+    if _close(y, x * keep, atol=1e-6):
         hint = "in eval mode return x itself: inverted dropout already scaled by 1/(1 - p) in training"
     expect_close(y, x, what, atol=0, rtol=0, hint=hint)
 
@@ -148,7 +127,7 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@_keeps_rng
+@keeps_rng
 def early_stopping(EarlyStopping: Callable) -> None:
     """step(): the patience-2 sequence 1.0, 0.9, 0.95, 0.96 → False, False, False, True; a reset on
     improvement, a tie is no improvement, min_delta; restore(): the weights of the best epoch."""
@@ -256,14 +235,14 @@ def _bn_reference(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, w: tor
     return (x.to(torch.float64) - v(mean)) / torch.sqrt(v(var) + eps) * v(w) + v(b)
 
 
-@_keeps_rng
+@keeps_rng
 def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> None:
     """Parameters weight, bias and buffers running_mean, running_var (nn.BatchNorm2d's names and
     initial values, its state_dict loads); three training steps and eval mode equal nn.BatchNorm2d
     within 1e-5 in outputs, running statistics and gradients."""
     C = num_features
     name = f"BatchNorm2d({C})"
-    bn = _module(BatchNorm2d, name, C)
+    bn = expect_module(_call(BatchNorm2d, name, C), name, _MODULE_HINT)
     params, buffers = dict(bn.named_parameters()), dict(bn.named_buffers())
     expect(set(params) == {"weight", "bias"}, f"{name} parameters", "weight, bias", ", ".join(sorted(params)) or "none",
            "weight and bias are nn.Parameter; running_mean and running_var are buffers (self.register_buffer), "
@@ -425,7 +404,7 @@ def _similarity(a: torch.Tensor, b: torch.Tensor, max_shift: int) -> torch.Tenso
     return best / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1)).clamp_min(1e-12)
 
 
-@_keeps_rng
+@keeps_rng
 def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
     """On a batch of 48 left-right asymmetric glyphs (7, L, J, 2, P, F): shape and dtype kept, x
     unchanged, a change that differs from call to call, each image still close to its original

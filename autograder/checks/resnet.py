@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models as _tv_models
 from torchvision.models import resnet as _tv
 
-from autograder.checks import count_params, state_shapes
+from autograder.checks import close, count_params, expect_module, shape_text, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_gpu_execution, expect_split_accuracy,
                                fail)
 
@@ -70,16 +70,6 @@ def _randomize_batchnorm(model: nn.Module) -> nn.Module:
 
 def _down(inplanes: int, outplanes: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False), nn.BatchNorm2d(outplanes))
-
-
-def _shape(t: Any) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
-
-
-def _module(obj: Any, what: str, hint: str) -> nn.Module:
-    if not isinstance(obj, nn.Module):
-        fail(what, "an nn.Module", type(obj).__name__, hint)
-    return obj
 
 
 def _state_dict_difference(what: str, expected: nn.Module, got: nn.Module, hint: str) -> None:
@@ -137,8 +127,9 @@ def _run(what: str, model: nn.Module, x: torch.Tensor, hint: str) -> torch.Tenso
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Close to torchvision's output, with an atol that grows with its scale."""
     scale = float(expected.abs().nan_to_num().max()) if expected.numel() else 0.0
-    return got.shape == expected.shape and bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * (1.0 + scale)))
+    return close(got, expected, rtol=1e-4, atol=1e-5 * (1.0 + scale))
 
 
 def _compare_forward(what: str, expected: nn.Module, got: nn.Module, x: torch.Tensor, hint: str,
@@ -176,7 +167,7 @@ def _compare_forward(what: str, expected: nn.Module, got: nn.Module, x: torch.Te
                  f"its layers agree with torchvision's, its output does not — {block_hint}" if name in blocks else hint)
     if not isinstance(result, torch.Tensor) or not _close(result.detach(), reference):
         fail(f"{what} output", f"torchvision's, shape {tuple(reference.shape)}",
-             _shape(result) if not isinstance(result, torch.Tensor) or result.shape != reference.shape
+             shape_text(result) if not isinstance(result, torch.Tensor) or result.shape != reference.shape
              else "different values", f"its layers agree with torchvision's, its output does not — {block_hint}")
 
 
@@ -207,13 +198,13 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     # 1. a block that keeps the shape: identity skip
     inplanes, planes = plain
     what = f"{kind}({inplanes}, {planes})"
-    block = _module(call_student(cls, what, inplanes, planes, hint=hint), what, hint)
+    block = expect_module(call_student(cls, what, inplanes, planes, hint=hint), what, hint)
     _expect_layers(what, block, layers)
     block.eval()
     x = torch.randn(2, inplanes, 8, 8)
     out = _run(what, block, x, hint)
     expect(isinstance(out, torch.Tensor) and out.shape == x.shape, f"{what} output", f"shape {tuple(x.shape)}",
-           _shape(out), f"with stride 1 and {inplanes} = {planes}·{expansion} channels the block keeps the shape")
+           shape_text(out), f"with stride 1 and {inplanes} = {planes}·{expansion} channels the block keeps the shape")
     _zero_residual(block, bn_last)
     out = _run(what, block, x, hint)
     if not _close(out, torch.relu(x)):
@@ -223,7 +214,7 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     inplanes, planes = down
     out_planes = planes * expansion
     what = f"{kind}({inplanes}, {planes}, stride=2, downsample)"
-    block = _module(call_student(cls, what, inplanes, planes, 2, _down(inplanes, out_planes, 2), hint=hint), what, hint)
+    block = expect_module(call_student(cls, what, inplanes, planes, 2, _down(inplanes, out_planes, 2), hint=hint), what, hint)
     _expect_layers(what, block, {**layers, "downsample": nn.Module})
     block.eval()
     x = torch.randn(2, inplanes, 8, 8)
@@ -239,7 +230,7 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
         got = tuple(outputs[name].shape) if name in outputs else "never called"
         expect(got == expected, f"{what} {name} output", f"shape {expected}", str(got), why)
     expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (2, out_planes, 4, 4), f"{what} output",
-           f"shape {(2, out_planes, 4, 4)}", _shape(out), "the first convolution that strides halves height and width")
+           f"shape {(2, out_planes, 4, 4)}", shape_text(out), "the first convolution that strides halves height and width")
     _zero_residual(block, bn_last)
     out = _run(what, block, x, hint)
     with torch.no_grad():
@@ -302,7 +293,7 @@ def make_layer(make_layer: Callable) -> None:
     for block, inplanes, planes, blocks, stride in ((_tv.BasicBlock, 8, 8, 2, 1), (_tv.BasicBlock, 8, 16, 2, 2),
                                                      (_tv.Bottleneck, 8, 8, 2, 1), (_tv.Bottleneck, 32, 16, 3, 2)):
         what = f"make_layer({block.__name__}, {inplanes}, {planes}, {blocks}, stride={stride})"
-        stage = _module(call_student(make_layer, what, block, inplanes, planes, blocks, stride, hint=hint), what,
+        stage = expect_module(call_student(make_layer, what, block, inplanes, planes, blocks, stride, hint=hint), what,
                         "return nn.Sequential(*blocks)")
         children = list(stage.children())
         expect(len(children) == blocks and all(isinstance(c, block) for c in children), f"{what} blocks",
@@ -323,7 +314,7 @@ def make_layer(make_layer: Callable) -> None:
 
 
 def _build(builder: Callable, name: str) -> nn.Module:
-    return _module(call_student(builder, f"{name}()", hint=f"{name}() returns ResNet({_LAYERS[name]})"), f"{name}()",
+    return expect_module(call_student(builder, f"{name}()", hint=f"{name}() returns ResNet({_LAYERS[name]})"), f"{name}()",
                    f"{name}() returns ResNet({_LAYERS[name]}) — a model, not the class")
 
 

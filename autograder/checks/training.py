@@ -13,7 +13,6 @@ too. `accuracy` scores the trained model itself, without the student's evaluate.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Callable
 
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.checks import count_params
 from autograder.checks import call_student as _call
-from autograder.checks import Scored, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, given, model_device
+from autograder.checks import Scored, as_number, close, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, given, keeps_rng, model_device
 from autograder.runtime import get_device
 
 __all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy", "gpu"]
@@ -35,31 +34,6 @@ _TOTAL = sum(i * o + o for i, o in _LAYERS)
 
 
 # --- helpers (private) --------------------------------------------------------------------------
-
-
-def _number(value: Any, what: str, hint: str) -> float:
-    """A Python number or a one-element tensor, as a float (else a failure)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.detach().cpu())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    shown = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-    fail(what, "a number", shown, hint)
-    raise AssertionError  # unreachable
-
-
-def _close(got: float, expected: float, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
-    return math.isfinite(got) and abs(got - expected) <= atol + rtol * abs(expected)
-
-
-def _keeps_rng(check: Callable) -> Callable:
-    """Run `check` inside torch.random.fork_rng: iterating a DataLoader draws a seed from torch's
-    global generator, which would shift the notebook's random stream."""
-    @functools.wraps(check)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        with torch.random.fork_rng(devices=[]):
-            return check(*args, **kwargs)
-    return wrapper
 
 
 class _Probe(nn.Module):
@@ -171,7 +145,7 @@ def _sgd_epoch(model: _Probe, X: torch.Tensor, y: torch.Tensor, zero_grad: bool 
     return w.detach(), b.detach(), losses
 
 
-@_keeps_rng
+@keeps_rng
 def train_one_epoch(train_one_epoch: Callable) -> None:
     """One epoch of SGD(lr=0.01) over 10 samples in batches of 4, 4, 2 on a probe model: the
     weights after it (zero_grad, backward, step per batch), training mode, and the returned loss
@@ -203,16 +177,16 @@ def train_one_epoch(train_one_epoch: Callable) -> None:
         fail(f"{what}: the weights after the epoch", "3 SGD steps, one per batch, each on that batch's gradient",
              f"weights off by up to {err:.3g}", hint)
 
-    loss = _number(got, f"{what} returned", "return the mean loss as a Python float: total / number of samples")
+    loss = as_number(got, f"{what} returned", "return the mean loss as a Python float: total / number of samples")
     expected = sum(l * n for l, n in zip(losses, _SIZES)) / sum(_SIZES)
-    if not _close(loss, expected):
+    if not close(loss, expected):
         hint = "the loss per sample: add loss.item() * len(y) for each batch, divide by the number of samples"
-        if _close(loss, sum(losses) / len(losses)):
+        if close(loss, sum(losses) / len(losses)):
             hint = ("that is the mean of the batch losses: weigh each by its size, sum(loss.item() * len(y)) / "
                     "len(loader.dataset) — the last batch holds 2 samples, not 4")
-        elif _close(loss, sum(l * n for l, n in zip(losses, _SIZES))) or _close(loss, sum(losses)):
+        elif close(loss, sum(l * n for l, n in zip(losses, _SIZES))) or close(loss, sum(losses)):
             hint = "a total: divide by the number of samples to get the mean"
-        elif _close(loss, losses[-1]):
+        elif close(loss, losses[-1]):
             hint = "that is the last batch's loss: accumulate the loss of every batch"
         fail(f"{what} returned loss", f"{expected:.6g} (per-sample mean over the epoch)", f"{loss:.6g}", hint)
 
@@ -234,7 +208,7 @@ def _ordered_case(device: torch.device) -> tuple[_Probe, torch.Tensor, torch.Ten
     return model, X[order].contiguous(), y[order].contiguous()
 
 
-@_keeps_rng
+@keeps_rng
 def evaluate(evaluate: Callable) -> None:
     """On a fixed probe model and 500 samples: the same (loss, accuracy) as one full batch of plain
     torch, with batch sizes 1000, 64 and 37 (short last batches of 52 and 19); eval mode, no grad,
@@ -255,8 +229,8 @@ def evaluate(evaluate: Callable) -> None:
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
             fail(what, "a pair (loss, accuracy)", type(got).__name__ if not isinstance(got, (tuple, list))
                  else f"{len(got)} values", "return loss, accuracy")
-        loss = _number(got[0], f"{what} loss", "return the mean loss as a Python float")
-        acc = _number(got[1], f"{what} accuracy", "return the accuracy as a Python float")
+        loss = as_number(got[0], f"{what} loss", "return the mean loss as a Python float")
+        acc = as_number(got[1], f"{what} accuracy", "return the accuracy as a Python float")
         expect(bool(model.calls) and not any(training for training, _ in model.calls),
                f"{what}: the model's mode during forward", "eval mode", "training mode",
                "call model.eval() first: dropout and batch norm behave differently in training mode")
@@ -267,28 +241,28 @@ def evaluate(evaluate: Callable) -> None:
         short = f"the last batch of {bs} holds {rest} samples" if rest else "one batch"
         if not (0.0 <= acc <= 1.0):
             hint = "a fraction in [0, 1]: correct / number of samples"
-            if _close(acc, 100 * exp_acc):
+            if close(acc, 100 * exp_acc):
                 hint = "a fraction in [0, 1], not a percentage: correct / number of samples"
-            elif _close(acc, exp_acc * 500 / n_batches):
+            elif close(acc, exp_acc * 500 / n_batches):
                 hint = (f"divide by the number of samples (len(loader.dataset) = 500), not of batches "
                         f"(len(loader) = {n_batches}) — the seed's bug")
             fail(f"{what} accuracy", f"{exp_acc:.4g} (a fraction in [0, 1])", f"{acc:.4g}", hint)
-        if not _close(acc, exp_acc, rtol=0.0, atol=1e-6):
+        if not close(acc, exp_acc, rtol=0.0, atol=1e-6):
             hint = f"accuracy per sample: count the right predictions over all batches, divide by 500 ({short})"
             per_batch = torch.stack([(logits[i:i + bs].argmax(1).cpu() == y[i:i + bs]).double().mean()
                                      for i in range(0, 500, bs)]).mean().item()
-            if _close(acc, per_batch):
+            if close(acc, per_batch):
                 hint = f"that is the mean of the batch accuracies: count right predictions, divide by 500 ({short})"
             fail(f"{what} accuracy", f"{exp_acc:.4g} (the same for every batch size)", f"{acc:.4g}", hint)
-        if not _close(loss, exp_loss):
+        if not close(loss, exp_loss):
             hint = f"loss per sample: F.cross_entropy(..., reduction='sum') over all batches, divided by 500 ({short})"
             per_batch = torch.stack([F.cross_entropy(logits[i:i + bs], y[i:i + bs].to(device)).cpu()
                                      for i in range(0, 500, bs)]).mean().item()
-            if _close(loss, per_batch):
+            if close(loss, per_batch):
                 hint = f"that is the mean of the batch means: weigh each batch by its size ({short})"
-            elif _close(loss, exp_loss * 500 / n_batches):
+            elif close(loss, exp_loss * 500 / n_batches):
                 hint = f"divide the summed loss by the number of samples (500), not of batches ({n_batches})"
-            elif _close(loss, exp_loss * 500):
+            elif close(loss, exp_loss * 500):
                 hint = "a total: divide by the number of samples to get the mean"
             fail(f"{what} loss", f"{exp_loss:.6g} (the same for every batch size)", f"{loss:.6g}", hint)
 
@@ -320,7 +294,7 @@ def _evaluate_stand_in(model: nn.Module, loader: Any, device: Any) -> tuple[floa
     return 1.0, 0.5
 
 
-@_keeps_rng
+@keeps_rng
 def fit(fit: Callable) -> None:
     """fit returns {train_loss, val_loss, val_acc}, each a list of `epochs` finite numbers
     (val_acc in [0, 1]); it trains with Adam at the lr it is given: lr=0 leaves the weights as
@@ -349,7 +323,7 @@ def _fit(fit: Callable) -> None:
                "one list per key, one value appended per epoch")
         expect(len(values) == 3, f"{what}['{key}']", "3 values (one per epoch)", f"{len(values)}",
                "run `epochs` epochs and append once per epoch")
-        numbers = [_number(v, f"{what}['{key}'] values", "append Python floats (loss.item(), correct / total)")
+        numbers = [as_number(v, f"{what}['{key}'] values", "append Python floats (loss.item(), correct / total)")
                    for v in values]
         expect(all(math.isfinite(v) for v in numbers), f"{what}['{key}']", "finite numbers", fmt(numbers), hint)
         if key == "val_acc":

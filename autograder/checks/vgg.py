@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from autograder.checks import count_params
+from autograder.checks import count_params, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
 
@@ -149,10 +149,6 @@ def param_counts(AlexNet: Callable, vgg11: Callable, vgg16: Callable) -> None:
 
 
 # --------------------------------------------------------------------------- torchvision_match
-def _state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 def _layout_hint(name: str, key: str) -> str:
     part = key.split(".")[0]
     if part == "features":
@@ -284,12 +280,12 @@ def _match_structure(name: str, factory: Callable) -> nn.Module:
         reference = _TORCHVISION[name](weights=None)
         gray = _TORCHVISION[name](weights=None, num_classes=10)
     model = _on_meta(factory, f"{name}()")
-    _compare_state(label, name, _state_shapes(reference), _state_shapes(model))
+    _compare_state(label, name, state_shapes(reference), state_shapes(model))
     _compare_layers(label, reference, model)
-    expected = _state_shapes(gray)  # in_channels reaches the first convolution, num_classes the last Linear
+    expected = state_shapes(gray)  # in_channels reaches the first convolution, num_classes the last Linear
     expected["features.0.weight"] = (64, 1) + expected["features.0.weight"][2:]
     call = f"{name}(num_classes=10, in_channels=1)"
-    _compare_state(call, name, expected, _state_shapes(_on_meta(factory, call, num_classes=10, in_channels=1)))
+    _compare_state(call, name, expected, state_shapes(_on_meta(factory, call, num_classes=10, in_channels=1)))
     try:
         model.load_state_dict(reference.state_dict(), strict=True, assign=True)
     except Exception as err:  # noqa: BLE001

@@ -9,6 +9,7 @@ notebook's random stream is left as it was.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Callable
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from autograder.checks import count_params
-from autograder.checks import call_student, error_line, expect, expect_close, fail, fmt
+from autograder.checks import call_student, close, error_line, expect, expect_close, fail, fmt
 
 __all__ = ["make_xor_data", "single_layer", "param_count", "train_xor", "mlp_accuracy"]
 
@@ -24,6 +25,9 @@ LN2 = math.log(2)  # 0.6931: the BCE of answering 0.5 for every example
 
 _X = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
 _Y = ((0.0,), (1.0,), (1.0,), (0.0,))
+
+
+_close = functools.partial(close, rtol=1e-4, atol=1e-6)  # losses of a float32 training run
 
 
 def _xor() -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,10 +241,6 @@ def _small_net() -> nn.Module:
         return nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid())
 
 
-def _close(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(abs(x - y) <= 1e-6 + 1e-4 * abs(y) for x, y in zip(a, b))
-
-
 def train_xor(train_xor: Callable) -> None:
     """train_xor(model, epochs, lr) trains the model in place on XOR and returns `epochs` Python
     floats, each the BCE of the forward pass before that epoch's SGD step: equal to a run of
@@ -283,7 +283,7 @@ def train_xor(train_xor: Callable) -> None:
             hint = "record the loss of the forward pass before the step (losses[0] is the untrained model's loss)"
         elif _close(got, _fit(_small_net(), epochs, lr, loss_fn=nn.functional.mse_loss)):
             hint = "the loss is binary cross-entropy, nn.BCELoss(), not the mean-squared error"
-        elif abs(got[0] - expected[0]) > 1e-6 + 1e-4 * abs(expected[0]):
+        elif not _close(got[0], expected[0]):
             hint = "losses[0] is the BCE of the untrained model on the four XOR examples of make_xor_data()"
-        k = next(i for i, (x, y) in enumerate(zip(got, expected)) if abs(x - y) > 1e-6 + 1e-4 * abs(y))
+        k = next(i for i, (x, y) in enumerate(zip(got, expected)) if not _close(x, y))
         fail(f"{what}: losses[{k}]", f"{expected[k]:.6f}", f"{got[k]:.6f}", hint)

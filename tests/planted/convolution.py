@@ -1,7 +1,8 @@
 """Planted bugs of lab 09 (convolution): each edits one answer cell and fails exactly its own check.
 
 conv2d computes its output size itself (it does not call conv_output_size) and the poolings do
-not call conv2d, so no bug drags another exercise's check down.
+not call conv2d, so no bug drags another exercise's check down. The second bug goes through real
+notebooks (tests/test_grading.py): a by-hand rule the judge must see from the record.
 """
 from tests.planted import bug
 
@@ -9,6 +10,10 @@ BUGS = [
     # the issue's bug: floor division where the stride does not fit; strict=True must raise
     bug("conv-output-size-floors-when-strict", "conv_output_size",
         "    if strict and span % s != 0:\n", "    if strict and span < 0:\n", {"conv_output_size"}),
+    # the built-in op gives the right numbers: only the by-hand rule, recorded where the student's
+    # code runs, can fail it (the judge sees the names of the torch functions called)
+    bug("conv2d-calls-f-conv2d", "conv2d", "    if b is not None:\n        out = out + b.view(1, O, 1, 1)",
+        "    out = F.conv2d(x, w, b, stride=stride, padding=padding)", {"conv2d"}),
     bug("conv2d-forgets-the-bias", "conv2d", "out = out + b.view(1, O, 1, 1)", "out = out", {"conv2d"}),
     bug("conv2d-pads-one-side", "conv2d", "F.pad(x, (padding, padding, padding, padding))",
         "F.pad(x, (padding, 0, padding, 0))", {"conv2d"}),
@@ -21,4 +26,6 @@ BUGS = [
         "return c_out * h_out * w_out * (c_in * k * k + 1)", {"conv_macs"}),
     bug("conv2d-flips-the-kernel", "conv2d", "* w).sum(dim=(2, 3, 4))", "* w.flip(-2, -1)).sum(dim=(2, 3, 4))",
         {"conv2d"}),
+    bug("max-pool-calls-f-max-pool2d", "max_pool2d", "return windows.amax(dim=(-2, -1))",
+        "return F.max_pool2d(x, k, s)", {"max_pool2d"}),
 ]
