@@ -112,15 +112,10 @@ def _make_tensor(data: Any, dtype: str, shape: list, device: str, requires_grad:
                  grad: Any) -> torch.Tensor:
     """A tensor the check process handed over (values, flags and gradient)."""
     torch_dtype = w._DTYPES[dtype]
-    storage = torch.int16 if torch_dtype == torch.bfloat16 else torch_dtype
     if data is None:
         t = torch.empty(shape, dtype=torch_dtype, device="meta")
     else:
-        data = memoryview(data).cast("B")
-        t = torch.frombuffer(data, dtype=storage) if data.nbytes else torch.empty(0, dtype=storage)
-        t = t.reshape(shape)
-        if torch_dtype == torch.bfloat16:
-            t = t.view(torch.bfloat16)
+        t = w.tensor_from_bytes(data, torch_dtype, shape)
         if device != "cpu" and (device != "cuda" or torch.cuda.is_available()):
             t = t.to(device)
     if parameter:
@@ -288,14 +283,14 @@ class Prober(w.Judge):
         if isinstance(value, torch.nn.Module):      # its own state: its numbered children have theirs
             return (value.training, tuple(map(id, value._parameters.values())),
                     tuple(map(id, value._buffers.values())), tuple(map(id, value._modules.values())))
-        if type(value) in (list, dict):
-            return w._container_signature(value)
+        if type(value) in (list, dict, np.ndarray):
+            return w.watched_signature(value)
         return None
 
     def _watchable(self) -> list[int]:
         """The numbers of the objects the check's own code may change (not its functions)."""
         for k in range(self.looked_at, len(self.owned)):
-            if isinstance(self.owned[k], (torch.Tensor, torch.nn.Module)) or type(self.owned[k]) in (list, dict):
+            if isinstance(self.owned[k], (torch.Tensor, torch.nn.Module)) or type(self.owned[k]) in (list, dict, np.ndarray):
                 self.watchable.append(k)
         self.looked_at = len(self.owned)
         return self.watchable
@@ -543,18 +538,16 @@ class Servant(w.Probe):
         self.adopted.append(k)
 
     def _settle(self, watch: list[int], header_results: bool) -> None:
-        """Watch what was adopted or changed by the check process (tensors; the modules, lists
-        and dicts the check handed over directly, as witness._Session.inward does; a module's
+        """Watch what was adopted or changed by the check process (tensors; the modules, lists,
+        dicts and arrays the check handed over directly, as witness._Session.inward does; a module's
         forwards as calls back)."""
         for k in self.adopted:
             if isinstance(self.owned[k], torch.Tensor):
                 self._watch(k, self.owned[k])
         for k in watch:
             value = self.owned[k]
-            if isinstance(value, torch.nn.Module):
-                self.snapshots[k] = w._module_signature(value)
-            elif type(value) in (list, dict):
-                self.snapshots[k] = w._container_signature(value)
+            if isinstance(value, torch.nn.Module) or type(value) in (list, dict, np.ndarray):
+                self.snapshots[k] = w.watched_signature(value)
         for k in self.adopted:
             if isinstance(self.owned[k], torch.nn.Module):
                 self._instrument(self.owned[k])
@@ -583,6 +576,9 @@ class Servant(w.Probe):
         elif type(target) is dict and type(new) is dict:
             target.clear()
             target.update(new)
+        elif type(target) is np.ndarray and type(new) is np.ndarray and new.nbytes == target.nbytes:
+            target.dtype, target.shape = new.dtype, new.shape
+            np.copyto(target, new)
 
     def stub(self, k: int) -> Any:
         """Stands for the check's function `k` (what the student's code calls is the call back
@@ -721,8 +717,9 @@ def run_check_process(sock: socket.socket, plan: list | None = None, threads: in
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)              # PR_SET_PDEATHSIG
     libc.prctl(4, 0, 0, 0, 0)                           # PR_SET_DUMPABLE: no
-    if threads:
-        torch.set_num_threads(int(threads))
+    # one thread unless told (the zygote forks before torch ever ran a parallel op): a process
+    # forked after OpenMP ran in its parent hangs in its first parallel op with more
+    torch.set_num_threads(int(threads) if threads else 1)
     serve_checks(sock, device or ("cuda" if torch.cuda.is_available() else "cpu"), plan)
 
 

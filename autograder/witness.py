@@ -168,6 +168,17 @@ def patch_globals(fn: Any, helpers: dict[str, Any]) -> Callable[[], None]:
     return restore
 
 
+def tensor_from_bytes(data: Any, dtype: torch.dtype, shape: list) -> torch.Tensor:
+    """A CPU tensor of `shape` on the bytes of `data` (writable; kept alive by the tensor), as a
+    tensor of its own and not a view: as the other side made it (`._base` None, in-place
+    operations on a leaf that requires grad fail with the same error)."""
+    data = memoryview(data).cast("B")
+    if not data.nbytes:
+        return torch.empty(shape, dtype=dtype)
+    base = torch.frombuffer(data, dtype=torch.uint8)
+    return torch.empty(0, dtype=dtype).set_(base.untyped_storage(), 0, list(shape))
+
+
 def function_path(fn: Any) -> str:
     """`module:qualname` of a module-level function of autograder's, torch's or torchvision's
     (what a boundary or a given helper may name); TypeError for anything else."""
@@ -301,6 +312,11 @@ class _Session:
             return value
         if _is_check_callable(value):
             return self._callback(self._own(value), value)
+        if type(value) is np.ndarray:
+            k = self._own(value)
+            if k not in self.snapshots:
+                self.snapshots[k] = _array_signature(value)   # written into? recorded
+            return value
         if type(value) is types.GeneratorType:      # model.parameters(): read once, here
             return (item for item in self.inward(list(itertools.islice(value, MAX_ITEMS)), depth + 1))
         if type(value) in (list, tuple, dict):
@@ -373,6 +389,21 @@ def _unchanged(t: torch.Tensor, snapshot: tuple) -> bool:
 def _container_signature(c: list | dict) -> tuple:
     items = c.items() if type(c) is dict else enumerate(c)
     return tuple((k if type(k) in (str, int, float, bool) else id(k), id(v)) for k, v in items)
+
+
+def _array_signature(a: np.ndarray) -> tuple:
+    """An array's dtype, shape and a digest of its values (a student's code may write into it)."""
+    return a.dtype.str, a.shape, hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
+
+
+def watched_signature(value: Any) -> Any:
+    """What changes in an object the check handed over directly, other than a tensor: a
+    module's state, a list's or dict's items, an array's values."""
+    if isinstance(value, torch.nn.Module):
+        return _module_signature(value)
+    if type(value) is np.ndarray:
+        return _array_signature(value)
+    return _container_signature(value)
 
 
 def _plain_attributes(m: torch.nn.Module) -> dict:
@@ -722,10 +753,8 @@ class Probe(_Session):
             if isinstance(value, torch.Tensor):
                 if snapshot[5] != _version_key(value):
                     self.snapshots[k] = _tensor_state(value)
-            elif isinstance(value, torch.nn.Module):
-                self.snapshots[k] = _module_signature(value)
             else:
-                self.snapshots[k] = _container_signature(value)
+                self.snapshots[k] = watched_signature(value)
 
     def _record(self, record: dict, fn: Callable[[], Any], changes: bool, student: bool) -> Any:
         """Run `fn` (the student's code, or a boundary), recording its result, the calls back
@@ -789,6 +818,11 @@ class Probe(_Session):
                     self.snapshots[k] = signature
                     contents = list(value.items()) if type(value) is dict else list(value)
                     changed.append([k, {"c": self.cross(contents)[0]}])
+            elif type(value) is np.ndarray and k in self.snapshots:
+                signature = _array_signature(value)
+                if signature != self.snapshots[k]:
+                    self.snapshots[k] = signature
+                    changed.append([k, {"a": self.cross(value.copy())[0]}])
             elif isinstance(value, torch.nn.Module) and k in self.snapshots:
                 signature = _module_signature(value)
                 if signature != self.snapshots[k]:
@@ -1172,11 +1206,7 @@ class Judge(_Session):
             count = math.prod(shape)
             if count * torch.empty(0, dtype=storage).element_size() != size:
                 raise ReplayMismatch("a tensor whose data does not match its shape")
-            data = bytearray(self.blob[offset:offset + size])
-            t = torch.frombuffer(data, dtype=storage) if size else torch.empty(0, dtype=storage)
-            t = t.reshape(shape)
-            if dtype == torch.bfloat16:
-                t = t.view(torch.bfloat16)
+            t = tensor_from_bytes(bytearray(self.blob[offset:offset + size]), dtype, shape)
             if spec.get("dv") == "cuda" and self.device == "cuda" and torch.cuda.is_available():
                 t = t.cuda()
         if spec.get("p"):
@@ -1371,6 +1401,13 @@ class Judge(_Session):
                     target.update(contents)
                 else:
                     target[:] = contents
+            elif type(target) is np.ndarray and isinstance(state, dict) and "a" in state:
+                value = self.decode(state["a"])
+                if type(value) is not np.ndarray or value.nbytes != target.nbytes:
+                    raise ReplayMismatch("a change of an unknown form")
+                if value.dtype != target.dtype or value.shape != target.shape:
+                    target.dtype, target.shape = value.dtype, value.shape   # as `a.dtype = ...` did there
+                np.copyto(target, value)
             elif isinstance(target, torch.nn.Module) and "m" in state:
                 self._rebuild(target, state["m"])
             else:

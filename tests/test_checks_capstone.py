@@ -19,23 +19,13 @@ from autograder.data import mnist_splits
 from reference import capstone as R
 from reference.capstone import CapstoneCNN, make_loaders, make_model, seed_everything, train_model
 from tests.planted import planted_source
+from tests.judging import fails, fails_here
 
 CHECKS = ["interface", "param_budget", "time_budget", "accuracy", "gpu"]
 MAX_PARAMS = {"mnist": 250_000, "fashion_mnist": 250_000, "cifar10": 250_000}
 TRAIN_SECONDS = {"mnist": 90, "fashion_mnist": 100, "cifar10": 100}
 N_TRAIN = 700          # training digits for the quick runs here (about 2 s each on one core)
 ACCURACY = 0.65        # for those runs: the reference reaches 0.77 on the test split, a loop without zero_grad 0.53
-
-
-def _fails(check, *args, contains=()):
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    for part in contains:
-        assert part in message, message
-    assert message.count("\n") <= 1, message
-    return message
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +97,7 @@ class Crashes(nn.Module):
     (lambda: 1 / 0, ("make_model()", "ZeroDivisionError")),
 ])
 def test_interface_fails_on_the_model(make, contains):
-    _fails(checks.interface, make, _history(), contains=contains)
+    fails(checks.interface, make, _history(), contains=contains)
 
 
 @pytest.mark.parametrize("history, contains", [
@@ -122,28 +112,28 @@ def test_interface_fails_on_the_model(make, contains):
     (_history(val_loss=[-0.1, 0.2]), ("a loss ≥ 0", "-0.1")),
 ])
 def test_interface_fails_on_the_history(history, contains):
-    _fails(checks.interface, make_model, history, contains=contains)
+    fails(checks.interface, make_model, history, contains=contains)
 
 
 # --------------------------------------------------------------------------- param_budget
 def test_param_budget(trained):
     checks.param_budget(trained[0], MAX_PARAMS)
     checks.param_budget(CapstoneCNN(), 33_018)                     # exactly at the budget passes
-    _fails(checks.param_budget, CapstoneCNN(), 33_017, contains=("≤ 33,017", "got 33,018"))
+    fails(checks.param_budget, CapstoneCNN(), 33_017, contains=("≤ 33,017", "got 33,018"))
     big = CapstoneCNN(hidden=4096)
-    _fails(checks.param_budget, big, MAX_PARAMS,
+    fails(checks.param_budget, big, MAX_PARAMS,
            contains=("your CNN parameters (mnist)", "≤ 250,000", "got 330,618", "fc1 266,240", "global average pooling"))
     frozen = CapstoneCNN(hidden=4096)
     for p in frozen.parameters():
         p.requires_grad_(False)
-    _fails(checks.param_budget, frozen, MAX_PARAMS, contains=("330,618",))  # frozen parameters count too
-    _fails(checks.param_budget, "model", MAX_PARAMS, contains=("str", "the trained model"))
-    _fails(checks.param_budget, CapstoneCNN(), {"cifar10": 10**6}, contains=("'mnist'", "keys ['cifar10']"))
+    fails(checks.param_budget, frozen, MAX_PARAMS, contains=("330,618",))  # frozen parameters count too
+    fails(checks.param_budget, "model", MAX_PARAMS, contains=("str", "the trained model"))
+    fails(checks.param_budget, CapstoneCNN(), {"cifar10": 10**6}, contains=("'mnist'", "keys ['cifar10']"))
 
 
 def test_param_budget_on_lazy_layers():
     lazy = nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.LazyLinear(10))
-    _fails(checks.param_budget, lazy, MAX_PARAMS, contains=("ValueError", "forward pass"))
+    fails(checks.param_budget, lazy, MAX_PARAMS, contains=("ValueError", "forward pass"))
     lazy(torch.zeros(2, 1, 28, 28))
     checks.param_budget(lazy, MAX_PARAMS)
 
@@ -152,10 +142,10 @@ def test_param_budget_on_lazy_layers():
 def test_time_budget(trained):
     checks.time_budget(trained[2], TRAIN_SECONDS)
     checks.time_budget(90.0, TRAIN_SECONDS)
-    _fails(checks.time_budget, 95.2, TRAIN_SECONDS, contains=("training time (mnist)", "≤ 90 s", "got 95.2 s", "fewer epochs"))
-    _fails(checks.time_budget, 10.0, 5, contains=("≤ 5 s", "10.0 s"))
-    _fails(checks.time_budget, None, TRAIN_SECONDS, contains=("None", "run the training cell"))
-    _fails(checks.time_budget, math.inf, TRAIN_SECONDS, contains=("inf",))
+    fails_here(checks.time_budget, 95.2, TRAIN_SECONDS, contains=("training time (mnist)", "≤ 90 s", "got 95.2 s", "fewer epochs"))
+    fails_here(checks.time_budget, 10.0, 5, contains=("≤ 5 s", "10.0 s"))
+    fails_here(checks.time_budget, None, TRAIN_SECONDS, contains=("None", "run the training cell"))
+    fails_here(checks.time_budget, math.inf, TRAIN_SECONDS, contains=("inf",))
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -164,15 +154,15 @@ def test_accuracy(trained):
     checks.accuracy(model, "val", {"mnist": ACCURACY, "fashion_mnist": 1.0, "cifar10": 1.0})
     checks.accuracy(model, "test", ACCURACY)
     assert model.training                                          # the check restores the mode
-    message = _fails(checks.accuracy, model, "test", {"mnist": 0.99},
+    message = fails_here(checks.accuracy, model, "test", {"mnist": 0.99},
                      contains=("your CNN accuracy on the hidden test split: expected ≥ 0.99, got 0.", "validation curve"))
     assert 0.7 < float(message.split("got ")[1].split(" ")[0]) < 0.99
 
 
 def test_accuracy_of_an_untrained_or_broken_model():
     seed_everything(0)
-    _fails(checks.accuracy, CapstoneCNN(), "val", ACCURACY, contains=("validation split", "≥ 0.65"))
-    _fails(checks.accuracy, CapstoneCNN(in_channels=3), "val", ACCURACY, contains=("RuntimeError", "interface check"))
+    fails(checks.accuracy, CapstoneCNN(), "val", ACCURACY, contains=("validation split", "≥ 0.65"))
+    fails(checks.accuracy, CapstoneCNN(in_channels=3), "val", ACCURACY, contains=("RuntimeError", "interface check"))
 
 
 def test_accuracy_while_grading_submits_the_model(trained, tmp_path, monkeypatch):
@@ -189,7 +179,7 @@ def test_gpu(trained, capsys, monkeypatch):
     model = trained[0]
     checks.gpu(model)                                              # no CUDA here: a note, not a failure
     assert "skipped" in capsys.readouterr().out
-    _fails(checks.gpu, CapstoneCNN(), contains=("capstone training device", "none recorded"))
+    fails(checks.gpu, CapstoneCNN(), contains=("capstone training device", "none recorded"))
     monkeypatch.setenv("COURSE_GRADING", "1")
     with pytest.raises(Skipped):
         checks.gpu(model)
@@ -209,15 +199,17 @@ def _write_cifar10(root, n: int = 4) -> None:
 def test_checks_follow_the_data_set_on_disk(tmp_path, monkeypatch):
     _write_cifar10(tmp_path)
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
-    _fails(checks.interface, make_model, _history(),            # the digits' model: 1 input channel
+    # here only: the tests' check process was started before this test's COURSE_DATA (a grader
+    # starts its check processes and judges in one environment)
+    fails_here(checks.interface, make_model, _history(),       # the digits' model: 1 input channel
            contains=("[2, 3, 32, 32] batch of cifar10 images", "3×32×32", "3 channels"))
     cifar_model = lambda: CapstoneCNN(3, 10, (32, 64, 128))    # noqa: E731
     checks.interface(cifar_model, _history())
-    _fails(checks.param_budget, cifar_model(), {"mnist": 10**6, "fashion_mnist": 10**6, "cifar10": 100_000},
+    fails_here(checks.param_budget, cifar_model(), {"mnist": 10**6, "fashion_mnist": 10**6, "cifar10": 100_000},
            contains=("parameters (cifar10)", "≤ 100,000", "111,274"))
-    _fails(checks.time_budget, 120.0, TRAIN_SECONDS, contains=("training time (cifar10)", "≤ 100 s"))
+    fails_here(checks.time_budget, 120.0, TRAIN_SECONDS, contains=("training time (cifar10)", "≤ 100 s"))
     checks.accuracy(cifar_model(), "val", {"mnist": 1.0, "fashion_mnist": 1.0, "cifar10": 0.0})
-    _fails(checks.accuracy, cifar_model(), "val", {"mnist": 0.0, "fashion_mnist": 0.0, "cifar10": 1.01})
+    fails_here(checks.accuracy, cifar_model(), "val", {"mnist": 0.0, "fashion_mnist": 0.0, "cifar10": 1.01})
 
 
 # --------------------------------------------------------------------------- planted bugs, in process

@@ -20,6 +20,7 @@ import reference.debugging as R
 from autograder.checks import debugging as checks
 from autograder.runtime import reset_training_devices
 from tests.planted.debugging import BUGS
+from tests.judging import fails
 
 CHECKS = ["network_assignment", "flatten_size", "dropout_rate", "softmax_before_loss",
           "accuracy_denominator", "patience_counter", "gpu", "nms_names"]
@@ -34,17 +35,6 @@ def one_thread(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _fails(check, *args, contains=()) -> str:
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    for part in contains:
-        assert part in message, message
-    assert message.count("\n") <= 1, message
-    return message
 
 
 # --- replaying the notebook ---------------------------------------------------------------------
@@ -158,7 +148,7 @@ class Compared(R.Net):
 
 
 def test_network_assignment_fails_on_a_comparison():
-    _fails(checks.network_assignment, Compared, contains=("AttributeError", "no attribute 'network'", "=="))
+    fails(checks.network_assignment, Compared, contains=("AttributeError", "no attribute 'network'", "=="))
 
 
 def test_the_other_checks_see_the_layers_a_comparison_threw_away():
@@ -177,7 +167,7 @@ def test_network_assignment_fails_without_linear_layers():
         def forward(self, x):
             return self.features(x).flatten(1)
 
-    _fails(checks.network_assignment, NoClassifier, contains=("nn.Linear", "none"))
+    fails(checks.network_assignment, NoClassifier, contains=("nn.Linear", "none"))
 
 
 def test_network_assignment_other_constructor_errors():
@@ -185,7 +175,7 @@ def test_network_assignment_other_constructor_errors():
         def __init__(self, width):
             super().__init__()
 
-    _fails(checks.network_assignment, NeedsArgs, contains=("TypeError", "without arguments"))
+    fails(checks.network_assignment, NeedsArgs, contains=("TypeError", "without arguments"))
 
 
 # --- flatten_size / dropout_rate / softmax_before_loss variants ----------------------------------
@@ -202,13 +192,13 @@ def _net(**changes):
 
 
 def test_flatten_size_fails_on_other_wrong_sizes():
-    _fails(checks.flatten_size, _net(**{"1": nn.Linear(64 * 7 * 7, 256)}), contains=("2x576", "64·3·3 = 576"))
-    _fails(checks.flatten_size, _net(**{"7": nn.Linear(64, 11)}), contains=("(2, 10)", "(2, 11)"))
+    fails(checks.flatten_size, _net(**{"1": nn.Linear(64 * 7 * 7, 256)}), contains=("2x576", "64·3·3 = 576"))
+    fails(checks.flatten_size, _net(**{"7": nn.Linear(64, 11)}), contains=("(2, 10)", "(2, 11)"))
 
 
 def test_dropout_rate_variants():
-    _fails(checks.dropout_rate, _net(**{"3": nn.Dropout(0.5)}), contains=("network.3", "p = 0.5", "20%"))
-    _fails(checks.dropout_rate, _net(**{"3": nn.Identity(), "6": nn.Identity()}), contains=("none",))
+    fails(checks.dropout_rate, _net(**{"3": nn.Dropout(0.5)}), contains=("network.3", "p = 0.5", "20%"))
+    fails(checks.dropout_rate, _net(**{"3": nn.Identity(), "6": nn.Identity()}), contains=("none",))
     checks.dropout_rate(_net(**{"3": nn.Dropout(p=0.2)}))
 
 
@@ -221,14 +211,14 @@ def test_softmax_before_loss_variants():
         def forward(self, x):
             return F.log_softmax(super().forward(x), dim=1)
 
-    _fails(checks.softmax_before_loss, SoftmaxInForward, contains=("rows in [0, 1] that sum to 1",))
-    _fails(checks.softmax_before_loss, _net(**{"7": nn.Sequential(nn.Linear(64, 10), nn.Softmax(dim=-1))}),
+    fails(checks.softmax_before_loss, SoftmaxInForward, contains=("rows in [0, 1] that sum to 1",))
+    fails(checks.softmax_before_loss, _net(**{"7": nn.Sequential(nn.Linear(64, 10), nn.Softmax(dim=-1))}),
            contains=("network.7.1", "Softmax"))
     checks.softmax_before_loss(LogSoftmaxInForward)
 
 
 def test_net_checks_want_the_class():
-    _fails(checks.flatten_size, R.Net(), contains=("class",))
+    fails(checks.flatten_size, R.Net(), contains=("class",))
 
 
 # --- accuracy_denominator -----------------------------------------------------------------------
@@ -255,10 +245,10 @@ def _evaluate(mean_per_batch=False, divide_by_batches=False, no_eval=False):
 def test_accuracy_denominator_variants():
     checks.accuracy_denominator(_evaluate())
     checks.accuracy_denominator(_evaluate(no_eval=True))   # no dropout here: the same numbers
-    _fails(checks.accuracy_denominator, _evaluate(mean_per_batch=True), contains=("batches of 32", "accuracy"))
-    _fails(checks.accuracy_denominator, _evaluate(divide_by_batches=True), contains=("not by the number of batches",))
-    _fails(checks.accuracy_denominator, lambda m, l, d: 0.5, contains=("a tuple (loss, accuracy)",))
-    _fails(checks.accuracy_denominator, lambda m, l, d: (1 / 0, 1), contains=("ZeroDivisionError",))
+    fails(checks.accuracy_denominator, _evaluate(mean_per_batch=True), contains=("batches of 32", "accuracy"))
+    fails(checks.accuracy_denominator, _evaluate(divide_by_batches=True), contains=("not by the number of batches",))
+    fails(checks.accuracy_denominator, lambda m, l, d: 0.5, contains=("a tuple (loss, accuracy)",))
+    fails(checks.accuracy_denominator, lambda m, l, d: (1 / 0, 1), contains=("ZeroDivisionError",))
 
 
 # --- patience_counter ---------------------------------------------------------------------------
@@ -283,7 +273,7 @@ def test_patience_counter_variants():
             self.counter += 1
         return self.counter >= self.patience
 
-    _fails(checks.patience_counter, _stopper(stops_one_late), contains=("one epoch late",))
+    fails(checks.patience_counter, _stopper(stops_one_late), contains=("one epoch late",))
 
     def sets_to_one(self, val_loss, model=None):   # the seed's counter
         if val_loss < self.best:
@@ -292,8 +282,8 @@ def test_patience_counter_variants():
             self.counter = 1
         return self.counter >= self.patience
 
-    _fails(checks.patience_counter, _stopper(sets_to_one), contains=("never counts", "counter = 1"))
-    message = _fails(checks.patience_counter, _stopper(never_resets), contains=("[1.0, 1.1, 0.9, 1.0, 1.1]",))
+    fails(checks.patience_counter, _stopper(sets_to_one), contains=("never counts", "counter = 1"))
+    message = fails(checks.patience_counter, _stopper(never_resets), contains=("[1.0, 1.1, 0.9, 1.0, 1.1]",))
     assert "reset to 0" in message
 
 
@@ -313,10 +303,10 @@ def test_nms_names_variants():
         rows.sort(key=lambda r: r[1], reverse=True)
         return R.nms_rows(rows, t)
 
-    _fails(checks.nms_names, keeps_ties_out, contains=("IoU exactly 0.5",))
-    _fails(checks.nms_names, sorts_in_place, contains=("the rows passed in",))
-    _fails(checks.nms_names, lambda rows, t: rows, contains=("(class 0, score 0.8)",))
-    _fails(checks.nms_names, lambda rows, t: rows[0][7], contains=("IndexError",))
+    fails(checks.nms_names, keeps_ties_out, contains=("IoU exactly 0.5",))
+    fails(checks.nms_names, sorts_in_place, contains=("the rows passed in",))
+    fails(checks.nms_names, lambda rows, t: rows, contains=("(class 0, score 0.8)",))
+    fails(checks.nms_names, lambda rows, t: rows[0][7], contains=("IndexError",))
 
 
 # --- gpu and unanswered cells -------------------------------------------------------------------
@@ -324,7 +314,7 @@ def test_nms_names_variants():
 
 def test_gpu_fails_when_nothing_trained():
     reset_training_devices()
-    _fails(checks.gpu, contains=("none recorded",))
+    fails(checks.gpu, contains=("none recorded",))
 
 
 def test_gpu_is_skipped_while_grading_without_cuda(monkeypatch):
@@ -360,5 +350,5 @@ def test_network_assignment_other_attribute_errors_get_no_comparison_hint():
             super().__init__()
             self.conv = nn.Conv2D(1, 8, 3)
 
-    message = _fails(checks.network_assignment, Typo, contains=("Conv2D",))
+    message = fails(checks.network_assignment, Typo, contains=("Conv2D",))
     assert "==" not in message

@@ -11,17 +11,7 @@ from torch.nn import functional as F
 from autograder.checks import lenet as checks
 from reference.lenet import LeNet5, read_zip_code, seed_everything, train_classifier
 from autograder.data import mnist_splits
-
-
-def _fails(check, *args, contains=()):
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    for part in contains:
-        assert part in message, message
-    assert message.count("\n") <= 1, message
-    return message
+from tests.judging import fails, fails_here
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +83,7 @@ def test_shapes_pass():
 
 
 def test_shapes_contract_message():
-    message = _fails(checks.shapes, conv2_padded())
+    message = fails(checks.shapes, conv2_padded())
     assert message.startswith("LeNet5 conv2 output: expected (N, 16, 10, 10), got (N, 16, 12, 12) — conv2 has")
     assert "no padding" in message
 
@@ -106,11 +96,11 @@ def test_shapes_contract_message():
     (SkipsFc2, ("fc2 output", "never called")),
 ])
 def test_shapes_fail(make, contains):
-    _fails(checks.shapes, make(), contains=contains)
+    fails(checks.shapes, make(), contains=contains)
 
 
 def test_shapes_not_a_model():
-    _fails(checks.shapes, LeNet5, contains=("nn.Module",))
+    fails(checks.shapes, LeNet5, contains=("nn.Module",))
 
 
 # --------------------------------------------------------------------------- param_count
@@ -126,13 +116,13 @@ def test_param_count_pass():
     (fc1_without_bias, ("61,706", "61,586", "fc1 has 48,000, expected 48,120")),
 ])
 def test_param_count_fail(make, contains):
-    _fails(checks.param_count, make(), contains=contains)
+    fails(checks.param_count, make(), contains=contains)
 
 
 def test_param_count_extra_layer():
     m = LeNet5()
     m.extra = nn.Linear(10, 10)
-    _fails(checks.param_count, m, contains=("61,816", "extra layer"))
+    fails(checks.param_count, m, contains=("61,816", "extra layer"))
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -145,17 +135,17 @@ def test_accuracy_pass(trained):
 
 def test_accuracy_untrained_fails():
     seed_everything(0)
-    message = _fails(checks.accuracy, LeNet5(), "test", 0.9,
+    message = fails_here(checks.accuracy, LeNet5(), "test", 0.9,
                      contains=("LeNet5 accuracy on the hidden test split: expected ≥ 0.90, got 0.", "train longer"))
     assert float(message.split("got ")[1].split(" ")[0]) < 0.3
 
 
 def test_accuracy_broken_model_fails_with_a_message():
-    _fails(checks.accuracy, no_padding(), "val", 0.9, contains=("validation split", "RuntimeError", "fix its shapes"))
+    fails(checks.accuracy, no_padding(), "val", 0.9, contains=("validation split", "RuntimeError", "fix its shapes"))
 
 
 def test_accuracy_threshold_is_strict(trained):
-    _fails(checks.accuracy, trained, "val", 0.999, contains=("≥ 0.999",))
+    fails(checks.accuracy, trained, "val", 0.999, contains=("≥ 0.999",))
 
 
 # --------------------------------------------------------------------------- zip_code
@@ -188,7 +178,7 @@ def test_zip_code_other_correct_reader_passes(trained):
     (_reader(as_list=True), ("a string of 5 digits",)),
 ])
 def test_zip_code_fail(trained, reader, contains):
-    _fails(checks.zip_code, reader, trained, contains=contains)
+    fails(checks.zip_code, reader, trained, contains=contains)
 
 
 def test_zip_code_reader_that_crashes():
@@ -197,12 +187,12 @@ def test_zip_code_reader_that_crashes():
         return read_zip_code(canvas, model)
 
     seed_everything(0)
-    _fails(checks.zip_code, lambda canvas, model: 1 / 0, LeNet5(), contains=("ZeroDivisionError",))
-    _fails(checks.zip_code, gray_only, LeNet5(), contains=("AssertionError",))
+    fails(checks.zip_code, lambda canvas, model: 1 / 0, LeNet5(), contains=("ZeroDivisionError",))
+    fails(checks.zip_code, gray_only, LeNet5(), contains=("AssertionError",))
 
 
 def test_zip_code_with_a_broken_model():
-    _fails(checks.zip_code, read_zip_code, no_padding(), contains=("fix LeNet5 first",))
+    fails(checks.zip_code, read_zip_code, no_padding(), contains=("fix LeNet5 first",))
 
 
 # --------------------------------------------------------------------------- planted bugs, in process

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 import reference.resnet as R
 from autograder.checks import resnet as checks
 from tests.planted.resnet import BUGS
+from tests.judging import fails, fails_here
 
 CHECKS = ["basic_block", "bottleneck", "make_layer", "param_counts", "torchvision_match", "accuracy", "gpu"]
 BUILDERS = (R.resnet18, R.resnet34, R.resnet50)
@@ -45,17 +46,6 @@ def fast_init(monkeypatch):
     monkeypatch.setattr(nn.init, "kaiming_normal_", lambda tensor, *args, **kwargs: tensor)
     monkeypatch.setattr(nn.Conv2d, "reset_parameters", lambda self: None)
     monkeypatch.setattr(nn.Linear, "reset_parameters", lambda self: None)
-
-
-def _fails(check, *args, contains=()):
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    for part in contains:
-        assert part in message, message
-    assert message.count("\n") <= 1, message
-    return message
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +153,11 @@ class SequentialBlock(nn.Module):
     (type("NoExpansion", (R.BasicBlock,), {"expansion": 2}), ("BasicBlock.expansion", "expected 1, got 2")),
 ])
 def test_basic_block_fails(cls, contains):
-    _fails(checks.basic_block, cls, contains=contains)
+    fails(checks.basic_block, cls, contains=contains)
 
 
 def test_basic_block_instance_not_class():
-    _fails(checks.basic_block, R.BasicBlock(4, 4), contains=("the class",))
+    fails(checks.basic_block, R.BasicBlock(4, 4), contains=("the class",))
 
 
 # ----------------------------------------------------------------------------- bottleneck
@@ -198,11 +188,11 @@ class BottleneckNoSkip(R.Bottleneck):
     (type("Expansion1", (R.Bottleneck,), {"expansion": 1}), ("Bottleneck.expansion", "expected 4, got 1")),
 ])
 def test_bottleneck_fails(cls, contains):
-    _fails(checks.bottleneck, cls, contains=contains)
+    fails(checks.bottleneck, cls, contains=contains)
 
 
 def test_a_basic_block_is_not_a_bottleneck():
-    _fails(checks.bottleneck, R.BasicBlock, contains=("Bottleneck.expansion",))
+    fails(checks.bottleneck, R.BasicBlock, contains=("Bottleneck.expansion",))
 
 
 # ----------------------------------------------------------------------------- make_layer
@@ -230,7 +220,7 @@ def _layer(downsample_rule="torchvision", all_stride=False, with_bn=True, as_lis
     (_layer(as_list=True), ("an nn.Module", "list")),
 ])
 def test_make_layer_fails(fn, contains):
-    _fails(checks.make_layer, fn, contains=contains)
+    fails(checks.make_layer, fn, contains=contains)
 
 
 def test_make_layer_is_independent_of_the_blocks():
@@ -247,17 +237,17 @@ def test_make_layer_is_independent_of_the_blocks():
 
 # ----------------------------------------------------------------------------- param_counts
 def test_param_counts_fail(fast_init):
-    _fails(checks.param_counts, R.resnet18, lambda: R.ResNet(R.BasicBlock, [3, 4, 5, 3]), R.resnet50,
+    fails(checks.param_counts, R.resnet18, lambda: R.ResNet(R.BasicBlock, [3, 4, 5, 3]), R.resnet50,
            contains=("resnet34 parameters: expected 21,797,672, got 20,617,000", "layer3 has 5,641,728, expected 6,822,400"))
-    _fails(checks.param_counts, lambda: R.ResNet(R.BasicBlock, [2, 2, 2, 2], num_classes=10), R.resnet34, R.resnet50,
+    fails(checks.param_counts, lambda: R.ResNet(R.BasicBlock, [2, 2, 2, 2], num_classes=10), R.resnet34, R.resnet50,
            contains=("resnet18 parameters", "fc has 5,130, expected 513,000"))
 
     def with_extra():
         model = R.resnet18()
         model.head = nn.Linear(1000, 10)
         return model
-    _fails(checks.param_counts, with_extra, R.resnet34, R.resnet50, contains=("11,699,522", "remove the extra module"))
-    _fails(checks.param_counts, R.ResNet, R.resnet34, R.resnet50, contains=("resnet18()", "TypeError"))
+    fails(checks.param_counts, with_extra, R.resnet34, R.resnet50, contains=("11,699,522", "remove the extra module"))
+    fails(checks.param_counts, R.ResNet, R.resnet34, R.resnet50, contains=("resnet18()", "TypeError"))
 
 
 def test_param_counts_ignore_what_has_no_parameters(fast_init):
@@ -277,7 +267,7 @@ def test_torchvision_match_fails_on_the_first_difference(fast_init):
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    _fails(checks.torchvision_match, lambda: NoMaxpool(R.BasicBlock, [2, 2, 2, 2]), R.resnet34, R.resnet50,
+    fails(checks.torchvision_match, lambda: NoMaxpool(R.BasicBlock, [2, 2, 2, 2]), R.resnet34, R.resnet50,
            contains=("resnet18 (eval) output of layer1.0.conv1 (the first that differs)", "(2, 64, 16, 16)",
                      "(2, 64, 32, 32)"))
 
@@ -292,14 +282,14 @@ def test_torchvision_match_fails_on_the_first_difference(fast_init):
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             return self.classifier(torch.flatten(self.avgpool(x), 1))
 
-    _fails(checks.torchvision_match, R.resnet18, lambda: Renamed(R.BasicBlock, [3, 4, 6, 3]), R.resnet50,
+    fails(checks.torchvision_match, R.resnet18, lambda: Renamed(R.BasicBlock, [3, 4, 6, 3]), R.resnet50,
            contains=("resnet34 state_dict", "an entry fc.weight (1000, 512)", "no such key"))
 
     class Softmax(R.ResNet):
         def forward(self, x):
             return F.softmax(super().forward(x), dim=1)
 
-    _fails(checks.torchvision_match, lambda: Softmax(R.BasicBlock, [2, 2, 2, 2]), R.resnet34, R.resnet50,
+    fails(checks.torchvision_match, lambda: Softmax(R.BasicBlock, [2, 2, 2, 2]), R.resnet34, R.resnet50,
            contains=("resnet18 (eval) output: expected torchvision's", "different values"))
 
 
@@ -310,7 +300,7 @@ def test_torchvision_match_v1_bottleneck(fast_init):
             self.conv1 = R.conv1x1(inplanes, planes, stride)
             self.conv2 = R.conv3x3(planes, planes)
 
-    _fails(checks.torchvision_match, R.resnet18, R.resnet34, lambda: R.ResNet(V1, [3, 4, 6, 3]),
+    fails(checks.torchvision_match, R.resnet18, R.resnet34, lambda: R.ResNet(V1, [3, 4, 6, 3]),
            contains=("resnet50 (eval) output of layer2.0.conv1", "(2, 128, 16, 16)", "(2, 128, 8, 8)"))
 
 
@@ -320,7 +310,7 @@ def test_accuracy(trained):
     checks.accuracy(trained, "val", 0.85)
     assert trained.training
     R.seed_everything(0)
-    message = _fails(checks.accuracy, R.SmallResNet(), "test", 0.93,
+    message = fails_here(checks.accuracy, R.SmallResNet(), "test", 0.93,
                      contains=("SmallResNet accuracy on the hidden test split: expected ≥ 0.93, got 0.",))
     assert float(message.split("got ")[1].split(" ")[0]) < 0.3
 
@@ -329,12 +319,12 @@ def test_accuracy(trained):
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
             return self.fc(torch.flatten(self.layer3(self.layer2(self.layer1(x))), 1))
 
-    _fails(checks.accuracy, NoPool(), "val", 0.93, contains=("RuntimeError", "cannot run on [N, 1, 28, 28]"))
+    fails(checks.accuracy, NoPool(), "val", 0.93, contains=("RuntimeError", "cannot run on [N, 1, 28, 28]"))
 
 
 def test_gpu(trained):
     checks.gpu(trained)  # trained in train mode with gradients: on CPU it says skipped and passes
-    _fails(checks.gpu, R.SmallResNet(), contains=("SmallResNet training device", "none recorded"))
+    fails(checks.gpu, R.SmallResNet(), contains=("SmallResNet training device", "none recorded"))
 
 
 # ----------------------------------------------------------------------------- planted bugs

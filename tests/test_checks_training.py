@@ -21,20 +21,10 @@ from torch.utils.data import DataLoader
 import reference.training as R
 from autograder.checks import training as checks
 from tests.planted.training import BUGS
+from tests.judging import fails, fails_here
 
 CHECKS = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy"]
 THRESHOLD = 0.85  # course.yml: labs.training.thresholds.accuracy
-
-
-def _fails(check, *args, contains=()):
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    assert message.count("\n") == 0, message
-    for part in contains:
-        assert part in message, message
-    return message
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -326,7 +316,7 @@ def _arg(name, buggy):
 @pytest.mark.parametrize("name,buggy", [(n, b) for n, bs in BUGGY.items() for b in bs],
                          ids=lambda v: getattr(v, "__name__", v))
 def test_check_fails_on_buggy_variant(name, buggy):
-    _fails(getattr(checks, name), _arg(name, buggy))
+    fails(getattr(checks, name), _arg(name, buggy))
 
 
 @pytest.mark.parametrize("buggy,words", [
@@ -362,18 +352,18 @@ def test_check_fails_on_buggy_variant(name, buggy):
 ], ids=lambda v: getattr(v, "__name__", v))
 def test_failure_hints_name_the_bug(buggy, words):
     name = next(n for n, bs in BUGGY.items() if buggy in bs)
-    _fails(getattr(checks, name), _arg(name, buggy), contains=(words,))
+    fails(getattr(checks, name), _arg(name, buggy), contains=(words,))
 
 
 def test_evaluate_reports_the_batch_size_that_breaks_it():
-    message = _fails(checks.evaluate, eval_per_batch)
+    message = fails(checks.evaluate, eval_per_batch)
     assert "batch_size=64" in message and "the last batch of 64 holds 52 samples" in message
 
 
 def test_mlp_and_param_count_are_independent():
     checks.param_count(SoftmaxMLP())  # a softmax adds no parameters
     checks.mlp(Hidden64())            # a narrower hidden layer still gives logits [N, 10]
-    _fails(checks.mlp, R.MLP, contains=("an nn.Module", "MLP()"))
+    fails(checks.mlp, R.MLP, contains=("an nn.Module", "MLP()"))
 
 
 # --- accuracy -----------------------------------------------------------------------------------
@@ -388,17 +378,17 @@ def test_accuracy_passes_and_restores_the_mode(trained):
 
 def test_accuracy_untrained_fails():
     R.seed_everything(0)
-    message = _fails(checks.accuracy, R.MLP(), "test", THRESHOLD,
+    message = fails_here(checks.accuracy, R.MLP(), "test", THRESHOLD,
                      contains=("MLP accuracy on the hidden test split: expected ≥ 0.85, got 0.",))
     assert float(message.split("got ")[1].split(" ")[0]) < 0.3
 
 
 def test_accuracy_threshold_is_strict(trained):
-    _fails(checks.accuracy, trained, "val", 0.999, contains=("≥ 0.999",))
+    fails(checks.accuracy, trained, "val", 0.999, contains=("≥ 0.999",))
 
 
 def test_accuracy_broken_model_fails_with_a_message():
-    _fails(checks.accuracy, NoFlatten(), "val", THRESHOLD, contains=("validation split", "RuntimeError", "fix MLP"))
+    fails(checks.accuracy, NoFlatten(), "val", THRESHOLD, contains=("validation split", "RuntimeError", "fix MLP"))
 
 
 # --- planted bugs, applied to the reference source, through the notebook's pipeline -------------

@@ -14,20 +14,10 @@ import reference.transfer as R
 from autograder.checks import transfer as checks
 from tests.planted import planted_source
 from tests.planted.transfer import BUGS
+from tests.judging import fails
 
 CHECKS = ["freeze", "replace_head", "trainable_parameters", "feature_extraction", "transfer_beats_scratch"]
 THRESHOLD = 0.8  # course.yml: labs.transfer.thresholds.transfer_accuracy
-
-
-def _fails(check, *args, contains=()):
-    with pytest.raises(AssertionError) as info:
-        check(*args)
-    message = str(info.value)
-    assert "expected" in message and "got" in message, message
-    assert message.count("\n") == 0, message
-    for part in contains:
-        assert part in message, message
-    return message
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,7 +105,7 @@ def _freeze_compares(model):
     (lambda model: 1 / 0, ("freeze(ResNet-18)", "ZeroDivisionError")),
 ])
 def test_freeze_fail(fn, contains):
-    _fails(checks.freeze, fn, contains=contains)
+    fails(checks.freeze, fn, contains=contains)
 
 
 # ------------------------------------------------------------------------------ replace_head
@@ -195,7 +185,7 @@ def _head_unfreezes_everything(model, num_classes):
     (lambda model, n: None, ("return value", "got None")),
 ])
 def test_replace_head_fail(fn, contains):
-    _fails(checks.replace_head, fn, contains=contains)
+    fails(checks.replace_head, fn, contains=contains)
 
 
 # ------------------------------------------------------------------------------ trainable_parameters
@@ -213,7 +203,7 @@ def test_trainable_parameters_pass():
      ("a model using one Linear(4, 4) twice", "expected 38, got 58", "counts once")),
 ])
 def test_trainable_parameters_fail(fn, contains):
-    _fails(checks.trainable_parameters, fn, contains=contains)
+    fails(checks.trainable_parameters, fn, contains=contains)
 
 
 # ------------------------------------------------------------------------------ feature_extraction
@@ -228,25 +218,25 @@ def _pretrained(trainable_backbone=False) -> R.DigitCNN:
 
 
 def test_feature_extraction_fail(trained):
-    _fails(checks.feature_extraction, trained["fine_tuning"],
+    fails(checks.feature_extraction, trained["fine_tuning"],
            contains=("trainable backbone parameters", "features.0.weight", "freeze(model) before replace_head"))
-    _fails(checks.feature_extraction, R.freeze(R.replace_head(_pretrained(True), 5)),
+    fails(checks.feature_extraction, R.freeze(R.replace_head(_pretrained(True), 5)),
            contains=("trainable head parameters", "fc.weight, fc.bias frozen", "not the other way round"))
-    _fails(checks.feature_extraction, R.replace_head(R.freeze(R.DigitCNN()), 5),  # not the pre-trained weights
+    fails(checks.feature_extraction, R.replace_head(R.freeze(R.DigitCNN()), 5),  # not the pre-trained weights
            contains=("backbone values", "load_digit_backbone()", "differ"))
-    _fails(checks.feature_extraction, _pretrained(),  # the old head: 5 outputs, but frozen
+    fails(checks.feature_extraction, _pretrained(),  # the old head: 5 outputs, but frozen
            contains=("trainable head parameters",))
-    _fails(checks.feature_extraction, R.replace_head(_pretrained(), 10), contains=("out_features=5",))
-    _fails(checks.feature_extraction, nn.Sequential(nn.Flatten(), nn.Linear(784, 5)),
+    fails(checks.feature_extraction, R.replace_head(_pretrained(), 10), contains=("out_features=5",))
+    fails(checks.feature_extraction, nn.Sequential(nn.Flatten(), nn.Linear(784, 5)),
            contains=("layers", "missing features.0.weight"))
-    _fails(checks.feature_extraction, "model", contains=("nn.Module", "str"))
+    fails(checks.feature_extraction, "model", contains=("nn.Module", "str"))
     # weights trained while trainable and frozen afterwards: the values tell
     model = R.replace_head(_pretrained(True), 5)
     labelled = R.few_shot(R.select_digits(R.mnist_splits()["train"], range(5, 10)), 1, seed=0)
     R.fit(model, labelled, 1, 1e-2, device="cpu")
     for p in model.features.parameters():
         p.requires_grad_(False)
-    _fails(checks.feature_extraction, model, contains=("backbone values", "differ"))
+    fails(checks.feature_extraction, model, contains=("backbone values", "differ"))
 
 
 # ------------------------------------------------------------------------------ transfer_beats_scratch
@@ -263,17 +253,17 @@ def test_transfer_beats_scratch_pass(trained):
 def test_transfer_beats_scratch_fail(trained):
     scratch, fe = trained["scratch"], trained["feature_extraction"]
     # swapped: scratch does worse than the transferred model it is compared with
-    _fails(checks.transfer_beats_scratch, {"fine-tuning": scratch}, fe, "test",
+    fails(checks.transfer_beats_scratch, {"fine-tuning": scratch}, fe, "test",
            contains=("fine-tuning accuracy on the hidden test split's digits 5-9", "(from scratch on the same labelled examples)"))
-    _fails(checks.transfer_beats_scratch, fe, scratch, "val", 0.99, contains=("≥ 0.99", "train longer"))
+    fails(checks.transfer_beats_scratch, fe, scratch, "val", 0.99, contains=("≥ 0.99", "train longer"))
     R.seed_everything(0)
     untrained = R.DigitCNN()
-    _fails(checks.transfer_beats_scratch, fe, untrained, "test", contains=("from-scratch model", "≥ 0.50", "train the scratch model"))
-    _fails(checks.transfer_beats_scratch, {"fine-tuning": R.DigitCNN(10)}, scratch, "test",
+    fails(checks.transfer_beats_scratch, fe, untrained, "test", contains=("from-scratch model", "≥ 0.50", "train the scratch model"))
+    fails(checks.transfer_beats_scratch, {"fine-tuning": R.DigitCNN(10)}, scratch, "test",
            contains=("logits of shape (N, 5)", "(500, 10)"))
-    _fails(checks.transfer_beats_scratch, {"fine-tuning": nn.Linear(3, 5)}, scratch, "test",
+    fails(checks.transfer_beats_scratch, {"fine-tuning": nn.Linear(3, 5)}, scratch, "test",
            contains=("a model that runs", "RuntimeError"))
-    _fails(checks.transfer_beats_scratch, fe, None, "test", contains=("an nn.Module", "NoneType"))
+    fails(checks.transfer_beats_scratch, fe, None, "test", contains=("an nn.Module", "NoneType"))
 
 
 def test_unanswered_cells_propagate_not_implemented(trained):

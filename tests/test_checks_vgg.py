@@ -21,6 +21,7 @@ import reference.vgg as R
 from autograder.checks import vgg as checks
 from tests.planted import planted_source
 from tests.planted.vgg import BUGS
+from tests.judging import fails
 
 CHECKS = ["vgg_block", "param_counts", "torchvision_match", "accuracy", "gpu"]
 CELLS = ["AlexNet", "vgg_block", "VGG", "vgg11", "vgg16", "SmallVGG", "train_classifier"]
@@ -32,17 +33,6 @@ def one_thread():
     torch.set_num_threads(1)  # small models; and on a shared machine a second thread mostly waits
     yield
     torch.set_num_threads(threads)
-
-
-def _fails(check, *args, contains=(), **kwargs):
-    with pytest.raises(AssertionError) as info:
-        check(*args, **kwargs)
-    message = str(info.value)
-    assert "expected" in message and "got" in message and " — " in message, message
-    assert message.count("\n") == 0, message
-    for part in contains:
-        assert part in message, message
-    return message
 
 
 def _namespace(source_of: dict[str, str] | None = None) -> dict:
@@ -123,16 +113,16 @@ def test_vgg_block_other_correct_solution_passes():
     ("pool-stride-1", ("pooling: expected MaxPool2d(kernel_size=2, stride=2)", "halves")),
 ])
 def test_vgg_block_fails(kind, contains):
-    _fails(checks.vgg_block, _block(kind), contains=contains)
+    fails(checks.vgg_block, _block(kind), contains=contains)
 
 
 def test_vgg_block_that_crashes():
-    _fails(checks.vgg_block, lambda n, i, o: 1 / 0, contains=("vgg_block(2, 3, 64)", "ZeroDivisionError"))
+    fails(checks.vgg_block, lambda n, i, o: 1 / 0, contains=("vgg_block(2, 3, 64)", "ZeroDivisionError"))
 
 
 # --------------------------------------------------------------------------- param_counts
 def test_param_counts_fail():
-    _fails(checks.param_counts, R.AlexNet, R.vgg11, lambda: R.VGG(((2, 64), (2, 128), (2, 256), (2, 512), (2, 512))),
+    fails(checks.param_counts, R.AlexNet, R.vgg11, lambda: R.VGG(((2, 64), (2, 128), (2, 256), (2, 512), (2, 512))),
            contains=("vgg16() parameters: expected 138,357,544, got 133,047,848", "features has 9,404,992, expected "
                      "14,714,688", "13 convolutions of 3×3"))
 
@@ -141,22 +131,22 @@ def test_param_counts_fail():
             super().__init__()
             self.classifier[1], self.classifier[4], self.classifier[6] = (nn.Linear(9216, 2048), nn.Linear(2048, 2048),
                                                                             nn.Linear(2048, 1000))
-    _fails(checks.param_counts, SeedAlexNet, R.vgg11, R.vgg16,
+    fails(checks.param_counts, SeedAlexNet, R.vgg11, R.vgg16,
            contains=("AlexNet() parameters: expected 61,100,840", "classifier has 25,121,768, expected 58,631,144"))
 
     class Extra(R.VGG):
         def __init__(self):
             super().__init__(((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)))
             self.head = nn.Linear(1000, 1000)
-    _fails(checks.param_counts, R.AlexNet, Extra, R.vgg16, contains=("vgg11()", "remove the extra layer"))
-    _fails(checks.param_counts, R.AlexNet, R.vgg11, lambda: nn.Linear(2, 2), contains=("vgg16()", "features has none"))
+    fails(checks.param_counts, R.AlexNet, Extra, R.vgg16, contains=("vgg11()", "remove the extra layer"))
+    fails(checks.param_counts, R.AlexNet, R.vgg11, lambda: nn.Linear(2, 2), contains=("vgg16()", "features has none"))
 
     def lazy_vgg11():  # d2l's VGG ends in nn.LazyLinear: no shape before the first forward
         model = R.vgg11()
         model.classifier[0] = nn.LazyLinear(4096)
         return model
-    _fails(checks.param_counts, R.AlexNet, lazy_vgg11, R.vgg16, contains=("vgg11() classifier.0.weight", "LazyLinear"))
-    _fails(checks.torchvision_match, R.AlexNet, lambda: R.vgg11(), R.vgg16,
+    fails(checks.param_counts, R.AlexNet, lazy_vgg11, R.vgg16, contains=("vgg11() classifier.0.weight", "LazyLinear"))
+    fails(checks.torchvision_match, R.AlexNet, lambda: R.vgg11(), R.vgg16,
            contains=("vgg11(num_classes=10, in_channels=1)", "TypeError"))
 
 
@@ -195,7 +185,7 @@ def test_torchvision_match_contract_message():
         model.features = nn.Sequential(*(layers[:1] + layers[2:]))
         return model
 
-    message = _fails(checks.torchvision_match, R.AlexNet, R.vgg11, vgg16)
+    message = fails(checks.torchvision_match, R.AlexNet, R.vgg11, vgg16)
     assert message.startswith("VGG16 state_dict: expected features.2.weight of shape (64, 64, 3, 3), got "
                               "features.2.weight missing — your model has it as features.1.weight"), message
 
@@ -241,7 +231,7 @@ def _channels_last_flatten(self, x):
     (R.AlexNet, _vgg11(forward=_channels_last_flatten), ("VGG11 logits on a [2, 3, 64, 64] batch", "at flat index")),
 ])
 def test_torchvision_match_fails(alexnet, vgg11, contains):
-    _fails(checks.torchvision_match, alexnet, vgg11, R.vgg16, contains=contains)
+    fails(checks.torchvision_match, alexnet, vgg11, R.vgg16, contains=contains)
 
 
 def test_torchvision_match_shape_hint():
@@ -249,7 +239,7 @@ def test_torchvision_match_shape_hint():
         model = R.vgg16(num_classes, in_channels)
         model.classifier[0] = nn.Linear(512, 4096)
         return model
-    _fails(checks.torchvision_match, R.AlexNet, R.vgg11, vgg16,
+    fails(checks.torchvision_match, R.AlexNet, R.vgg11, vgg16,
            contains=("VGG16 state_dict: expected classifier.0.weight of shape (4096, 25088), got classifier.0.weight of "
                      "shape (4096, 512)", "512·7·7 = 25,088"))
 
@@ -276,20 +266,20 @@ def test_accuracy_pass_and_fail(trained):
     trained.train()
     checks.accuracy(trained, "val", 0.6)
     assert trained.training
-    _fails(checks.accuracy, trained, "val", 0.999, contains=("SmallVGG accuracy on the validation split: expected ≥ 0.999",))
+    fails(checks.accuracy, trained, "val", 0.999, contains=("SmallVGG accuracy on the validation split: expected ≥ 0.999",))
     R.seed_everything(0)
-    message = _fails(checks.accuracy, R.SmallVGG(), "val", 0.9, contains=("expected ≥ 0.90", "train the SmallVGG"))
+    message = fails(checks.accuracy, R.SmallVGG(), "val", 0.9, contains=("expected ≥ 0.90", "train the SmallVGG"))
     assert float(message.split("got ")[1].split(" ")[0]) < 0.3
     broken = R.VGG(((1, 16), (1, 32), (2, 64)), 10, 1, hidden=256, pool=2)  # 64·2·2 features into Linear(256)
     broken.classifier[0] = nn.Linear(64 * 3 * 3, 256)
-    _fails(checks.accuracy, broken, "val", 0.9, contains=("RuntimeError", "vgg_block and VGG"))
-    _fails(checks.accuracy, R.SmallVGG, "val", 0.9, contains=("got type",))
+    fails(checks.accuracy, broken, "val", 0.9, contains=("RuntimeError", "vgg_block and VGG"))
+    fails(checks.accuracy, R.SmallVGG, "val", 0.9, contains=("got type",))
 
 
 def test_gpu(trained, capsys):
     checks.gpu(trained)  # trained on CPU, no CUDA here: skipped with a note
     assert "skipped" in capsys.readouterr().out
-    _fails(checks.gpu, R.SmallVGG(), contains=("none recorded",))
+    fails(checks.gpu, R.SmallVGG(), contains=("none recorded",))
 
 
 # --------------------------------------------------------------------------- planted bugs, in process

@@ -1,13 +1,14 @@
 """One contract for every lab of course.yml, in-process and fast: the check cells of the source
 notebook, run on the reference implementation as a student's notebook would hold it.
 
-- the reference passes every check, run here (the public checks, as a student runs them) and
+- a lab's checks are course.yml's; the reference passes every check, leaving the notebook's
+  random state alone, run here (the public checks, as a student runs them) and
   probed and judged (autograder.witness, as the grader runs them), with the check in this
   process and in a check process of its own (autograder.live, as the fork engine probes);
 - an answer that is not written yet (every exercise raising NotImplementedError) reads as
   "not answered" on both sides;
-- each planted bug (tests/planted) fails each check it declares with the same message in the
-  notebook and from the judge: what a student sees is what the grader decides. (Numbers drawn
+- each planted bug (tests/planted) fails each check it declares, and no other, with the same
+  message in the notebook and from the judge: what a student sees is what the grader decides. (Numbers drawn
   at random may differ: a check starts from the notebook's random state in the notebook, from a
   fixed one when graded.)
 
@@ -18,19 +19,21 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
-import re
+import random
 import sys
 import textwrap
 import types
 from functools import lru_cache
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 
-from autograder import live, witness
+from autograder import witness
 from autograder.config import load_course
 from tests.conftest import ROOT
+from tests.judging import check_process, in_process, judged, masked
 from tests.planted import all_bugs
 
 COURSE = load_course(ROOT / "course.yml")
@@ -80,39 +83,10 @@ def runnable(lab: str, namespace: dict) -> list[tuple[str, str]]:
     return out
 
 
-def in_process(lab: str, source: str, namespace: dict) -> str:
-    checks = importlib.import_module(f"autograder.checks.{lab}")
-    try:
-        exec(compile(source, "<check cell>", "exec"), {**namespace, "checks": checks})
-    except NotImplementedError:
-        return "not answered"
-    except AssertionError as e:
-        return str(e)
-    return "pass"
-
-
 @pytest.fixture(scope="module")
 def checks_process():
-    """A check process (autograder.live) for the probes of this module."""
-    sock = live.spawn_check_process()
-    yield sock
-    sock.close()
-
-
-def judged(lab: str, source: str, namespace: dict, checks_process=None) -> str:
-    """The judge's verdict on a probe of the cell: in this process, or with `checks_process`
-    (a socket) in the check process."""
-    if checks_process is None:
-        header, blob = witness.probe_cell(lab, source, namespace)
-    else:
-        header, blob = live.probe_cell(lab, source, namespace, checks_process)
-    try:
-        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob)
-    except NotImplementedError:
-        return "not answered"
-    except AssertionError as e:
-        return str(e)
-    return "pass"
+    """The tests' check process (autograder.live), for the probes of this module."""
+    return check_process()
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -121,9 +95,43 @@ def test_the_reference_passes_here_and_before_the_judge(lab, checks_process):
     cells = runnable(lab, namespace)
     assert cells or lab == "capstone", f"no check of {lab} runs on the reference alone"
     for name, source in cells:
+        _seeded()
+        arguments_drawn = _after_the_arguments(source, namespace)   # MLP() in the cell draws its weights
+        _seeded()
         assert in_process(lab, source, namespace) == "pass", name
+        assert _same_random_state(arguments_drawn, witness._rng_state()), f"{name} changed the notebook's random state"
         assert judged(lab, source, namespace) == "pass", name
         assert judged(lab, source, namespace, checks_process) == "pass", name
+
+
+def _seeded() -> tuple:
+    """The random generators seeded as a notebook's first cell does: their state."""
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    return witness._rng_state()
+
+
+def _after_the_arguments(source: str, namespace: dict) -> tuple:
+    """The generators' state after the check cell's arguments alone are evaluated, in order."""
+    for _, args, kwargs in witness.check_calls(source):
+        for text in [t for _, t in args] + [t for _, _, t in kwargs]:
+            eval(compile(text, "<arg>", "eval"), {**namespace})
+    return witness._rng_state()
+
+
+def _same_random_state(a: tuple, b: tuple) -> bool:
+    """torch's, numpy's and Python's global generators are where they were."""
+    return (torch.equal(a[0], b[0]) and all(np.array_equal(x, y) for x, y in zip(a[1], b[1]))
+            and a[2] == b[2])
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_a_labs_checks_are_course_ymls(lab):
+    """The public functions of autograder/checks/<lab>.py are exactly course.yml's checks."""
+    module = importlib.import_module(f"autograder.checks.{lab}")
+    assert sorted(module.__all__) == sorted(COURSE.lab(lab).checks)
+    assert all(callable(getattr(module, name)) for name in module.__all__)
 
 
 def _unanswered(namespace: dict, lab: str) -> dict:
@@ -136,7 +144,7 @@ def _unanswered(namespace: dict, lab: str) -> dict:
         if inspect.isclass(value):
             def __init__(self, *args, **kwargs):
                 raise NotImplementedError()
-            out[name] = type(name, (), {"__init__": __init__})
+            out[name] = type(name, (value,), {"__init__": __init__})   # its base and class attributes kept
         elif inspect.isfunction(value):
             def stub(*args, **kwargs):
                 raise NotImplementedError()
@@ -148,15 +156,9 @@ def _unanswered(namespace: dict, lab: str) -> dict:
 def test_an_unwritten_answer_is_not_answered_on_both_sides(lab, checks_process):
     namespace = _unanswered(notebook(lab), lab)
     for name, source in runnable(lab, namespace):
-        here = in_process(lab, source, namespace)
-        assert here == judged(lab, source, namespace), name
-        assert here == judged(lab, source, namespace, checks_process), name
-        assert here != "pass", name
-
-
-def _words(message: str) -> str:
-    """A message with its numbers masked."""
-    return re.sub(r"-?\d[\d,]*(\.\d+)?(e[-+]?\d+)?", "#", message)
+        assert in_process(lab, source, namespace) == "not answered", name
+        assert judged(lab, source, namespace) == "not answered", name
+        assert judged(lab, source, namespace, checks_process) == "not answered", name
 
 
 PLANTED = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs]
@@ -173,12 +175,14 @@ def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bu
         pytest.skip(f"bug {bug.name} edits the notebook's cell, not the reference's text")
     namespace = notebook(lab, (original, bug.apply(original)))
     cells = dict(runnable(lab, namespace))
+    for name in sorted(set(cells) - bug.fails):     # exactly its checks: the others pass
+        assert in_process(lab, cells[name], namespace) == "pass", name
     checked = 0
     for name in sorted(bug.fails & set(cells)):
         here = in_process(lab, cells[name], namespace)
         assert here not in ("pass", "not answered"), name
-        assert _words(judged(lab, cells[name], namespace)) == _words(here), name
-        assert _words(judged(lab, cells[name], namespace, checks_process)) == _words(here), name
+        assert masked(judged(lab, cells[name], namespace)) == masked(here), name
+        assert masked(judged(lab, cells[name], namespace, checks_process)) == masked(here), name
         checked += 1
     if not checked:
         pytest.skip(f"bug {bug.name} fails only checks of the trained model (tests/test_grading.py)")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from autograder.checks import call_student, expect, fail, fmt, shape_text, torch_calls, worst
+from autograder.checks import call_student, error_line, expect, fail, fmt, shape_text, torch_calls, worst
 
 __all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
 
@@ -143,7 +143,7 @@ def conv_output_size(conv_output_size: Callable) -> None:
             raise
         except Exception as err:  # noqa: BLE001 — any other error is the wrong one
             try:
-                fail(what, "ValueError", f"{type(err).__name__}: {str(err)[:120]}", f"raise ValueError(...): {why}")
+                fail(what, "ValueError", error_line(err), f"raise ValueError(...): {why}")
             except AssertionError as failure:
                 raise failure from err
         fail(what, "ValueError", repr(got), hint)

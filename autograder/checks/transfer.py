@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from autograder.checks import count_params
-from autograder.checks import call_student, error_line, expect, expect_gpu_execution, fail, fmt, model_device
+from autograder.checks import call_student, error_line, expect, expect_gpu_execution, fail, fmt, keeps_rng, model_device
 from autograder.data import mnist_splits
 from autograder.pretrained import load_digit_backbone
 
@@ -106,6 +106,7 @@ def freeze(freeze_fn) -> None:
 
 
 # ------------------------------------------------------------------------------ replace_head
+@keeps_rng  # the student's new head draws its weights: the notebook's stream is left as it was
 def replace_head(replace_head_fn) -> None:
     """`replace_head(model, n)` puts a new trainable nn.Linear(in_features, n) in place of the
     head — `fc` of a (frozen) ResNet-18, the last Linear of a VGG-style `classifier` — keeps
@@ -186,6 +187,7 @@ class _Tied(nn.Module):
         return self.out(self.again(self.norm(self.shared(x))))
 
 
+@keeps_rng
 def trainable_parameters(trainable_parameters_fn) -> None:
     """`trainable_parameters(model)` is the number of parameter values with requires_grad (an int):
     ResNet-18 with layer1 frozen, with only `fc` trainable, with nothing frozen; a model with a

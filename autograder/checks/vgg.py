@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from autograder.checks import count_params, state_shapes
+from autograder.checks import count_params, lazy_parameters, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
 
@@ -51,7 +51,7 @@ def _on_meta(factory: Callable[..., Any], what: str, *args: Any, **kwargs: Any) 
         model = call_student(factory, what, *args, hint="it must build the model", **kwargs)
     if not isinstance(model, nn.Module):
         fail(what, "an nn.Module", type(model).__name__, "return the model (an nn.Module)")
-    lazy = [n for n, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    lazy = lazy_parameters(model)
     if lazy:
         fail(f"{what} {lazy[0]}", "a parameter of known shape", "a lazy parameter (shape unknown)",
              "use nn.Linear(in_features, out_features), not nn.LazyLinear: the shapes must be known "
