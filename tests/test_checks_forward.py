@@ -19,24 +19,7 @@ from torch.nn import functional as F
 
 import reference.forward as R
 from autograder.checks import forward as checks
-from tests.planted import failing_checks, planted_source
-from tests.planted.forward import BUGS
 from tests.judging import fails
-
-CHECKS = ["linear_forward", "sigmoid", "tanh", "relu", "perceptron"]
-
-
-def test_checks_are_the_public_functions():
-    assert sorted(checks.__all__) == sorted(CHECKS)
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_unfilled_cell_propagates_not_implemented(name):
-    def blank(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError):
-        getattr(checks, name)(blank)
 
 
 def _notebook_function(src: str, **globals_) -> Callable:
@@ -300,25 +283,5 @@ def test_other_correct_stable_answers_pass(name, src):
     getattr(checks, name)(_notebook_function(src))
 
 
-def test_checks_leave_the_global_rng_alone():
-    torch.manual_seed(123)
-    state = torch.get_rng_state()
-    for name in CHECKS:
-        getattr(checks, name)(getattr(R, name))
-    assert torch.equal(torch.get_rng_state(), state)
-
-
 # --- planted bugs, applied to the reference source ----------------------------------------------
 
-
-def _planted(bug) -> Callable:
-    src = planted_source(R, bug)
-    return _notebook_function(src)
-
-
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
-def test_planted_bug_fails_exactly_its_checks(bug):
-    assert bug.fails <= set(CHECKS)
-    functions = {name: getattr(R, name) for name in CHECKS}
-    functions[bug.cell] = _planted(bug)
-    assert failing_checks(checks, functions, CHECKS) == set(bug.fails)

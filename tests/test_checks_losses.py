@@ -22,23 +22,6 @@ from tests.judging import fails
 CHECKS = ["softmax", "cross_entropy", "cross_entropy_from_logits", "focal_loss"]
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_unfilled_cell_propagates_not_implemented(name):
-    def blank(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError):
-        getattr(checks, name)(blank)
-
-
-def test_checks_leave_the_global_rng_alone():
-    torch.manual_seed(123)
-    state = torch.get_rng_state()
-    for name in CHECKS:
-        getattr(checks, name)(getattr(R, name))
-    assert torch.equal(torch.get_rng_state(), state)
-
-
 # --- buggy variants, per check ------------------------------------------------------------------
 
 
@@ -233,16 +216,6 @@ def test_a_student_error_is_one_clear_line_with_the_original_chained():
 
 
 # --- planted bugs, applied to the reference source ----------------------------------------------
-
-
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
-def test_planted_bug_fails_exactly_its_checks(bug):
-    assert bug.fails <= set(CHECKS)
-    source = inspect.getsource(R)
-    cell = inspect.getsource(getattr(R, bug.cell))
-    namespace = {"__name__": "notebook"}
-    exec(compile(source.replace(cell, bug.apply(cell)), f"<planted {bug.name}>", "exec"), namespace)  # noqa: S102
-    assert failing(namespace) == set(bug.fails)
 
 
 def test_there_are_enough_planted_bugs():

@@ -8,8 +8,6 @@ prove each fails exactly the checks it declares.
 """
 from __future__ import annotations
 
-import inspect
-import textwrap
 from typing import Callable, Iterable
 
 import pytest
@@ -20,55 +18,7 @@ from autograder.checks import optimizers as checks
 from tests.planted.optimizers import BUGS
 from tests.judging import fails
 
-# check → the reference class it takes
-CHECKS = {
-    "zero_grad": "Optimizer",
-    "sgd": "SGD",
-    "sgd_momentum": "SGD",
-    "nesterov": "SGD",
-    "adagrad": "AdaGrad",
-    "rmsprop": "RMSProp",
-    "adam": "Adam",
-}
 CELLS = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam"]  # the answer cells, in notebook order
-
-
-def test_checks_are_the_public_functions():
-    public = {n for n, f in vars(checks).items()
-              if callable(f) and not n.startswith("_") and f.__module__ == checks.__name__}
-    assert public == set(CHECKS) == set(checks.__all__)
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_unfilled_cell_propagates_not_implemented(name):
-    class Blank(R.Optimizer):
-        def __init__(self, params, *args, **kwargs):
-            raise NotImplementedError()
-
-        def zero_grad(self):
-            raise NotImplementedError()
-
-        def step(self):
-            raise NotImplementedError()
-
-    class BlankStep(getattr(R, CHECKS[name])):
-        def zero_grad(self):
-            raise NotImplementedError()
-
-        def step(self):
-            raise NotImplementedError()
-
-    for cls in (Blank, BlankStep):
-        with pytest.raises(NotImplementedError):
-            getattr(checks, name)(cls)
-
-
-def test_checks_leave_the_global_rng_alone():
-    torch.manual_seed(123)
-    state = torch.get_rng_state()
-    for name, cls in CHECKS.items():
-        getattr(checks, name)(getattr(R, cls))
-    assert torch.equal(torch.get_rng_state(), state)
 
 
 # --- buggy variants -----------------------------------------------------------------------------
@@ -422,30 +372,6 @@ def test_other_correct_forms_pass(name, cls):
 # --- planted bugs, applied to the reference source ----------------------------------------------
 
 
-def _planted(bug) -> dict:
-    """Every answer cell executed in order, `bug` applied to its own: the notebook's classes."""
-    namespace = {"torch": torch, "Callable": Callable, "Iterable": Iterable}
-    for cell in CELLS:
-        src = textwrap.dedent(inspect.getsource(getattr(R, cell)))
-        if cell == bug.cell:
-            src = bug.apply(src)
-        exec(compile(src, f"<planted {bug.name}: {cell}>", "exec"), namespace)  # noqa: S102
-    return namespace
-
-
 def test_every_planted_bug_edits_an_answer_cell():
     assert len(BUGS) >= 3 and all(b.cell in CELLS for b in BUGS)
 
-
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
-def test_planted_bug_fails_exactly_its_checks(bug):
-    assert bug.fails <= set(CHECKS)
-    classes = _planted(bug)
-    failed = set()
-    for name, cell in CHECKS.items():
-        try:
-            getattr(checks, name)(classes[cell])
-        except AssertionError as failure:
-            assert "expected" in str(failure) and "got" in str(failure)
-            failed.add(name)
-    assert failed == set(bug.fails)

@@ -7,22 +7,16 @@ prove each fails exactly the checks it declares (the notebook-level run is the g
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import reference.regularization as R
 from autograder.checks import regularization as checks
-from tests.planted import planted_source
 from tests.planted.regularization import BUGS
 from tests.judging import fails
-
-CHECKS = ["dropout", "early_stopping", "batchnorm", "augment"]
-CELL = {"dropout": "Dropout", "early_stopping": "EarlyStopping", "batchnorm": "BatchNorm2d", "augment": "augment"}
 
 
 @pytest.fixture(autouse=True)
@@ -33,23 +27,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_checks_are_the_public_functions():
-    assert checks.__all__ == CHECKS
-
-
 def test_reference_passes_the_hidden_cases():
     checks.dropout(R.Dropout, p=0.5)
     checks.batchnorm(R.BatchNorm2d, num_features=5, seed=1)
     checks.augment(R.augment, size=32, channels=3)
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_unfilled_cell_propagates_not_implemented(name):
-    def blank(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError):
-        getattr(checks, name)(blank)
 
 
 @pytest.mark.parametrize("method", ["forward", "step", "restore"])
@@ -58,14 +39,6 @@ def test_an_unfilled_method_propagates_not_implemented(method):
     blank = type("Blank", (cls,), {method: lambda self, *a, **k: (_ for _ in ()).throw(NotImplementedError())})
     with pytest.raises(NotImplementedError):
         (checks.dropout if method == "forward" else checks.early_stopping)(blank)
-
-
-def test_checks_leave_the_global_rng_alone():
-    torch.manual_seed(123)
-    state = torch.get_rng_state()
-    for name in CHECKS:
-        getattr(checks, name)(getattr(R, CELL[name]))
-    assert torch.equal(torch.get_rng_state(), state)
 
 
 # --- buggy variants: dropout --------------------------------------------------------------------
@@ -454,32 +427,8 @@ def test_a_student_error_is_one_clear_line_with_the_original_chained():
 # --- planted bugs, applied to the reference source ----------------------------------------------
 
 
-def _planted(bug) -> Callable:
-    src = planted_source(R, bug)
-    namespace = {"torch": torch, "nn": nn, "F": F, "math": math, "__name__": "planted"}
-    exec(compile("from __future__ import annotations\n" + src, f"<planted {bug.name}>", "exec"), namespace)  # noqa: S102
-    return namespace[bug.cell]
-
-
 def test_the_first_two_planted_bugs_are_the_clearest():
     assert [b.name for b in BUGS[:2]] == ["dropout-no-rescale", "early-stopping-seed-counter"]
-
-
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
-def test_planted_bug_fails_exactly_its_checks(bug):
-    assert bug.fails <= set(CHECKS)
-    objects = {name: getattr(R, CELL[name]) for name in CHECKS}
-    planted = _planted(bug)
-    for name in CHECKS:
-        if CELL[name] == bug.cell:
-            objects[name] = planted
-    failed = set()
-    for name in CHECKS:
-        try:
-            getattr(checks, name)(objects[name])
-        except AssertionError:
-            failed.add(name)
-    assert failed == set(bug.fails)
 
 
 # --- other correct answers pass -----------------------------------------------------------------

@@ -65,15 +65,3 @@ def planted_source(module, b: Bug) -> str:
     import textwrap
 
     return b.apply(textwrap.dedent(inspect.getsource(getattr(module, b.cell))))
-
-
-def failing_checks(checks, functions: dict, names) -> set[str]:
-    """The names of the checks (functions of module `checks`, each called with `functions[name]`)
-    that raise AssertionError."""
-    failed = set()
-    for name in names:
-        try:
-            getattr(checks, name)(functions[name])
-        except AssertionError:
-            failed.add(name)
-    return failed
