@@ -293,15 +293,13 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
         t0 = time.monotonic()
         try:
             if kind == "test" and lab and probe_dir:
-                if checks is None and checks_fd is not None:
+                if checks is None:
+                    if checks_fd is None:
+                        raise RuntimeError("no check process to probe with")
                     import socket
                     checks = socket.socket(fileno=checks_fd)
-                if checks is not None:
-                    from autograder import live
-                    live.probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index), checks)
-                else:
-                    from autograder.witness import probe_to_file
-                    probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index))
+                from autograder import live
+                live.probe_to_file(lab, source, shell.user_ns, record_path(probe_dir, index), checks)
                 err = None
             else:
                 result = shell.run_cell(source, store_history=False)

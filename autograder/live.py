@@ -703,7 +703,7 @@ def probe_cell(lab: str, source: str, namespace: dict, sock: socket.socket) -> t
 
 
 def probe_to_file(lab: str, source: str, namespace: dict, path: str, sock: socket.socket) -> None:
-    """As witness.probe_to_file, with the check in the check process at `sock`."""
+    """Probe a check cell with its check in the check process at `sock`; write its record to `path`."""
     w.write_record(path, *probe_cell(lab, source, namespace, sock))
 
 

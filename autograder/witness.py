@@ -11,9 +11,10 @@ same check function runs twice:
   and shape (never pickle), other objects as numbered handles. So are the changes the student's
   code made to what the check gave it (tensors, torch modules), exceptions (type name and
   message), and calls the student's code made back into the check (forward hooks). The probe's
-  own verdict is thrown away. Here (`probe_cell`) the check runs in the notebook's process; the
-  fork engine runs it in a check process of its own instead (autograder.live), which asks the
-  notebook's process for each touch and leaves the same record.
+  own verdict is thrown away. Here (`probe_cell`, the tests' and a Probe's reference) the check
+  runs in the notebook's process; grading runs it in a check process of its own instead
+  (autograder.live, both engines), which asks the notebook's process for each touch and leaves
+  the same record.
 * **Judge** (in the grading process, `judge_cell`): the check function runs again on the same
   inputs (literals from the source, the check's own seeded data), with a `Replay` in place of
   each student object: every touch returns what the probe recorded, nothing of the student's
@@ -1531,11 +1532,6 @@ def _judge_calls(lab: str, judge: Judge, calls: list, records: list, cases: Any)
             judge.run(_check_function(lab, name), records[i], _arguments(args, kwargs))
         finally:
             Cases.current = None
-
-
-def probe_to_file(lab: str, source: str, namespace: dict, path: str) -> None:
-    """Probe a check cell and write its record to `path`."""
-    write_record(path, *probe_cell(lab, source, namespace))
 
 
 def write_record(path: str, header: dict, blob: bytes) -> None:

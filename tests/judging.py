@@ -125,14 +125,3 @@ def passes(check: Callable, *args: Any, **kwargs: Any) -> None:
     """`check(*args, **kwargs)` passes, here and before the judge."""
     assert verdicts(check, *args, **kwargs) == ("pass", "pass")
 
-
-def raises_like_the_check(check: Callable, *args: Any, **kwargs: Any) -> None:
-    """Run `check` here, and before the judge: raises what the check raised here (for
-    `pytest.raises` in the tests), after asserting that the judge's verdict has the same words."""
-    here, judge = verdicts(check, *args, **kwargs)
-    assert masked(judge) == masked(here), f"here {here!r}, the judge says {judge!r}"
-    if here == "not answered":
-        raise NotImplementedError()
-    if here != "pass":
-        raise AssertionError(here)
-

@@ -19,7 +19,7 @@ from autograder.data import mnist_splits
 from reference import capstone as R
 from reference.capstone import CapstoneCNN, make_loaders, make_model, seed_everything, train_model
 from tests.planted import planted_source
-from tests.judging import fails, fails_here
+from tests.judging import fails, fails_here, passes
 
 CHECKS = ["interface", "param_budget", "time_budget", "accuracy", "gpu"]
 MAX_PARAMS = {"mnist": 250_000, "fashion_mnist": 250_000, "cifar10": 250_000}
@@ -69,8 +69,8 @@ def trained():
 # --------------------------------------------------------------------------- interface
 def test_interface_passes(trained):
     model, history, _ = trained
-    checks.interface(make_model, history)
-    checks.interface(lambda: CapstoneCNN(1, 10, (8, 8, 8), hidden=16), {"train_loss": [1], "val_loss": [2.0], "val_acc": [1]})
+    passes(checks.interface, make_model, history)
+    passes(checks.interface, lambda: CapstoneCNN(1, 10, (8, 8, 8), hidden=16), {"train_loss": [1], "val_loss": [2.0], "val_acc": [1]})
 
 
 def _history(**changes):

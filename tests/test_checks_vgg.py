@@ -21,7 +21,7 @@ import reference.vgg as R
 from autograder.checks import vgg as checks
 from tests.planted import planted_source
 from tests.planted.vgg import BUGS
-from tests.judging import fails
+from tests.judging import fails, passes
 
 CHECKS = ["vgg_block", "param_counts", "torchvision_match", "accuracy", "gpu"]
 CELLS = ["AlexNet", "vgg_block", "VGG", "vgg11", "vgg16", "SmallVGG", "train_classifier"]
@@ -97,8 +97,8 @@ def _block(kind="ok"):
 
 
 def test_vgg_block_other_correct_solution_passes():
-    checks.vgg_block(_block())
-    checks.vgg_block(lambda n, i, o: tuple(R.vgg_block(n, i, o)))
+    passes(checks.vgg_block, _block())
+    passes(checks.vgg_block, lambda n, i, o: tuple(R.vgg_block(n, i, o)))
 
 
 @pytest.mark.parametrize("kind, contains", [
@@ -247,7 +247,7 @@ def test_torchvision_match_accepts_other_correct_forwards():
     def view_forward(self, x):
         x = self.avgpool(self.features(x))
         return self.classifier(x.view(x.size(0), -1))
-    checks.torchvision_match(_alexnet(forward=view_forward), _vgg11(forward=view_forward), R.vgg16)
+    passes(checks.torchvision_match, _alexnet(forward=view_forward), _vgg11(forward=view_forward), R.vgg16)
 
 
 # --------------------------------------------------------------------------- accuracy, gpu
