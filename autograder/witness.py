@@ -1414,9 +1414,12 @@ class Judge(_Session):
                 value = self.decode(state["a"])
                 if type(value) is not np.ndarray or value.nbytes != target.nbytes:
                     raise ReplayMismatch("a change of an unknown form")
-                if value.dtype != target.dtype or value.shape != target.shape:
-                    target.dtype, target.shape = value.dtype, value.shape   # as `a.dtype = ...` did there
-                np.copyto(target, value)
+                try:
+                    if value.dtype != target.dtype or value.shape != target.shape:
+                        target.dtype, target.shape = value.dtype, value.shape   # as `a.dtype = ...` did there
+                    np.copyto(target, value)
+                except (ValueError, TypeError, AttributeError) as err:
+                    raise ReplayMismatch(f"a change that does not fit its array ({err})") from None
             elif isinstance(target, torch.nn.Module) and "m" in state:
                 self._rebuild(target, state["m"])
             else:

@@ -98,6 +98,20 @@ def to_tensor_in_place(obj):
     return out
 
 
+def to_tensor_reinterprets_in_place(obj):
+    out = R.to_tensor(obj)
+    if isinstance(obj, np.ndarray) and obj.dtype == np.float64:
+        obj.dtype = np.int64  # the caller's array, its bytes read as integers (the judge must see it too)
+    return out
+
+
+def to_tensor_reshapes_in_place(obj):
+    out = R.to_tensor(obj)
+    if isinstance(obj, np.ndarray) and obj.ndim == 2:
+        obj.shape = (obj.size,)  # the caller's array, flattened
+    return out
+
+
 def standardize_sample_std(X):
     std = X.std(dim=0)  # divides by N - 1
     return (X - X.mean(dim=0)) / torch.where(std > 0, std, torch.ones_like(std))
@@ -136,7 +150,7 @@ BUGGY: dict[str, list[Callable]] = {
     "iris_tensors": [iris_x_float64, iris_y_float, iris_y_int32, iris_numpy, iris_shuffled, iris_only_x,
                      iris_y_column, iris_standardized],
     "to_tensor": [to_tensor_plain, to_tensor_from_numpy, to_tensor_float64, to_tensor_numpy, to_tensor_with_index,
-                  to_tensor_in_place],
+                  to_tensor_in_place, to_tensor_reinterprets_in_place, to_tensor_reshapes_in_place],
     "standardize": [standardize_sample_std, standardize_no_guard, standardize_rows, standardize_global,
                     standardize_in_place, standardize_float64, standardize_no_centering],
 }
@@ -163,6 +177,8 @@ def test_check_fails_on_buggy_variant(name, buggy):
         (to_tensor_numpy, "torch.Tensor"),
         (to_tensor_with_index, "index"),
         (to_tensor_in_place, "leave the input alone"),
+        (to_tensor_reinterprets_in_place, "leave the input alone"),
+        (to_tensor_reshapes_in_place, "leave the input alone"),
         (standardize_sample_std, "correction=0"),
         (standardize_no_guard, "0 / 0 = NaN"),
         (standardize_rows, "dim=0"),
