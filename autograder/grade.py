@@ -101,9 +101,6 @@ def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) 
                        "skipped: no CUDA on this grader (grading.gpu: preferred)")
 
 
-_JUDGE_LOCK = threading.Lock()   # a judge seeds torch's global generator: one at a time
-
-
 def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None,
           partial: bool = False) -> tuple[Outcome, float | None]:
     """The verdict on one check cell, decided here from its probe's record (autograder.witness):
@@ -115,8 +112,7 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
         return Outcome("error", "ReplayMismatch", "the probe left no record of this check (the notebook interfered "
                                                   "with the grader, or the check cell did not run)"), None
     try:
-        with _JUDGE_LOCK:
-            judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
+        judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
     except PartialCredit as e:
         return Outcome("error", "AssertionError", str(e)), e.passed / e.total
     except (AssertionError, NotImplementedError, Skipped) as e:
@@ -131,6 +127,22 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
     return Outcome("ok"), None
 
 
+JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up
+
+
+def judge_apart(lab_id: str, cells: list[tuple[int, str, bool]], records: dict, device: str,
+                facts: dict) -> dict[int, tuple[Outcome, float | None]]:
+    """`judge` for each (index, source, partial) check cell of one notebook, in a process of its
+    own (autograder.judges): a record that crashes the judge, or keeps it busy past the judging
+    budget, costs this notebook's checks, never the grader or a classmate's grade."""
+    from .judges import shared
+    verdicts = shared().judge(lab_id, cells, records, device, facts, JUDGE_SECONDS + JUDGE_MARGIN)
+    if isinstance(verdicts, dict) and set(verdicts) == {index for index, _, _ in cells}:
+        return verdicts
+    why = verdicts if isinstance(verdicts, str) else "the judge answered for other cells"
+    return {index: (Outcome("error", "JudgeStopped", why), None) for index, _, _ in cells}
+
+
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",
           device: str = "cpu", records: dict[int, tuple[dict, bytes]] | None = None,
           facts: dict | None = None) -> list[CheckResult]:
@@ -139,6 +151,10 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
     check cell that ran is judged here; a cell that timed out, died or never ran fails as such."""
     results: dict[str, CheckResult] = {}
     first_failure = ""           # the first failing non-test cell, as context for later errors
+    verdicts = {}
+    if records is not None:      # every check cell that ran, judged at once, apart
+        cells = _to_judge(nb, outcomes, lab, records)
+        verdicts = judge_apart(lab.id, cells, records, device, facts or {}) if cells else {}
     for index, cell in enumerate(nb.cells):
         outcome = outcomes.get(index)
         if outcome is None:
@@ -149,10 +165,7 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             if name not in lab.checks or name in results:
                 continue
             max_points = lab.checks[name]
-            share = None
-            if records is not None and outcome.status in ("ok", "error"):
-                if index in records or outcome.status == "ok":
-                    outcome, share = judge(lab.id, cell.source, records.get(index), device, facts, name in lab.partial)
+            outcome, share = verdicts.get(index, (outcome, None))
             if outcome.status == "ok":
                 results[name] = CheckResult(name, max_points, max_points)
             elif share:
@@ -169,6 +182,23 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
     # a check whose test cell never ran (absent from the source) is a grader bug, not 0 silently
     return [results.get(n) or CheckResult(n, 0, p, "not run: the check cell is missing from the source notebook")
             for n, p in lab.checks.items()]
+
+
+def _to_judge(nb, outcomes: dict[int, Outcome], lab: Lab, records: dict) -> list[tuple[int, str, bool]]:
+    """(index, source, partial) of each check cell to judge: the first cell of each of the lab's
+    checks that ran, and ended ok or with an error (its record, if any, says which)."""
+    cells, seen = [], set()
+    for index, cell in enumerate(nb.cells):
+        outcome = outcomes.get(index)
+        if outcome is None or not is_grade(cell) or is_solution(cell):
+            continue
+        name = cell.metadata["nbgrader"]["grade_id"].removeprefix("check_")
+        if name not in lab.checks or name in seen:
+            continue
+        seen.add(name)
+        if outcome.status in ("ok", "error") and (index in records or outcome.status == "ok"):
+            cells.append((index, cell.source, name in lab.partial))
+    return cells
 
 
 @lru_cache(maxsize=1)
@@ -331,6 +361,8 @@ class Graders:
             self.idle.put(Worker(slot, runtime, options))
         self._images: dict[str, object] = {}
         self._lock = threading.Lock()
+        from .judges import shared
+        shared().start()          # the judges' server warms up while the first notebooks run
 
     def images(self, dataset: str):
         with self._lock:

@@ -459,3 +459,70 @@ def test_a_handle_that_claims_to_be_a_tensor_cannot_crash_the_judge():
     done = subprocess.run([sys.executable, "-c", FAKE_TENSOR], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pass" not in done.stdout and "expected" in done.stdout, done.stdout
+
+
+# ------------------------------------------------------------------ the judge, apart from the grader
+FAILING_JUDGES = '''
+import os, sys, time
+import autograder.grade as grade
+real = grade.judge
+def judge(lab_id, source, *args, **kwargs):
+    if "abort" in source:
+        os.abort()                      # as a crash in a decoder or a library would
+    if "busy" in source:
+        time.sleep(600)
+    return real(lab_id, source, *args, **kwargs)
+grade.judge = judge
+from autograder.judges import serve
+serve(sys.argv[1])
+'''
+
+
+def test_a_judge_that_crashes_or_hangs_costs_only_its_notebook(tmp_path, monkeypatch):
+    """Each notebook is judged in a fork of the judges' server: a judge that dies or outlives
+    its budget fails that notebook's checks with why (JudgeStopped); the grader and the next
+    notebook are judged as before."""
+    import sys
+    from autograder import grade, judges
+
+    def sigmoid_grad(x):
+        s = 1 / (1 + __import__("torch").exp(-x))
+        return s * (1 - s)
+    source = "checks.sigmoid_grad(sigmoid_grad)"
+    record = witness.probe_cell("backprop", source, {"sigmoid_grad": sigmoid_grad})
+    script = tmp_path / "failing_judges.py"
+    script.write_text(FAILING_JUDGES)
+    server = judges.Judges([sys.executable, str(script)])
+    monkeypatch.setattr(judges, "_SHARED", server)
+    monkeypatch.setattr(grade, "JUDGE_SECONDS", 1.0)
+    monkeypatch.setattr(grade, "JUDGE_MARGIN", 1.0)
+    try:
+        def verdict(cell_source):
+            return grade.judge_apart("backprop", [(3, cell_source, False)], {3: record}, "cpu", {})[3][0]
+        assert verdict(source).status == "ok"
+        crashed = verdict(source + "  # abort")
+        assert (crashed.status, crashed.ename) == ("error", "JudgeStopped")
+        assert "the judge stopped on this notebook's records" in crashed.evalue
+        busy = verdict(source + "  # busy")
+        assert (busy.ename, busy.evalue) == ("JudgeStopped", "judging took more than 2 s")
+        assert verdict(source).status == "ok"          # the server outlived both
+        assert server._proc.poll() is None
+        assert _judges_running(script) == [server._proc.pid], "the busy judge outlived its deadline"
+    finally:
+        server.close()
+
+
+def _judges_running(script) -> list[int]:
+    """The processes that run `script` (the server and its judges), after a moment to end."""
+    import os
+    import time
+    time.sleep(0.5)
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if str(script).encode() in f.read():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return sorted(pids)

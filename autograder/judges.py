@@ -1,0 +1,190 @@
+"""Judges apart from the grader: each notebook's records are judged in a process of its own.
+
+A record is the student's data, and the judge decodes it and runs the check on it. A record
+that crashes the judge (a bug in a decoder, a library's) or keeps it busy must cost that
+notebook's checks, never the grading process or a classmate's grade. So the grader starts one
+small server (`python -m autograder.judges SOCKET`): a clean process, no threads, torch and the
+checks imported once, that forks a judge for each connection. The grader sends the cells and
+records (pickled: the grader's own message), the judge answers JSON (never pickle: it read the
+student's data).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .results import Outcome
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(struct.pack("<Q", len(data)) + data)
+
+
+def _recv(sock: socket.socket, limit: int) -> bytes:
+    head = _exactly(sock, 8)
+    size = struct.unpack("<Q", head)[0]
+    if size > limit:
+        raise OSError(f"a message of {size} bytes")
+    return _exactly(sock, size)
+
+
+def _exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            raise EOFError("closed")
+        got += k
+    return bytes(buf)
+
+
+# --- the server, in a process of its own ----------------------------------------------------------
+
+def _die_with_parent() -> None:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
+
+
+def serve(path: str) -> None:
+    """Accept connections at `path`; fork a judge for each. Ends with the grader (its parent)."""
+    _die_with_parent()
+    _warm_up()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)            # judges are reaped by the kernel
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        conn, _ = listener.accept()
+        if os.fork() == 0:
+            try:
+                listener.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _die_with_parent()                           # a judge ends with the server
+                signal.alarm(_FIRST_MESSAGE_SECONDS)
+                _judge_connection(conn)
+            finally:
+                os._exit(0)
+        conn.close()
+
+
+def _warm_up() -> None:
+    """Import, once, what every judge needs: torch, the witness and each lab's checks with its
+    golden data (each judge is a fork of this process)."""
+    import importlib
+    import pkgutil
+
+    import autograder.checks as checks
+    import autograder.grade  # noqa: F401
+    import autograder.witness  # noqa: F401
+    for module in pkgutil.iter_modules(checks.__path__):
+        importlib.import_module(f"autograder.checks.{module.name}")
+        try:
+            checks.golden(module.name)
+        except (OSError, ValueError, KeyError):
+            pass                          # a lab without golden data
+
+
+_FIRST_MESSAGE_SECONDS = 60
+
+
+def _judge_connection(conn: socket.socket) -> None:
+    """Judge one notebook's cells; the grader's deadline is this process's alarm: a judge past it
+    is ended (SIGALRM's default action), not left running after the grader gave up on it."""
+    from autograder.grade import judge
+    lab_id, cells, records, device, facts, seconds = pickle.loads(_recv(conn, 1 << 40))
+    signal.alarm(max(1, math.ceil(seconds)))
+    verdicts = {}
+    for index, source, partial in cells:
+        outcome, share = judge(lab_id, source, records.get(index), device, facts, partial)
+        verdicts[str(index)] = [outcome.status, outcome.ename, outcome.evalue, share]
+    _send(conn, json.dumps(verdicts).encode())
+
+
+# --- the grader's side ------------------------------------------------------------------------------
+
+class Judges:
+    """The grader's judge server: `judge(...)` judges one notebook's cells in a fresh judge."""
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.command = command or [sys.executable, "-m", "autograder.judges"]
+        self._tmp = tempfile.TemporaryDirectory(prefix="course-judges-")
+        self.path = str(Path(self._tmp.name) / "judges.sock")
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._ready = False
+
+    def start(self) -> None:
+        """Start the server (if it is not running) without waiting for it."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                if os.path.exists(self.path):
+                    os.unlink(self.path)
+                self._proc = subprocess.Popen([*self.command, self.path],
+                                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+                self._ready = False
+
+    def _server(self) -> str:
+        self.start()
+        with self._lock:
+            if not self._ready:
+                if self._proc.stdout.readline().strip() != "ready":
+                    raise OSError("the judge server did not start")
+                self._ready = True
+            return self.path
+
+    def judge(self, lab_id: str, cells: list[tuple[int, str, bool]], records: dict, device: str, facts: dict,
+              seconds: float) -> dict[int, tuple[Outcome, float | None]] | str:
+        """The verdict on each (index, source, partial) cell; or why the judge gave none."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self._server())
+            sock.settimeout(seconds)
+            _send(sock, pickle.dumps((lab_id, cells, records, device, facts, seconds), protocol=5))
+            answer = json.loads(_recv(sock, 64 << 20))
+            return {int(index): (Outcome(str(status), str(ename), str(evalue)), share)
+                    for index, (status, ename, evalue, share) in answer.items()}
+        except socket.timeout:
+            return f"judging took more than {seconds:g} s"
+        except (EOFError, OSError, ValueError, TypeError) as err:
+            return f"the judge stopped on this notebook's records ({type(err).__name__})"
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc is not None and self._proc.stdout:
+            self._proc.stdout.close()
+        self._tmp.cleanup()
+
+
+_SHARED: Judges | None = None
+
+
+def shared() -> Judges:
+    """This process's judge server (started on first use, ended with the process)."""
+    global _SHARED
+    if _SHARED is None:
+        import atexit
+        _SHARED = Judges()
+        atexit.register(_SHARED.close)
+    return _SHARED
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
