@@ -27,6 +27,7 @@ from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
 from .results import CheckResult, Outcome, Result
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
+from .judges import judge_apart
 from .witness import JUDGE_SECONDS, read_records
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
@@ -99,48 +100,6 @@ def _gpu_policy(check: CheckResult, outcome: Outcome, policy: str, device: str) 
                            "skipped: no CUDA on this grader — course.yml requires GPU execution (grading.gpu: required)")
     return CheckResult(check.name, check.max_points, check.max_points,
                        "skipped: no CUDA on this grader (grading.gpu: preferred)")
-
-
-def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None,
-          partial: bool = False) -> tuple[Outcome, float | None]:
-    """The verdict on one check cell, decided here from its probe's record (autograder.witness):
-    "ok", or "error" with the check's message; and the share of its points its passing cases
-    earn when `partial` (None otherwise)."""
-    from .checks import PartialCredit, Skipped
-    from .witness import ReplayMismatch, judge_cell
-    if record is None:
-        return Outcome("error", "ReplayMismatch", "the probe left no record of this check (the notebook interfered "
-                                                  "with the grader, or the check cell did not run)"), None
-    try:
-        judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
-    except PartialCredit as e:
-        return Outcome("error", "AssertionError", str(e)), e.passed / e.total
-    except (AssertionError, NotImplementedError, Skipped) as e:
-        return Outcome("error", type(e).__name__, str(e)), None
-    except ReplayMismatch as e:
-        return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
-                                                  "the notebook changed the grader's code or data"), None
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # noqa: BLE001 — the student's exception, replayed, or a value the check
-        return Outcome("error", type(e).__name__, str(e)), None   # does not handle: a failure, with why
-    return Outcome("ok"), None
-
-
-JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up
-
-
-def judge_apart(lab_id: str, cells: list[tuple[int, str, bool]], records: dict, device: str,
-                facts: dict) -> dict[int, tuple[Outcome, float | None]]:
-    """`judge` for each (index, source, partial) check cell of one notebook, in a process of its
-    own (autograder.judges): a record that crashes the judge, or keeps it busy past the judging
-    budget, costs this notebook's checks, never the grader or a classmate's grade."""
-    from .judges import shared
-    verdicts = shared().judge(lab_id, cells, records, device, facts, JUDGE_SECONDS + JUDGE_MARGIN)
-    if isinstance(verdicts, dict) and set(verdicts) == {index for index, _, _ in cells}:
-        return verdicts
-    why = verdicts if isinstance(verdicts, str) else "the judge answered for other cells"
-    return {index: (Outcome("error", "JudgeStopped", why), None) for index, _, _ in cells}
 
 
 def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferred",

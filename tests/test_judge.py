@@ -464,17 +464,16 @@ def test_a_handle_that_claims_to_be_a_tensor_cannot_crash_the_judge():
 # ------------------------------------------------------------------ the judge, apart from the grader
 FAILING_JUDGES = '''
 import os, sys, time
-import autograder.grade as grade
-real = grade.judge
+import autograder.judges as judges
+real = judges.judge
 def judge(lab_id, source, *args, **kwargs):
     if "abort" in source:
         os.abort()                      # as a crash in a decoder or a library would
     if "busy" in source:
         time.sleep(600)
     return real(lab_id, source, *args, **kwargs)
-grade.judge = judge
-from autograder.judges import serve
-serve(sys.argv[1])
+judges.judge = judge
+judges.serve(sys.argv[1])
 '''
 
 
@@ -483,7 +482,7 @@ def test_a_judge_that_crashes_or_hangs_costs_only_its_notebook(tmp_path, monkeyp
     its budget fails that notebook's checks with why (JudgeStopped); the grader and the next
     notebook are judged as before."""
     import sys
-    from autograder import grade, judges
+    from autograder import judges
 
     def sigmoid_grad(x):
         s = 1 / (1 + __import__("torch").exp(-x))
@@ -494,11 +493,11 @@ def test_a_judge_that_crashes_or_hangs_costs_only_its_notebook(tmp_path, monkeyp
     script.write_text(FAILING_JUDGES)
     server = judges.Judges([sys.executable, str(script)])
     monkeypatch.setattr(judges, "_SHARED", server)
-    monkeypatch.setattr(grade, "JUDGE_SECONDS", 1.0)
-    monkeypatch.setattr(grade, "JUDGE_MARGIN", 1.0)
+    monkeypatch.setattr(judges, "JUDGE_SECONDS", 1.0)
+    monkeypatch.setattr(judges, "JUDGE_MARGIN", 1.0)
     try:
         def verdict(cell_source):
-            return grade.judge_apart("backprop", [(3, cell_source, False)], {3: record}, "cpu", {})[3][0]
+            return judges.judge_apart("backprop", [(3, cell_source, False)], {3: record}, "cpu", {})[3][0]
         assert verdict(source).status == "ok"
         crashed = verdict(source + "  # abort")
         assert (crashed.status, crashed.ename) == ("error", "JudgeStopped")
