@@ -1,9 +1,9 @@
 """Checks of lab xor (perceptron, XOR and the multilayer perceptron). Names and points: course.yml.
 
 Independent of each other: every check builds its own XOR data, and the checks of the two models
-train with their own loop (torch.optim.SGD + nn.BCELoss), never with the student's `train_xor`.
-Only `mlp_accuracy` judges the student's whole pipeline (data, model and training together), so a
-bug in any of them may also cost it. Every model a check builds is built under `fork_rng`: the
+train them with their own loop (torch.optim.SGD + nn.BCELoss), never with the student's
+`train_xor`; `train_xor` is given a correct `make_xor_data` while its check runs. So one mistake
+costs its own check's points once. Every model a check builds is built under `fork_rng`: the
 notebook's random stream is left as it was.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from autograder.checks import count_params
-from autograder.checks import call_student, close, error_line, expect, expect_close, fail, fmt
+from autograder.checks import call_student, close, error_line, expect, expect_close, fail, fmt, given
 
 __all__ = ["make_xor_data", "single_layer", "param_count", "train_xor", "mlp_accuracy"]
 
@@ -200,38 +200,45 @@ def _linear_stack(model: nn.Module) -> str:
     return ""
 
 
-def mlp_accuracy(model: nn.Module, threshold: float = 1.0) -> None:
-    """The trained MLP classifies the four XOR examples (output > 0.5 means 1) with accuracy ≥
-    threshold (1.0: all four)."""
-    what = "trained MLP accuracy on XOR"
+NOTEBOOK_SEED, NOTEBOOK_EPOCHS = 4, 4000   # the notebook's MLP: seed 4, 4,000 epochs of SGD at lr 1
+
+
+def mlp_accuracy(make_xor_mlp: Callable, threshold: float = 1.0, epochs: int = NOTEBOOK_EPOCHS,
+                 seed: int = NOTEBOOK_SEED) -> None:
+    """make_xor_mlp() built from `seed` and trained by the check as the notebook trains it (full-batch
+    SGD at lr 1 on BCE, `epochs` epochs, on the true XOR data) classifies the four XOR examples
+    (output > 0.5 means 1) with accuracy ≥ threshold (1.0: all four). The check's own data and
+    loop: a mistake in make_xor_data or train_xor costs their checks, not this one."""
+    what = f"make_xor_mlp() from seed {seed}, trained {epochs:,} epochs (SGD lr 1, BCE): accuracy on XOR"
     at_least = f"≥ {threshold:.2f}"
-    if not isinstance(model, nn.Module):
-        fail(what, at_least, type(model).__name__, "pass the trained model")
-    was_training = model.training
-    model.eval()
-    try:
-        out = _probabilities(model, "the trained MLP", "the model cannot run on X [4, 2]: fix make_xor_mlp first")
-    finally:
-        model.train(was_training)
+    model = _build(make_xor_mlp, "make_xor_mlp", seed)
+    _probabilities(model, "make_xor_mlp()", "each Linear's in_features is the out_features of the one before: "
+                   "Linear(2, 10), Linear(10, 10), Linear(10, 10), Linear(10, 1)")
+    with torch.random.fork_rng(devices=[]):
+        losses = _call(_fit, "training make_xor_mlp() with SGD lr 1 on BCE", model, epochs, 1.0)
     X, Y = _xor()
+    with torch.no_grad():
+        out = model(X)
     acc = _accuracy(out, Y)
     if acc >= threshold:
         return
-    loss = float(nn.functional.binary_cross_entropy(out, Y))
-    hint = "train it with train_xor(model, epochs, lr=1.0) before checking"
+    hint = "a sigmoid after every hidden Linear, 2-10-10-10-1, ending in nn.Sigmoid()"
     linear = _linear_stack(model)
     if linear:
         hint = (f"{linear} with no activation in between: stacked linear layers are one linear layer, and no line "
                 "separates XOR — put a Sigmoid after every hidden Linear")
-    elif abs(loss - LN2) < 5e-3:
-        hint = (f"its loss is {loss:.4f} ≈ ln 2: it answers ~0.5 everywhere, stuck on the plateau — train longer, "
-                "or start from another seed")
-    elif bool(((out < 0.05) | (out > 0.95)).all()):
-        hint = "it answers every input confidently, some wrongly: it learned other labels — check make_xor_data's Y"
+    elif abs(losses[-1] - LN2) < 5e-3:
+        hint = (f"its loss is still {losses[-1]:.4f} ≈ ln 2: it answers ~0.5 everywhere, stuck on the plateau — "
+                "build the seed's 2-10-10-10-1 sigmoid MLP with PyTorch's default initialisation")
     fail(what, at_least, f"{acc:.2f} (outputs {fmt(out)})", hint)
 
 
 # --- train_xor ----------------------------------------------------------------------------------
+
+
+def _xor_data_given() -> tuple[torch.Tensor, torch.Tensor]:
+    """The correct make_xor_data, given to the student's train_xor while its check runs."""
+    return _xor()
 
 
 def _small_net() -> nn.Module:
@@ -244,13 +251,14 @@ def _small_net() -> nn.Module:
 def train_xor(train_xor: Callable) -> None:
     """train_xor(model, epochs, lr) trains the model in place on XOR and returns `epochs` Python
     floats, each the BCE of the forward pass before that epoch's SGD step: equal to a run of
-    torch.optim.SGD + nn.BCELoss on the same network, at (25 epochs, lr 1) and (10 epochs, lr 0.5)."""
+    torch.optim.SGD + nn.BCELoss on the same network, at (25 epochs, lr 1) and (10 epochs, lr 0.5).
+    It runs with a correct make_xor_data: a wrong one costs its own check only."""
     for epochs, lr in ((25, 1.0), (10, 0.5)):
         what = f"train_xor(model, epochs={epochs}, lr={lr})"
         net = _small_net()
         start = copy.deepcopy(net.state_dict())
         reference = copy.deepcopy(net)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), given(train_xor, make_xor_data=_xor_data_given):
             got = _call(train_xor, what, net, epochs, lr)
         expected = _fit(reference, epochs, lr)
 
