@@ -1,6 +1,7 @@
 """`course grade`: every notebook of a class, restored, executed, scored per check.
 
-Layout as nbgrader's: `SUBMISSIONS/<student>/<lab>.ipynb`. One broken submission never stops
+Layouts: `SUBMISSIONS/<student>/<lab>.ipynb`, or nbgrader's collected
+`submitted/<student>/<lab>/<lab>.ipynb` (find_submissions). One broken submission never stops
 the class: a file that is not a notebook, a cell that raises or loops, a kernel that dies — each
 becomes 0 points on what it broke, with a message, and grading goes on. A check passes when its
 test cell runs without an error; output on stderr (a torch warning) never costs points.
@@ -369,24 +370,70 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
         return graders.grade(student or path.parent.name, lab, path)
 
 
+_COPY_SUFFIX = re.compile(r"\s*\(\d+\)$")       # `backprop (1).ipynb`: a browser's second download
+SUBMISSION_TIME = "timestamp.txt"                   # nbgrader's: when the student submitted
+_RENAMED = "(its name differs from the lab's)"
+
+
+def lab_name(stem: str) -> str:
+    """The lab a notebook's name means: case and a ` (1)` suffix aside."""
+    return _COPY_SUFFIX.sub("", stem).strip().lower()
+
+
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
-    """(student, lab, path) for every `root/<student>/<lab>.ipynb` of the selected labs, and
-    warnings for notebooks whose name is no lab."""
+    """(student, lab, path) of each student's notebook for each selected lab, in either layout:
+    `root/<student>/<lab>.ipynb`, or nbgrader's `root/<student>/<lab>/<lab>.ipynb` (its
+    `submitted/` folder, with `timestamp.txt`). A name that differs in case or by a ` (1)`
+    suffix still names its lab (the result says so); where a student handed in several files
+    for one lab, `<lab>.ipynb` is graded, else the newest. Every file not graded is a warning."""
     if not root.is_dir():
         raise CourseError(f"{root}: no such submissions folder (expected {root}/<student>/<lab>.ipynb)")
     labs = {lab.id: lab for lab in course.select(lab_ids)}
     known = {lab.id for lab in course.labs}
     found, warnings = [], []
     for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for nb_path in sorted(student_dir.glob("*.ipynb")):
-            if nb_path.stem in labs:
-                found.append((student_dir.name, labs[nb_path.stem], nb_path))
-            elif nb_path.stem not in known:
-                warnings.append(f"skipped {student_dir.name}/{nb_path.name}: no lab {nb_path.stem!r} in course.yml")
+        student = student_dir.name
+        candidates: dict[str, list[Path]] = {}
+        nested = [d for d in sorted(student_dir.iterdir())        # a linked folder is not followed
+                  if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
+        for nb_path in [*sorted(student_dir.glob("*.ipynb")), *(p for d in nested for p in sorted(d.glob("*.ipynb")))]:
+            name = lab_name(nb_path.stem)
+            if name in labs:
+                candidates.setdefault(name, []).append(nb_path)
+            elif name not in known:
+                warnings.append(f"skipped {nb_path.relative_to(root)}: no lab {nb_path.stem!r} in course.yml")
+        for lab_id, paths in candidates.items():
+            exact = [p for p in paths if p.name == f"{lab_id}.ipynb"] or paths
+            chosen = max(exact, key=lambda p: (p.stat().st_mtime, str(p)))
+            found.append((student, labs[lab_id], chosen))
+            for other in paths:
+                if other != chosen:
+                    warnings.append(f"skipped {other.relative_to(root)}: {student} handed in "
+                                    f"{chosen.relative_to(root)} for lab {lab_id} too, and that one is graded")
     if not found:
         which = ", ".join(labs) if lab_ids else "any lab"
-        raise CourseError(f"{root}: no submissions for {which} (expected {root}/<student>/<lab>.ipynb)")
+        raise CourseError(f"{root}: no submissions for {which} (expected {root}/<student>/<lab>.ipynb "
+                          f"or nbgrader's {root}/<student>/<lab>/<lab>.ipynb)")
+    order = {lab.id: i for i, lab in enumerate(course.labs)}
+    found.sort(key=lambda f: (f[0], order[f[1].id]))
     return found, warnings
+
+
+def submission_facts(result: Result, path: Path) -> Result:
+    """`result` with what the file tells beyond its cells: a note where its name is not
+    `<lab>.ipynb`, and when it was submitted (nbgrader's `timestamp.txt` beside it)."""
+    result.notes[:] = [n for n in result.notes if not (n.endswith(_RENAMED) or n.startswith(SUBMISSION_TIME))]
+    if path.name != f"{result.lab}.ipynb":
+        result.notes.append(f"graded {path.name} as {result.lab}.ipynb {_RENAMED}")
+    stamp = path.parent / SUBMISSION_TIME
+    if lab_name(path.parent.name) == result.lab and stamp.is_file():
+        from nbgrader.utils import parse_utc
+        text = stamp.read_text(errors="replace").strip()[:100]
+        try:
+            result.submitted_at = parse_utc(text).isoformat() + "+00:00"
+        except (ValueError, OverflowError):
+            result.notes.append(f"{SUBMISSION_TIME} reads {text!r}, not a time: when it was submitted is unknown")
+    return result
 
 
 def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Exception) -> Result:
@@ -433,7 +480,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
         if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed):
-            results[i] = old
+            results[i] = submission_facts(old, path)
         else:
             todo.append(i)
     if attempts is not None:
@@ -441,9 +488,9 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
             student, lab, path = found[i]
             if _attempts(attempts, student, lab.id)[1] >= MAX_ATTEMPTS:
                 todo.remove(i)
-                results[i] = _grader_error(student, lab.id, str(path), course, GraderStopped(
+                results[i] = submission_facts(_grader_error(student, lab.id, str(path), course, GraderStopped(
                     f"the grader stopped {MAX_ATTEMPTS} times while grading this submission; it is set aside "
-                    "(grade it again with --force)"))
+                    "(grade it again with --force)")), path)
                 if on_result:
                     on_result(results[i])
     if not todo:
@@ -454,7 +501,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
             mark, count = _attempts(attempts, student, lab.id)
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.write_text(str(count + 1))
-        return graders.grade(student, lab, path)
+        return submission_facts(graders.grade(student, lab, path), path)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders, \

@@ -14,12 +14,15 @@ from .results import Result
 
 
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
-    """Record every result in the gradebook at `path` (created if absent; regrades replace)."""
+    """Record every result in the gradebook at `path` (created if absent): a regrade updates
+    each submission in place, so manual scores, extra credit and comments entered in formgrader
+    stay; submission times from nbgrader's timestamp.txt are recorded."""
     # nbgrader's Gradebook runs the `alembic` executable: the venv's bin/ must be on PATH
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.utils import parse_utc
     from nbgrader.preprocessors import SaveCells
 
     db_url = f"sqlite:///{path.resolve()}"
@@ -35,12 +38,15 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's add_submission
         for r in results:
             gb.update_or_create_student(r.student)
-            try:
-                gb.remove_submission(r.lab, r.student)
+            stamp = {"timestamp": r.submitted_at} if r.submitted_at else {}
+            try:       # a regrade updates the submission in place: a TA's manual scores and comments stay
+                submission = gb.find_submission(r.lab, r.student)
+                if r.submitted_at:
+                    submission.timestamp = parse_utc(r.submitted_at)
             except MissingEntry:
-                pass
-            gb.add_submission(r.lab, r.student)
+                gb.add_submission(r.lab, r.student, **stamp)
             for check in r.checks:
                 grade = gb.find_grade(f"check_{check.name}", r.lab, r.lab, r.student)
                 grade.auto_score = float(check.points)
+                grade.needs_manual_grade = grade.manual_score is not None   # as nbgrader's autograde decides
             gb.db.commit()

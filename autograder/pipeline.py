@@ -62,6 +62,11 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
                                     sandboxed=options.sandboxed, attempts=attempts)
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     write_reports(out, results, {lab.id: lab.title for lab in course.labs})
+    unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
+    if warnings:
+        unmatched.write_text("".join(f"{w}\n" for w in warnings))
+    else:
+        unmatched.unlink(missing_ok=True)
     if options.gradebook:
         from .gradebook import write_gradebook
         write_gradebook(out / "gradebook.db", results, course)

@@ -60,6 +60,7 @@ class Result:
     grader_error: str = ""                           # the grader itself failed (not the student)
     fingerprint: str = ""                            # of the submission and what graded it
     sandboxed: bool = True                           # False: --unsafe-no-sandbox
+    submitted_at: str = ""                           # ISO 8601 UTC, from nbgrader's timestamp.txt
 
     @property
     def score(self) -> float:

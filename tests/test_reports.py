@@ -63,6 +63,33 @@ def test_gradebook_is_nbgraders(course, tmp_path):
         assert len(gb.students) == 2
 
 
+def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(course, tmp_path):
+    """Data loss, red team (issue 12): a manual score entered in formgrader was gone after a rerun.
+    A regrade now updates the submission in place; autograded cells are not queued for manual
+    grading unless a TA graded them by hand; nbgrader's timestamp.txt reaches the gradebook."""
+    full, lost = _results(course)
+    lost.submitted_at = "2026-12-01T10:00:00.250000+00:00"
+    db = tmp_path / "gradebook.db"
+    write_gradebook(db, [full, lost], course)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    from nbgrader.api import Gradebook
+    first = f"check_{next(iter(course.labs[0].checks))}"
+    with Gradebook(f"sqlite:///{db}") as gb:
+        submission = gb.find_submission(lost.lab, "bob")
+        assert str(submission.timestamp) == "2026-12-01 10:00:00.250000"
+        assert not submission.needs_manual_grade and all(not nb.needs_manual_grade for nb in submission.notebooks)
+        grade = gb.find_grade(first, lost.lab, lost.lab, "bob")
+        grade.manual_score, grade.extra_credit = 1.5, 0.5                   # a TA, in formgrader
+        gb.db.commit()
+    write_gradebook(db, [full, lost], course)                                # the next run
+    with Gradebook(f"sqlite:///{db}") as gb:
+        grade = gb.find_grade(first, lost.lab, lost.lab, "bob")
+        assert (grade.manual_score, grade.extra_credit, grade.auto_score) == (1.5, 0.5, 0.0)
+        assert grade.needs_manual_grade          # graded by hand: nbgrader's rule, the TA reviews it
+        assert gb.find_submission(lost.lab, "bob").score == lost.score - 0.0 + 1.5 + 0.5
+        assert len(gb.find_assignment(lost.lab).submissions) == 2
+
+
 def test_fail_under_exit_code_and_report_files(course, tmp_path):
     (tmp_path / "class" / "eve").mkdir(parents=True)
     (tmp_path / "class" / "eve" / f"{course.labs[0].id}.ipynb").write_text("{ not json")

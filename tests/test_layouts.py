@@ -1,0 +1,93 @@
+"""Where submissions come from (issue 12): the simple `<student>/<lab>.ipynb` layout and
+nbgrader's collected `submitted/<student>/<lab>/<lab>.ipynb` with its `timestamp.txt`; names a
+student's browser or editor changed (`Backprop.ipynb`, `backprop (1).ipynb`) are matched and
+noted; every file that is not graded is a warning, on stderr and in the output's warnings.txt."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from autograder.grade import find_submissions, submission_facts
+from autograder.report import read_results
+from autograder.results import Result
+from tests.conftest import ROOT
+
+LAB = "tensors"
+
+
+def _hand_in(course, root, rel, age=0.0):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(course.solution_path(LAB), path)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def _found(course, root):
+    found, warnings = find_submissions(root, course, [LAB])
+    return {student: path.relative_to(root).as_posix() for student, _, path in found}, warnings
+
+
+def test_both_layouts_and_renamed_files_are_found_and_nothing_is_dropped_silently(course, tmp_path):
+    _hand_in(course, tmp_path, "ada/tensors.ipynb")
+    _hand_in(course, tmp_path, "bob/tensors/tensors.ipynb")                 # nbgrader's submitted/
+    _hand_in(course, tmp_path, "cy/Tensors.ipynb")
+    _hand_in(course, tmp_path, "dee/tensors (1).ipynb")
+    _hand_in(course, tmp_path, "eve/tensors.ipynb", age=60)
+    _hand_in(course, tmp_path, "eve/tensors (1).ipynb")                     # newer, but not the lab's name
+    _hand_in(course, tmp_path, "fay/tensors (1).ipynb", age=60)
+    _hand_in(course, tmp_path, "fay/tensors (2).ipynb")
+    _hand_in(course, tmp_path, "gus/my notes.ipynb")
+    _hand_in(course, tmp_path, "gus/backprop.ipynb")                        # another lab, not selected: no warning
+    (tmp_path / "hal").mkdir()
+    (tmp_path / "hal" / "tensors").symlink_to(tmp_path / "bob" / "tensors")  # a classmate's folder: not followed
+    found, warnings = _found(course, tmp_path)
+    assert found == {"ada": "ada/tensors.ipynb", "bob": "bob/tensors/tensors.ipynb", "cy": "cy/Tensors.ipynb",
+                     "dee": "dee/tensors (1).ipynb", "eve": "eve/tensors.ipynb", "fay": "fay/tensors (2).ipynb"}
+    assert sorted(warnings) == [
+        "skipped eve/tensors (1).ipynb: eve handed in eve/tensors.ipynb for lab tensors too, and that one is graded",
+        "skipped fay/tensors (1).ipynb: fay handed in fay/tensors (2).ipynb for lab tensors too, and that one is graded",
+        "skipped gus/my notes.ipynb: no lab 'my notes' in course.yml",
+    ]
+
+
+def test_a_renamed_file_is_noted_and_nbgraders_timestamp_is_kept(course, tmp_path):
+    def facts(path):
+        return submission_facts(Result("s", LAB, str(path), []), path)
+    renamed = facts(_hand_in(course, tmp_path, "cy/Tensors.ipynb"))
+    assert renamed.notes == ["graded Tensors.ipynb as tensors.ipynb (its name differs from the lab's)"]
+    nested = _hand_in(course, tmp_path, "bob/tensors/tensors.ipynb")
+    (nested.parent / "timestamp.txt").write_text("2026-12-01 09:59:30.500000 UTC\n")   # as nbgrader writes it
+    result = facts(nested)
+    assert (result.notes, result.submitted_at) == ([], "2026-12-01T09:59:30.500000+00:00")
+    (nested.parent / "timestamp.txt").write_text("yesterday-ish")
+    result = facts(nested)
+    assert result.submitted_at == "" and result.notes == [
+        "timestamp.txt reads 'yesterday-ish', not a time: when it was submitted is unknown"]
+    again = submission_facts(result, nested)                                 # a rerun notes it once
+    assert len(again.notes) == 1
+
+
+def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
+    """Red team (issue 12): `course grade` exited 2 with "no submissions" on nbgrader's own
+    `submitted/` folder. Graded now, the time recorded, the renamed file noted, the stray file
+    written to warnings.txt."""
+    submitted = tmp_path / "submitted"
+    nested = _hand_in(course, submitted, "bob/tensors/tensors.ipynb")
+    (nested.parent / "timestamp.txt").write_text("2026-12-01 09:59:30.500000 UTC")
+    _hand_in(course, submitted, "cy/Tensors.ipynb")
+    _hand_in(course, submitted, "cy/scratch.ipynb")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(submitted), "--lab", LAB,
+                           "--out", str(out), "--jobs", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: skipped cy/scratch.ipynb: no lab 'scratch' in course.yml" in done.stderr
+    assert (out / "warnings.txt").read_text() == "skipped cy/scratch.ipynb: no lab 'scratch' in course.yml\n"
+    results = read_results(out)
+    bob, cy = results["bob", LAB], results["cy", LAB]
+    assert bob.score == bob.max_score and bob.submitted_at == "2026-12-01T09:59:30.500000+00:00"
+    assert cy.score == cy.max_score and any("its name differs" in n for n in cy.notes)
