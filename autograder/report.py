@@ -95,6 +95,24 @@ def grades_csv(results: list[Result]) -> str:
     return buf.getvalue()
 
 
+def totals_csv(results: list[Result], labs: list[str]) -> str:
+    """Per-student totals, one row each, a column per lab (`labs`' order) and the total: the wide
+    shape an LMS imports (Canvas's "Points Possible" row second). A lab a student did not hand in
+    is an empty cell, not a zero: the LMS decides what missing work is worth."""
+    labs = [lab for lab in labs if any(r.lab == lab for r in results)]
+    best = {(r.student, r.lab): r for r in results}
+    maxima = {lab: next(r.max_score for r in results if r.lab == lab) for lab in labs}
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Student", *labs, "Total"])
+    writer.writerow(["Points Possible", *(f"{maxima[lab]:g}" for lab in labs), f"{sum(maxima.values()):g}"])
+    for student in sorted({r.student for r in results}):
+        scores = [best[student, lab].score if (student, lab) in best else None for lab in labs]
+        writer.writerow([_cell(student), *("" if v is None else f"{v:g}" for v in scores),
+                         f"{sum(v for v in scores if v is not None):g}"])
+    return buf.getvalue()
+
+
 def _cell(text: str) -> str:
     """A CSV field no spreadsheet runs as a formula (OWASP: a leading = + - @ tab or CR is quoted)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -192,6 +210,7 @@ def feedback_html(result: Result, title: str = "") -> str:
 def write_reports(out: Path, results: list[Result], titles: dict[str, str] | None = None) -> None:
     """The class-level files, and Gradescope JSON and HTML feedback for every submission."""
     atomic_write(out / "grades.csv", grades_csv(results))
+    atomic_write(out / "totals.csv", totals_csv(results, list(titles or {}) or sorted({r.lab for r in results})))
     atomic_write(out / "junit.xml", junit_xml(results))
     for r in results:
         atomic_write(out / "gradescope" / r.student / r.lab / "results.json", gradescope_json(r))

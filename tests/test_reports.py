@@ -2,6 +2,8 @@
 exit codes CI relies on."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -11,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from autograder.grade import CheckResult, Result
 from autograder.gradebook import write_gradebook
-from autograder.report import feedback_html, gradescope_json, junit_xml
+from autograder.report import feedback_html, gradescope_json, junit_xml, totals_csv
 from tests.conftest import ROOT
 
 
@@ -23,6 +25,18 @@ def _results(course):
                   [CheckResult(n, 0 if n == names[0] else p, p, "thing: expected 1, got <2> — hint" if n == names[0] else "")
                    for n, p in lab.checks.items()], notes=["answer cell 'x' was deleted"])
     return full, lost
+
+
+def test_totals_are_one_row_per_student_in_the_shape_an_lms_imports(course):
+    full, lost = _results(course)
+    first, second = course.labs[0], course.labs[1]
+    other = Result("bob", second.id, "z.ipynb", [CheckResult(n, p, p) for n, p in second.checks.items()])
+    rows = list(csv.reader(io.StringIO(totals_csv([full, lost, other], [lab.id for lab in course.labs]))))
+    assert rows[0] == ["Student", first.id, second.id, "Total"]
+    assert rows[1] == ["Points Possible", f"{first.max_points:g}", f"{second.max_points:g}",
+                       f"{first.max_points + second.max_points:g}"]
+    assert rows[2] == ["ada", f"{full.score:g}", "", f"{full.score:g}"]            # not handed in: empty, not 0
+    assert rows[3] == ["bob", f"{lost.score:g}", f"{other.score:g}", f"{lost.score + other.score:g}"]
 
 
 def test_gradescope_shape(course):
@@ -99,6 +113,6 @@ def test_fail_under_exit_code_and_report_files(course, tmp_path):
     assert proc.returncode == 4 and "below --fail-under 50%: eve/" in proc.stderr
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).returncode == 0
     lab = course.labs[0].id
-    for rel in ("grades.csv", "junit.xml", "gradebook.db", f"results/eve/{lab}.json",
+    for rel in ("grades.csv", "totals.csv", "junit.xml", "gradebook.db", f"results/eve/{lab}.json",
                 f"gradescope/eve/{lab}/results.json", f"feedback/eve/{lab}.html"):
         assert (out / rel).is_file(), rel
