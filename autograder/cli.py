@@ -42,7 +42,8 @@ def _grade(args, course) -> int:
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
     bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
-                           args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook)
+                           args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
+                           Path(args.roster) if args.roster else None)
     graded = grade_to_folder(Path(args.submissions), course, out, options, progress=lambda r: bar.update())
     bar.close()
     results, warnings, reused = graded.results, graded.warnings, graded.reused
@@ -103,6 +104,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
     g.add_argument("--fail-under", type=float, metavar="PCT",
                    help="exit 4 if any submission scores below PCT%% of its points (a student repo's own CI)")
+    g.add_argument("--roster", metavar="FILE",
+                   help="the class list (one id per line, or a CSV with a student column): no notebook = 0, marked missing")
     g.add_argument("--no-gradebook", action="store_true", help="skip writing DIR/gradebook.db (nbgrader's)")
     g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")

@@ -38,6 +38,8 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's add_submission
         for r in results:
             gb.update_or_create_student(r.student)
+            if not r.handed_in:
+                continue                     # nbgrader's way: no submission (its export counts 0)
             stamp = {"timestamp": r.submitted_at} if r.submitted_at else {}
             try:       # a regrade updates the submission in place: a TA's manual scores and comments stay
                 submission = gb.find_submission(r.lab, r.student)

@@ -5,13 +5,17 @@
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Course, CourseError
-from .grade import Result, find_submissions, grade_class
+from .grade import CheckResult, Result, find_submissions, grade_class
+
+NOT_HANDED_IN = "not handed in"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class GradeOptions:
     sandboxed: bool = True
     force: bool = False
     gradebook: bool = True
+    roster: Path | None = None      # the class list: whoever has no submission gets 0, marked missing
 
 
 @dataclass
@@ -47,6 +52,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
         course = dataclasses.replace(course, memory_mb=options.memory_mb)
     find_submissions(submissions, course, options.lab_ids)          # a bad folder stops here, before anything is written
+    if options.roster is not None:
+        read_roster(options.roster)                                  # and so does a bad roster
     done = {} if options.force else read_results(out)
     attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
     if options.force:
@@ -61,6 +68,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
                                     sandboxed=options.sandboxed, attempts=attempts)
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
+    if options.roster is not None:
+        results, warnings = _with_roster(results, warnings, read_roster(options.roster), course.select(options.lab_ids))
     write_reports(out, results, {lab.id: lab.title for lab in course.labs})
     unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
     if warnings:
@@ -71,3 +80,36 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         from .gradebook import write_gradebook
         write_gradebook(out / "gradebook.db", results, course)
     return ClassGrades(results, warnings, reused)
+
+
+def read_roster(path: Path) -> list[str]:
+    """Student ids from a roster: one per line, or a CSV whose `student`, `id` or `username`
+    column (else its first) holds them; blank lines and `#` comments are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CourseError(f"--roster {path}: cannot read it ({type(e).__name__})") from None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if lines and "," in lines[0]:
+        rows = list(csv.reader(io.StringIO("\n".join(lines))))
+        header = [h.strip().lower() for h in rows[0]]
+        column = next((header.index(k) for k in ("student", "id", "username") if k in header), None)
+        ids = [row[column or 0].strip() for row in rows[1 if column is not None else 0:] if row]
+    else:
+        ids = [line.strip() for line in lines]
+    ids = list(dict.fromkeys(i for i in ids if i))
+    if not ids:
+        raise CourseError(f"--roster {path}: no student ids in it")
+    return ids
+
+
+def _with_roster(results: list[Result], warnings: list[str], roster: list[str], labs) -> tuple[list[Result], list[str]]:
+    """Every roster student × lab without a submission, as a result of 0 marked missing; a
+    submission from someone not on the roster is graded, and a warning says so."""
+    have = {(r.student, r.lab) for r in results}
+    missing = [Result(student, lab.id, "", [CheckResult(n, 0, p, NOT_HANDED_IN) for n, p in lab.checks.items()],
+                      notes=[f"{NOT_HANDED_IN}: {student} is on the roster and no {lab.id} notebook was found"],
+                      handed_in=False)
+               for student in roster for lab in labs if (student, lab.id) not in have]
+    strangers = sorted({r.student for r in results} - set(roster))
+    return results + missing, warnings + [f"{s} is not on the roster (graded anyway)" for s in strangers]

@@ -61,6 +61,7 @@ class Result:
     fingerprint: str = ""                            # of the submission and what graded it
     sandboxed: bool = True                           # False: --unsafe-no-sandbox
     submitted_at: str = ""                           # ISO 8601 UTC, from nbgrader's timestamp.txt
+    handed_in: bool = True                           # False: on the roster, no notebook (0 points)
 
     @property
     def score(self) -> float:

@@ -9,6 +9,9 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from autograder.grade import find_submissions, submission_facts
 from autograder.report import read_results
@@ -81,13 +84,30 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
     (nested.parent / "timestamp.txt").write_text("2026-12-01 09:59:30.500000 UTC")
     _hand_in(course, submitted, "cy/Tensors.ipynb")
     _hand_in(course, submitted, "cy/scratch.ipynb")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("# exported from the LMS\nname,student\nBob B.,bob\nDee D.,dee\n")   # cy is not on it
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(submitted), "--lab", LAB,
-                           "--out", str(out), "--jobs", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "autograder.cli", "grade", str(submitted), "--lab", LAB, "--out", str(out), "--jobs", "2"]
+    bad = subprocess.run([*command, "--roster", str(tmp_path / "no-such.csv")], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--roster" in bad.stderr, bad.stderr
+    assert not out.exists()                                                   # nothing written
+    done = subprocess.run([*command, "--roster", str(roster)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warning: skipped cy/scratch.ipynb: no lab 'scratch' in course.yml" in done.stderr
-    assert (out / "warnings.txt").read_text() == "skipped cy/scratch.ipynb: no lab 'scratch' in course.yml\n"
+    assert (out / "warnings.txt").read_text() == ("skipped cy/scratch.ipynb: no lab 'scratch' in course.yml\n"
+                                                  "cy is not on the roster (graded anyway)\n")
     results = read_results(out)
     bob, cy = results["bob", LAB], results["cy", LAB]
     assert bob.score == bob.max_score and bob.submitted_at == "2026-12-01T09:59:30.500000+00:00"
     assert cy.score == cy.max_score and any("its name differs" in n for n in cy.notes)
+    totals = (out / "totals.csv").read_text().splitlines()
+    assert totals[2:] == [f"bob,{bob.max_score:g},{bob.max_score:g}", f"cy,{cy.max_score:g},{cy.max_score:g}",
+                          "dee,0,0"]                                          # on the roster, nothing handed in
+    grades = (out / "grades.csv").read_text()
+    assert grades.count("dee,tensors,") == len(course.lab(LAB).checks) and "not handed in" in grades
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"   # nbgrader runs alembic
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:   # as nbgrader keeps missing work: a student, no submission
+        assert gb.find_student("dee") and gb.find_submission(LAB, "bob").timestamp is not None
+        with pytest.raises(MissingEntry):
+            gb.find_submission(LAB, "dee")
