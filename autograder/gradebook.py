@@ -13,6 +13,21 @@ from .config import Course
 from .results import Result
 
 
+_CONFIG_MARK = "# written by `course grade`"
+NBGRADER_CONFIG = f"""{_CONFIG_MARK}: nbgrader commands run in this folder read gradebook.db here.
+c = get_config()  # noqa: F821
+# `nbgrader export` writes this file, not grades.csv (course grade's per-check CSV stays as it is)
+c.ExportPlugin.to = "nbgrader_grades.csv"
+"""
+
+
+def write_nbgrader_config(folder: Path) -> None:
+    """An nbgrader_config.py beside the gradebook, unless one that is not ours is there."""
+    config = folder / "nbgrader_config.py"
+    if not config.exists() or config.read_text(errors="replace").startswith(_CONFIG_MARK):
+        config.write_text(NBGRADER_CONFIG)
+
+
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
     """Record every result in the gradebook at `path` (created if absent): a regrade updates
     each submission in place, so manual scores, extra credit and comments entered in formgrader
@@ -27,6 +42,7 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
 
     db_url = f"sqlite:///{path.resolve()}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_nbgrader_config(path.parent)
     labs = sorted({r.lab for r in results})
     with Gradebook(db_url) as gb:
         for lab_id in labs:

@@ -104,6 +104,25 @@ def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(cours
         assert len(gb.find_assignment(lost.lab).submissions) == 2
 
 
+def test_nbgrader_export_in_the_output_folder_leaves_our_grades_csv_alone(course, tmp_path):
+    """Red team (issue 12): `nbgrader export` run where `course grade` wrote overwrote its
+    grades.csv. The folder's nbgrader_config.py sends nbgrader's export to nbgrader_grades.csv;
+    an instructor's own nbgrader_config.py is never replaced."""
+    full, lost = _results(course)
+    write_gradebook(tmp_path / "gradebook.db", [full, lost], course)
+    (tmp_path / "grades.csv").write_text("ours\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "grades.csv").read_text() == "ours\n"
+    exported = list(csv.DictReader((tmp_path / "nbgrader_grades.csv").open()))
+    assert {(row["student_id"], float(row["score"])) for row in exported} == {("ada", full.score), ("bob", lost.score)}
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")          # the instructor's own
+    write_gradebook(tmp_path / "gradebook.db", [full, lost], course)
+    assert (tmp_path / "nbgrader_config.py").read_text() == "c = get_config()\n"
+
+
 def test_fail_under_exit_code_and_report_files(course, tmp_path):
     (tmp_path / "class" / "eve").mkdir(parents=True)
     (tmp_path / "class" / "eve" / f"{course.labs[0].id}.ipynb").write_text("{ not json")
