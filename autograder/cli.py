@@ -32,20 +32,18 @@ def _build(args, course) -> int:
 
 
 def _grade(args, course) -> int:
-    from tqdm import tqdm
-
     from .grade import find_submissions
     from .pipeline import GradeOptions, grade_to_folder
+    from .progress import Progress
     from .report import failure_lines, summary_table
 
     out = Path(args.out)
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
-    bar = tqdm(total=len(found), unit="nb", desc="grading", file=sys.stderr, disable=None)
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
                            args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
                            Path(args.roster) if args.roster else None)
-    graded = grade_to_folder(Path(args.submissions), course, out, options, progress=lambda r: bar.update())
-    bar.close()
+    with Progress(len(found), "grading") as bar:
+        graded = grade_to_folder(Path(args.submissions), course, out, options, progress=bar.update)
     results, warnings, reused = graded.results, graded.warnings, graded.reused
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

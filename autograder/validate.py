@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import Course, CourseError
 from .grade import Result, grade_class
+from .progress import Progress
 
 
 def validate(course: Course, lab_ids: list[str] | None = None, jobs: int | None = None) -> tuple[list[Result], list[str]]:
@@ -22,7 +23,8 @@ def validate(course: Course, lab_ids: list[str] | None = None, jobs: int | None 
                 dest = Path(tmp, student, f"{lab.id}.ipynb")
                 dest.parent.mkdir(exist_ok=True)
                 shutil.copyfile(path, dest)
-        results, _ = grade_class(Path(tmp), course, [lab.id for lab in labs], jobs=jobs)
+        with Progress(2 * len(labs), "validating") as bar:
+            results, _ = grade_class(Path(tmp), course, [lab.id for lab in labs], jobs=jobs, on_result=bar.update)
     problems = []
     for r in results:
         if r.grader_error:
