@@ -150,20 +150,43 @@ def gradescope_json(result: Result) -> str:
     return json.dumps(doc, indent=1) + "\n"
 
 
-def junit_xml(results: list[Result]) -> str:
-    """One <testsuite> per submission, one <testcase> per check; a lost check is a <failure>."""
+def junit_xml(results: list[Result], timestamp: str | None = None) -> str:
+    """One <testsuite> per submission, one <testcase> per check: a lost check is a <failure>, a
+    check the grader could not run (a grader error) an <error>, a check skipped for want of CUDA
+    that kept its points a <skipped> (never a pass). Suites carry the attributes Jenkins and the
+    Ant task read: tests, failures, errors, skipped, time, timestamp, hostname."""
+    import socket
+    from datetime import datetime, timezone
+    stamp = timestamp or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    kinds = [[_junit_kind(r, c) for c in r.checks] for r in results]
+    total = {k: sum(row.count(k) for row in kinds) for k in ("failure", "error", "skipped")}
     suites = ET.Element("testsuites", name="course grade", tests=str(sum(len(r.checks) for r in results)),
-                        failures=str(sum(not c.passed for r in results for c in r.checks)))
-    for r in results:
+                        failures=str(total["failure"]), errors=str(total["error"]), skipped=str(total["skipped"]),
+                        time=f"{sum(r.seconds for r in results):.2f}")
+    for i, (r, row) in enumerate(zip(results, kinds)):
         suite = ET.SubElement(suites, "testsuite", name=f"{r.student}/{r.lab}", tests=str(len(r.checks)),
-                              failures=str(sum(not c.passed for c in r.checks)), time=f"{r.seconds:.2f}")
-        for c in r.checks:
+                              failures=str(row.count("failure")), errors=str(row.count("error")),
+                              skipped=str(row.count("skipped")), time=f"{r.seconds:.2f}", timestamp=stamp,
+                              hostname=socket.gethostname() or "localhost", id=str(i), package=r.lab)
+        for c, kind in zip(r.checks, row):
             case = ET.SubElement(suite, "testcase", classname=f"{r.student}.{r.lab}", name=c.name)
-            if not c.passed:
+            if kind == "error":
+                ET.SubElement(case, "error", message=r.grader_error, type="GraderError").text = r.grader_error
+            elif kind == "skipped":
+                ET.SubElement(case, "skipped", message=c.message)
+            elif kind == "failure":
                 failure = ET.SubElement(case, "failure", message=c.message or "failed",
                                         type=f"{_fmt(c.points)}/{_fmt(c.max_points)} points")
                 failure.text = c.message
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _junit_kind(r: Result, c) -> str:
+    if r.grader_error:
+        return "error"
+    if c.message.startswith("skipped:") and c.passed:
+        return "skipped"
+    return "pass" if c.passed else "failure"
 
 
 _PAGE = """<!doctype html>

@@ -55,6 +55,29 @@ def test_junit_counts_failures(course):
     assert failure is not None and "expected 1, got <2>" in failure.get("message")
 
 
+def test_junit_tells_failures_errors_and_skips_apart(course):
+    """A GPU check skipped for want of CUDA that kept its points is <skipped>, never a pass; a
+    grader error is an <error>, not the student's failure; suites carry time and timestamp."""
+    full, lost = _results(course)
+    names = [c.name for c in full.checks]
+    skipped = Result("cy", full.lab, "z.ipynb", [CheckResult(c.name, c.max_points, c.max_points,
+                     "skipped: no CUDA on this grader (grading.gpu: preferred)" if c is full.checks[-1] else "")
+                     for c in full.checks], seconds=2.0)
+    broken = Result("dee", full.lab, "w.ipynb", [CheckResult(c.name, 0, c.max_points, "not graded: grader error")
+                                                  for c in full.checks], grader_error="WorkerLost: the worker died")
+    root = ET.fromstring(junit_xml([full, lost, skipped, broken], timestamp="2026-12-06T09:00:00"))
+    n = len(names)
+    assert {k: root.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": str(4 * n), "failures": "1", "errors": str(n), "skipped": "1"}
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    cy, dee = suites[f"cy/{full.lab}"], suites[f"dee/{full.lab}"]
+    assert (cy.get("skipped"), cy.get("failures"), cy.get("time"), cy.get("timestamp")) == ("1", "0", "2.00", "2026-12-06T09:00:00")
+    assert cy.find(f"testcase[@name='{names[-1]}']/skipped").get("message").startswith("skipped: no CUDA")
+    assert (dee.get("errors"), dee.get("failures")) == (str(n), "0")
+    assert dee.find("testcase/error").get("message") == "WorkerLost: the worker died"
+    assert all(s.get("hostname") and s.get("package") == full.lab for s in suites.values())
+
+
 def test_feedback_page_is_self_contained_and_escaped(course):
     _, lost = _results(course)
     page = feedback_html(lost, "Lab title")
