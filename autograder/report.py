@@ -10,6 +10,7 @@ import html
 import io
 import json
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -141,12 +142,21 @@ def failure_lines(results: list[Result], limit: int = 30) -> list[str]:
     return lines[:limit] + ([f"... and {len(lines) - limit} more in grades.csv"] if len(lines) > limit else [])
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.\-]+/)+([\w.\-]*)")
+
+
+def for_students(text: str) -> str:
+    """`text` as a student may read it: a server path (a grader error's) shortened to its last
+    part, so that pages and Gradescope output never show where the course lives."""
+    return _ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}", text)
+
+
 def gradescope_json(result: Result) -> str:
-    """Gradescope's autograder `results.json` for one submission."""
-    tests = [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": c.message or "passed",
+    """Gradescope's autograder `results.json` for one submission (what its student reads)."""
+    tests = [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": for_students(c.message or "passed"),
               "visibility": "visible"} for c in result.checks]
     doc = {"score": result.score, "execution_time": result.seconds, "tests": tests,
-           "output": "\n".join(result.notes + ([f"grader error: {result.grader_error}"] if result.grader_error else []))}
+           "output": for_students("\n".join(result.notes + ([f"grader error: {result.grader_error}"] if result.grader_error else [])))}
     return json.dumps(doc, indent=1) + "\n"
 
 
@@ -212,8 +222,8 @@ code {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
 def _verdict(c) -> str:
     """`passed` (with a note such as the accuracy reached), or the failure message."""
     if c.passed:
-        return "passed" + (f" — {html.escape(c.message)}" if c.message else "")
-    return f"<code>{html.escape(c.message)}</code>"
+        return "passed" + (f" — {html.escape(for_students(c.message))}" if c.message else "")
+    return f"<code>{html.escape(for_students(c.message))}</code>"
 
 
 def feedback_html(result: Result, title: str = "") -> str:
@@ -224,7 +234,7 @@ def feedback_html(result: Result, title: str = "") -> str:
         f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
         f'<td>{_verdict(c)}</td></tr>'
         for c in result.checks)
-    notes = "".join(f"<p><strong>Note:</strong> {html.escape(n)}</p>" for n in result.notes)
+    notes = "".join(f"<p><strong>Note:</strong> {html.escape(for_students(n))}</p>" for n in result.notes)
     return _PAGE.format(title=html.escape(title or f"{result.lab} — {result.student}"), lab=html.escape(title or result.lab),
                         student=html.escape(result.student), score=_fmt(result.score),
                         max_score=_fmt(result.max_score), notes=notes, rows=rows)

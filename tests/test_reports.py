@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from autograder.grade import CheckResult, Result
 from autograder.gradebook import write_gradebook
-from autograder.report import feedback_html, gradescope_json, junit_xml, totals_csv
+from autograder.report import feedback_html, for_students, gradescope_json, junit_xml, totals_csv
 from tests.conftest import ROOT
 
 
@@ -76,6 +76,18 @@ def test_junit_tells_failures_errors_and_skips_apart(course):
     assert (dee.get("errors"), dee.get("failures")) == (str(n), "0")
     assert dee.find("testcase/error").get("message") == "WorkerLost: the worker died"
     assert all(s.get("hostname") and s.get("package") == full.lab for s in suites.values())
+
+
+def test_what_students_read_never_shows_server_paths(course):
+    full, _ = _results(course)
+    secret = "/srv/course-2026/private/hidden_test.pt"
+    broken = Result("eve", full.lab, "e.ipynb", [CheckResult(c.name, 0, c.max_points,
+                    f"not graded: grader error (OSError: [Errno 2] No such file: '{secret}')") for c in full.checks],
+                    notes=[f"restored from {secret}"], grader_error=f"OSError: [Errno 2] No such file: '{secret}'")
+    for text in (feedback_html(broken, "Tensors"), gradescope_json(broken)):
+        assert "/srv/course-2026" not in text and "hidden_test.pt" in text
+    kept = "expected 1/2 of the cases, got 0.5 (e.g. x[0]/y[0]) — see https://pytorch.org/docs/nn.html"
+    assert for_students(kept) == kept                           # ratios and URLs are not paths
 
 
 def test_feedback_page_is_self_contained_and_escaped(course):
