@@ -5,6 +5,7 @@ prints it and exits non-zero.
 """
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Lab:
     checks: dict[str, int]               # check name -> points, in notebook order
     thresholds: dict[str, float] = field(default_factory=dict)
     partial: frozenset[str] = frozenset()  # checks whose independent cases score in proportion
+    due: datetime.datetime | None = None   # in UTC; a submission time after it is late
 
     @property
     def max_points(self) -> int:
@@ -45,6 +47,8 @@ class Course:
     memory_mb: float | None                # resident memory per notebook (fork engine)
     gpu: str
     labs: tuple[Lab, ...]
+    late_per_day: float | None = None      # share of the points lost per started day late
+    late_max_days: int | None = None       # later than this many days: every point lost
 
     @property
     def root(self) -> Path:
@@ -81,11 +85,26 @@ _SCHEMA: dict[str, Any] = {
     "course": {"title": str, "seed": int},
     "data": {"root": (str, type(None)), "hidden": (str, type(None))},
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
-                "gpu": ("choice", GPU_POLICIES)},
+                "gpu": ("choice", GPU_POLICIES), "late": {"per_day": _NUMBER, "max_days": int}},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER),
-                      "partial": ("names", str)}),
+                      "partial": ("names", str), "due": (str, datetime.date)}),
 }
-_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial"}
+_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due"}
+
+
+def _due(value: Any, where: str) -> datetime.datetime:
+    """A lab's due time in UTC: an ISO 8601 time (its offset, else UTC), or a date alone (the end
+    of that day, UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise CourseError(f"{where}: not a time (write 2026-12-10T23:59:00+09:00): {value!r}") from None
+    if not isinstance(value, datetime.datetime):       # a date: due at its end
+        value = datetime.datetime.combine(value, datetime.time(23, 59, 59))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc)
 
 
 def _type_name(spec: Any) -> str:
@@ -188,12 +207,18 @@ def load_course(path: str | Path | None = None) -> Course:
         unknown = [name for name in partial if name not in entry["checks"]]
         if unknown:
             raise CourseError(f"{where}: labs[{i}].partial: {unknown[0]!r} is not a check of lab {lab_id!r}")
-        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds, frozenset(partial)))
+        due = _due(entry["due"], f"{where}: labs[{i}].due") if "due" in entry else None
+        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds, frozenset(partial), due))
 
     grading = raw["grading"]
     for key in ("cell_timeout", "notebook_timeout", "memory_mb"):
         if key in grading and grading[key] <= 0:
             raise CourseError(f"{where}: grading.{key}: must be > 0, got {grading[key]}")
+    late = grading.get("late", {})
+    if late and not 0 < late["per_day"] <= 1:
+        raise CourseError(f"{where}: grading.late.per_day: a share of the points in (0, 1], got {late['per_day']}")
+    if late.get("max_days", 1) < 0:
+        raise CourseError(f"{where}: grading.late.max_days: must be >= 0, got {late['max_days']}")
     return Course(
         path=path.resolve(),
         title=raw["course"]["title"],
@@ -205,4 +230,6 @@ def load_course(path: str | Path | None = None) -> Course:
         memory_mb=float(grading["memory_mb"]) if "memory_mb" in grading else None,
         gpu=grading["gpu"],
         labs=tuple(labs),
+        late_per_day=float(late["per_day"]) if late else None,
+        late_max_days=late.get("max_days"),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import re
@@ -419,10 +420,12 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
     return found, warnings
 
 
-def submission_facts(result: Result, path: Path) -> Result:
+def submission_facts(result: Result, path: Path, course: Course | None = None) -> Result:
     """`result` with what the file tells beyond its cells: a note where its name is not
-    `<lab>.ipynb`, and when it was submitted (nbgrader's `timestamp.txt` beside it)."""
-    result.notes[:] = [n for n in result.notes if not (n.endswith(_RENAMED) or n.startswith(SUBMISSION_TIME))]
+    `<lab>.ipynb`, when it was submitted (nbgrader's `timestamp.txt` beside it) and, past the
+    lab's due time, the late penalty of course.yml."""
+    result.notes[:] = [n for n in result.notes
+                       if not (n.endswith(_RENAMED) or n.startswith(SUBMISSION_TIME) or n.startswith(_LATE))]
     if path.name != f"{result.lab}.ipynb":
         result.notes.append(f"graded {path.name} as {result.lab}.ipynb {_RENAMED}")
     stamp = path.parent / SUBMISSION_TIME
@@ -433,7 +436,34 @@ def submission_facts(result: Result, path: Path) -> Result:
             result.submitted_at = parse_utc(text).isoformat() + "+00:00"
         except (ValueError, OverflowError):
             result.notes.append(f"{SUBMISSION_TIME} reads {text!r}, not a time: when it was submitted is unknown")
+    result.late_penalty = 0.0
+    if course is not None:
+        _apply_late_policy(result, course)
     return result
+
+
+_LATE = "submitted late"
+
+
+def _apply_late_policy(result: Result, course: Course) -> None:
+    """Past the lab's `due`, each started day late costs `grading.late.per_day` of the points the
+    checks earned, all of them past `max_days`; without a policy lateness is only noted."""
+    due = course.lab(result.lab).due
+    if due is None or not result.submitted_at:
+        return
+    from datetime import datetime
+    late = datetime.fromisoformat(result.submitted_at) - due
+    if late.total_seconds() <= 0:
+        return
+    days = math.ceil(late.total_seconds() / 86400)
+    earned = sum(c.points for c in result.checks)
+    if course.late_per_day is None:
+        result.notes.append(f"{_LATE}: {days} day(s) after {due:%Y-%m-%d %H:%M} UTC (no late policy in course.yml)")
+        return
+    share = 1.0 if course.late_max_days is not None and days > course.late_max_days else min(1.0, course.late_per_day * days)
+    result.late_penalty = round(earned * share, 2)
+    result.notes.append(f"{_LATE}: {days} day(s) after {due:%Y-%m-%d %H:%M} UTC: -{result.late_penalty:g} "
+                        f"of {earned:g} points ({share:.0%}, course.yml grading.late)")
 
 
 def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Exception) -> Result:
@@ -480,7 +510,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
         if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed):
-            results[i] = submission_facts(old, path)
+            results[i] = submission_facts(old, path, course)
         else:
             todo.append(i)
     if attempts is not None:
@@ -490,7 +520,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 todo.remove(i)
                 results[i] = submission_facts(_grader_error(student, lab.id, str(path), course, GraderStopped(
                     f"the grader stopped {MAX_ATTEMPTS} times while grading this submission; it is set aside "
-                    "(grade it again with --force)")), path)
+                    "(grade it again with --force)")), path, course)
                 if on_result:
                     on_result(results[i])
     if not todo:
@@ -501,7 +531,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
             mark, count = _attempts(attempts, student, lab.id)
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.write_text(str(count + 1))
-        return submission_facts(graders.grade(student, lab, path), path)
+        return submission_facts(graders.grade(student, lab, path), path, course)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
     with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders, \

@@ -63,6 +63,7 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
                     submission.timestamp = parse_utc(r.submitted_at)
             except MissingEntry:
                 gb.add_submission(r.lab, r.student, **stamp)
+            gb.find_submission_notebook(r.lab, r.lab, r.student).late_submission_penalty = r.late_penalty or None
             for check in r.checks:
                 grade = gb.find_grade(f"check_{check.name}", r.lab, r.lab, r.student)
                 grade.auto_score = float(check.points)

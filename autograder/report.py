@@ -93,6 +93,10 @@ def grades_csv(results: list[Result]) -> str:
         for c in r.checks:
             writer.writerow({"student": _cell(r.student), "lab": r.lab, "check": c.name, "points": c.points,
                              "max_points": c.max_points, "message": _cell(c.message)})
+        if r.late_penalty:        # so that a lab's rows still sum to its score
+            writer.writerow({"student": _cell(r.student), "lab": r.lab, "check": "late_penalty",
+                             "points": -r.late_penalty, "max_points": 0,
+                             "message": _cell(next((n for n in r.notes if n.startswith("submitted late")), ""))})
     return buf.getvalue()
 
 

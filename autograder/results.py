@@ -62,10 +62,11 @@ class Result:
     sandboxed: bool = True                           # False: --unsafe-no-sandbox
     submitted_at: str = ""                           # ISO 8601 UTC, from nbgrader's timestamp.txt
     handed_in: bool = True                           # False: on the roster, no notebook (0 points)
+    late_penalty: float = 0.0                        # points taken off the checks' sum (course.yml grading.late)
 
     @property
     def score(self) -> float:
-        return sum(c.points for c in self.checks)
+        return sum(c.points for c in self.checks) - self.late_penalty
 
     @property
     def max_score(self) -> float:

@@ -34,7 +34,24 @@ BAD = {
     "missing key": (lambda r: r["grading"].pop("gpu"), "grading.gpu: missing"),
     "bad choice": (lambda r: r["grading"].update(gpu="always"), "grading.gpu: expected one of required, preferred, ignore, got 'always'"),
     "negative timeout": (lambda r: r["grading"].update(notebook_timeout=0), "grading.notebook_timeout: must be > 0"),
+    "bad due": (lambda r: r["labs"][0].update(due="next friday"), "labs[0].due: not a time"),
+    "late share": (lambda r: r["grading"].update(late={"per_day": 10}), "grading.late.per_day: a share of the points in (0, 1]"),
+    "late without share": (lambda r: r["grading"].update(late={"max_days": 3}), "grading.late.per_day: missing"),
 }
+
+
+def test_due_times_are_utc_whatever_way_they_are_written(tmp_path):
+    import datetime as dt
+
+    def edit(raw):
+        raw["labs"][0]["due"] = "2026-12-10T23:59:00+09:00"
+        raw["labs"][1]["due"] = dt.date(2026, 12, 11)
+        raw["grading"]["late"] = {"per_day": 0.1, "max_days": 5}
+    course = load_course(variant(tmp_path, edit))
+    utc = dt.timezone.utc
+    assert course.labs[0].due == dt.datetime(2026, 12, 10, 14, 59, tzinfo=utc)
+    assert course.labs[1].due == dt.datetime(2026, 12, 11, 23, 59, 59, tzinfo=utc)      # a date: its end
+    assert course.labs[2].due is None and (course.late_per_day, course.late_max_days) == (0.1, 5)
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -4,6 +4,8 @@ student's browser or editor changed (`Backprop.ipynb`, `backprop (1).ipynb`) are
 noted; every file that is not graded is a warning, on stderr and in the output's warnings.txt."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -14,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from autograder.grade import find_submissions, submission_facts
-from autograder.report import read_results
-from autograder.results import Result
+from autograder.report import grades_csv, read_results
+from autograder.results import CheckResult, Result
 from tests.conftest import ROOT
 
 LAB = "tensors"
@@ -111,3 +113,29 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
         assert gb.find_student("dee") and gb.find_submission(LAB, "bob").timestamp is not None
         with pytest.raises(MissingEntry):
             gb.find_submission(LAB, "dee")
+
+
+def test_late_work_loses_the_share_course_yml_says(course):
+    """Past a lab's due time, each started day costs grading.late.per_day of the points earned,
+    all past max_days; without a policy lateness is only noted; a rerun does not stack it."""
+    import dataclasses
+    import datetime as dt
+    lab = dataclasses.replace(course.lab(LAB), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
+    strict = dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+
+    def graded(submitted_at, on=strict):
+        r = Result("s", LAB, "x", [CheckResult(n, p, p) for n, p in lab.checks.items()], submitted_at=submitted_at)
+        return submission_facts(r, Path(f"/nowhere/{LAB}.ipynb"), on)
+    full = lab.max_points
+    assert graded("2026-12-10T14:59:59+00:00").score == full and graded("").score == full      # on time; no time known
+    late = graded("2026-12-11T18:00:00+00:00")                                                   # 1 day 3 h: 2 started days
+    assert late.late_penalty == round(0.2 * full, 2) and late.score == pytest.approx(0.8 * full)
+    assert late.notes == [f"submitted late: 2 day(s) after 2026-12-10 15:00 UTC: -{late.late_penalty:g} of {full:g} "
+                          "points (20%, course.yml grading.late)"]
+    rows = list(csv.DictReader(io.StringIO(grades_csv([late]))))
+    assert rows[-1]["check"] == "late_penalty" and sum(float(r["points"]) for r in rows) == pytest.approx(late.score)
+    again = submission_facts(late, Path(f"/nowhere/{LAB}.ipynb"), strict)
+    assert again.late_penalty == late.late_penalty and len(again.notes) == 1
+    assert graded("2026-12-15T00:00:00+00:00").score == 0                                       # past max_days
+    lenient = graded("2026-12-11T18:00:00+00:00", dataclasses.replace(strict, late_per_day=None))
+    assert lenient.score == full and lenient.notes[0].endswith("(no late policy in course.yml)")

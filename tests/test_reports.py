@@ -118,6 +118,7 @@ def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(cours
     grading unless a TA graded them by hand; nbgrader's timestamp.txt reaches the gradebook."""
     full, lost = _results(course)
     lost.submitted_at = "2026-12-01T10:00:00.250000+00:00"
+    lost.late_penalty = 0.5
     db = tmp_path / "gradebook.db"
     write_gradebook(db, [full, lost], course)
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -127,6 +128,7 @@ def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(cours
         submission = gb.find_submission(lost.lab, "bob")
         assert str(submission.timestamp) == "2026-12-01 10:00:00.250000"
         assert not submission.needs_manual_grade and all(not nb.needs_manual_grade for nb in submission.notebooks)
+        assert submission.notebooks[0].late_submission_penalty == 0.5
         grade = gb.find_grade(first, lost.lab, lost.lab, "bob")
         grade.manual_score, grade.extra_credit = 1.5, 0.5                   # a TA, in formgrader
         gb.db.commit()
@@ -135,7 +137,7 @@ def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(cours
         grade = gb.find_grade(first, lost.lab, lost.lab, "bob")
         assert (grade.manual_score, grade.extra_credit, grade.auto_score) == (1.5, 0.5, 0.0)
         assert grade.needs_manual_grade          # graded by hand: nbgrader's rule, the TA reviews it
-        assert gb.find_submission(lost.lab, "bob").score == lost.score - 0.0 + 1.5 + 0.5
+        assert gb.find_submission(lost.lab, "bob").score == sum(c.points for c in lost.checks) + 1.5 + 0.5
         assert len(gb.find_assignment(lost.lab).submissions) == 2
 
 
