@@ -160,6 +160,10 @@ def _judge_connection(conn: socket.socket) -> None:
 
 # --- the grader's side ------------------------------------------------------------------------------
 
+class JudgeServerDown(RuntimeError):
+    pass
+
+
 class Judges:
     """The grader's judge server: `judge(...)` judges one notebook's cells in a fresh judge."""
 
@@ -186,16 +190,19 @@ class Judges:
         with self._lock:
             if not self._ready:
                 if self._proc.stdout.readline().strip() != "ready":
-                    raise OSError("the judge server did not start")
+                    raise JudgeServerDown("the judge server did not start (its error is on the grader's stderr)")
                 self._ready = True
             return self.path
 
     def judge(self, lab_id: str, cells: list[tuple[int, str, bool]], records: dict, device: str, facts: dict,
               seconds: float) -> dict[int, tuple[Outcome, float | None]] | str:
-        """The verdict on each (index, source, partial) cell; or why the judge gave none."""
+        """The verdict on each (index, source, partial) cell; or why the judge gave none. A server
+        that does not start raises JudgeServerDown: the grader's problem (a grader error, graded
+        again on the next run), not the notebook's."""
+        path = self._server()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self._server())
+            sock.connect(path)
             sock.settimeout(seconds)
             _send(sock, pickle.dumps((lab_id, cells, records, device, facts, seconds), protocol=5))
             answer = json.loads(_recv(sock, 64 << 20))

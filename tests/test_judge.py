@@ -509,6 +509,12 @@ def test_a_judge_that_crashes_or_hangs_costs_only_its_notebook(tmp_path, monkeyp
         assert _judges_running(script) == [server._proc.pid], "the busy judge outlived its deadline"
     finally:
         server.close()
+    broken = judges.Judges([sys.executable, "-c", "raise SystemExit(1)"])    # a server that never starts
+    try:                          # the grader's problem: a grader error, graded again next run
+        with pytest.raises(judges.JudgeServerDown, match="the judge server did not start"):
+            broken.judge("backprop", [(3, source, False)], {3: record}, "cpu", {}, 5.0)
+    finally:
+        broken.close()
 
 
 def _judges_running(script) -> list[int]:
