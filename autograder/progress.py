@@ -27,7 +27,8 @@ class Progress:
 
     def _tick(self) -> None:
         while not self._stop.wait(self.every):
-            self._line()
+            if self.done < self.total:        # all done: the last line is close()'s
+                self._line()
 
     def update(self, *_: object) -> None:
         self.done += 1

@@ -28,3 +28,11 @@ def test_a_failed_command_says_nothing_more():
         with Progress(3, "grading", every=60, stream=log):
             raise ValueError("bad roster")
     assert log.getvalue() == ""
+
+
+def test_the_last_line_comes_once():
+    log = io.StringIO()
+    with Progress(1, "grading", every=0.1, stream=log) as bar:
+        bar.update()
+        time.sleep(0.35)                     # ticks after the work is done say nothing
+    assert log.getvalue().count("grading: 1/1 notebooks") == 1, log.getvalue()
