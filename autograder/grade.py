@@ -19,11 +19,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from nbgrader.utils import is_grade, is_solution
+from nbgrader.utils import is_grade, is_solution, parse_utc
 
 from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
@@ -112,19 +113,18 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
     check cell that ran is judged here; a cell that timed out, died or never ran fails as such."""
     results: dict[str, CheckResult] = {}
     first_failure = ""           # the first failing non-test cell, as context for later errors
+    deciding = _deciding_cells(nb, outcomes, lab)
     verdicts = {}
     if records is not None:      # every check cell that ran, judged at once, apart
-        cells = _to_judge(nb, outcomes, lab, records)
+        cells = [(i, nb.cells[i].source, name in lab.partial) for i, name in deciding.items()
+                 if outcomes[i].status == "ok" or (outcomes[i].status == "error" and i in records)]
         verdicts = judge_apart(lab.id, cells, records, device, facts or {}) if cells else {}
     for index, cell in enumerate(nb.cells):
         outcome = outcomes.get(index)
         if outcome is None:
             continue
-        meta = cell.metadata.get("nbgrader", {})
-        if is_grade(cell) and not is_solution(cell):
-            name = meta["grade_id"].removeprefix("check_")
-            if name not in lab.checks or name in results:
-                continue
+        if index in deciding:
+            name = deciding[index]
             max_points = lab.checks[name]
             outcome, share = verdicts.get(index, (outcome, None))
             if outcome.status == "ok":
@@ -138,28 +138,24 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
                 results[name] = CheckResult(name, 0, max_points, message)
             if name == GPU_CHECK:
                 results[name] = _gpu_policy(results[name], outcome, gpu_policy, device)
-        elif outcome.status != "ok" and not first_failure:
+        elif not (is_grade(cell) and not is_solution(cell)) and outcome.status != "ok" and not first_failure:
+            meta = cell.metadata.get("nbgrader", {})
             first_failure = f"cell {meta.get('grade_id', index)!r} failed: {_describe(outcome)}"
     # a check whose test cell never ran (absent from the source) is a grader bug, not 0 silently
     return [results.get(n) or CheckResult(n, 0, p, "not run: the check cell is missing from the source notebook")
             for n, p in lab.checks.items()]
 
 
-def _to_judge(nb, outcomes: dict[int, Outcome], lab: Lab, records: dict) -> list[tuple[int, str, bool]]:
-    """(index, source, partial) of each check cell to judge: the first cell of each of the lab's
-    checks that ran, and ended ok or with an error (its record, if any, says which)."""
-    cells, seen = [], set()
+def _deciding_cells(nb, outcomes: dict[int, Outcome], lab: Lab) -> dict[int, str]:
+    """index → check name of the cell that decides each of the lab's checks: the first of its
+    test cells that ran."""
+    deciding: dict[int, str] = {}
     for index, cell in enumerate(nb.cells):
-        outcome = outcomes.get(index)
-        if outcome is None or not is_grade(cell) or is_solution(cell):
-            continue
-        name = cell.metadata["nbgrader"]["grade_id"].removeprefix("check_")
-        if name not in lab.checks or name in seen:
-            continue
-        seen.add(name)
-        if outcome.status in ("ok", "error") and (index in records or outcome.status == "ok"):
-            cells.append((index, cell.source, name in lab.partial))
-    return cells
+        if index in outcomes and is_grade(cell) and not is_solution(cell):
+            name = cell.metadata["nbgrader"]["grade_id"].removeprefix("check_")
+            if name in lab.checks and name not in deciding.values():
+                deciding[index] = name
+    return deciding
 
 
 @lru_cache(maxsize=1)
@@ -430,7 +426,6 @@ def submission_facts(result: Result, path: Path, course: Course | None = None) -
         result.notes.append(f"graded {path.name} as {result.lab}.ipynb {_RENAMED}")
     stamp = path.parent / SUBMISSION_TIME
     if lab_name(path.parent.name) == result.lab and stamp.is_file():
-        from nbgrader.utils import parse_utc
         text = stamp.read_text(errors="replace").strip()[:100]
         try:
             result.submitted_at = parse_utc(text).isoformat() + "+00:00"
@@ -451,7 +446,6 @@ def _apply_late_policy(result: Result, course: Course) -> None:
     due = course.lab(result.lab).due
     if due is None or not result.submitted_at:
         return
-    from datetime import datetime
     late = datetime.fromisoformat(result.submitted_at) - due
     if late.total_seconds() <= 0:
         return

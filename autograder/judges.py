@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 from .results import Outcome
 from .witness import JUDGE_SECONDS

@@ -52,8 +52,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
         course = dataclasses.replace(course, memory_mb=options.memory_mb)
     find_submissions(submissions, course, options.lab_ids)          # a bad folder stops here, before anything is written
-    if options.roster is not None:
-        read_roster(options.roster)                                  # and so does a bad roster
+    roster = read_roster(options.roster) if options.roster is not None else None   # and so does a bad roster
     done = {} if options.force else read_results(out)
     attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
     if options.force:
@@ -68,8 +67,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
                                     sandboxed=options.sandboxed, attempts=attempts)
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
-    if options.roster is not None:
-        results, warnings = _with_roster(results, warnings, read_roster(options.roster), course.select(options.lab_ids))
+    if roster is not None:
+        results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids))
     write_reports(out, results, {lab.id: lab.title for lab in course.labs})
     unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
     if warnings:

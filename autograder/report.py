@@ -105,14 +105,14 @@ def totals_csv(results: list[Result], labs: list[str]) -> str:
     shape an LMS imports (Canvas's "Points Possible" row second). A lab a student did not hand in
     is an empty cell, not a zero: the LMS decides what missing work is worth."""
     labs = [lab for lab in labs if any(r.lab == lab for r in results)]
-    best = {(r.student, r.lab): r for r in results}
+    by_key = {(r.student, r.lab): r for r in results}
     maxima = {lab: next(r.max_score for r in results if r.lab == lab) for lab in labs}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Student", *labs, "Total"])
     writer.writerow(["Points Possible", *(f"{maxima[lab]:g}" for lab in labs), f"{sum(maxima.values()):g}"])
     for student in sorted({r.student for r in results}):
-        scores = [best[student, lab].score if (student, lab) in best else None for lab in labs]
+        scores = [by_key[student, lab].score if (student, lab) in by_key else None for lab in labs]
         writer.writerow([_cell(student), *("" if v is None else f"{v:g}" for v in scores),
                          f"{sum(v for v in scores if v is not None):g}"])
     return buf.getvalue()
