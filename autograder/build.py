@@ -169,6 +169,36 @@ def _split_starter(body: str, kind: str, where: str) -> tuple[str, dict]:
     return body[:blocks[0].start()].rstrip("\n"), {"starter": blocks[0]["code"]}
 
 
+def install_cell(course: Course) -> nbformat.NotebookNode:
+    """The first code cell: where `autograder` is not importable (Colab, a fresh Jupyter), pip
+    installs the student package from course.yml's `release.url`, or says how to install it."""
+    if course.release_url:
+        code = ("# The course package (data, helpers, public checks): installed here if this Python lacks it\n"
+                "import importlib, importlib.util, subprocess, sys\n\n"
+                'if importlib.util.find_spec("autograder") is None:\n'
+                f'    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", {course.release_url!r}], check=True)\n'
+                "    importlib.invalidate_caches()")
+    else:
+        code = ("# The course package (data, helpers, public checks) must be installed in this Python\n"
+                "import importlib.util\n\n"
+                'if importlib.util.find_spec("autograder") is None:\n'
+                '    raise ModuleNotFoundError("the course package is not installed: run `pip install -e .` in your copy "\n'
+                '                              "of the course (its README.md says how), then restart the kernel")')
+    return nbformat.v4.new_code_cell(code, id="install", metadata={"nbgrader": _nbgrader("code", "install")})
+
+
+def hand_in_cells(lab: Lab) -> list[nbformat.NotebookNode]:
+    """The last cells: how to hand in, and the call that checks the notebook and writes the file."""
+    text = ("## Hand in\n\n"
+            "Save the notebook (Ctrl+S), then run the cell below. It runs the saved notebook from top to "
+            "bottom in a fresh kernel, as the grader will, lists the public checks that pass and the cells "
+            f"that fail, and writes `hand-in/{lab.id}.ipynb` beside this notebook: the file to hand in. "
+            "The grader runs the same checks and hidden ones (other inputs, a test split you never see).")
+    code = f"from autograder.handin import export\n\nexport({lab.id!r})"
+    return [nbformat.v4.new_markdown_cell(text, id="hand-in-md", metadata={"nbgrader": _nbgrader("markdown", "hand-in-md")}),
+            nbformat.v4.new_code_cell(code, id="hand-in", metadata={"nbgrader": _nbgrader("code", "hand-in")})]
+
+
 def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
     """The nbgrader source notebook of `lab`: solutions and hidden tests included."""
     text, used = render(lab, course)
@@ -190,10 +220,12 @@ def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
         f"do not edit this notebook, edit those. Students: {where_to_answer}, "
         f"then run the check cell below each.*",
         id="header", metadata={"nbgrader": _nbgrader("markdown", "header")})
-    nb = nbformat.v4.new_notebook(cells=[header, *cells], metadata={
+    nb = nbformat.v4.new_notebook(cells=[header, install_cell(course), *cells, *hand_in_cells(lab)], metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        "course": {"lab": lab.id, "title": lab.title, "max_points": lab.max_points},
+        # points and thresholds as built: `course grade` warns when course.yml has changed since
+        "course": {"lab": lab.id, "title": lab.title, "max_points": lab.max_points,
+                   "points": dict(lab.checks), "thresholds": dict(lab.thresholds)},
     })
     nbformat.validate(nb)
     return nb

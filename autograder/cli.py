@@ -75,17 +75,20 @@ def _validate(args, course) -> int:
 
 def _release(args, course) -> int:
     from .release import release
-    written = release(course, Path(args.out), args.lab, force=args.force)
-    for p in written:
+    done = release(course, Path(args.out), args.lab, force=args.force)
+    for p in done.written:
         print(f"wrote {p}")
+    for mine, new in done.kept:
+        print(f"kept {mine}: changed since it was released; the new version is {new.name} beside it", file=sys.stderr)
     labs = len(course.select(args.lab))
-    print(f"released {labs} lab(s) into {args.out} ({len(written)} files): students run `pip install -e .` there", file=sys.stderr)
+    print(f"released {labs} lab(s) into {args.out} ({len(done.written)} files): students run `pip install -e .` there", file=sys.stderr)
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Build, validate and grade the CNN course.")
-    p.add_argument("--course", metavar="PATH", help="course.yml to use (default: ./course.yml)")
+    p.add_argument("--course", metavar="PATH",
+                   help="course.yml to use, or its folder (default: the course.yml here or in a folder above)")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="render templates into solutions/ and exercises/ notebooks")
@@ -121,8 +124,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("out", metavar="OUT")
     r.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
     r.add_argument("--force", action="store_true",
-                   help="write into a non-empty OUT that is not an earlier release, or over released files changed since "
-                        "(other files there are kept)")
+                   help="write into a non-empty OUT that is not an earlier release, or over released package files "
+                        "changed since (other files are kept; a notebook the student changed is never overwritten)")
     r.set_defaults(run=_release)
 
     v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")

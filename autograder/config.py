@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 GPU_POLICIES = ("required", "preferred", "ignore")
+HAND_IN_CHANNELS = ("folder", "nbgrader", "gradescope", "classroom")   # how students hand in (release README)
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")  # Gradescope's, for hidden checks
 
 
 class CourseError(Exception):
@@ -49,6 +51,9 @@ class Course:
     labs: tuple[Lab, ...]
     late_per_day: float | None = None      # share of the points lost per started day late
     late_max_days: int | None = None       # later than this many days: every point lost
+    release_url: str | None = None         # what the notebooks' first cell pip-installs where `autograder` is missing
+    hand_in: tuple[str, ...] = ("folder",)  # the channels students hand in through
+    hidden_visibility: str = "after_due_date"  # Gradescope: when a check with hidden tests shows its result
 
     @property
     def root(self) -> Path:
@@ -88,8 +93,11 @@ _SCHEMA: dict[str, Any] = {
                 "gpu": ("choice", GPU_POLICIES), "late": {"per_day": _NUMBER, "max_days": int}},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER),
                       "partial": ("names", str), "due": (str, datetime.date)}),
+    "release": {"url": (str, type(None)), "hand_in": ("list", ("choice", HAND_IN_CHANNELS)),
+                "hidden_visibility": ("choice", VISIBILITIES)},
 }
-_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due"}
+_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due",
+             "release", "url", "hand_in", "hidden_visibility"}
 
 
 def _due(value: Any, where: str) -> datetime.datetime:
@@ -164,18 +172,33 @@ def _has_reference_module(lab_id: str) -> bool:
 
 
 def default_course_path() -> Path:
-    """$COURSE_YML, else ./course.yml, else the course.yml of the checkout this package runs from."""
+    """$COURSE_YML, else the course.yml of the working folder or the nearest folder above it (as
+    git finds its repository). No fallback to the installed package's: outside a course it is an
+    error."""
     if os.environ.get("COURSE_YML"):
         return Path(os.environ["COURSE_YML"])
-    here = Path.cwd() / "course.yml"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "course.yml"
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "course.yml").is_file():
+            return folder / "course.yml"
+    raise CourseError(f"no course.yml in {here} or a folder above it: run from a course root or pass --course")
+
+
+def course_path(path: str | Path | None) -> Path:
+    """What `--course PATH` names: a course.yml, or a folder holding one."""
+    if path is None:
+        return default_course_path()
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "course.yml").is_file():
+            raise CourseError(f"{path}: a folder without a course.yml: --course names a course.yml or its folder")
+        return path / "course.yml"
+    return path
 
 
 def load_course(path: str | Path | None = None) -> Course:
     """Read and validate course.yml; raise CourseError with one line on any problem."""
-    path = Path(path) if path else default_course_path()
+    path = course_path(path)
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -215,6 +238,7 @@ def load_course(path: str | Path | None = None) -> Course:
         if key in grading and grading[key] <= 0:
             raise CourseError(f"{where}: grading.{key}: must be > 0, got {grading[key]}")
     late = grading.get("late", {})
+    release = raw.get("release", {})
     if late and not 0 < late["per_day"] <= 1:
         raise CourseError(f"{where}: grading.late.per_day: a share of the points in (0, 1], got {late['per_day']}")
     if late.get("max_days", 1) < 0:
@@ -232,4 +256,7 @@ def load_course(path: str | Path | None = None) -> Course:
         labs=tuple(labs),
         late_per_day=float(late["per_day"]) if late else None,
         late_max_days=late.get("max_days"),
+        release_url=release.get("url"),
+        hand_in=tuple(dict.fromkeys(release.get("hand_in", ["folder"]))),
+        hidden_visibility=release.get("hidden_visibility", "after_due_date"),
     )

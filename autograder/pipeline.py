@@ -8,11 +8,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Course, CourseError
+from .config import Course, CourseError, Lab
 from .grade import CheckResult, Result, find_submissions, grade_class
 
 NOT_HANDED_IN = "not handed in"
@@ -51,7 +52,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         if options.memory_mb <= 0:
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
         course = dataclasses.replace(course, memory_mb=options.memory_mb)
-    find_submissions(submissions, course, options.lab_ids)          # a bad folder stops here, before anything is written
+    found, _ = find_submissions(submissions, course, options.lab_ids)   # a bad folder stops here, before anything is written
+    changed = changed_since_built(course, found)
     roster = read_roster(options.roster) if options.roster is not None else None   # and so does a bad roster
     done = {} if options.force else read_results(out)
     attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
@@ -66,6 +68,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
                                     sandboxed=options.sandboxed, attempts=attempts)
+    warnings = changed + warnings
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
         results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids))
@@ -79,6 +82,40 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         from .gradebook import write_gradebook
         write_gradebook(out / "gradebook.db", results, course)
     return ClassGrades(results, warnings, reused)
+
+
+def _built_values(path: Path) -> tuple[dict, dict] | None:
+    """(points, thresholds) a built notebook shows, from its metadata (None: unreadable or older)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))["metadata"]["course"]
+        return dict(meta["points"]), dict(meta["thresholds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def changed_since_built(course: Course, found: list[tuple[str, Lab, Path]]) -> list[str]:
+    """One warning per lab whose points or thresholds in course.yml differ from those its built
+    notebooks show — the course's exercise notebook, or the submitted notebooks, which are what
+    the students saw. Grading uses course.yml's."""
+    paths: dict[str, list[Path]] = {}
+    for _, lab, path in found:
+        paths.setdefault(lab.id, []).append(path)
+    warnings = []
+    for lab_id, submitted in paths.items():
+        lab = course.lab(lab_id)
+        now = (dict(lab.checks), {k: float(v) for k, v in lab.thresholds.items()})
+        for where, path in (("the built exercise notebook shows", course.exercise_path(lab_id)),
+                            *(("a submitted notebook shows", p) for p in submitted)):
+            shown = _built_values(path)
+            if shown is None or (shown[0], {k: float(v) for k, v in shown[1].items()}) == now:
+                continue
+            diff = [f"{kind} {name}: {old.get(name)} there, {new.get(name)} in course.yml"
+                    for kind, old, new in (("points", shown[0], now[0]), ("threshold", shown[1], now[1]))
+                    for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+            warnings.append(f"lab {lab_id}: course.yml differs from what {where} ({'; '.join(diff[:3])}): "
+                            f"graded with course.yml's values; run `course build`, then release again")
+            break
+    return warnings
 
 
 def read_roster(path: Path) -> list[str]:

@@ -19,8 +19,8 @@ import hashlib
 import importlib.metadata
 import json
 import re
-import shutil
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .config import Course, CourseError, Lab
@@ -34,48 +34,70 @@ STUDENT_FILES = (
     "witness.py",
     "data.py",
     "pretrained.py",
+    "handin.py",
     "checks/*.py",
     "golden/*.json",
     "weights/*",
 )
-# What the notebooks and the files above import, by distribution name; each takes its pin from
-# the course's pyproject.toml (unpinned if that does not list it).
-STUDENT_REQUIREMENTS = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "matplotlib", "mlxtend",
-                        "cloudpickle", "ipykernel")
+# What the notebooks and the files above import, with the versions students may have: ranges
+# (the grader keeps its exact pins), so that `pip install` on Colab or a laptop keeps the torch
+# already there instead of pulling several GB. The floors are tested: `.ci/compat` runs the
+# released notebooks' public checks with the oldest torch/torchvision allowed and the newest;
+# the suite checks that the course's own pins lie inside these ranges.
+STUDENT_REQUIREMENTS = {
+    "torch": ">=2.6,<3",
+    "torchvision": ">=0.21,<1",
+    "numpy": ">=1.26,<3",
+    "pandas": ">=2.0,<4",
+    "scikit-learn": ">=1.3,<2",
+    "matplotlib": ">=3.7,<4",
+    "mlxtend": ">=0.23,<1",
+    "cloudpickle": ">=2.2,<4",
+    "ipykernel": ">=6.29,<8",
+    "nbformat": ">=5.9,<6",
+    "nbclient": ">=0.8,<1",
+}
 STUDENT_DISTRIBUTION = "cnn-course-student"
 MANIFEST = ".course-release.json"
 
 
-def student_files(package: Path = PACKAGE_DIR) -> list[Path]:
-    """The files of `package` that STUDENT_FILES names (caches and folders left out)."""
+def student_files(package: Path = PACKAGE_DIR, lab_ids: list[str] | None = None) -> list[Path]:
+    """The files of `package` that STUDENT_FILES names (caches and folders left out). With
+    `lab_ids`, a lab's own files — `checks/<lab>.py`, `golden/<lab>.json` — only for those labs,
+    and the pretrained weights only where one of their checks loads them."""
     found: dict[Path, None] = {}
     for pattern in STUDENT_FILES:
         for path in sorted(package.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 found[path] = None
-    return list(found)
+    if lab_ids is None:
+        return list(found)
+    labs = set(lab_ids)
+    own = {p for p in found if p.parent.name in ("checks", "golden") and p.stem != "__init__"}
+    checks = [package / "checks" / f"{lab}.py" for lab in labs]
+    weights = any("autograder.pretrained" in p.read_text(encoding="utf-8") for p in checks if p.is_file())
+
+    def shipped(path: Path) -> bool:
+        if path in own:
+            return path.stem in labs
+        return weights or path.parent.name != "weights"
+    return [p for p in found if shipped(p)]
 
 
-def _requirement_name(requirement: str) -> str:
-    return re.match(r"[A-Za-z0-9._-]+", requirement)[0].lower().replace("_", "-")
-
-
-def _course_requirements() -> tuple[list[str], str, str]:
-    """(dependencies, version, requires-python) of the course distribution: from the
-    pyproject.toml of the checkout this package runs from, else from the installed metadata."""
+def _course_version() -> tuple[str, str]:
+    """(version, requires-python) of the course distribution: from the pyproject.toml of the
+    checkout this package runs from, else from the installed metadata."""
     pyproject = PACKAGE_DIR.parent / "pyproject.toml"
     if pyproject.is_file():
         project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-        return project.get("dependencies", []), project["version"], project.get("requires-python", ">=3.11")
+        return project["version"], project.get("requires-python", ">=3.11")
     meta = importlib.metadata.metadata("cnn-course")
-    deps = [r for r in importlib.metadata.requires("cnn-course") or [] if "extra ==" not in r]
-    return deps, meta["Version"], meta.get("Requires-Python", ">=3.11")
+    return meta["Version"], meta.get("Requires-Python", ">=3.11")
 
 
 def student_pyproject(course: Course) -> str:
-    deps, version, python = _course_requirements()
-    pins = {_requirement_name(r): r for r in deps}
-    requirements = [pins.get(name, name) for name in STUDENT_REQUIREMENTS]
+    version, python = _course_version()
+    requirements = [name + spec for name, spec in STUDENT_REQUIREMENTS.items()]
     package_data = [p for p in STUDENT_FILES if not p.endswith(".py")]
     q = json.dumps  # a JSON string is a valid TOML basic string
     return "\n".join([
@@ -141,7 +163,7 @@ def bundle(course: Course, labs: list[Lab]) -> dict[str, Path | str]:
     files: dict[str, Path | str] = {}
     for lab in labs:
         files[f"exercises/{lab.id}/{lab.id}.ipynb"] = course.exercise_path(lab.id)
-    for path in student_files():
+    for path in student_files(lab_ids=[lab.id for lab in labs]):
         files[f"autograder/{path.relative_to(PACKAGE_DIR).as_posix()}"] = path
     files["pyproject.toml"] = student_pyproject(course)
     files["README.md"] = student_readme(course, labs)
@@ -167,8 +189,9 @@ def _check_out(out: Path, course: Course) -> None:
 
 def _previous_release(out: Path, files: dict[str, Path | str], force: bool) -> dict[str, str]:
     """Files an earlier release wrote into OUT ({path: sha256}); refuse to write over anything
-    else — a non-empty folder that is not a release, or a released file changed since — unless
-    `force`. Other files in OUT are never touched, even with `force`."""
+    else — a non-empty folder that is not a release, or a released package file changed since —
+    unless `force`. Notebooks are never refused: one the student changed stays (`_beside`).
+    Other files in OUT are never touched, even with `force`."""
     if not out.exists() or not any(out.iterdir()):
         return {}
     try:
@@ -182,7 +205,7 @@ def _previous_release(out: Path, files: dict[str, Path | str], force: bool) -> d
     previous = {rel: digest for rel, digest in previous.items()
                 if not PurePosixPath(rel).is_absolute() and ".." not in PurePosixPath(rel).parts}
     changed = [rel for rel in sorted(previous.keys() & files.keys())
-               if (out / rel).is_file() and _sha256(out / rel) != previous[rel]]
+               if not rel.endswith(".ipynb") and (out / rel).is_file() and _sha256(out / rel) != previous[rel]]
     if changed and not force:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise CourseError(f"{out}: {len(changed)} released file(s) changed since the last release "
@@ -190,10 +213,38 @@ def _previous_release(out: Path, files: dict[str, Path | str], force: bool) -> d
     return previous
 
 
-def release(course: Course, out: Path, lab_ids: list[str] | None = None, force: bool = False) -> list[Path]:
-    """Write the student bundle of the selected labs (default: all) into `out`; return the files
-    written. Refuses (CourseError) when a built notebook is stale (`course build --check`) and,
-    without `force`, when `out` holds anything but an unchanged earlier release."""
+def _students_own(path: Path, rel: str, previous: dict[str, str], new: bytes) -> bool:
+    """A notebook in OUT that is not what a release wrote there, nor what this one writes: the
+    student's work, never overwritten."""
+    if not path.is_file():
+        return False
+    digest = _sha256(path)
+    return digest != previous.get(rel) and digest != hashlib.sha256(new).hexdigest()
+
+
+def _beside(path: Path, out: Path, previous: dict[str, str]) -> Path:
+    """Where the new version of a notebook the student changed goes: `<lab>.new.ipynb` (else
+    `.new-2`, ...), the first such name that is free or holds an unchanged earlier copy."""
+    n = 1
+    while True:
+        candidate = path.with_name(f"{path.stem}.new{'' if n == 1 else f'-{n}'}{path.suffix}")
+        rel = candidate.relative_to(out).as_posix()
+        if not candidate.exists() or previous.get(rel) == _sha256(candidate):
+            return candidate
+        n += 1
+
+
+@dataclass
+class Released:
+    written: list[Path]                  # every file written
+    kept: list[tuple[Path, Path]]        # (the student's changed notebook, kept), where its new version went
+
+
+def release(course: Course, out: Path, lab_ids: list[str] | None = None, force: bool = False) -> Released:
+    """Write the student bundle of the selected labs (default: all) into `out`. Refuses
+    (CourseError) when a built notebook is stale (`course build --check`) and, without `force`,
+    when `out` holds anything but an earlier release. A notebook the student changed is never
+    overwritten, `force` or not: the new version is written beside it (`Released.kept`)."""
     from .build import build
 
     out = Path(out)
@@ -216,18 +267,23 @@ def release(course: Course, out: Path, lab_ids: list[str] | None = None, force: 
                     break
                 parent.rmdir()
 
-    written, digests = [], {}
+    done = Released([], [])
+    digests = {}
     for rel, source in files.items():
+        data = source.read_bytes() if isinstance(source, Path) else source.encode("utf-8")
         path = out / rel
+        if rel.endswith(".ipynb") and _students_own(path, rel, previous, data):
+            if rel in previous:
+                digests[rel] = previous[rel]          # still the student's at the next release
+            new = _beside(path, out, previous)
+            done.kept.append((path, new))
+            path, rel = new, new.relative_to(out).as_posix()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        if isinstance(source, Path):
-            shutil.copyfile(source, tmp)
-        else:
-            tmp.write_text(source, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
-        written.append(path)
-        digests[rel] = _sha256(path)
+        done.written.append(path)
+        digests[rel] = hashlib.sha256(data).hexdigest()
     manifest = {"course": course.title, "labs": [lab.id for lab in labs], "files": digests}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return written
+    return done

@@ -1,8 +1,12 @@
 """course.yml validation: every problem is one line naming the file, the key and the problem."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,3 +97,54 @@ def test_cli_bad_course_yml(tmp_path):
     path = variant(tmp_path, lambda r: r["grading"].update(colour="red"))
     proc = run_cli("--course", str(path), "build", "--check")
     assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_course_path_is_named_or_found_never_assumed(tmp_path):
+    """`--course` names a course.yml or its folder; without it the nearest course.yml at or above
+    the working folder is used. Outside a course: an error, not the installed package's."""
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_YML"}
+    for args, expected in ((["--course", str(tmp_path), "build", "--check"], "a folder without a course.yml"),
+                           (["--course", str(tmp_path / "nope.yml"), "build", "--check"], "no such file"),
+                           (["build", "--check"], f"no course.yml in {nested} or a folder above it")):
+        proc = subprocess.run([sys.executable, "-m", "autograder.cli", *args], cwd=nested, capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert proc.returncode == 2 and proc.stderr.startswith("course: error:") and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    (tmp_path / "course.yml").write_text((ROOT / "course.yml").read_text())   # found from a folder below
+    for cwd, args in ((nested, []), (ROOT.parent, ["--course", str(ROOT)])):
+        proc = subprocess.run([sys.executable, "-c", "import sys; from autograder.config import load_course, course_path;"
+                               "print(course_path(sys.argv[1] if len(sys.argv) > 1 else None))", *args[1:]],
+                              cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
+        expected = tmp_path / "course.yml" if not args else ROOT / "course.yml"
+        assert proc.returncode == 0 and Path(proc.stdout.strip()) == expected, proc.stderr
+
+
+def test_grade_warns_once_per_lab_when_course_yml_changed_since_the_build(course, tmp_path):
+    """Students saw the built notebooks' points and thresholds: when course.yml has changed since,
+    grading (with course.yml's values) says so, once per lab, naming what changed."""
+    from autograder.pipeline import changed_since_built
+    xor, lenet = course.lab("xor"), course.lab("lenet")
+    submitted = []
+    for student in ("ann", "bob"):
+        path = tmp_path / student / "xor.ipynb"
+        path.parent.mkdir()
+        path.write_text(course.exercise_path("xor").read_text())
+        submitted.append((student, xor, path))
+    submitted.append(("ann", lenet, course.solution_path("lenet")))
+    assert changed_since_built(course, submitted) == []
+
+    labs = [dataclasses.replace(xor, thresholds={"accuracy": 0.75}, checks={**xor.checks, "train_xor": 5})
+            if lab.id == "xor" else lab for lab in course.labs]
+    warnings = changed_since_built(dataclasses.replace(course, labs=tuple(labs)), submitted)
+    assert warnings == ["lab xor: course.yml differs from what the built exercise notebook shows (points train_xor: 3 there, "
+                        "5 in course.yml; threshold accuracy: 1.0 there, 0.75 in course.yml): graded with course.yml's "
+                        "values; run `course build`, then release again"]
+
+    # built again after the change, but the students handed in the old release
+    nb = json.loads(submitted[0][2].read_text())
+    nb["metadata"]["course"]["points"]["train_xor"] = 2
+    submitted[0][2].write_text(json.dumps(nb))
+    warnings = changed_since_built(course, submitted)
+    assert len(warnings) == 1 and "a submitted notebook shows (points train_xor: 2 there, 3 in course.yml)" in warnings[0]

@@ -49,7 +49,7 @@ def bundle(course, tmp_path_factory):
     out = tmp_path_factory.mktemp("release") / "student"
     with pytest.MonkeyPatch.context() as mp:
         calls = no_build_check(mp)
-        written = release(course, out)
+        written = release(course, out).written
     assert calls == [[lab.id for lab in course.labs]]
     return out, written
 
@@ -92,7 +92,7 @@ def test_bundle_layout(course, bundle):
     assert {n for n in names if n.startswith("weights/")} == {f"weights/{p.name}" for p in weights.glob("*") if p.is_file()}
     assert not {f"{m}.py" for m in GRADER_MODULES} & names
     grader_side = {p.name for p in PACKAGE_DIR.glob("*.py")} - {"__init__.py", "runtime.py", "data.py", "pretrained.py",
-                                                                 "witness.py"}
+                                                                 "witness.py", "handin.py"}
     assert grader_side and not grader_side & names     # scoring.py, integrity.py, ... stay out by default
     everything = [p.relative_to(out) for p in out.rglob("*")]
     assert not [p for p in everything if {"reference", "solutions", "tests", "__pycache__"} & set(p.parts)]
@@ -173,15 +173,19 @@ def test_bundle_holds_no_solution_body(course, bundle):
 
 
 def test_student_pyproject_declares_what_the_bundle_imports(bundle):
+    """Ranges, not the grader's pins (Colab keeps its torch), and the grader's pins inside them."""
+    from packaging.requirements import Requirement
+
     out, _ = bundle
     student = tomllib.loads((out / "pyproject.toml").read_text())["project"]
     course = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    name = lambda req: req.split(";")[0].strip().split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
-    pins = {name(r): r for r in course["dependencies"]}
     assert student["name"] == STUDENT_DISTRIBUTION and student["version"] == course["version"]
-    declared = {name(r) for r in student["dependencies"]}
-    for req in student["dependencies"]:
-        assert req == pins.get(name(req), name(req)), f"{req}: not the course's pin {pins.get(name(req))}"
+    requirements = [Requirement(r) for r in student["dependencies"]]
+    declared = {r.name.lower() for r in requirements}
+    for req in requirements:
+        assert "==" not in str(req.specifier) and req.specifier, f"{req}: a range, not a pin"
+        installed = importlib.metadata.version(req.name)
+        assert req.specifier.contains(installed.split("+")[0]), f"{req}: excludes the grader's {req.name} {installed}"
     imported = set()
     sources = [p.read_text() for p in (out / "autograder").rglob("*.py")]
     sources += [c.source for p in (out / "exercises").rglob("*.ipynb")
@@ -192,7 +196,8 @@ def test_student_pyproject_declares_what_the_bundle_imports(bundle):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"autograder", "__future__"}
+    # google.colab: Colab's own, imported by autograder.handin only where it is loaded
+    third_party = imported - set(sys.stdlib_module_names) - {"autograder", "__future__", "google"}
     distributions = importlib.metadata.packages_distributions()
     missing = {m: distributions.get(m) for m in third_party
                if not {d.lower() for d in distributions.get(m, [m])} & declared}
@@ -217,13 +222,55 @@ def test_release_refuses_what_it_must_not_overwrite(course, tmp_path, monkeypatc
     (out / "extra.txt").write_text("kept")
     release(course, out, [lab])                                          # an earlier release is replaced
     assert not (out / "exercises" / course.labs[1].id).exists() and (out / "extra.txt").read_text() == "kept"
-    notebook = out / "exercises" / lab / f"{lab}.ipynb"
-    notebook.write_text("{}")                                            # a released file worked on since
-    with pytest.raises(CourseError, match=f"changed since the last release \\(exercises/{lab}/{lab}.ipynb\\)"):
+    package_file = out / "autograder" / "runtime.py"
+    original = package_file.read_text()
+    package_file.write_text("# changed")                                 # a released package file changed since
+    with pytest.raises(CourseError, match="changed since the last release \\(autograder/runtime.py\\)"):
         release(course, out, [lab])
-    assert notebook.read_text() == "{}"
+    assert package_file.read_text() == "# changed"
     release(course, out, [lab], force=True)
-    assert notebook.read_bytes() == course.exercise_path(lab).read_bytes()
+    assert package_file.read_text() == original
+
+
+def test_release_never_overwrites_a_notebook_the_student_changed(course, tmp_path, monkeypatch):
+    """With or without --force: the student's notebook stays, the new version goes beside it,
+    and a later release still knows the notebook is the student's."""
+    no_build_check(monkeypatch)
+    lab = course.labs[0].id
+    out = tmp_path / "student"
+    release(course, out, [lab])
+    notebook = out / "exercises" / lab / f"{lab}.ipynb"
+    assert release(course, out, [lab]).kept == []                       # unchanged: replaced in place
+    notebook.write_text('{"my": "work"}')
+    for n, force in enumerate((False, True, False), 1):
+        done = release(course, out, [lab], force=force)
+        beside = notebook.with_name(f"{lab}.new.ipynb")
+        assert done.kept == [(notebook, beside)] and notebook.read_text() == '{"my": "work"}'
+        assert beside.read_bytes() == course.exercise_path(lab).read_bytes()
+    beside.write_text('{"more": "work"}')                                # the student works in the new one too
+    done = release(course, out, [lab])
+    assert done.kept == [(notebook, notebook.with_name(f"{lab}.new-2.ipynb"))] and beside.read_text() == '{"more": "work"}'
+
+    other = tmp_path / "not-a-release"                                   # no manifest: a same-named notebook is theirs
+    (other / "exercises" / lab).mkdir(parents=True)
+    (other / "exercises" / lab / f"{lab}.ipynb").write_text("{}")
+    done = release(course, other, [lab], force=True)
+    assert [new.name for _, new in done.kept] == [f"{lab}.new.ipynb"]
+    assert (other / "exercises" / lab / f"{lab}.ipynb").read_text() == "{}"
+
+
+def test_release_of_one_lab_ships_only_its_checks(course, tmp_path, monkeypatch):
+    no_build_check(monkeypatch)
+    everyone = {p.relative_to(PACKAGE_DIR).as_posix() for p in student_files()}
+    for lab in ("detection", "transfer", "tensors"):
+        out = tmp_path / lab
+        release(course, out, [lab])
+        names = {p.relative_to(out / "autograder").as_posix() for p in (out / "autograder").rglob("*") if p.is_file()}
+        assert {n for n in names if n.startswith("checks/")} == {"checks/__init__.py", f"checks/{lab}.py"}
+        assert {n for n in names if n.startswith("golden/")} == ({"golden/detection.json"} if lab == "detection" else set())
+        assert bool({n for n in names if n.startswith("weights/")}) == (lab == "transfer")
+        shared = {n for n in everyone if not n.startswith(("checks/", "golden/", "weights/"))}
+        assert shared <= names and names <= everyone
 
     for inside in (ROOT, ROOT / "exercises" / "x", ROOT / "autograder" / "x", ROOT.parent):
         with pytest.raises(CourseError, match="course folder|inside the course"):
@@ -246,7 +293,11 @@ def test_cli_release(tmp_path):
     lab = EXECUTED[0]
     proc = run_cli("release", str(tmp_path / "out"), "--lab", lab)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out" / "exercises" / lab / f"{lab}.ipynb").is_file() and "released 1 lab(s)" in proc.stderr
+    notebook = tmp_path / "out" / "exercises" / lab / f"{lab}.ipynb"
+    assert notebook.is_file() and "released 1 lab(s)" in proc.stderr
+    notebook.write_text("{}")
+    proc = run_cli("release", str(tmp_path / "out"), "--lab", lab)
+    assert proc.returncode == 0 and f"kept {notebook}: changed since it was released; the new version is {lab}.new.ipynb" in proc.stderr
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("")
     for args, expected in ((["release", str(tmp_path / "other")], "not empty and not an earlier release"),
@@ -281,7 +332,8 @@ def fresh_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COURSE_", "VIRTUAL_ENV", "PIP_"))}
     # one thread per notebook, as the grader gives each worker: two notebooks run at once, and
     # torch's threads spinning against each other on a shared machine cost far more than they gain
-    return env | {"MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return env | {"MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "COURSE_HANDIN_RUN": "1"}    # the hand-in cell's own run: test_export_* below
 
 
 def test_fresh_environment_has_only_the_bundle(bundle, fresh_python, tmp_path):
@@ -444,3 +496,38 @@ def test_answered_notebook_passes_its_checks(course, executed, lab_id):
     failed = [f"{c['id']}: {': '.join(c['error'])}" for c in cells if c["error"]]
     assert not failed, "\n".join(failed)
     assert sorted(c["id"] for c in cells if c["check"]) == sorted(f"check_{name}" for name in course.lab(lab_id).checks)
+
+
+HAND_IN = "tensors"     # a lab that runs top to bottom in seconds
+
+
+@pytest.mark.parametrize("form", ["answered", "shipped"])
+def test_export_runs_the_notebook_and_writes_the_file_to_hand_in(course, bundle, fresh_python, tmp_path, form):
+    """The last cell, `export(lab)`, in the fresh environment: runs the saved notebook top to
+    bottom in a real Jupyter kernel, says which public checks pass, and writes
+    hand-in/<lab>.ipynb (found from the working folder, as Jupyter starts kernels)."""
+    out, _ = bundle
+    shipped = out / "exercises" / HAND_IN / f"{HAND_IN}.ipynb"
+    notebook = tmp_path / f"{HAND_IN}.ipynb"
+    nbformat.write(answered(course, HAND_IN, shipped) if form == "answered" else nbformat.read(shipped, as_version=4),
+                   notebook)
+    env = {k: v for k, v in fresh_env().items() if k != "COURSE_HANDIN_RUN"}
+    proc = subprocess.run([fresh_python, "-I", "-c", f"from autograder.handin import export; export({HAND_IN!r})"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    checks = len(course.lab(HAND_IN).checks)
+    handed = tmp_path / "hand-in" / f"{HAND_IN}.ipynb"
+    assert f"wrote {handed}: hand in this file" in proc.stdout
+    ran = nbformat.read(handed, as_version=4)
+    if form == "answered":
+        assert f"{checks} of {checks} public checks pass" in proc.stdout and "failed" not in proc.stdout
+        assert all(c.get("execution_count") for c in ran.cells if c.cell_type == "code")
+        last = ran.cells[-1]
+        assert "not run here" in "".join(o.get("text", "") for o in last.outputs)   # no export inside the export
+    else:
+        assert f"0 of {checks} public checks pass" in proc.stdout
+        assert proc.stdout.count("check failed:") == checks and "NotImplementedError" in proc.stdout
+    elsewhere = subprocess.run([fresh_python, "-I", "-c", f"from autograder.handin import export; export({HAND_IN!r})"],
+                               cwd=out, env=env, capture_output=True, text=True, timeout=60)
+    assert elsewhere.returncode != 0
+    assert f"no saved notebook of lab {HAND_IN!r} found: pass its path" in elsewhere.stderr.strip().splitlines()[-1]
