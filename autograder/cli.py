@@ -85,6 +85,24 @@ def _release(args, course) -> int:
     return 0
 
 
+def _gradescope(args, course) -> int:
+    from .gradescope import write_zip
+    out = write_zip(course, args.lab, Path(args.out), leaderboard=args.leaderboard)
+    print(f"wrote {out}: upload it as the programming assignment's autograder (Gradescope: Configure Autograder → Zip file)",
+          file=sys.stderr)
+    return 0
+
+
+def _classroom(args, course) -> int:
+    from .release import release
+    done = release(course, Path(args.out), [args.lab], force=args.force, classroom=True)
+    for mine, new in done.kept:
+        print(f"kept {mine}: changed since it was written; the new version is {new.name} beside it", file=sys.stderr)
+    print(f"wrote a GitHub Classroom template of lab {args.lab} into {args.out} ({len(done.written)} files): "
+          f"push it as a template repository and make it the assignment's starter code", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="course", description="Build, validate and grade the CNN course.")
     p.add_argument("--course", metavar="PATH",
@@ -127,6 +145,18 @@ def parser() -> argparse.ArgumentParser:
                    help="write into a non-empty OUT that is not an earlier release, or over released package files "
                         "changed since (other files are kept; a notebook the student changed is never overwritten)")
     r.set_defaults(run=_release)
+
+    gs = sub.add_parser("gradescope", help="write a Gradescope autograder (.zip) for one lab")
+    gs.add_argument("lab", metavar="LAB")
+    gs.add_argument("out", metavar="OUT.zip")
+    gs.add_argument("--leaderboard", action="store_true", help="post the scored accuracies to Gradescope's leaderboard")
+    gs.set_defaults(run=_gradescope)
+
+    cr = sub.add_parser("classroom", help="write a GitHub Classroom template repository for one lab")
+    cr.add_argument("lab", metavar="LAB")
+    cr.add_argument("out", metavar="OUT")
+    cr.add_argument("--force", action="store_true", help="write into a non-empty OUT that is not an earlier template")
+    cr.set_defaults(run=_classroom)
 
     v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")
     v.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")

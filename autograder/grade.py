@@ -289,6 +289,7 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
                 message = f"{what}: expected {len(labels)} predictions, got {len(got)} — the model must keep the batch size"
             else:
                 accuracy = float(np.mean(np.asarray(got) == labels))
+                check.measured = round(accuracy, 4)
                 if accuracy < threshold:
                     message = f"{what}: expected {at_least(threshold)}, got {accuracy:.3f} — {spec.low_hint}"
                 else:
@@ -377,6 +378,20 @@ def lab_name(stem: str) -> str:
     return _COPY_SUFFIX.sub("", stem).strip().lower()
 
 
+def _student_ids(folders: list[Path]) -> dict[Path, str]:
+    """Each student folder's id: its name, except for cloned repositories (a `.git` inside), which
+    GitHub Classroom names `<assignment>-<login>`: there the login, the part after the prefix
+    that all of them share (with one repository alone, its whole name)."""
+    ids = {folder: folder.name for folder in folders}
+    clones = [f.name for f in folders if (f / ".git").exists()]
+    if len(clones) > 1:
+        prefix = os.path.commonprefix(clones)
+        prefix = prefix[:prefix.rfind("-") + 1]
+        if prefix:
+            ids.update({f: f.name[len(prefix):] for f in folders if f.name in clones})
+    return ids
+
+
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
     """(student, lab, path) of each student's notebook for each selected lab, in either layout:
     `root/<student>/<lab>.ipynb`, or nbgrader's `root/<student>/<lab>/<lab>.ipynb` (its
@@ -388,8 +403,10 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
     labs = {lab.id: lab for lab in course.select(lab_ids)}
     known = {lab.id for lab in course.labs}
     found, warnings = [], []
-    for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        student = student_dir.name
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ids = _student_ids(folders)
+    for student_dir in folders:
+        student = ids[student_dir]
         candidates: dict[str, list[Path]] = {}
         nested = [d for d in sorted(student_dir.iterdir())        # a linked folder is not followed
                   if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]

@@ -1,4 +1,5 @@
-"""Hand in: the last cell of every lab calls `export(lab)`.
+"""Hand in: the last cell of every lab calls `export(lab)`; GitHub Classroom's workflow calls
+`python -m autograder.handin run|check`.
 
 It runs the saved notebook from top to bottom in a fresh kernel (what the grader will do, less
 the hidden checks), says which public checks pass and which cells fail, and writes the copy to
@@ -6,6 +7,11 @@ hand in — `hand-in/<lab>.ipynb`, the name the grader looks for — beside the 
 it takes the notebook from the browser and offers the file for download.
 
 Under the grader (COURSE_GRADING) and inside its own run (COURSE_HANDIN_RUN) it does nothing.
+
+In a GitHub Classroom repository (`course classroom`), `run NOTEBOOK` executes the notebook once
+and records each public check's outcome in PUBLIC_RESULTS; then one `check LAB CHECK` per check
+exits 0 or 1 with the check's line, which the autograding command grader turns into its points.
+These are the public checks only: the grade comes from the instructor's `course grade`.
 """
 from __future__ import annotations
 
@@ -74,6 +80,19 @@ def _outcomes(nb) -> tuple[list[str], list[str], list[str]]:
     return passed, failed, broken
 
 
+def run_notebook(path: Path, cell_timeout: float = 1200):
+    """The notebook at `path`, executed top to bottom in a fresh kernel started in its folder
+    (errors recorded in the cells, not raised)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(Path(path).resolve().parent)}})
+    client.execute(env={**os.environ, "COURSE_HANDIN_RUN": "1", "MPLBACKEND": "agg"})
+    return nb
+
+
 def export(lab: str, notebook: str | os.PathLike | None = None, cell_timeout: float = 1200) -> Path | None:
     """Run the saved notebook of `lab` top to bottom in a fresh kernel and write the copy to hand
     in, `hand-in/<lab>.ipynb` beside it (outputs included). Save the notebook first (Ctrl+S):
@@ -82,15 +101,11 @@ def export(lab: str, notebook: str | os.PathLike | None = None, cell_timeout: fl
         print("hand in: not run here (the grader, or the hand-in check itself, runs this notebook)")
         return None
     import nbformat
-    from nbclient import NotebookClient
 
     path = find_notebook(lab, notebook)
-    nb = nbformat.read(path, as_version=4)
     print(f"hand in: running {path} from top to bottom in a fresh kernel ...", flush=True)
     t0 = time.monotonic()
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute(env={**os.environ, "COURSE_HANDIN_RUN": "1", "MPLBACKEND": "agg"})
+    nb = run_notebook(path, cell_timeout)
     passed, failed, broken = _outcomes(nb)
     out = path.parent / HAND_IN_DIR / f"{lab}.ipynb"
     out.parent.mkdir(exist_ok=True)
@@ -105,3 +120,51 @@ def export(lab: str, notebook: str | os.PathLike | None = None, cell_timeout: fl
         from google.colab import files  # type: ignore[import-not-found]
         files.download(str(out))
     return out
+
+
+PUBLIC_RESULTS = ".public-checks.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m autograder.handin", description="The public checks of a lab, for CI.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help=f"run NOTEBOOK top to bottom; record its checks in {PUBLIC_RESULTS}")
+    r.add_argument("notebook")
+    c = sub.add_parser("check", help="exit 0 if CHECK passed in the recorded run, else 1 with its line")
+    c.add_argument("lab")
+    c.add_argument("check")
+    args = p.parse_args(argv)
+    if args.command == "run":
+        path = Path(args.notebook)
+        if not path.is_file():
+            print(f"handin: error: {path}: no such notebook", file=sys.stderr)
+            return 2
+        nb = run_notebook(path)
+        passed, failed, broken = _outcomes(nb)
+        lab = nb.metadata.get("course", {}).get("lab", path.stem)
+        record = {"lab": lab, "passed": passed, "failed": dict(line.split(": ", 1) for line in failed),
+                  "broken": broken}
+        Path(PUBLIC_RESULTS).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"{lab}: {len(passed)} of {len(passed) + len(failed)} public checks pass")
+        for line in failed + broken:
+            print(f"  failed: {line}")
+        return 0
+    try:
+        record = json.loads(Path(PUBLIC_RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        print(f"{args.check}: no recorded run ({PUBLIC_RESULTS}): run `python -m autograder.handin run` first")
+        return 1
+    if record.get("lab") != args.lab:
+        print(f"{args.check}: the recorded run is of lab {record.get('lab')!r}, not {args.lab!r}")
+        return 1
+    if args.check in record["passed"]:
+        print(f"{args.check}: passed")
+        return 0
+    print(f"{args.check}: {record['failed'].get(args.check, 'not run: the notebook has no such check cell, or stopped before it')}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

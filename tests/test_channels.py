@@ -1,0 +1,208 @@
+"""How notebooks reach the grader: a Gradescope autograder run as Gradescope runs it, and a GitHub
+Classroom template whose workflow commands run here, on real notebooks."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from autograder.build import dumps
+from autograder.gradescope import SPEC, write_zip
+from autograder.release import CLASSROOM_WORKFLOW, hidden_checks
+from tests.conftest import ROOT
+from tests.planted import all_bugs, plant
+from tests.test_config import run_cli
+
+LAB = "losses"          # quick to grade, and its checks have hidden tests
+BUG = "softmax-no-max-subtraction"
+
+
+def notebooks(course) -> dict[str, str]:
+    solution = nbformat.read(course.solution_path(LAB), as_version=4)
+    bug = next(b for b in all_bugs()[LAB] if b.name == BUG)
+    return {"solution": dumps(solution), "blank": course.exercise_path(LAB).read_text(),
+            "bug": dumps(plant(solution, bug))}
+
+
+# ---------------------------------------------------------------- Gradescope
+@pytest.fixture(scope="module")
+def autograder_zip(course, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gradescope") / f"{LAB}.zip"
+    write_zip(course, LAB, out, leaderboard=True)
+    return out
+
+
+def run_autograder(zip_path: Path, root: Path, submission: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """Gradescope's steps: the zip unpacked into /autograder/source, the upload in
+    /autograder/submission, `run_autograder` run; here /autograder is `root`."""
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(root / "source")
+        for info in z.infolist():                    # zipfile does not restore modes: Gradescope does
+            if info.external_attr >> 16 & stat.S_IXUSR:
+                (root / "source" / info.filename).chmod(0o755)
+    (root / "submission").mkdir(parents=True)
+    for name, text in submission.items():
+        (root / "submission" / name).write_text(text)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable}
+    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=600, cwd="/")
+    return proc, json.loads((root / "results" / "results.json").read_text())
+
+
+def test_gradescope_zip_holds_the_grader_for_one_lab_and_no_student_file(course, autograder_zip):
+    with zipfile.ZipFile(autograder_zip) as z:
+        names = set(z.namelist())
+        modes = {i.filename: i.external_attr >> 16 for i in z.infolist()}
+        spec = json.loads(z.read(SPEC))
+    assert {"setup.sh", "run_autograder", "course.yml", "pyproject.toml", "autograder/grade.py",
+            f"solutions/{LAB}/{LAB}.ipynb", f"reference/{LAB}.py"} <= names
+    assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
+    other = {lab.id for lab in course.labs} - {LAB}
+    assert not [n for n in names if n.startswith(("solutions/", "exercises/")) and n.split("/")[1] in other]
+    assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "examples/", ".venv/"))]
+    assert spec == {"lab": LAB, "hidden": hidden_checks(course, course.lab(LAB)), "leaderboard": True}
+    assert spec["hidden"], "the test wants a lab whose checks have hidden tests"
+
+
+def test_gradescope_run_grades_solution_blank_and_planted_bug(course, autograder_zip, tmp_path):
+    lab = course.lab(LAB)
+    texts = notebooks(course)
+    hidden = set(hidden_checks(course, lab))
+    for who, expected_lost in (("solution", set()), ("blank", set(lab.checks)), ("bug", {"softmax"})):
+        proc, doc = run_autograder(autograder_zip, tmp_path / who, {f"{LAB}.ipynb": texts[who]})
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+        tests = {t["name"]: t for t in doc["tests"]}
+        assert list(tests) == list(lab.checks)
+        lost = {name for name, t in tests.items() if t["status"] == "failed"}
+        assert lost == expected_lost, (who, {n: tests[n]["output"] for n in lost})
+        assert doc["score"] == lab.max_points - sum(lab.checks[n] for n in expected_lost)
+        for name, t in tests.items():
+            assert t["max_score"] == lab.checks[name]
+            assert t["visibility"] == (course.hidden_visibility if name in hidden else "visible")
+            assert (t["output"] == "passed") == (name not in expected_lost)
+        assert doc["execution_time"] > 0 and "graded without the sandbox" not in doc["output"]
+        assert str(tmp_path) not in json.dumps(doc)            # no server path reaches the student
+    assert "expected" in tests["softmax"]["output"] and len(tests["softmax"]["output"].splitlines()) <= 2
+
+
+def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tmp_path):
+    """Nothing to grade, a renamed notebook among others, and a notebook that writes full marks
+    into results.json: each gets an honest results.json."""
+    lab = course.lab(LAB)
+    _, doc = run_autograder(autograder_zip, tmp_path / "none", {"notes.txt": "hello"})
+    assert doc["score"] == 0 and f"upload {LAB}.ipynb" in doc["output"]
+    assert [t["status"] for t in doc["tests"]] == ["failed"] * len(lab.checks)
+
+    forged = nbformat.read(course.exercise_path(LAB), as_version=4)
+    results = tmp_path / "forge" / "results" / "results.json"
+    forged.cells.insert(3, nbformat.v4.new_code_cell(
+        "import json, pathlib\n"
+        f"for path in [{str(results)!r}, '/autograder/results/results.json']:\n"
+        "    try:\n"
+        "        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)\n"
+        "        pathlib.Path(path).write_text(json.dumps({'score': 999, 'tests': []}))\n"
+        "    except OSError:\n"
+        "        pass\n"))
+    proc, doc = run_autograder(autograder_zip, tmp_path / "forge",
+                               {f"{LAB} (2).ipynb": dumps(forged), "scratch.ipynb": course.exercise_path(LAB).read_text()})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert doc["score"] == 0 and len(doc["tests"]) == len(lab.checks)
+    assert f"graded {LAB} (2).ipynb; also uploaded, not graded: scratch.ipynb" in doc["output"]
+
+
+def test_cli_gradescope(tmp_path):
+    proc = run_cli("gradescope", LAB, str(tmp_path / "a.zip"))
+    assert proc.returncode == 0 and zipfile.is_zipfile(tmp_path / "a.zip") and "Configure Autograder" in proc.stderr
+    for args, expected in ((["gradescope", "nosuch", str(tmp_path / "b.zip")], "unknown lab 'nosuch'"),
+                           (["gradescope", LAB, str(tmp_path / "b.tar")], "is a .zip file")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- GitHub Classroom
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("classroom") / "template"
+    proc = run_cli("classroom", LAB, str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def workflow_steps(template: Path) -> list[dict]:
+    doc = yaml.safe_load((template / CLASSROOM_WORKFLOW).read_text())
+    return doc["jobs"]["run-autograding-tests"]["steps"]
+
+
+def test_classroom_template_layout_and_workflow(course, template):
+    lab = course.lab(LAB)
+    assert (template / f"{LAB}.ipynb").read_bytes() == course.exercise_path(LAB).read_bytes()
+    assert (template / "autograder" / "checks" / f"{LAB}.py").is_file() and (template / "pyproject.toml").is_file()
+    assert not (template / "exercises").exists() and "hand-in/" in (template / ".gitignore").read_text()
+    steps = workflow_steps(template)
+    graders = [s for s in steps if s.get("uses", "").startswith("classroom-resources/autograding-command-grader@")]
+    assert [(s["id"], s["with"]["max-score"]) for s in graders] == list(lab.checks.items())
+    reporter = steps[-1]
+    assert reporter["uses"].startswith("classroom-resources/autograding-grading-reporter@")
+    assert reporter["with"]["runners"].split(",") == list(lab.checks)
+    assert reporter["env"] == {f"{n.upper()}_RESULTS": f"${{{{steps.{n}.outputs.result}}}}" for n in lab.checks}
+    readme = (template / "README.md").read_text()
+    assert "Commit the notebook and push" in readme and "Gradescope" not in readme
+
+
+def run_workflow(template: Path, notebook: str, tmp_path: Path) -> dict[str, tuple[int, str]]:
+    """The workflow's own commands, run here in a copy of the template holding `notebook` (the
+    install step is this venv): {check: (exit code, its line)} of the command-grader steps."""
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-a", str(template), str(repo)], check=True)
+    (repo / f"{LAB}.ipynb").write_text(notebook)
+    steps = workflow_steps(repo)
+    python = lambda command: [sys.executable, *shlex.split(command)[1:]]   # `python ...` is this interpreter
+    run = next(s["run"] for s in steps if s.get("name") == "Run the notebook")
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run(python(run), cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    outcomes = {}
+    for step in steps:
+        if step.get("uses", "").startswith("classroom-resources/autograding-command-grader@"):
+            proc = subprocess.run(python(step["with"]["command"]), cwd=repo, env=env, capture_output=True, text=True,
+                                  timeout=60)
+            outcomes[step["id"]] = (proc.returncode, proc.stdout.strip())
+    return outcomes
+
+
+@pytest.mark.parametrize("who", ["solution", "blank"])
+def test_classroom_workflow_commands_give_the_public_points(course, template, tmp_path, who):
+    lab = course.lab(LAB)
+    outcomes = run_workflow(template, notebooks(course)[who], tmp_path)
+    assert set(outcomes) == set(lab.checks)
+    earned = sum(lab.checks[name] for name, (code, _) in outcomes.items() if code == 0)
+    assert earned == (lab.max_points if who == "solution" else 0), outcomes
+    for name, (code, line) in outcomes.items():
+        assert line.startswith(f"{name}: ") and len(line.splitlines()) == 1
+        if who == "blank":
+            assert code == 1 and "NotImplementedError" in line
+
+
+def test_grade_reads_cloned_classroom_repositories(course, tmp_path):
+    """`gh classroom clone student-repos` makes <assignment>-submissions/<assignment>-<login>/:
+    the login is the student; the notebook is at the top of each repository."""
+    from autograder.grade import find_submissions
+    root = tmp_path / f"{LAB}-lab-submissions"
+    for login in ("alice", "bob-smith"):
+        repo = root / f"{LAB}-lab-{login}"
+        (repo / ".git").mkdir(parents=True)
+        (repo / f"{LAB}.ipynb").write_text(course.exercise_path(LAB).read_text())
+        (repo / "autograder").mkdir()
+    found, warnings = find_submissions(root, course, [LAB])
+    assert [(s, lab.id, p.relative_to(root).as_posix()) for s, lab, p in found] == [
+        ("alice", LAB, f"{LAB}-lab-alice/{LAB}.ipynb"), ("bob-smith", LAB, f"{LAB}-lab-bob-smith/{LAB}.ipynb")]
+    assert warnings == []
