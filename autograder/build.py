@@ -216,9 +216,9 @@ def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
     starters = any("starter" in c.metadata.get("course", {}) for c in cells)
     where_to_answer = ("fix the code in the answer cells" if starters else "answer in the cells marked `# YOUR CODE HERE`")
     header = nbformat.v4.new_markdown_cell(
-        f"*Generated from `reference/{lab.id}.py` and `reference/notebooks/{lab.id}.py.j2` by `course build`: "
-        f"do not edit this notebook, edit those. Students: {where_to_answer}, "
-        f"then run the check cell below each.*",
+        f"*Generated from `reference/{lab.id}.py` and `reference/notebooks/{lab.id}.py.j2` by `course build` "
+        f"(instructors: edit those, not this notebook).* **Students:** {where_to_answer}, run the check cell "
+        f"below each, and hand in with the last cell, which writes `hand-in/{lab.id}.ipynb`.",
         id="header", metadata={"nbgrader": _nbgrader("markdown", "header")})
     nb = nbformat.v4.new_notebook(cells=[header, install_cell(course), *cells, *hand_in_cells(lab)], metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},

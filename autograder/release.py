@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath

@@ -18,7 +18,6 @@ import yaml
 from autograder.build import dumps
 from autograder.gradescope import SPEC, write_zip
 from autograder.release import CLASSROOM_WORKFLOW, hidden_checks
-from tests.conftest import ROOT
 from tests.planted import all_bugs, plant
 from tests.test_config import run_cli
 
