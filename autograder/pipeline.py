@@ -72,7 +72,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
         results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids))
-    write_reports(out, results, {lab.id: lab.title for lab in course.labs})
+    write_reports(out, results, {lab.id: lab.title for lab in course.labs}, answers_of_lost_checks(course, results),
+                  course.title)
     unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
     if warnings:
         unmatched.write_text("".join(f"{w}\n" for w in warnings))
@@ -82,6 +83,44 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         from .gradebook import write_gradebook
         write_gradebook(out / "gradebook.db", results, course)
     return ClassGrades(results, warnings, reused)
+
+
+def _answer_cells(course: Course, lab_id: str) -> dict[str, list[str]]:
+    """{check: grade ids of the answer cells it tests}: those between the previous check cell
+    and its own, in the lab's source notebook."""
+    nb = json.loads(course.solution_path(lab_id).read_text(encoding="utf-8"))
+    tested, pending = {}, []
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution") and cell["cell_type"] == "code":
+            pending.append(meta["grade_id"])
+        elif meta.get("grade"):
+            tested[meta["grade_id"].removeprefix("check_")] = pending
+            pending = []
+    return tested
+
+
+def answers_of_lost_checks(course: Course, results: list[Result]) -> dict[tuple[str, str], dict[str, str]]:
+    """For each submission, the student's code in the answer cells of each check it lost (read
+    from the submitted notebook; a file that does not read gives none)."""
+    cells_of = {}
+    answers = {}
+    for r in results:
+        lost = [c.name for c in r.checks if not c.passed]
+        if not lost or not r.path:
+            continue
+        try:
+            if r.lab not in cells_of:
+                cells_of[r.lab] = _answer_cells(course, r.lab)
+            submitted = json.loads(Path(r.path).read_text(encoding="utf-8"))
+            code = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                    for c in submitted["cells"] if isinstance(c.get("metadata", {}).get("nbgrader"), dict)
+                    and "grade_id" in c["metadata"]["nbgrader"]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, CourseError):
+            continue
+        answers[r.student, r.lab] = {name: "\n\n".join(str(code[i]) for i in cells_of[r.lab].get(name, []) if i in code)
+                                     for name in lost}
+    return answers
 
 
 def _built_values(path: Path) -> tuple[dict, dict] | None:

@@ -210,8 +210,11 @@ body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem aut
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }}
 td.pts {{ white-space: nowrap; font-variant-numeric: tabular-nums; }}
 tr.pass td.pts {{ color: #1a7f37; }} tr.fail td.pts {{ color: #cf222e; font-weight: 600; }}
-code {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
+code, pre {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
+pre {{ background: #f6f8fa; padding: .5rem .7rem; margin: .4rem 0 0; border-radius: 4px; }}
+details summary {{ cursor: pointer; color: #555; font-size: 13px; }}
 .score {{ font-size: 1.4rem; }}
+.comment {{ border: 1px solid #ddd; border-left: 4px solid #4c72b0; padding: .6rem 1rem; margin: 1.5rem 0; min-height: 3rem; }}
 </style></head><body>
 <h1>{lab}: feedback for {student}</h1>
 <p class="score">{score} / {max_score} points</p>
@@ -219,36 +222,61 @@ code {{ font: 13px/1.4 ui-monospace, monospace; white-space: pre-wrap; }}
 <table><thead><tr><th>check</th><th>points</th><th>expected / got / hint</th></tr></thead><tbody>
 {rows}
 </tbody></table>
+<section class="comment" id="comment"><strong>Comment from your instructor</strong>
+{comment}
+</section>
 </body></html>
 """
+COMMENTS = "comments"      # DIR/comments/<student>/<lab>.txt: an instructor's comment, shown on the page
 
 
-def _verdict(c) -> str:
-    """`passed` (with a note such as the accuracy reached), or the failure message."""
+def _verdict(c, code: str = "") -> str:
+    """`passed` (with a note such as the accuracy reached), or the failure message and, below it,
+    the student's answer that the check tested."""
     if c.passed:
         return "passed" + (f" — {html.escape(for_students(c.message))}" if c.message else "")
-    return f"<code>{html.escape(for_students(c.message))}</code>"
+    answer = (f"<details><summary>your answer</summary><pre>{html.escape(code)}</pre></details>"
+              if code.strip() else "")
+    return f"<code>{html.escape(for_students(c.message))}</code>{answer}"
 
 
-def feedback_html(result: Result, title: str = "") -> str:
+def feedback_html(result: Result, title: str = "", answers: dict[str, str] | None = None, comment: str = "") -> str:
     """A self-contained page: each check with its points and, if lost, what was expected, what
-    was got and the hint."""
+    was got, the hint and the student's answer code it tested (`answers`: check -> code); then
+    the instructor's comment, or room for one."""
+    answers = answers or {}
     rows = "\n".join(
         f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
         f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
-        f'<td>{_verdict(c)}</td></tr>'
+        f'<td>{_verdict(c, answers.get(c.name, ""))}</td></tr>'
         for c in result.checks)
     notes = "".join(f"<p><strong>Note:</strong> {html.escape(for_students(n))}</p>" for n in result.notes)
+    remark = (f"<p>{html.escape(comment).replace(chr(10), '<br>')}</p>" if comment.strip() else "<p><em>none yet</em></p>")
     return _PAGE.format(title=html.escape(title or f"{result.lab} — {result.student}"), lab=html.escape(title or result.lab),
                         student=html.escape(result.student), score=_fmt(result.score),
-                        max_score=_fmt(result.max_score), notes=notes, rows=rows)
+                        max_score=_fmt(result.max_score), notes=notes, rows=rows, comment=remark)
 
 
-def write_reports(out: Path, results: list[Result], titles: dict[str, str] | None = None) -> None:
-    """The class-level files, and Gradescope JSON and HTML feedback for every submission."""
+def _comment(out: Path, r: Result) -> str:
+    path = out / COMMENTS / r.student / f"{r.lab}.txt"
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def write_reports(out: Path, results: list[Result], titles: dict[str, str] | None = None,
+                  answers: dict[tuple[str, str], dict[str, str]] | None = None, course_title: str = "") -> None:
+    """The class-level files (the class report included), and Gradescope JSON and HTML feedback
+    for every submission (`answers[(student, lab)]`: the code each lost check tested)."""
+    from .classreport import class_report_html
+
     atomic_write(out / "grades.csv", grades_csv(results))
     atomic_write(out / "totals.csv", totals_csv(results, list(titles or {}) or sorted({r.lab for r in results})))
     atomic_write(out / "junit.xml", junit_xml(results))
+    if results:
+        atomic_write(out / "class_report.html", class_report_html(results, f"{course_title or 'Class'}: class report"))
     for r in results:
         atomic_write(out / "gradescope" / r.student / r.lab / "results.json", gradescope_json(r))
-        atomic_write(out / "feedback" / r.student / f"{r.lab}.html", feedback_html(r, (titles or {}).get(r.lab, "")))
+        atomic_write(out / "feedback" / r.student / f"{r.lab}.html",
+                     feedback_html(r, (titles or {}).get(r.lab, ""), (answers or {}).get((r.student, r.lab)), _comment(out, r)))

@@ -139,3 +139,41 @@ def test_late_work_loses_the_share_course_yml_says(course):
     assert graded("2026-12-15T00:00:00+00:00").score == 0                                       # past max_days
     lenient = graded("2026-12-11T18:00:00+00:00", dataclasses.replace(strict, late_per_day=None))
     assert lenient.score == full and lenient.notes[0].endswith("(no late policy in course.yml)")
+
+
+def test_nbgrader_exchange_round_trip_with_the_shipped_config(course, tmp_path):
+    """The repository's nbgrader_config.py makes a course folder nbgrader's: release from
+    exercises/, a student fetches and submits, the instructor collects, `course grade` grades
+    nbgrader's submitted/ folder with its timestamp."""
+    instructor, student, exchange = tmp_path / "course", tmp_path / "alice", tmp_path / "exchange"
+    for folder in (instructor, student, exchange):
+        folder.mkdir()
+    exchange.chmod(0o777)
+    shutil.copy(ROOT / "nbgrader_config.py", instructor)
+    for built in ("solutions", "exercises"):
+        (instructor / built).symlink_to(ROOT / built)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    nbgrader = lambda cwd, *args: subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args, f"--Exchange.root={exchange}", "--course", "cnn-course"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    from nbgrader.utils import get_username
+    alice = get_username()          # nbgrader's student id: the login of whoever submits
+    for cwd, args in ((instructor, ["db", "assignment", "add", LAB]), (instructor, ["release_assignment", LAB]),
+                      (student, ["fetch_assignment", LAB])):
+        proc = nbgrader(cwd, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    fetched = student / LAB / f"{LAB}.ipynb"
+    assert fetched.read_bytes() == course.exercise_path(LAB).read_bytes()
+    shutil.copy(course.solution_path(LAB), fetched)                       # alice answers
+    for cwd, args in ((student, ["submit", LAB]), (instructor, ["collect", LAB])):
+        proc = nbgrader(cwd, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = instructor / "submitted" / alice / LAB
+    assert (collected / f"{LAB}.ipynb").is_file() and (collected / "timestamp.txt").is_file()
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "--course", str(ROOT), "grade",
+                           str(instructor / "submitted"), "--lab", LAB, "--out", str(out)],
+                          cwd=instructor, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = read_results(out)[alice, LAB]
+    assert result.score == result.max_score and result.submitted_at

@@ -2,12 +2,15 @@
 exit codes CI relies on."""
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -169,6 +172,95 @@ def test_fail_under_exit_code_and_report_files(course, tmp_path):
     assert proc.returncode == 4 and "below --fail-under 50%: eve/" in proc.stderr
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).returncode == 0
     lab = course.labs[0].id
-    for rel in ("grades.csv", "totals.csv", "junit.xml", "gradebook.db", f"results/eve/{lab}.json",
+    for rel in ("grades.csv", "totals.csv", "junit.xml", "gradebook.db", "class_report.html", f"results/eve/{lab}.json",
                 f"gradescope/eve/{lab}/results.json", f"feedback/eve/{lab}.html"):
         assert (out / rel).is_file(), rel
+
+
+class _Page(HTMLParser):
+    """Tables (by id: rows of cell texts) and images (id -> src) of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self.links, self._table, self._row = {}, {}, [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", f"t{len(self.tables)}"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._row.append("")
+        elif tag == "img":
+            self.images[attrs.get("id")] = attrs["src"]
+        for key in ("src", "href"):
+            if key in attrs:
+                self.links.append(attrs[key])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._row is not None and self._row:
+            self._row[-1] += data.strip()
+
+
+def test_class_report_shows_each_lab_the_hardest_checks_and_the_slowest_notebooks(course, tmp_path):
+    from autograder.classreport import class_report_html
+    first, second = course.labs[0], course.labs[1]
+    names = list(first.checks)
+    full = Result("ada", first.id, "a.ipynb", [CheckResult(n, p, p) for n, p in first.checks.items()], seconds=3.0)
+    lost = Result("bob", first.id, "b.ipynb", [CheckResult(n, 0 if n == names[0] else p, p, "x: expected 1, got 2" if n == names[0] else "")
+                                              for n, p in first.checks.items()], seconds=9.5, compute_seconds=8.0)
+    missing = Result("cyd", first.id, "", [CheckResult(n, 0, p, "not handed in") for n, p in first.checks.items()], handed_in=False)
+    other = Result("ada", second.id, "c.ipynb", [CheckResult(n, 0, p, "no") for n, p in second.checks.items()], seconds=1.0)
+    page = _Page()
+    page.feed(class_report_html([full, lost, missing, other], "CNN: class report"))
+    labs = page.tables["labs"]
+    assert labs[1][:4] == [first.id, "2", "1", f"{(full.score + lost.score) / 2:.1f} / {first.max_points:g}"]
+    assert labs[1][5:] == ["1", "0", "0"] and labs[2][:3] == [second.id, "1", "0"] and labs[2][6] == "1"
+    rates = page.tables["check-rates"][1:]
+    assert rates[0] == [first.id, names[0], "50%"] and all(r[2] == "100%" for r in rates[1:len(names)])
+    assert [r[:3] for r in page.tables["slowest"][1:]] == [["bob", first.id, "9.5"], ["ada", first.id, "3.0"],
+                                                            ["ada", second.id, "1.0"]]
+    for name in ("distribution", "checks"):                  # real PNGs, inlined: the page needs nothing else
+        png = base64.b64decode(page.images[name].removeprefix("data:image/png;base64,"))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        assert width > 300 and height > 100
+    assert not [link for link in page.links if not link.startswith("data:")]
+
+
+def test_feedback_page_shows_the_answer_a_lost_check_tested_and_the_comment(course, tmp_path):
+    """The student's own code under each lost check (from the submitted notebook's answer cells
+    that the check tests), and the instructor's comment from DIR/comments/<student>/<lab>.txt."""
+    import nbformat
+    from autograder.build import dumps
+    from autograder.pipeline import answers_of_lost_checks
+    from autograder.report import write_reports
+    from tests.planted import all_bugs, plant
+
+    bug = next(b for b in all_bugs()["losses"] if b.name == "focal-loss-p-to-the-gamma")
+    path = tmp_path / "losses.ipynb"
+    path.write_text(dumps(plant(nbformat.read(course.solution_path("losses"), as_version=4), bug)))
+    lab = course.lab("losses")
+    result = Result("eve", "losses", str(path), [CheckResult(n, 0 if n == "focal_loss" else p, p,
+                                                             "focal: expected 1, got 2 — hint" if n == "focal_loss" else "")
+                                                 for n, p in lab.checks.items()])
+    answers = answers_of_lost_checks(course, [result])
+    assert list(answers[("eve", "losses")]) == ["focal_loss"]
+    assert "weight = p ** gamma" in answers[("eve", "losses")]["focal_loss"]
+    assert "def softmax" not in answers[("eve", "losses")]["focal_loss"]       # only the cells this check tests
+    out = tmp_path / "out"
+    (out / "comments" / "eve").mkdir(parents=True)
+    (out / "comments" / "eve" / "losses.txt").write_text("Look at p_t <again>.")
+    write_reports(out, [result], {"losses": lab.title}, answers)
+    page = (out / "feedback" / "eve" / "losses.html").read_text()
+    assert "<pre>" in page and "weight = p ** gamma" in page and page.count("<details>") == 1
+    assert "Look at p_t &lt;again&gt;." in page
+    (out / "comments" / "eve" / "losses.txt").unlink()
+    write_reports(out, [result], {"losses": lab.title}, answers)
+    assert "<em>none yet</em>" in (out / "feedback" / "eve" / "losses.html").read_text()
