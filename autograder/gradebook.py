@@ -1,8 +1,10 @@
-"""nbgrader's gradebook (`gradebook.db`), written through nbgrader's own API, so that
-`nbgrader export` and formgrader work on our grades."""
+"""nbgrader's gradebook (`gradebook.db`), written through nbgrader's own API, and its folders
+(`autograded/`, the metadata beside `feedback/`), so that `nbgrader export`, formgrader,
+`generate_feedback` and `release_feedback` work on our grades."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -69,3 +71,53 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
                 grade.auto_score = float(check.points)
                 grade.needs_manual_grade = grade.manual_score is not None   # as nbgrader's autograde decides
             gb.db.commit()
+
+
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")   # beside a collected submission
+
+
+def _autograded(result: Result, course: Course) -> nbformat.NotebookNode | None:
+    """The submission as graded, in nbgrader's `autograded/` form: the locked cells restored, the
+    hidden tests left out (so no page made from it shows them), and under each check cell its
+    verdict: `passed`, or an error output with the check's one line."""
+    from .notebook import SubmissionError, _visible, load_source, read_submission, restore
+
+    try:
+        nb, _ = restore(read_submission(Path(result.path)), load_source(course.solution_path(result.lab)))
+    except (SubmissionError, OSError):
+        return None
+    verdicts = {f"check_{c.name}": c for c in result.checks}
+    for cell in nb.cells:
+        check = verdicts.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+        if check is None or cell.cell_type != "code":
+            continue
+        cell.source = _visible(cell.source)
+        if check.passed:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"passed {check.message}".strip() + "\n")]
+        else:
+            cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue=check.message,
+                                                   traceback=[f"AssertionError: {check.message}"])]
+    return nb
+
+
+def write_nbgrader_folders(out: Path, results: list[Result], course: Course) -> None:
+    """`autograded/<student>/<lab>/<lab>.ipynb` for every graded submission, and nbgrader's
+    `timestamp.txt` and `submission_secret.txt` (where the submission was collected by nbgrader)
+    beside it and beside the feedback page, which `nbgrader release_feedback` needs."""
+    from .grade import lab_name
+
+    for r in results:
+        if not r.handed_in or not r.path:
+            continue
+        nb = _autograded(r, course)
+        if nb is None:
+            continue
+        folder = out / "autograded" / r.student / r.lab
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / f"{r.lab}.ipynb")
+        submitted = Path(r.path).parent
+        for name in NBGRADER_FILES:
+            if (submitted / name).is_file() and lab_name(submitted.name) == r.lab:
+                for target in (folder, out / "feedback" / r.student / r.lab):
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(submitted / name, target / name)

@@ -80,8 +80,9 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     else:
         unmatched.unlink(missing_ok=True)
     if options.gradebook:
-        from .gradebook import write_gradebook
+        from .gradebook import write_gradebook, write_nbgrader_folders
         write_gradebook(out / "gradebook.db", results, course)
+        write_nbgrader_folders(out, results, course)
     return ClassGrades(results, warnings, reused)
 
 

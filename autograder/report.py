@@ -278,5 +278,5 @@ def write_reports(out: Path, results: list[Result], titles: dict[str, str] | Non
         atomic_write(out / "class_report.html", class_report_html(results, f"{course_title or 'Class'}: class report"))
     for r in results:
         atomic_write(out / "gradescope" / r.student / r.lab / "results.json", gradescope_json(r))
-        atomic_write(out / "feedback" / r.student / f"{r.lab}.html",
+        atomic_write(out / "feedback" / r.student / r.lab / f"{r.lab}.html",     # nbgrader's layout
                      feedback_html(r, (titles or {}).get(r.lab, ""), (answers or {}).get((r.student, r.lab)), _comment(out, r)))

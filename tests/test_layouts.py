@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder.grade import find_submissions, submission_facts
@@ -177,3 +178,23 @@ def test_nbgrader_exchange_round_trip_with_the_shipped_config(course, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = read_results(out)[alice, LAB]
     assert result.score == result.max_score and result.submitted_at
+
+    # nbgrader's own tools on what course grade wrote: the autograded notebook, our feedback page
+    # released through the exchange and fetched by the student, and nbgrader's generate_feedback
+    autograded = nbformat.read(out / "autograded" / alice / LAB / f"{LAB}.ipynb", as_version=4)
+    checks = [c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert [c.outputs[0].text.strip() for c in checks] == ["passed"] * len(course.lab(LAB).checks)
+    assert not [c for c in checks if "HIDDEN" in c.source]
+    proc = nbgrader(out, "release_feedback", LAB)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = nbgrader(student, "fetch_feedback", LAB)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fetched = list((student / LAB / "feedback").glob(f"*/{LAB}.html"))
+    assert len(fetched) == 1 and fetched[0].read_text() == (out / "feedback" / alice / LAB / f"{LAB}.html").read_text()
+    shutil.copytree(out, tmp_path / "nbgrader-feedback", ignore=shutil.ignore_patterns("feedback"))
+    proc = nbgrader(tmp_path / "nbgrader-feedback", "generate_feedback", LAB)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = (tmp_path / "nbgrader-feedback" / "feedback" / alice / LAB / f"{LAB}.html").read_text()
+    max_points = course.lab(LAB).max_points
+    assert f"Score: {max_points:.1f} / {max_points:.1f}" in page                 # the gradebook's total
+    assert page.count("passed") == len(course.lab(LAB).checks) and "BEGIN HIDDEN" not in page

@@ -173,7 +173,7 @@ def test_fail_under_exit_code_and_report_files(course, tmp_path):
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).returncode == 0
     lab = course.labs[0].id
     for rel in ("grades.csv", "totals.csv", "junit.xml", "gradebook.db", "class_report.html", f"results/eve/{lab}.json",
-                f"gradescope/eve/{lab}/results.json", f"feedback/eve/{lab}.html"):
+                f"gradescope/eve/{lab}/results.json", f"feedback/eve/{lab}/{lab}.html"):
         assert (out / rel).is_file(), rel
 
 
@@ -258,9 +258,9 @@ def test_feedback_page_shows_the_answer_a_lost_check_tested_and_the_comment(cour
     (out / "comments" / "eve").mkdir(parents=True)
     (out / "comments" / "eve" / "losses.txt").write_text("Look at p_t <again>.")
     write_reports(out, [result], {"losses": lab.title}, answers)
-    page = (out / "feedback" / "eve" / "losses.html").read_text()
+    page = (out / "feedback" / "eve" / "losses" / "losses.html").read_text()
     assert "<pre>" in page and "weight = p ** gamma" in page and page.count("<details>") == 1
     assert "Look at p_t &lt;again&gt;." in page
     (out / "comments" / "eve" / "losses.txt").unlink()
     write_reports(out, [result], {"losses": lab.title}, answers)
-    assert "<em>none yet</em>" in (out / "feedback" / "eve" / "losses.html").read_text()
+    assert "<em>none yet</em>" in (out / "feedback" / "eve" / "losses" / "losses.html").read_text()
