@@ -26,7 +26,7 @@ from .config import Course, CourseError, Lab
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reference" / "notebooks"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-_HEADER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|check|answer)\])?(?: id=(?P<id>[\w-]+))?\s*$")
+_HEADER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|check|answer|written)\])?(?: id=(?P<id>[\w-]+))?\s*$")
 # An answer cell may carry a starter: the code its exercise version starts with instead of
 # nbgrader's "# YOUR CODE HERE" stub (a debugging lab hands out broken code to fix).
 _STARTER = re.compile(r"^### BEGIN STARTER\n(?P<code>.*?)\n### END STARTER$", re.M | re.S)
@@ -88,6 +88,15 @@ class _Helpers:
             text += f"\n### BEGIN STARTER\n{starter.strip()}\n### END STARTER"
         return text
 
+    def written(self, name: str, model_answer: str) -> str:
+        """A written answer graded by hand (its points: course.yml `written`); the source holds
+        the model answer, the student's notebook nbgrader's "YOUR ANSWER HERE"."""
+        if name not in self.lab.written:
+            raise CourseError(f"reference/notebooks/{self.lab.id}.py.j2: written answer {name!r} is not in "
+                              f"course.yml labs.{self.lab.id}.written")
+        self.used.append(name)
+        return f"# %% [written] id=written_{name}\n" + "\n".join(f"# {line}".rstrip() for line in model_answer.strip().splitlines())
+
     def check(self, name: str, code: str, hidden: str | None = None) -> str:
         if name not in self.lab.checks:
             raise CourseError(f"reference/notebooks/{self.lab.id}.py.j2: check {name!r} is not in course.yml labs.{self.lab.id}.checks")
@@ -107,7 +116,7 @@ def render(lab: Lab, course: Course) -> tuple[str, list[str]]:
     try:
         template = env.get_template(f"{lab.id}.py.j2")
         text = template.render(lab=lab, course=course, exercise=helpers.exercise, source=helpers.source,
-                               answer=helpers.answer, check=helpers.check, reference=module)
+                               answer=helpers.answer, check=helpers.check, written=helpers.written, reference=module)
     except jinja2.TemplateNotFound:
         raise CourseError(f"reference/notebooks/{lab.id}.py.j2: no such template for lab {lab.id!r}") from None
     except jinja2.TemplateError as e:
@@ -117,8 +126,11 @@ def render(lab: Lab, course: Course) -> tuple[str, list[str]]:
 
 # ---------------------------------------------------------------- percent format → notebook
 def _nbgrader(kind: str, grade_id: str, points: int | None = None) -> dict:
-    meta = {"grade": kind == "check", "grade_id": grade_id, "locked": kind not in ("solution", "answer"),
-            "schema_version": 3, "solution": kind in ("solution", "answer")}
+    """nbgrader's cell metadata; a `written` cell is its "manually graded answer" (graded and
+    answered, in Markdown)."""
+    answered = kind in ("solution", "answer", "written")
+    meta = {"grade": kind in ("check", "written"), "grade_id": grade_id, "locked": not answered,
+            "schema_version": 3, "solution": answered}
     if points is not None:
         meta["points"] = points
     return meta
@@ -143,17 +155,18 @@ def parse_cells(text: str, lab: Lab) -> list[nbformat.NotebookNode]:
         body = "\n".join(lines).strip("\n")
         if not body.strip():
             raise CourseError(f"{where}: rendered line {lineno}: empty cell")
-        if kind == "markdown":
+        if kind in ("markdown", "written"):
             body = "\n".join(re.sub(r"^# ?", "", l) if l.startswith("#") else l for l in body.splitlines())
         grade_id = cell_id or f"{'md' if kind == 'markdown' else 'code'}-{n:02d}"
         if grade_id in ids:
             raise CourseError(f"{where}: rendered line {lineno}: duplicate cell id {grade_id!r}")
         ids.add(grade_id)
-        points = lab.checks[grade_id.removeprefix("check_")] if kind == "check" else None
+        points = (lab.checks[grade_id.removeprefix("check_")] if kind == "check" else
+                  lab.written[grade_id.removeprefix("written_")] if kind == "written" else None)
         metadata = {"nbgrader": _nbgrader(kind, grade_id, points)}
         if "### BEGIN STARTER" in body or "### END STARTER" in body:
             body, metadata["course"] = _split_starter(body, kind, f"{where}: rendered line {lineno}")
-        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        make = nbformat.v4.new_markdown_cell if kind in ("markdown", "written") else nbformat.v4.new_code_cell
         cells.append(make(body, id=grade_id, metadata=metadata))
     return cells
 
@@ -203,10 +216,11 @@ def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
     """The nbgrader source notebook of `lab`: solutions and hidden tests included."""
     text, used = render(lab, course)
     where = f"reference/notebooks/{lab.id}.py.j2"
-    missing = [c for c in lab.checks if c not in used]
+    missing = [c for c in [*lab.checks, *lab.written] if c not in used]
     twice = sorted({c for c in used if used.count(c) > 1})
     if missing or twice:
-        problem = f"checks of course.yml never used: {', '.join(missing)}" if missing else f"checks used twice: {', '.join(twice)}"
+        problem = (f"checks or written answers of course.yml never used: {', '.join(missing)}" if missing
+                   else f"used twice: {', '.join(twice)}")
         raise CourseError(f"{where}: {problem}")
     checks = importlib.import_module(f"autograder.checks.{lab.id}")
     for name in lab.checks:

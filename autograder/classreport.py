@@ -65,10 +65,13 @@ def check_pass_rates(results: list[Result]) -> dict[str, list[tuple[str, float]]
     """{lab: [(check, share of handed-in submissions that passed it)]}, lowest share first."""
     rates: dict[str, list[tuple[str, float]]] = {}
     for lab in dict.fromkeys(r.lab for r in results):
-        handed = [r for r in results if r.lab == lab and r.handed_in]
-        names = list(dict.fromkeys(c.name for r in handed for c in r.checks))
-        shares = [(name, sum(1 for r in handed for c in r.checks if c.name == name and c.passed) / len(handed))
-                  for name in names] if handed else []
+        verdicts: dict[str, list[bool]] = {}          # written answers no one has scored yet: left out
+        for r in results:
+            if r.lab == lab and r.handed_in:
+                for c in r.checks:
+                    if not c.pending:
+                        verdicts.setdefault(c.name, []).append(c.passed)
+        shares = [(name, sum(v) / len(v)) for name, v in verdicts.items()]
         rates[lab] = sorted(shares, key=lambda s: s[1])
     return rates
 

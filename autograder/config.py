@@ -31,10 +31,11 @@ class Lab:
     thresholds: dict[str, float] = field(default_factory=dict)
     partial: frozenset[str] = frozenset()  # checks whose independent cases score in proportion
     due: datetime.datetime | None = None   # in UTC; a submission time after it is late
+    written: dict[str, int] = field(default_factory=dict)  # written answers graded by hand -> points
 
     @property
     def max_points(self) -> int:
-        return sum(self.checks.values())
+        return sum(self.checks.values()) + sum(self.written.values())
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,12 @@ _SCHEMA: dict[str, Any] = {
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
                 "gpu": ("choice", GPU_POLICIES), "late": {"per_day": _NUMBER, "max_days": int}},
     "labs": ("list", {"id": str, "title": str, "checks": ("map", int), "thresholds": ("map", _NUMBER),
-                      "partial": ("names", str), "due": (str, datetime.date)}),
+                      "partial": ("names", str), "due": (str, datetime.date), "written": ("map", int)}),
     "release": {"url": (str, type(None)), "hand_in": ("list", ("choice", HAND_IN_CHANNELS)),
                 "hidden_visibility": ("choice", VISIBILITIES)},
 }
 _OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due",
-             "release", "url", "hand_in", "hidden_visibility"}
+             "release", "url", "hand_in", "hidden_visibility", "written"}
 
 
 def _due(value: Any, where: str) -> datetime.datetime:
@@ -231,7 +232,13 @@ def load_course(path: str | Path | None = None) -> Course:
         if unknown:
             raise CourseError(f"{where}: labs[{i}].partial: {unknown[0]!r} is not a check of lab {lab_id!r}")
         due = _due(entry["due"], f"{where}: labs[{i}].due") if "due" in entry else None
-        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds, frozenset(partial), due))
+        written = dict(entry.get("written", {}))
+        for name, points in written.items():
+            if name in entry["checks"] or not name.isidentifier() or points < 0:
+                problem = (f"{name!r} is also a check" if name in entry["checks"] else
+                           f"{name!r} is not a name" if not name.isidentifier() else f"points must be >= 0, got {points}")
+                raise CourseError(f"{where}: labs[{i}].written.{name}: {problem}")
+        labs.append(Lab(lab_id, entry["title"], dict(entry["checks"]), thresholds, frozenset(partial), due, written))
 
     grading = raw["grading"]
     for key in ("cell_timeout", "notebook_timeout", "memory_mb"):

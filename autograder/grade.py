@@ -143,7 +143,16 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
             first_failure = f"cell {meta.get('grade_id', index)!r} failed: {_describe(outcome)}"
     # a check whose test cell never ran (absent from the source) is a grader bug, not 0 silently
     return [results.get(n) or CheckResult(n, 0, p, "not run: the check cell is missing from the source notebook")
-            for n, p in lab.checks.items()]
+            for n, p in lab.checks.items()] + written_answers(lab)
+
+
+BY_HAND = "to be graded by hand"
+
+
+def written_answers(lab: Lab, message: str = BY_HAND) -> list[CheckResult]:
+    """The lab's written answers, not scored yet: a person scores them in formgrader, and the
+    next `course grade` reads that score from the gradebook (pipeline.apply_hand_scores)."""
+    return [CheckResult(n, 0, p, message, by_hand=True, pending=message == BY_HAND) for n, p in lab.written.items()]
 
 
 def _deciding_cells(nb, outcomes: dict[int, Outcome], lab: Lab) -> dict[int, str]:
@@ -178,7 +187,7 @@ def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandb
             h.update(p.read_bytes())
         except OSError:
             h.update(b"<unreadable>")
-    h.update(json.dumps([lab.checks, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed,
+    h.update(json.dumps([lab.checks, lab.written, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed,
                          grader_digest()], sort_keys=True).encode())
     return h.hexdigest()
 
@@ -243,7 +252,7 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
         submission = read_submission(path)
         nb, restore_notes = restore(submission, load_source(source_path))
     except SubmissionError as e:
-        checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()]
+        checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()] + written_answers(lab, f"not graded: {e}")
         return Result(student, lab.id, str(path), checks, [str(e), *notes], round(time.monotonic() - start, 2),
                       fingerprint=stamp, sandboxed=sandboxed), {}
     limits = (settings.cell_timeout, settings.notebook_timeout)
@@ -480,7 +489,8 @@ def _apply_late_policy(result: Result, course: Course) -> None:
 def _grader_error(student: str, lab_id: str, path: str, course: Course, e: Exception) -> Result:
     lab = course.lab(lab_id)
     why = str(e) if isinstance(e, WorkerLost) else f"{type(e).__name__}: {e}"
-    checks = [CheckResult(n, 0, p, f"not graded: grader error ({why})") for n, p in lab.checks.items()]
+    message = f"not graded: grader error ({why})"
+    checks = [CheckResult(n, 0, p, message) for n, p in lab.checks.items()] + written_answers(lab, message)
     return Result(student, lab_id, path, checks, grader_error=why)
 
 

@@ -3,6 +3,7 @@
 `generate_feedback` and `release_feedback` work on our grades."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -67,10 +68,54 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
                 gb.add_submission(r.lab, r.student, **stamp)
             gb.find_submission_notebook(r.lab, r.lab, r.student).late_submission_penalty = r.late_penalty or None
             for check in r.checks:
-                grade = gb.find_grade(f"check_{check.name}", r.lab, r.lab, r.student)
-                grade.auto_score = float(check.points)
-                grade.needs_manual_grade = grade.manual_score is not None   # as nbgrader's autograde decides
+                grade = gb.find_grade(cell_name(check), r.lab, r.lab, r.student)
+                if check.pending:               # a written answer: in formgrader's queue until someone scores it
+                    grade.auto_score, grade.needs_manual_grade = None, grade.manual_score is None
+                else:
+                    grade.auto_score = float(check.points)
+                    grade.needs_manual_grade = grade.manual_score is not None and not check.by_hand
             gb.db.commit()
+
+
+def cell_name(check) -> str:
+    """The gradebook's name of a check's cell (the grade id in the source notebook)."""
+    return f"written_{check.name}" if check.by_hand else f"check_{check.name}"
+
+
+def with_hand_scores(path: Path, results: list[Result]) -> list[Result]:
+    """`results` with what people entered in formgrader (gradebook at `path`): a manual score
+    replaces a check's points or scores a written answer, extra credit adds. Copies: the results
+    on disk and the gradebook's auto scores stay the grader's."""
+    if not path.is_file():
+        return results
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    from nbgrader.api import Grade, Gradebook
+
+    hand: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
+    with Gradebook(f"sqlite:///{path.resolve()}") as gb:
+        for g in gb.db.query(Grade).filter((Grade.manual_score.isnot(None)) | (Grade.extra_credit.isnot(None))):
+            submission = g.notebook.assignment
+            hand[submission.student_id, submission.assignment.name, g.cell.name] = (g.manual_score, g.extra_credit)
+    if not hand:
+        return results
+    shown = []
+    for r in results:
+        checks = []
+        for c in r.checks:
+            manual, extra = hand.get((r.student, r.lab, cell_name(c)), (None, None))
+            if manual is None and extra is None:
+                checks.append(c)
+                continue
+            points = (c.points if manual is None else manual) + (extra or 0)
+            if c.by_hand:
+                message = "graded by hand" + (f" (+{extra:g} extra credit)" if extra else "")
+            else:
+                message = c.message + (f" (changed by hand: {c.points:g} → {points:g})" if points != c.points else "")
+            checks.append(dataclasses.replace(c, points=points, message=message.strip(), pending=False))
+        shown.append(dataclasses.replace(r, checks=checks))
+    return shown
 
 
 NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")   # beside a collected submission

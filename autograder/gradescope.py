@@ -122,7 +122,7 @@ def results_json(result, spec: dict, visibility: str, notes: list[str], sandboxe
 
     hidden = set(spec.get("hidden", []))
     tests = [{"name": c.name, "number": str(i), "score": c.points, "max_score": c.max_points,
-              "status": "passed" if c.passed else "failed",
+              **({} if c.pending else {"status": "passed" if c.passed else "failed"}),
               "output": for_students(c.message or "passed"),
               "visibility": visibility if c.name in hidden else "visible"}
              for i, c in enumerate(result.checks, 1)]

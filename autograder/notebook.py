@@ -158,7 +158,11 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     for cell in source.cells:
         gid = _grade_id(cell)
         cells.extend(_clean(c) for c in added_before.get(gid, []))
-        if is_solution(cell) and not is_grade(cell):
+        if is_solution(cell) and is_grade(cell) and cell.cell_type == "markdown":    # a written answer, graded by hand
+            written = answers.get(gid)
+            cell = nbformat.from_dict({**cell, "source": written.source if written is not None
+                                       and written.cell_type == "markdown" and isinstance(written.source, str) else ""})
+        elif is_solution(cell) and not is_grade(cell):
             if gid in answers and answers[gid].cell_type == "code":
                 cell = nbformat.from_dict({**cell, "source": answers[gid].source})
             else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Course, CourseError, Lab
-from .grade import CheckResult, Result, find_submissions, grade_class
+from .grade import CheckResult, Result, find_submissions, grade_class, written_answers
 
 NOT_HANDED_IN = "not handed in"
 
@@ -72,6 +72,10 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
         results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids))
+    graded = results                        # the grader's own scores (the gradebook's auto scores)
+    if options.gradebook:                   # + what people scored in formgrader, in every report
+        from .gradebook import with_hand_scores
+        results = with_hand_scores(out / "gradebook.db", results)
     write_reports(out, results, {lab.id: lab.title for lab in course.labs}, answers_of_lost_checks(course, results),
                   course.title)
     unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
@@ -81,7 +85,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         unmatched.unlink(missing_ok=True)
     if options.gradebook:
         from .gradebook import write_gradebook, write_nbgrader_folders
-        write_gradebook(out / "gradebook.db", results, course)
+        write_gradebook(out / "gradebook.db", graded, course)
         write_nbgrader_folders(out, results, course)
     return ClassGrades(results, warnings, reused)
 
@@ -183,7 +187,8 @@ def _with_roster(results: list[Result], warnings: list[str], roster: list[str], 
     """Every roster student × lab without a submission, as a result of 0 marked missing; a
     submission from someone not on the roster is graded, and a warning says so."""
     have = {(r.student, r.lab) for r in results}
-    missing = [Result(student, lab.id, "", [CheckResult(n, 0, p, NOT_HANDED_IN) for n, p in lab.checks.items()],
+    missing = [Result(student, lab.id, "", [CheckResult(n, 0, p, NOT_HANDED_IN) for n, p in lab.checks.items()]
+                      + written_answers(lab, NOT_HANDED_IN),
                       notes=[f"{NOT_HANDED_IN}: {student} is on the roster and no {lab.id} notebook was found"],
                       handed_in=False)
                for student in roster for lab in labs if (student, lab.id) not in have]

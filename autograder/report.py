@@ -131,8 +131,9 @@ def summary_table(results: list[Result]) -> str:
     """One row per submission: score, the checks lost, and the first message."""
     rows = [("student", "lab", "score", "time", "lost")]
     for r in results:
-        lost = [c.name for c in r.checks if not c.passed]
-        rows.append((r.student, r.lab, f"{_fmt(r.score)}/{_fmt(r.max_score)}", f"{r.seconds:.1f}s",
+        lost = [c.name for c in r.checks if not c.passed and not c.pending]
+        by_hand = f" ({_fmt(r.pending_points)} by hand)" if r.pending_points else ""
+        rows.append((r.student, r.lab, f"{_fmt(r.score)}/{_fmt(r.max_score)}{by_hand}", f"{r.seconds:.1f}s",
                      ", ".join(lost) if lost else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
@@ -142,7 +143,8 @@ def summary_table(results: list[Result]) -> str:
 
 def failure_lines(results: list[Result], limit: int = 30) -> list[str]:
     """`student/lab check: message` for each lost check, for the terminal."""
-    lines = [f"{r.student}/{r.lab} {c.name}: {c.message}" for r in results for c in r.checks if not c.passed]
+    lines = [f"{r.student}/{r.lab} {c.name}: {c.message}" for r in results for c in r.checks
+             if not c.passed and not c.pending]
     return lines[:limit] + ([f"... and {len(lines) - limit} more in grades.csv"] if len(lines) > limit else [])
 
 
@@ -198,6 +200,8 @@ def junit_xml(results: list[Result], timestamp: str | None = None) -> str:
 def _junit_kind(r: Result, c) -> str:
     if r.grader_error:
         return "error"
+    if c.pending:
+        return "skipped"
     if c.message.startswith("skipped:") and c.passed:
         return "skipped"
     return "pass" if c.passed else "failure"
@@ -233,6 +237,8 @@ COMMENTS = "comments"      # DIR/comments/<student>/<lab>.txt: an instructor's c
 def _verdict(c, code: str = "") -> str:
     """`passed` (with a note such as the accuracy reached), or the failure message and, below it,
     the student's answer that the check tested."""
+    if c.pending:
+        return html.escape(c.message)
     if c.passed:
         return "passed" + (f" — {html.escape(for_students(c.message))}" if c.message else "")
     answer = (f"<details><summary>your answer</summary><pre>{html.escape(code)}</pre></details>"
@@ -246,7 +252,7 @@ def feedback_html(result: Result, title: str = "", answers: dict[str, str] | Non
     the instructor's comment, or room for one."""
     answers = answers or {}
     rows = "\n".join(
-        f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
+        f'<tr class="{"pending" if c.pending else "pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
         f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
         f'<td>{_verdict(c, answers.get(c.name, ""))}</td></tr>'
         for c in result.checks)

@@ -43,6 +43,8 @@ class CheckResult:
     max_points: float
     message: str = ""          # empty when the check passed
     measured: float | None = None  # what a scored check measured (an accuracy), for leaderboards
+    by_hand: bool = False      # a written answer: scored by a person (formgrader), not by the grader
+    pending: bool = False      # ... and not scored yet: 0 points for now, never a lost check
 
     @property
     def passed(self) -> bool:
@@ -73,10 +75,15 @@ class Result:
     def max_score(self) -> float:
         return sum(c.max_points for c in self.checks)
 
+    @property
+    def pending_points(self) -> float:
+        """Points of written answers no one has graded yet."""
+        return sum(c.max_points for c in self.checks if c.pending)
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "score": self.score, "max_score": self.max_score}
+        return {**asdict(self), "score": self.score, "max_score": self.max_score, "pending_points": self.pending_points}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Result":
-        d = {k: v for k, v in d.items() if k not in ("score", "max_score")}
+        d = {k: v for k, v in d.items() if k not in ("score", "max_score", "pending_points")}
         return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})

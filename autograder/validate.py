@@ -1,5 +1,5 @@
-"""`course validate`: each lab's solution notebook scores full marks and its blank exercise
-scores zero, both through the real grader."""
+"""`course validate`: each lab's solution notebook scores full marks (but for written answers,
+which people grade) and its blank exercise scores zero, both through the real grader."""
 from __future__ import annotations
 
 import shutil
@@ -29,8 +29,8 @@ def validate(course: Course, lab_ids: list[str] | None = None, jobs: int | None 
     for r in results:
         if r.grader_error:
             problems.append(f"{r.lab}: grader error on the {r.student} notebook: {r.grader_error}")
-        elif r.student == "solution" and r.score != r.max_score:
-            lost = "; ".join(f"{c.name}: {c.message}" for c in r.checks if not c.passed)
+        elif r.student == "solution" and r.score != r.max_score - r.pending_points:     # written answers: by hand
+            lost = "; ".join(f"{c.name}: {c.message}" for c in r.checks if not c.passed and not c.pending)
             problems.append(f"{r.lab}: the solution scores {r.score:g}/{r.max_score:g} — {lost}")
         elif r.student == "blank" and r.score != 0:
             won = ", ".join(c.name for c in r.checks if c.points)

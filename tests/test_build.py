@@ -70,7 +70,7 @@ def test_generated_notebooks(course, lab_id):
         nbformat.validate(nb)
         assert nb.cells[0].source.startswith(f"*Generated from `reference/{lab_id}.py`")
         points = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in nb.cells if c.metadata.nbgrader["grade"]}
-        assert points == {f"check_{k}": v for k, v in lab.checks.items()}
+        assert points == {f"check_{k}": v for k, v in lab.checks.items()} | {f"written_{k}": v for k, v in lab.written.items()}
     ex_text = course.exercise_path(lab_id).read_text()
     assert "BEGIN SOLUTION" not in ex_text and "BEGIN HIDDEN TESTS" not in ex_text
     starters = any("starter" in c.metadata.get("course", {}) for c in solution.cells)

@@ -44,10 +44,13 @@ def graded(course, tmp_path_factory):
 
 
 @pytest.mark.parametrize("lab_id", LABS)
-def test_solution_full_marks_blank_zero(graded, lab_id):
+def test_solution_full_marks_blank_zero(graded, course, lab_id):
     solution, blank = graded["solution", lab_id], graded["blank", lab_id]
     assert not solution.grader_error and not blank.grader_error
-    assert solution.score == solution.max_score > 0, [(c.name, c.message) for c in solution.checks if not c.passed]
+    # written answers wait for a person (formgrader): 0 points, pending, never a lost check
+    assert solution.score == solution.max_score - solution.pending_points > 0, [
+        (c.name, c.message) for c in solution.checks if not c.passed and not c.pending]
+    assert [c.name for c in solution.checks if c.pending] == list(course.lab(lab_id).written)
     assert solution.notes == []          # the integrity guard found nothing to restore
     assert blank.score == 0
     for check in blank.checks:
@@ -64,11 +67,11 @@ def test_planted_bug_loses_exactly_its_checks(graded, course, lab_id, bug):
     result = graded[f"bug-{bug.name}", lab_id]
     assert not bug.fails - set(course.lab(lab_id).checks), "the bug declares checks the lab does not have"
     lab = course.lab(lab_id)
-    failed = {c.name for c in result.checks if not c.passed}
+    failed = {c.name for c in result.checks if not c.passed and not c.pending}
     assert failed == set(bug.fails), {c.name: c.message for c in result.checks if not c.passed}
     lost = 0.0
     for c in result.checks:
-        if c.passed:
+        if c.passed or c.pending:
             continue
         assert c.message
         if c.name in lab.partial and c.points:     # independent cases score in proportion
@@ -77,7 +80,7 @@ def test_planted_bug_loses_exactly_its_checks(graded, course, lab_id, bug):
         else:
             assert c.points == 0
         lost += c.max_points - c.points
-    assert result.score == pytest.approx(result.max_score - lost)
+    assert result.score == pytest.approx(result.max_score - result.pending_points - lost)
 
 
 def test_results_round_trip_json(graded):

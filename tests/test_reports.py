@@ -264,3 +264,61 @@ def test_feedback_page_shows_the_answer_a_lost_check_tested_and_the_comment(cour
     (out / "comments" / "eve" / "losses.txt").unlink()
     write_reports(out, [result], {"losses": lab.title}, answers)
     assert "<em>none yet</em>" in (out / "feedback" / "eve" / "losses" / "losses.html").read_text()
+
+
+def test_written_answers_wait_in_formgraders_queue_and_come_back_in_every_report(course, tmp_path):
+    """A written answer (nbgrader's "manually graded answer" cell) counts 0, pending, until a
+    person scores it in formgrader; the next reports carry that score (and a TA's change to an
+    autograded check), a regrade keeps it, and the gradebook's auto scores stay the grader's."""
+    import nbformat
+    from nbgrader.api import Gradebook
+    from autograder.gradebook import with_hand_scores, write_nbgrader_folders
+    from autograder.grade import written_answers
+    from autograder.report import junit_xml, write_reports
+
+    lab = course.lab("transfer")
+    assert lab.written, "the test wants a lab with a written answer"
+    (name, points), = lab.written.items()
+    exercise = nbformat.read(course.exercise_path("transfer"), as_version=4)
+    cell = next(c for c in exercise.cells if c.metadata.nbgrader.get("grade_id") == f"written_{name}")
+    assert cell.cell_type == "markdown" and cell.metadata.nbgrader["grade"] and cell.metadata.nbgrader["solution"]
+    cell.source = "Because the *scratch* model learns the features itself."
+    submitted = tmp_path / "ann" / "transfer.ipynb"
+    submitted.parent.mkdir()
+    nbformat.write(exercise, submitted)
+    result = Result("ann", "transfer", str(submitted), [CheckResult(n, p, p) for n, p in lab.checks.items()] + written_answers(lab))
+    assert result.pending_points == points and result.score == result.max_score - points == sum(lab.checks.values())
+    root = ET.fromstring(junit_xml([result]))
+    assert root.get("skipped") == "1" and root.get("failures") == "0"
+
+    out = tmp_path / "out"
+    write_gradebook(out / "gradebook.db", [result], course)
+    url = f"sqlite:///{out / 'gradebook.db'}"
+    with Gradebook(url) as gb:
+        grade = gb.find_grade(f"written_{name}", "transfer", "transfer", "ann")
+        assert grade.auto_score is None and grade.needs_manual_grade and grade.max_score == points
+        assert gb.find_submission("transfer", "ann").needs_manual_grade        # formgrader's "needs manual grade" list
+        grade.manual_score = 1.5                                               # what a TA enters in formgrader
+        gb.find_grade("check_freeze", "transfer", "transfer", "ann").manual_score = 0.0
+        gb.find_grade("check_replace_head", "transfer", "transfer", "ann").extra_credit = 0.5
+        gb.db.commit()
+    shown = with_hand_scores(out / "gradebook.db", [result])[0]
+    by_name = {c.name: c for c in shown.checks}
+    assert by_name[name].points == 1.5 and not by_name[name].pending and by_name[name].message == "graded by hand"
+    assert by_name["freeze"].points == 0 and "changed by hand: 1 → 0" in by_name["freeze"].message
+    assert by_name["replace_head"].points == lab.checks["replace_head"] + 0.5
+    assert shown.score == sum(lab.checks.values()) - 1 + 0.5 + 1.5
+    assert result.score == sum(lab.checks.values())                            # the grader's own result is untouched
+
+    write_gradebook(out / "gradebook.db", [result], course)                   # a regrade: the TA's work stays
+    with Gradebook(url) as gb:
+        grade = gb.find_grade(f"written_{name}", "transfer", "transfer", "ann")
+        assert grade.manual_score == 1.5 and not grade.needs_manual_grade and grade.auto_score is None
+        assert gb.find_grade("check_freeze", "transfer", "transfer", "ann").auto_score == 1.0
+    write_reports(out, [shown], {"transfer": lab.title})
+    totals = list(csv.reader(io.StringIO((out / "totals.csv").read_text())))
+    assert totals[2] == ["ann", f"{shown.score:g}", f"{shown.score:g}"]
+    write_nbgrader_folders(out, [shown], course)
+    autograded = nbformat.read(out / "autograded" / "ann" / "transfer" / "transfer.ipynb", as_version=4)
+    answer = next(c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"written_{name}")
+    assert answer.source == "Because the *scratch* model learns the features itself."        # the student's, not the model answer
