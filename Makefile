@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # nbgrader's gradebook runs the `alembic` executable: keep the venv's bin/ on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup sandbox demo test test-reference build check validate bench clean
+.PHONY: setup sandbox browser demo test test-reference build check validate bench clean
 
 setup: sandbox $(VENV)/.installed
 
@@ -15,6 +15,13 @@ sandbox:
 	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
 	else echo "note: install bubblewrap (sudo apt-get install bubblewrap): course grade needs it" >&2; fi; }
+
+# the tests render the HTML reports in headless Chromium (tests/test_pages.py; skipped without it)
+browser:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "note: could not install chromium: the page-rendering tests will be skipped" >&2; \
+	else echo "note: install chromium (sudo apt-get install chromium) to run the page-rendering tests" >&2; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +33,7 @@ demo: setup
 	$(BIN)/course grade examples/class --out build/demo
 
 # (the suite checks that the committed notebooks are fresh: tests/test_build.py)
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q --durations=10
 
 test-reference: setup
