@@ -80,6 +80,16 @@ def test_junit_tells_failures_errors_and_skips_apart(course):
     assert dee.find("testcase/error").get("message") == "WorkerLost: the worker died"
     assert all(s.get("hostname") and s.get("package") == full.lab for s in suites.values())
 
+    # as a consumer reads it: junitparser (what CI plugins and report actions build on)
+    from junitparser import Error, Failure, JUnitXml, Skipped
+    parsed = JUnitXml.fromstring(junit_xml([full, lost, skipped, broken], timestamp="2026-12-06T09:00:00"))
+    kinds = {(suite.name, case.name): {type(r) for r in case.result} for suite in parsed for case in suite}
+    assert kinds[f"bob/{full.lab}", names[0]] == {Failure} and kinds[f"cy/{full.lab}", names[-1]] == {Skipped}
+    assert all(kinds[f"dee/{full.lab}", name] == {Error} for name in names)
+    assert sum(1 for k in kinds.values() if not k) == n + (n - 1) + (n - 1)      # passes: ada all, bob and cy but one
+    assert [(s.tests, s.failures, s.errors, s.skipped) for s in parsed] == [(n, 0, 0, 0), (n, 1, 0, 0), (n, 0, 0, 1), (n, 0, n, 0)]
+    assert parsed.tests == 4 * n and parsed.failures == 1 and parsed.errors == n and parsed.skipped == 1
+
 
 def test_what_students_read_never_shows_server_paths(course):
     full, _ = _results(course)
