@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -104,7 +103,10 @@ def _pick_notebook(folder: Path, lab_id: str) -> tuple[Path | None, list[str]]:
     the only notebook, else the newest; notes say what was chosen over what."""
     from .grade import lab_name
 
-    notebooks = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file())
+    def linked(path: Path) -> bool:          # a link could name the course's own solution notebook
+        return any(p.is_symlink() for p in [path, *path.parents] if p.is_relative_to(folder) and p != folder)
+    notebooks = sorted(p for p in folder.rglob("*.ipynb")
+                       if ".ipynb_checkpoints" not in p.parts and not linked(p) and p.is_file())
     if not notebooks:
         return None, []
     named = [p for p in notebooks if lab_name(p.stem) == lab_id] or notebooks
@@ -150,6 +152,7 @@ def _write(results: Path, doc: dict) -> None:
 def run(root: Path) -> int:
     """Grade the submission in `root`/submission into `root`/results/results.json. Always writes
     a results.json a student can read (a missing notebook or a grader failure included)."""
+    from .notebook import SubmissionError, read_capped
     from .pipeline import GradeOptions, grade_to_folder
     from .sandbox import sandbox_problem
 
@@ -177,7 +180,11 @@ def run(root: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
         submissions = Path(tmp, "submissions", "student")
         submissions.mkdir(parents=True)
-        shutil.copyfile(notebook, submissions / f"{lab.id}.ipynb")
+        try:
+            (submissions / f"{lab.id}.ipynb").write_bytes(read_capped(notebook))   # a regular file, capped
+        except SubmissionError as e:
+            (submissions / f"{lab.id}.ipynb").write_bytes(b"")
+            notes.append(str(e))
         options = GradeOptions([lab.id], jobs=1, sandboxed=sandboxed, gradebook=False, device="auto")
         graded = grade_to_folder(submissions.parent, course, Path(tmp, "out"), options)
     result = graded.results[0]

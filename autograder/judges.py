@@ -43,8 +43,8 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
         judge_cell(lab_id, source, record[0], record[1], device, facts, partial)
     except PartialCredit as e:
         return Outcome("error", "AssertionError", str(e)), e.passed / e.total
-    except (AssertionError, NotImplementedError, Skipped) as e:
-        return Outcome("error", type(e).__name__, str(e)), None
+    except (AssertionError, NotImplementedError, Skipped) as e:   # CheckFailed is an AssertionError
+        return Outcome("error", "AssertionError" if isinstance(e, AssertionError) else type(e).__name__, str(e)), None
     except ReplayMismatch as e:
         return Outcome("error", "ReplayMismatch", f"the grader could not follow the probe's record ({e}): "
                                                   "the notebook changed the grader's code or data"), None

@@ -24,7 +24,7 @@ class SubmissionError(Exception):
     """The file is not a gradable notebook; the message is one line for the student."""
 
 
-def _read_capped(path: Path) -> bytes:
+def read_capped(path: Path) -> bytes:
     """The bytes of a regular file that is not a symbolic link and not over MAX_BYTES."""
     for link in (path, path.parent):
         if link.is_symlink():
@@ -47,7 +47,7 @@ def _read_capped(path: Path) -> bytes:
 
 def read_submission(path: Path) -> nbformat.NotebookNode:
     """Parse a submitted file into an nbformat v4 notebook, or raise SubmissionError."""
-    data = _read_capped(path)
+    data = read_capped(path)
     if not data.strip():
         raise SubmissionError("the file is empty")
     try:

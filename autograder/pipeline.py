@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import Course, CourseError, Lab
 from .grade import CheckResult, Result, find_submissions, grade_class, written_answers
+from .notebook import SubmissionError, read_capped
 
 NOT_HANDED_IN = "not handed in"
 
@@ -117,11 +118,11 @@ def answers_of_lost_checks(course: Course, results: list[Result]) -> dict[tuple[
         try:
             if r.lab not in cells_of:
                 cells_of[r.lab] = _answer_cells(course, r.lab)
-            submitted = json.loads(Path(r.path).read_text(encoding="utf-8"))
+            submitted = _notebook_json(Path(r.path))
             code = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
                     for c in submitted["cells"] if isinstance(c.get("metadata", {}).get("nbgrader"), dict)
                     and "grade_id" in c["metadata"]["nbgrader"]}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, CourseError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, CourseError, SubmissionError):
             continue
         answers[r.student, r.lab] = {name: "\n\n".join(str(code[i]) for i in cells_of[r.lab].get(name, []) if i in code)
                                      for name in lost}
@@ -131,10 +132,16 @@ def answers_of_lost_checks(course: Course, results: list[Result]) -> dict[tuple[
 def _built_values(path: Path) -> tuple[dict, dict] | None:
     """(points, thresholds) a built notebook shows, from its metadata (None: unreadable or older)."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))["metadata"]["course"]
+        meta = _notebook_json(path)["metadata"]["course"]
         return dict(meta["points"]), dict(meta["thresholds"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, SubmissionError):
         return None
+
+
+def _notebook_json(path: Path):
+    """A submitted file's JSON, read as the grader reads submissions: capped in size, a regular
+    file only (SubmissionError, ValueError or RecursionError otherwise)."""
+    return json.loads(read_capped(path))
 
 
 def changed_since_built(course: Course, found: list[tuple[str, Lab, Path]]) -> list[str]:

@@ -48,7 +48,7 @@ def run_autograder(zip_path: Path, root: Path, submission: dict[str, str]) -> tu
         for info in z.infolist():                    # zipfile does not restore modes: Gradescope does
             if info.external_attr >> 16 & stat.S_IXUSR:
                 (root / "source" / info.filename).chmod(0o755)
-    (root / "submission").mkdir(parents=True)
+    (root / "submission").mkdir(parents=True, exist_ok=True)
     for name, text in submission.items():
         (root / "submission" / name).write_text(text)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable}
@@ -111,6 +111,13 @@ def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tm
         "        pathlib.Path(path).write_text(json.dumps({'score': 999, 'tests': []}))\n"
         "    except OSError:\n"
         "        pass\n"))
+    linked = tmp_path / "linked"                 # a link to the course's own solution is not graded
+    (linked / "submission").mkdir(parents=True)
+    (linked / "submission" / f"{LAB}.ipynb").symlink_to(linked / "source" / "solutions" / LAB / f"{LAB}.ipynb")
+    (linked / "submission" / "dir").symlink_to(linked / "source" / "solutions" / LAB)
+    _, doc = run_autograder(autograder_zip, linked, {})
+    assert doc["score"] == 0 and f"upload {LAB}.ipynb" in doc["output"]
+
     proc, doc = run_autograder(autograder_zip, tmp_path / "forge",
                                {f"{LAB} (2).ipynb": dumps(forged), "scratch.ipynb": course.exercise_path(LAB).read_text()})
     assert proc.returncode == 0, proc.stderr[-2000:]

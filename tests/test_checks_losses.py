@@ -221,3 +221,24 @@ def test_a_student_error_is_one_clear_line_with_the_original_chained():
 def test_there_are_enough_planted_bugs():
     assert len(BUGS) >= 3
     assert {b.cell for b in BUGS} == set(CHECKS)
+
+
+def test_a_failing_check_shows_one_line_in_a_notebook(tmp_path):
+    """In a real kernel, a wrong answer's check prints its expected / got / hint line alone — not at
+    the foot of a traceback through the check's own code — and is still an AssertionError."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from autograder.checks import losses as checks\n"
+        "try:\n"
+        "    checks.softmax(lambda z, dim=-1: z)\n"
+        "except AssertionError:\n"
+        "    print('an AssertionError')\n"
+        "checks.softmax(lambda z, dim=-1: z)")])
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    stream, error = nb.cells[0].outputs
+    assert stream.text == "an AssertionError\n"
+    assert error.ename == "CheckFailed" and len(error.traceback) == 1
+    assert error.traceback[0].startswith("\x1b[0;31mCheck failed\x1b[0m: softmax(") and " expected " in error.traceback[0]

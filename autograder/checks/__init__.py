@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
+__all__ = ["CheckFailed", "fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
            "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst",
            "close", "shape_text", "as_number", "expect_module", "keeps_rng", "torch_calls", "lazy_parameters"]
@@ -40,12 +40,20 @@ def fmt(value: Any) -> str:
     return repr(value)
 
 
+class CheckFailed(AssertionError):
+    """A check's verdict. In a notebook IPython shows it as its one line (`_render_traceback_`),
+    not at the foot of a traceback through the check's own code; it is still an AssertionError."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mCheck failed\x1b[0m: {self}"]
+
+
 def fail(what: str, expected: Any, got: Any, hint: str = "") -> None:
     """Raise the one-line failure every check uses."""
     exp = expected if isinstance(expected, str) else fmt(expected)
     gt = got if isinstance(got, str) else fmt(got)
     message = f"{what}: expected {exp}, got {gt}"
-    raise AssertionError(message + (f" — {hint}" if hint else ""))
+    raise CheckFailed(message + (f" — {hint}" if hint else ""))
 
 
 def expect(condition: bool, what: str, expected: Any, got: Any, hint: str = "") -> None:
@@ -293,7 +301,7 @@ def grad_of(out: torch.Tensor, wrt: torch.Tensor, weight: torch.Tensor | None = 
     return torch.autograd.grad(out if weight is None else (out * weight).sum(), wrt)[0]
 
 
-class PartialCredit(AssertionError):
+class PartialCredit(CheckFailed):
     """Some of a check's independent cases failed: the check scores `passed / total` of its
     points (where course.yml's `partial` lists it), with the first failure's message."""
 

@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from autograder.checks import count_params, lazy_parameters, state_shapes
+from autograder.checks import CheckFailed, count_params, lazy_parameters, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
 
@@ -308,7 +308,7 @@ def torchvision_match(AlexNet: Callable, vgg11: Callable, vgg16: Callable) -> No
         if isinstance(failure, NotImplementedError):
             raise NotImplementedError(str(failure))
         if failure:
-            raise AssertionError(failure)
+            raise CheckFailed(failure)
 
 
 def _outputs_failure(name: str, factory: Callable, reference: nn.Module, seed: int) -> str | Exception | None:
