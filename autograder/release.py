@@ -160,6 +160,8 @@ def student_readme(course: Course, labs: list[Lab], classroom: bool = False) -> 
         hidden = hidden_checks(course, lab)
         if hidden:
             beyond.append(f"- `{lab.id}`: " + ", ".join(f"`{n}`" for n in hidden))
+    by_hand = [f"- `{lab.id}`: " + ", ".join(f"`{n}` ({p} points)" for n, p in lab.written.items())
+               for lab in labs if lab.written]
     limits = (f"Each cell may run {course.cell_timeout:g} s and the whole notebook {course.notebook_timeout:g} s"
               + (f", in {course.memory_mb:g} MB of memory" if course.memory_mb else "") + ".")
     return "\n".join([
@@ -208,6 +210,8 @@ def student_readme(course: Course, labs: list[Lab], classroom: bool = False) -> 
         f"they were released, and runs every check again. {limits} Some checks also have hidden tests:",
         "other inputs than the check cell's, and for the accuracy checks a test split you never see.",
         *(beyond or ["- none in these labs"]),
+        *(["", "Written answers (a cell that says `YOUR ANSWER HERE`) are read and graded by a person:",
+            *by_hand] if by_hand else []),
         "",
     ])
 
