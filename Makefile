@@ -33,8 +33,10 @@ demo: setup
 	$(BIN)/course grade examples/class --out build/demo
 
 # (the suite checks that the committed notebooks are fresh: tests/test_build.py)
+# two pytest workers, a test module each at a time (module fixtures such as test_grading's class
+# are built once): the grading tests wait on subprocesses as much as they compute
 test: setup browser
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=10
 
 test-reference: setup
 	$(BIN)/python -m pytest -q reference
