@@ -31,13 +31,12 @@ def _lab_of(path: Path) -> str | None:
         return None
 
 
-def _colab_notebook(lab: str) -> Path | None:
-    """On Colab the notebook lives in the browser: fetch it and save it under /content."""
-    if "google.colab" not in sys.modules:
-        return None
+def _colab_notebook(lab: str) -> Path:
+    """On Colab the notebook lives in the browser: fetch it and save it in the working folder
+    (Colab's /content)."""
     from google.colab import _message  # type: ignore[import-not-found]
     nb = _message.blocking_request("get_ipynb", timeout_sec=60)["ipynb"]
-    path = Path("/content") / f"{lab}.ipynb"
+    path = Path.cwd() / f"{lab}.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     return path
 
@@ -45,7 +44,10 @@ def _colab_notebook(lab: str) -> Path | None:
 def find_notebook(lab: str, notebook: str | os.PathLike | None = None) -> Path:
     """The saved notebook of `lab`: `notebook` if given; else the one this kernel runs (Jupyter
     sets JPY_SESSION_NAME, VS Code __vsc_ipynb_file__), else `<lab>.ipynb` in the working folder
-    (Jupyter starts a kernel in its notebook's folder), else Colab's."""
+    (Jupyter starts a kernel in its notebook's folder). On Colab, the browser's, always (a copy
+    an earlier export saved in the working folder would be stale)."""
+    if not notebook and "google.colab" in sys.modules:
+        return _colab_notebook(lab)
     candidates = [notebook] if notebook else []
     if not notebook:
         shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
@@ -55,9 +57,6 @@ def find_notebook(lab: str, notebook: str | os.PathLike | None = None) -> Path:
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and _lab_of(Path(candidate)) == lab:
             return Path(candidate)
-    found = None if notebook else _colab_notebook(lab)
-    if found:
-        return found
     where = f"{notebook} is not a notebook of lab {lab!r}" if notebook else f"no saved notebook of lab {lab!r} found"
     raise FileNotFoundError(f"{where}: pass its path, export({lab!r}, 'path/to/{lab}.ipynb')")
 

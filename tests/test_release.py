@@ -576,3 +576,33 @@ def test_first_cell_installs_the_course_package_where_it_is_missing(course, bund
         assert proc.stderr.strip().splitlines()[-1] == (
             "ModuleNotFoundError: the course package is not installed: run `pip install -e .` in your copy of the "
             "course (its README.md says how), then restart the kernel")
+
+
+def test_export_on_colab_takes_the_browsers_notebook_and_downloads_the_file(course, bundle, tmp_path):
+    """Colab keeps the notebook in the browser: export() asks for it (google.colab's
+    `get_ipynb`, faked here as Colab answers), runs it, and offers hand-in/<lab>.ipynb for
+    download — never a stale copy left in the working folder."""
+    out, _ = bundle
+    fake = tmp_path / "fake" / "google" / "colab"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    answered_nb = answered(course, HAND_IN, out / "exercises" / HAND_IN / f"{HAND_IN}.ipynb")
+    (tmp_path / "browser.json").write_text(json.dumps(answered_nb))
+    (fake / "_message.py").write_text(
+        "import json, pathlib\n"
+        f"def blocking_request(kind, timeout_sec=None):\n"
+        f"    assert kind == 'get_ipynb'\n"
+        f"    return {{'ipynb': json.loads(pathlib.Path({str(tmp_path / 'browser.json')!r}).read_text())}}\n")
+    (fake / "files.py").write_text(
+        f"def download(path):\n    open({str(tmp_path / 'downloaded.txt')!r}, 'w').write(str(path))\n")
+    work = tmp_path / "content"
+    work.mkdir()
+    (work / f"{HAND_IN}.ipynb").write_text(course.exercise_path(HAND_IN).read_text())     # stale: not this one
+    env = {k: v for k, v in fresh_env().items() if k != "COURSE_HANDIN_RUN"} | {"PYTHONPATH": str(tmp_path / "fake")}
+    script = f"import google.colab\nfrom autograder.handin import export\nexport({HAND_IN!r})"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    checks = len(course.lab(HAND_IN).checks)
+    assert f"{checks} of {checks} public checks pass" in proc.stdout
+    assert (tmp_path / "downloaded.txt").read_text() == str(work / "hand-in" / f"{HAND_IN}.ipynb")
