@@ -32,16 +32,19 @@ def _build(args, course) -> int:
 
 
 def _grade(args, course) -> int:
-    from .grade import find_submissions
+    from .grade import find_submissions, in_shard, parse_shard
     from .pipeline import GradeOptions, grade_to_folder
     from .progress import Progress
     from .report import failure_lines, summary_table
 
     out = Path(args.out)
+    shard = parse_shard(args.shard) if args.shard else None
     found, _ = find_submissions(Path(args.submissions), course, args.lab)
+    if shard:
+        found = [f for f in found if in_shard(f[0], f[1].id, shard)]
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
                            args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
-                           Path(args.roster) if args.roster else None)
+                           Path(args.roster) if args.roster else None, shard)
     with Progress(len(found), "grading") as bar:
         graded = grade_to_folder(Path(args.submissions), course, out, options, progress=bar.update)
     results, warnings, reused = graded.results, graded.warnings, graded.reused
@@ -60,6 +63,18 @@ def _grade(args, course) -> int:
     again = f" ({reused} unchanged since the last run, not graded again; --force regrades)" if reused else ""
     print(f"\n{len(results)} notebook(s) graded{again}; results in {out}/grades.csv and {out}/results/", file=sys.stderr)
     return 3 if errors else 4 if below else 0
+
+
+def _merge(args, course) -> int:
+    from .pipeline import merge_folders
+    from .report import summary_table
+    merged = merge_folders(Path(args.out), [Path(f) for f in args.folders], course, not args.no_gradebook)
+    for w in merged.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(summary_table(merged.results))
+    print(f"\n{len(merged.results)} result(s) from {len(args.folders)} folder(s) merged into {args.out} (nothing regraded)",
+          file=sys.stderr)
+    return 3 if any(r.grader_error for r in merged.results) else 0
 
 
 def _validate(args, course) -> int:
@@ -126,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--roster", metavar="FILE",
                    help="the class list (one id per line, or a CSV with a student column): no notebook = 0, marked missing")
     g.add_argument("--no-gradebook", action="store_true", help="skip writing DIR/gradebook.db (nbgrader's)")
+    g.add_argument("--shard", metavar="K/N", help="grade only the K-th of N fixed slices of the class (then `course merge`)")
     g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",
@@ -137,6 +153,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without the bubblewrap sandbox (submissions run with your rights; every result says so)")
     g.set_defaults(run=_grade)
+
+    m = sub.add_parser("merge", help="join result folders (shards, machines) into one: reports and gradebook, nothing regraded")
+    m.add_argument("out", metavar="OUT")
+    m.add_argument("folders", metavar="DIR", nargs="+", help="output folders of `course grade`")
+    m.add_argument("--no-gradebook", action="store_true", help="skip writing OUT/gradebook.db")
+    m.set_defaults(run=_merge)
 
     r = sub.add_parser("release", help="write what students receive into OUT: exercises, public checks, data")
     r.add_argument("out", metavar="OUT")

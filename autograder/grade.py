@@ -501,6 +501,25 @@ class GraderStopped(Exception):
     pass
 
 
+def in_shard(student: str, lab_id: str, shard: tuple[int, int]) -> bool:
+    """Whether (student, lab) is in shard K of N: by a hash of the pair, so that a submission's
+    shard never changes when others join or leave the class."""
+    k, n = shard
+    digest = hashlib.sha256(f"{student}\0{lab_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (1 <= K <= N) as (K, N), or CourseError."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise CourseError(f"--shard {text}: expected K/N, e.g. 1/4") from None
+    if not 1 <= k <= n:
+        raise CourseError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
 def _attempts(folder: Path, student: str, lab_id: str) -> tuple[Path, int]:
     mark = folder / student / lab_id
     try:
@@ -514,18 +533,21 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 on_result=None, engine: str = "fork",
                 done: dict[tuple[str, str], Result] | None = None,
                 device: str | None = None, sandboxed: bool = True,
-                attempts: Path | None = None) -> tuple[list[Result], list[str]]:
+                attempts: Path | None = None, shard: tuple[int, int] | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
     with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
     if present). With an `attempts` folder, a mark is kept there while a submission is graded:
     one during which this process stopped (crashed, or was killed) MAX_ATTEMPTS times is set
     aside with a grader error, so that it cannot stop every later run of the class. Returns the
-    results in submission order and warnings."""
+    results in submission order and warnings. With `shard` (K, N), only the K-th of N
+    deterministic slices of the class (`in_shard`)."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     device = resolve_device(device)
     found, warnings = find_submissions(root, course, lab_ids)
+    if shard is not None:
+        found = [f for f in found if in_shard(f[0], f[1].id, shard)]
     results: dict[int, Result] = {}
     todo = []
     for i, (student, lab, path) in enumerate(found):

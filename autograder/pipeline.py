@@ -34,6 +34,7 @@ class GradeOptions:
     force: bool = False
     gradebook: bool = True
     roster: Path | None = None      # the class list: whoever has no submission gets 0, marked missing
+    shard: tuple[int, int] | None = None   # grade only slice K of N (`course merge` joins the slices)
 
 
 @dataclass
@@ -48,7 +49,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     """Grade every submission under `submissions` into `out`: one signed result per submission
     as soon as it is known, then the class reports and the gradebook. `progress(result)` is
     called for each result. Reuses unchanged results unless `options.force`."""
-    from .report import read_results, write_reports, write_result
+    from .report import read_results, write_result
     if options.memory_mb is not None:
         if options.memory_mb <= 0:
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
@@ -68,13 +69,25 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
 
     results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
-                                    sandboxed=options.sandboxed, attempts=attempts)
+                                    sandboxed=options.sandboxed, attempts=attempts, shard=options.shard)
     warnings = changed + warnings
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
-        results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids))
+        results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids), options.shard)
+        for result in results:
+            if not result.handed_in:        # kept with the others, so that `course merge` has them too
+                write_result(out, result)
+    results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
+    return ClassGrades(results, warnings, reused)
+
+
+def write_class_outputs(out: Path, results: list[Result], warnings: list[str], course: Course,
+                        gradebook: bool = True) -> tuple[list[Result], list[str]]:
+    """The class's reports, warnings.txt and (with `gradebook`) nbgrader's gradebook and folders
+    for `results`; returns them as reported (with the scores people entered in formgrader)."""
+    from .report import write_reports
     graded = results                        # the grader's own scores (the gradebook's auto scores)
-    if options.gradebook:                   # + what people scored in formgrader, in every report
+    if gradebook:                           # + what people scored in formgrader, in every report
         from .gradebook import with_hand_scores
         results = with_hand_scores(out / "gradebook.db", results)
     write_reports(out, results, {lab.id: lab.title for lab in course.labs}, answers_of_lost_checks(course, results),
@@ -84,11 +97,50 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         unmatched.write_text("".join(f"{w}\n" for w in warnings))
     else:
         unmatched.unlink(missing_ok=True)
-    if options.gradebook:
+    if gradebook:
         from .gradebook import write_gradebook, write_nbgrader_folders
         write_gradebook(out / "gradebook.db", graded, course)
         write_nbgrader_folders(out, results, course)
-    return ClassGrades(results, warnings, reused)
+    return results, warnings
+
+
+def merge_folders(out: Path, folders: list[Path], course: Course, gradebook: bool = True) -> ClassGrades:
+    """Join the result folders of several runs (shards of a class, or machines) into `out`: each
+    signed result as it is — its scores, notes, time and fingerprint, nothing regraded — signed
+    again with `out`'s key, then one set of reports and one gradebook. A result in several
+    folders is taken from the one written last, with a warning."""
+    from .report import read_results, result_path, write_result
+
+    if not folders:
+        raise CourseError("course merge: name at least one result folder")
+    chosen: dict[tuple[str, str], tuple[float, Result, Path]] = {}
+    warnings = []
+    for folder in folders:
+        if not (folder / "results").is_dir():
+            raise CourseError(f"{folder}: not a `course grade` output folder (no results/ in it)")
+        if folder.resolve() == out.resolve():
+            raise CourseError(f"{folder}: is the merge's own output folder")
+        kept = read_results(folder)          # checked against that folder's own key
+        signed = {p.relative_to(folder / "results").as_posix() for p in (folder / "results").glob("*/*.json")}
+        unsigned = signed - {result_path(folder, r).relative_to(folder / "results").as_posix() for r in kept.values()}
+        warnings += [f"skipped {folder}/results/{rel}: its signature does not match {folder}'s key" for rel in sorted(unsigned)]
+        for key, result in kept.items():
+            when = result_path(folder, result).stat().st_mtime
+            if key in chosen:
+                warnings.append(f"{key[0]}/{key[1]} is in {chosen[key][2]} and {folder}: kept the later one")
+                if chosen[key][0] >= when:
+                    continue
+            chosen[key] = (when, result, folder)
+    order = {lab.id: i for i, lab in enumerate(course.labs)}
+    unknown = sorted({lab for _, lab in chosen} - set(order))
+    if unknown:
+        raise CourseError(f"results of labs course.yml does not have: {', '.join(unknown)}")
+    # as `course grade` orders them: the submissions by student and lab, then the roster's missing work
+    results = sorted((c[1] for c in chosen.values()), key=lambda r: (not r.handed_in, r.student, order[r.lab]))
+    for result in results:
+        write_result(out, result)
+    results, warnings = write_class_outputs(out, results, warnings, course, gradebook)
+    return ClassGrades(results, warnings, 0)
 
 
 def _answer_cells(course: Course, lab_id: str) -> dict[str, list[str]]:
@@ -190,14 +242,17 @@ def read_roster(path: Path) -> list[str]:
     return ids
 
 
-def _with_roster(results: list[Result], warnings: list[str], roster: list[str], labs) -> tuple[list[Result], list[str]]:
-    """Every roster student × lab without a submission, as a result of 0 marked missing; a
-    submission from someone not on the roster is graded, and a warning says so."""
+def _with_roster(results: list[Result], warnings: list[str], roster: list[str], labs,
+                 shard: tuple[int, int] | None = None) -> tuple[list[Result], list[str]]:
+    """Every roster student × lab without a submission (in this shard), as a result of 0 marked
+    missing; a submission from someone not on the roster is graded, and a warning says so."""
+    from .grade import in_shard
     have = {(r.student, r.lab) for r in results}
     missing = [Result(student, lab.id, "", [CheckResult(n, 0, p, NOT_HANDED_IN) for n, p in lab.checks.items()]
                       + written_answers(lab, NOT_HANDED_IN),
                       notes=[f"{NOT_HANDED_IN}: {student} is on the roster and no {lab.id} notebook was found"],
                       handed_in=False)
-               for student in roster for lab in labs if (student, lab.id) not in have]
+               for student in sorted(roster) for lab in labs          # in the order `course merge` gives them
+               if (student, lab.id) not in have and (shard is None or in_shard(student, lab.id, shard))]
     strangers = sorted({r.student for r in results} - set(roster))
     return results + missing, warnings + [f"{s} is not on the roster (graded anyway)" for s in strangers]
