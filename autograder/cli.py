@@ -102,7 +102,7 @@ def _release(args, course) -> int:
 
 def _gradescope(args, course) -> int:
     from .gradescope import write_zip
-    out = write_zip(course, args.lab, Path(args.out), leaderboard=args.leaderboard)
+    out = write_zip(course, args.lab, Path(args.out), leaderboard=args.leaderboard, unsafe_no_sandbox=args.unsafe_no_sandbox)
     print(f"wrote {out}: upload it as the programming assignment's autograder (Gradescope: Configure Autograder → Zip file)",
           file=sys.stderr)
     return 0
@@ -172,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     gs.add_argument("lab", metavar="LAB")
     gs.add_argument("out", metavar="OUT.zip")
     gs.add_argument("--leaderboard", action="store_true", help="post the scored accuracies to Gradescope's leaderboard")
+    gs.add_argument("--unsafe-no-sandbox", action="store_true",
+                    help="where Gradescope's container cannot start bubblewrap, grade anyway (the upload runs as root "
+                         "beside the solution and can give itself full marks); default: grade nothing and say so")
     gs.set_defaults(run=_gradescope)
 
     cr = sub.add_parser("classroom", help="write a GitHub Classroom template repository for one lab")

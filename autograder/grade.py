@@ -14,6 +14,7 @@ import math
 import os
 import queue
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -387,17 +388,22 @@ def lab_name(stem: str) -> str:
     return _COPY_SUFFIX.sub("", stem).strip().lower()
 
 
-def _student_ids(folders: list[Path]) -> dict[Path, str]:
+def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:
     """Each student folder's id: its name, except for cloned repositories (a `.git` inside), which
-    GitHub Classroom names `<assignment>-<login>`: there the login, the part after the prefix
-    that all of them share (with one repository alone, its whole name)."""
+    GitHub Classroom names `<assignment>-<login>` in a folder `<assignment>-submissions`: there
+    the login. Outside such a folder the assignment is the prefix all the clones share (with one
+    clone alone, its whole name is its id)."""
     ids = {folder: folder.name for folder in folders}
     clones = [f.name for f in folders if (f / ".git").exists()]
-    if len(clones) > 1:
-        prefix = os.path.commonprefix(clones)
+    if root.name.endswith("-submissions"):
+        prefix = root.name.removesuffix("submissions")
+    else:
+        prefix = os.path.commonprefix(clones) if len(clones) > 1 else ""
         prefix = prefix[:prefix.rfind("-") + 1]
-        if prefix:
-            ids.update({f: f.name[len(prefix):] for f in folders if f.name in clones})
+    if prefix:
+        taken = {f.name for f in folders}
+        ids.update({f: f.name[len(prefix):] for f in folders if f.name in clones and f.name.startswith(prefix)
+                    and len(f.name) > len(prefix) and f.name[len(prefix):] not in taken})   # never two with one id
     return ids
 
 
@@ -413,7 +419,7 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
     known = {lab.id for lab in course.labs}
     found, warnings = [], []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    ids = _student_ids(folders)
+    ids = _student_ids(folders, root)
     for student_dir in folders:
         student = ids[student_dir]
         candidates: dict[str, list[Path]] = {}
@@ -451,16 +457,36 @@ def submission_facts(result: Result, path: Path, course: Course | None = None) -
     if path.name != f"{result.lab}.ipynb":
         result.notes.append(f"graded {path.name} as {result.lab}.ipynb {_RENAMED}")
     stamp = path.parent / SUBMISSION_TIME
-    if lab_name(path.parent.name) == result.lab and stamp.is_file():
-        text = stamp.read_text(errors="replace").strip()[:100]
-        try:
-            result.submitted_at = parse_utc(text).isoformat() + "+00:00"
-        except (ValueError, OverflowError):
-            result.notes.append(f"{SUBMISSION_TIME} reads {text!r}, not a time: when it was submitted is unknown")
+    if lab_name(path.parent.name) == result.lab and (stamp.is_file() or stamp.is_symlink()):
+        text = _submission_time_text(stamp)
+        if text is None:
+            result.notes.append(f"{SUBMISSION_TIME} is not a small plain file of nbgrader's: when it was submitted is unknown")
+        elif (path.parent.parent / ".git").exists():
+            result.notes.append(f"{SUBMISSION_TIME} in a cloned repository is the student's own file, not nbgrader's: "
+                                "when it was submitted is unknown")
+        else:
+            try:
+                result.submitted_at = parse_utc(text).isoformat() + "+00:00"
+            except (ValueError, OverflowError):
+                result.notes.append(f"{SUBMISSION_TIME} reads {text!r}, not a time: when it was submitted is unknown")
     result.late_penalty = 0.0
     if course is not None:
         _apply_late_policy(result, course)
     return result
+
+
+def _submission_time_text(stamp: Path) -> str | None:
+    """The text of nbgrader's timestamp.txt, or None when it is not a small regular file (a link
+    could name any file the grader can read, and its text would reach the student's feedback)."""
+    try:
+        fd = os.open(stamp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 200:
+            return None
+        return f.read(200).decode("utf-8", errors="replace").strip()[:100]
 
 
 _LATE = "submitted late"

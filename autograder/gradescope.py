@@ -68,9 +68,11 @@ def _course_files(course: Course, lab: Lab) -> dict[str, Path]:
     return files
 
 
-def write_zip(course: Course, lab_id: str, out: Path, leaderboard: bool = False) -> Path:
+def write_zip(course: Course, lab_id: str, out: Path, leaderboard: bool = False, unsafe_no_sandbox: bool = False) -> Path:
     """The Gradescope autograder of `lab_id` as a zip at `out` (setup.sh and run_autograder at
-    its top, as Gradescope wants). Refuses stale built notebooks, as `course release` does."""
+    its top, as Gradescope wants). Refuses stale built notebooks, as `course release` does.
+    Where the container cannot start the sandbox, the autograder grades nothing unless
+    `unsafe_no_sandbox` (then the student's code runs as root beside the solution notebook)."""
     from .build import build
     from .release import hidden_checks
 
@@ -81,7 +83,8 @@ def write_zip(course: Course, lab_id: str, out: Path, leaderboard: bool = False)
     stale = build(course, [lab.id], check=True)
     if stale:
         raise CourseError(f"stale or missing built files ({', '.join(p.name for p in stale)}): run `course build` first")
-    spec = {"lab": lab.id, "hidden": hidden_checks(course, lab), "leaderboard": leaderboard}
+    spec = {"lab": lab.id, "hidden": hidden_checks(course, lab), "leaderboard": leaderboard,
+            "unsafe_no_sandbox": unsafe_no_sandbox}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -176,7 +179,17 @@ def run(root: Path) -> int:
                        f"that the notebook's last cell writes)"} for name, points in lab.checks.items()],
             "output": f"no .ipynb file was uploaded: upload {lab.id}.ipynb"})
         return 0
-    sandboxed = not sandbox_problem()
+    problem = sandbox_problem()
+    if problem and not spec.get("unsafe_no_sandbox"):
+        # unsandboxed, the notebook runs as root beside the solution and the results file: refuse
+        why = "the autograder could not isolate your notebook, so it did not run it (not your fault; tell your instructor)"
+        _write(results, {"score": 0, "output": why, "tests": [
+            {"name": name, "score": 0, "max_score": points, "status": "failed", "visibility": "visible",
+             "output": "not graded: " + why} for name, points in [*lab.checks.items(), *lab.written.items()]]})
+        print(f"gradescope: error: {problem}: nothing graded (`course gradescope --unsafe-no-sandbox` grades without it)",
+              file=sys.stderr)
+        return 3
+    sandboxed = not problem
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
         submissions = Path(tmp, "submissions", "student")
         submissions.mkdir(parents=True)

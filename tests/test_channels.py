@@ -68,7 +68,8 @@ def test_gradescope_zip_holds_the_grader_for_one_lab_and_no_student_file(course,
     other = {lab.id for lab in course.labs} - {LAB}
     assert not [n for n in names if n.startswith(("solutions/", "exercises/")) and n.split("/")[1] in other]
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "examples/", ".venv/"))]
-    assert spec == {"lab": LAB, "hidden": hidden_checks(course, course.lab(LAB)), "leaderboard": True}
+    assert spec == {"lab": LAB, "hidden": hidden_checks(course, course.lab(LAB)), "leaderboard": True,
+                    "unsafe_no_sandbox": False}
     assert spec["hidden"], "the test wants a lab whose checks have hidden tests"
 
 
@@ -123,6 +124,29 @@ def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tm
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert doc["score"] == 0 and len(doc["tests"]) == len(lab.checks)
     assert f"graded {LAB} (2).ipynb; also uploaded, not graded: scratch.ipynb" in doc["output"]
+
+
+def test_gradescope_without_a_sandbox_grades_nothing(course, autograder_zip, tmp_path):
+    """Red team: where the container cannot start bubblewrap, an unsandboxed notebook runs as
+    root beside the solution (`import reference`) and results.json, and a blank one gave itself
+    9/9. Now nothing runs: 0 and one line saying why, unless the zip was made --unsafe-no-sandbox."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(autograder_zip) as z:
+        z.extractall(root / "source")
+    (root / "source" / "run_autograder").chmod(0o755)
+    (root / "submission").mkdir()
+    (root / "submission" / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable,
+           "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
+    doc = json.loads((root / "results" / "results.json").read_text())
+    assert proc.returncode == 3 and "nothing graded" in proc.stderr
+    assert doc["score"] == 0 and "could not isolate your notebook" in doc["output"]
+    assert {t["status"] for t in doc["tests"]} == {"failed"} and len(doc["tests"]) == len(course.lab(LAB).checks)
 
 
 def test_cli_gradescope(tmp_path):
@@ -212,3 +236,37 @@ def test_grade_reads_cloned_classroom_repositories(course, tmp_path):
     assert [(s, lab.id, p.relative_to(root).as_posix()) for s, lab, p in found] == [
         ("alice", LAB, f"{LAB}-lab-alice/{LAB}.ipynb"), ("bob-smith", LAB, f"{LAB}-lab-bob-smith/{LAB}.ipynb")]
     assert warnings == []
+
+
+def test_cloned_repositories_keep_their_logins_and_cannot_set_their_own_time(course, tmp_path, monkeypatch):
+    """Red team: a clone's id changed with the set of clones graded together; a committed
+    timestamp.txt dodged the late policy, and one linked to /proc/self/environ put the grader's
+    environment into the student's feedback."""
+    from autograder.grade import find_submissions, submission_facts
+    from autograder.results import CheckResult, Result
+
+    root = tmp_path / f"{LAB}-lab-submissions"
+    for name in (f"{LAB}-lab-alice", f"{LAB}-lab-bob", "bob"):
+        (root / name).mkdir(parents=True)
+        (root / name / f"{LAB}.ipynb").write_text(course.exercise_path(LAB).read_text())
+    (root / f"{LAB}-lab-alice" / ".git").mkdir()
+    (root / f"{LAB}-lab-bob" / ".git").mkdir()
+    found, _ = find_submissions(root, course, [LAB])
+    assert sorted(s for s, _, _ in found) == ["alice", "bob", f"{LAB}-lab-bob"]   # a lone clone's login; no two "bob"
+
+    monkeypatch.setenv("GRADER_SECRET", "s3cret-token")
+    trudy = root / f"{LAB}-lab-trudy"
+    (trudy / ".git").mkdir(parents=True)
+    (trudy / LAB).mkdir()
+    notebook = trudy / LAB / f"{LAB}.ipynb"
+    notebook.write_text(course.exercise_path(LAB).read_text())
+    stamp = trudy / LAB / "timestamp.txt"
+    for content in ("link", "2025-01-01 12:00:00"):
+        stamp.unlink(missing_ok=True)
+        if content == "link":
+            stamp.symlink_to("/proc/self/environ")
+        else:
+            stamp.write_text(content)
+        result = submission_facts(Result("trudy", LAB, str(notebook), [CheckResult("x", 1, 1)]), notebook, course)
+        assert result.submitted_at == "" and "s3cret" not in json.dumps(result.to_dict())
+        assert any("when it was submitted is unknown" in n for n in result.notes)
