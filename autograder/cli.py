@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cell-timeout", type=float, metavar="S", help="seconds per cell (default: course.yml)")
     g.add_argument("--notebook-timeout", type=float, metavar="S", help="seconds per notebook (default: course.yml)")
     g.add_argument("--fail-under", type=float, metavar="PCT",
-                   help="exit 4 if any submission scores below PCT%% of its points (a student repo's own CI)")
+                   help="exit 4 if any submission scores below PCT%% of its points (a course repository's CI)")
     g.add_argument("--roster", metavar="FILE",
                    help="the class list (one id per line, or a CSV with a student column): no notebook = 0, marked missing")
     g.add_argument("--no-gradebook", action="store_true", help="skip writing DIR/gradebook.db (nbgrader's)")
