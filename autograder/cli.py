@@ -32,16 +32,14 @@ def _build(args, course) -> int:
 
 
 def _grade(args, course) -> int:
-    from .grade import find_submissions, in_shard, parse_shard
+    from .grade import find_submissions, parse_shard
     from .pipeline import GradeOptions, grade_to_folder
     from .progress import Progress
     from .report import failure_lines, summary_table
 
     out = Path(args.out)
     shard = parse_shard(args.shard) if args.shard else None
-    found, _ = find_submissions(Path(args.submissions), course, args.lab)
-    if shard:
-        found = [f for f in found if in_shard(f[0], f[1].id, shard)]
+    found, _ = find_submissions(Path(args.submissions), course, args.lab, shard)
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
                            args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
                            Path(args.roster) if args.roster else None, shard)

@@ -14,7 +14,6 @@ import math
 import os
 import queue
 import re
-import stat
 import tempfile
 import threading
 import time
@@ -28,7 +27,7 @@ import numpy as np
 from nbgrader.utils import is_grade, is_solution, parse_utc
 
 from .config import Course, CourseError, Lab
-from .notebook import SubmissionError, cell_kind, load_source, read_submission, restore
+from .notebook import SubmissionError, cell_kind, load_source, read_capped, read_submission, restore
 from .results import CheckResult, Outcome, Result
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
 from .judges import judge_apart
@@ -407,12 +406,14 @@ def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:
     return ids
 
 
-def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
+def find_submissions(root: Path, course: Course, lab_ids: list[str] | None,
+                     shard: tuple[int, int] | None = None) -> tuple[list[tuple[str, Lab, Path]], list[str]]:
     """(student, lab, path) of each student's notebook for each selected lab, in either layout:
     `root/<student>/<lab>.ipynb`, or nbgrader's `root/<student>/<lab>/<lab>.ipynb` (its
     `submitted/` folder, with `timestamp.txt`). A name that differs in case or by a ` (1)`
     suffix still names its lab (the result says so); where a student handed in several files
-    for one lab, `<lab>.ipynb` is graded, else the newest. Every file not graded is a warning."""
+    for one lab, `<lab>.ipynb` is graded, else the newest. Every file not graded is a warning.
+    With `shard` (K, N), only the submissions in the K-th of N slices (`in_shard`)."""
     if not root.is_dir():
         raise CourseError(f"{root}: no such submissions folder (expected {root}/<student>/<lab>.ipynb)")
     labs = {lab.id: lab for lab in course.select(lab_ids)}
@@ -445,6 +446,8 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None) -> t
                           f"or nbgrader's {root}/<student>/<lab>/<lab>.ipynb)")
     order = {lab.id: i for i, lab in enumerate(course.labs)}
     found.sort(key=lambda f: (f[0], order[f[1].id]))
+    if shard is not None:                 # a slice of the class may be empty; the class may not
+        found = [f for f in found if in_shard(f[0], f[1].id, shard)]
     return found, warnings
 
 
@@ -479,14 +482,9 @@ def _submission_time_text(stamp: Path) -> str | None:
     """The text of nbgrader's timestamp.txt, or None when it is not a small regular file (a link
     could name any file the grader can read, and its text would reach the student's feedback)."""
     try:
-        fd = os.open(stamp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        return read_capped(stamp, limit=200).decode("utf-8", errors="replace").strip()[:100]
+    except SubmissionError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > 200:
-            return None
-        return f.read(200).decode("utf-8", errors="replace").strip()[:100]
 
 
 _LATE = "submitted late"
@@ -567,13 +565,11 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     one during which this process stopped (crashed, or was killed) MAX_ATTEMPTS times is set
     aside with a grader error, so that it cannot stop every later run of the class. Returns the
     results in submission order and warnings. With `shard` (K, N), only the K-th of N
-    deterministic slices of the class (`in_shard`)."""
+    deterministic slices of the class (`find_submissions`)."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     device = resolve_device(device)
-    found, warnings = find_submissions(root, course, lab_ids)
-    if shard is not None:
-        found = [f for f in found if in_shard(f[0], f[1].id, shard)]
+    found, warnings = find_submissions(root, course, lab_ids, shard)
     results: dict[int, Result] = {}
     todo = []
     for i, (student, lab, path) in enumerate(found):

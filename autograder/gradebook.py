@@ -31,14 +31,18 @@ def write_nbgrader_config(folder: Path) -> None:
         config.write_text(NBGRADER_CONFIG)
 
 
+def _alembic_on_path() -> None:
+    """nbgrader's Gradebook runs the `alembic` executable: the venv's bin/ must be on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
     """Record every result in the gradebook at `path` (created if absent): a regrade updates
     each submission in place, so manual scores, extra credit and comments entered in formgrader
     stay; submission times from nbgrader's timestamp.txt are recorded."""
-    # nbgrader's Gradebook runs the `alembic` executable: the venv's bin/ must be on PATH
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    _alembic_on_path()
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.utils import parse_utc
     from nbgrader.preprocessors import SaveCells
@@ -88,9 +92,7 @@ def with_hand_scores(path: Path, results: list[Result]) -> list[Result]:
     on disk and the gradebook's auto scores stay the grader's."""
     if not path.is_file():
         return results
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    _alembic_on_path()
     from nbgrader.api import Grade, Gradebook
 
     hand: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}

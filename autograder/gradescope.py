@@ -123,14 +123,13 @@ def results_json(result, spec: dict, visibility: str, notes: list[str], sandboxe
     """Gradescope's results.json: a test per check (status, points, the one-line message), the
     checks with hidden tests shown as course.yml's `release.hidden_visibility` says, and the
     submission's notes and time; the scored accuracies as a leaderboard where asked."""
-    from .report import for_students
+    from .report import for_students, gradescope_tests
 
-    hidden = set(spec.get("hidden", []))
-    tests = [{"name": c.name, "number": str(i), "score": c.points, "max_score": c.max_points,
-              **({} if c.pending else {"status": "passed" if c.passed else "failed"}),
-              "output": for_students(c.message or "passed"),
-              "visibility": visibility if c.name in hidden else "visible"}
-             for i, c in enumerate(result.checks, 1)]
+    tests = gradescope_tests(result, frozenset(spec.get("hidden", [])), visibility)
+    for i, (test, c) in enumerate(zip(tests, result.checks), 1):
+        test["number"] = str(i)
+        if not c.pending:
+            test["status"] = "passed" if c.passed else "failed"
     lines = [*notes, *result.notes]
     if result.grader_error:
         lines.append(f"grader error (not your fault; your instructor is told): {result.grader_error}")
@@ -146,10 +145,15 @@ def results_json(result, spec: dict, visibility: str, notes: list[str], sandboxe
 
 
 def _write(results: Path, doc: dict) -> None:
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_name(results.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(results)
+    from .report import atomic_write
+    atomic_write(results, json.dumps(doc, indent=1) + "\n")
+
+
+def _nothing_graded(results: Path, checks: dict[str, int], why: str, summary: str) -> None:
+    """A results.json the student can read when nothing was graded: every test failed, and why."""
+    _write(results, {"score": 0, "execution_time": 0, "output": summary, "tests": [
+        {"name": name, "score": 0, "max_score": points, "status": "failed", "visibility": "visible", "output": why}
+        for name, points in checks.items()]})
 
 
 def run(root: Path) -> int:
@@ -173,19 +177,15 @@ def run(root: Path) -> int:
         return 2
     notebook, notes = _pick_notebook(root / "submission", lab.id)
     if notebook is None:
-        _write(results, {"score": 0, "execution_time": 0, "tests": [
-            {"name": name, "score": 0, "max_score": points, "status": "failed", "visibility": "visible",
-             "output": f"no notebook in your submission: upload {lab.id}.ipynb (the file hand-in/{lab.id}.ipynb "
-                       f"that the notebook's last cell writes)"} for name, points in lab.checks.items()],
-            "output": f"no .ipynb file was uploaded: upload {lab.id}.ipynb"})
+        _nothing_graded(results, lab.checks, f"no notebook in your submission: upload {lab.id}.ipynb (the file "
+                                             f"hand-in/{lab.id}.ipynb that the notebook's last cell writes)",
+                        f"no .ipynb file was uploaded: upload {lab.id}.ipynb")
         return 0
     problem = sandbox_problem()
     if problem and not spec.get("unsafe_no_sandbox"):
         # unsandboxed, the notebook runs as root beside the solution and the results file: refuse
         why = "the autograder could not isolate your notebook, so it did not run it (not your fault; tell your instructor)"
-        _write(results, {"score": 0, "output": why, "tests": [
-            {"name": name, "score": 0, "max_score": points, "status": "failed", "visibility": "visible",
-             "output": "not graded: " + why} for name, points in [*lab.checks.items(), *lab.written.items()]]})
+        _nothing_graded(results, lab.checks | lab.written, "not graded: " + why, why)
         print(f"gradescope: error: {problem}: nothing graded (`course gradescope --unsafe-no-sandbox` grades without it)",
               file=sys.stderr)
         return 3

@@ -61,9 +61,9 @@ def find_notebook(lab: str, notebook: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"{where}: pass its path, export({lab!r}, 'path/to/{lab}.ipynb')")
 
 
-def _outcomes(nb) -> tuple[list[str], list[str], list[str]]:
-    """(public checks passed, checks failed with their line, other cells that raised)."""
-    passed, failed, broken = [], [], []
+def _outcomes(nb) -> tuple[list[str], dict[str, str], list[str]]:
+    """(public checks passed, {check failed: its line}, other cells that raised, with theirs)."""
+    passed, failed, broken = [], {}, []
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -73,7 +73,10 @@ def _outcomes(nb) -> tuple[list[str], list[str], list[str]]:
         line = f"{errors[0]['ename']}: {str(errors[0]['evalue']).splitlines()[0] if errors[0]['evalue'] else ''}" if errors else ""
         if meta.get("grade"):
             check = name.removeprefix("check_")
-            (failed if errors else passed).append(f"{check}: {line}" if errors else check)
+            if errors:
+                failed[check] = line
+            else:
+                passed.append(check)
         elif errors:
             broken.append(f"{name}: {line}")
     return passed, failed, broken
@@ -110,8 +113,8 @@ def export(lab: str, notebook: str | os.PathLike | None = None, cell_timeout: fl
     out.parent.mkdir(exist_ok=True)
     nbformat.write(nb, out)
     print(f"ran in {time.monotonic() - t0:.0f} s: {len(passed)} of {len(passed) + len(failed)} public checks pass")
-    for line in failed:
-        print(f"  check failed: {line}")
+    for check, line in failed.items():
+        print(f"  check failed: {check}: {line}")
     for line in broken:
         print(f"  cell failed: {line}")
     print(f"wrote {out}: hand in this file (the grader also runs hidden checks)")
@@ -143,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         nb = run_notebook(path)
         passed, failed, broken = _outcomes(nb)
         lab = nb.metadata.get("course", {}).get("lab", path.stem)
-        record = {"lab": lab, "passed": passed, "failed": dict(line.split(": ", 1) for line in failed),
+        record = {"lab": lab, "passed": passed, "failed": failed,
                   "broken": broken}
         Path(PUBLIC_RESULTS).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         print(f"{lab}: {len(passed)} of {len(passed) + len(failed)} public checks pass")
-        for line in failed + broken:
+        for line in [f"{check}: {why}" for check, why in failed.items()] + broken:
             print(f"  failed: {line}")
         return 0
     try:

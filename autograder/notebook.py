@@ -24,8 +24,8 @@ class SubmissionError(Exception):
     """The file is not a gradable notebook; the message is one line for the student."""
 
 
-def read_capped(path: Path) -> bytes:
-    """The bytes of a regular file that is not a symbolic link and not over MAX_BYTES."""
+def read_capped(path: Path, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file that is not a symbolic link and not over `limit` bytes."""
     for link in (path, path.parent):
         if link.is_symlink():
             what = "" if link == path else "its folder "
@@ -39,10 +39,10 @@ def read_capped(path: Path) -> bytes:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise SubmissionError("refused: the submission is not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise SubmissionError(f"refused: the file is {info.st_size / 2**20:.1f} MB, over the {MAX_BYTES >> 20} MB "
+        if info.st_size > limit:
+            raise SubmissionError(f"refused: the file is {info.st_size / 2**20:.1f} MB, over the {limit / 2**20:g} MB "
                                   "limit (clear the outputs and hand it in again)")
-        return f.read(MAX_BYTES + 1)
+        return f.read(limit + 1)
 
 
 def read_submission(path: Path) -> nbformat.NotebookNode:

@@ -157,11 +157,16 @@ def for_students(text: str) -> str:
     return _ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}", text)
 
 
+def gradescope_tests(result: Result, hidden: frozenset[str] = frozenset(), visibility: str = "visible") -> list[dict]:
+    """Gradescope's test entries, one per check: points, the student-safe message, and the
+    `hidden` checks' `visibility`."""
+    return [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": for_students(c.message or "passed"),
+             "visibility": visibility if c.name in hidden else "visible"} for c in result.checks]
+
+
 def gradescope_json(result: Result) -> str:
     """Gradescope's autograder `results.json` for one submission (what its student reads)."""
-    tests = [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": for_students(c.message or "passed"),
-              "visibility": "visible"} for c in result.checks]
-    doc = {"score": result.score, "execution_time": result.seconds, "tests": tests,
+    doc = {"score": result.score, "execution_time": result.seconds, "tests": gradescope_tests(result),
            "output": for_students("\n".join(result.notes + ([f"grader error: {result.grader_error}"] if result.grader_error else [])))}
     return json.dumps(doc, indent=1) + "\n"
 

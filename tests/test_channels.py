@@ -40,7 +40,8 @@ def autograder_zip(course, tmp_path_factory) -> Path:
     return out
 
 
-def run_autograder(zip_path: Path, root: Path, submission: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
+def run_autograder(zip_path: Path, root: Path, submission: dict[str, str],
+                   path_first: Path | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """Gradescope's steps: the zip unpacked into /autograder/source, the upload in
     /autograder/submission, `run_autograder` run; here /autograder is `root`."""
     with zipfile.ZipFile(zip_path) as z:
@@ -52,6 +53,8 @@ def run_autograder(zip_path: Path, root: Path, submission: dict[str, str]) -> tu
     for name, text in submission.items():
         (root / "submission" / name).write_text(text)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable}
+    if path_first:                                   # programs found there first (a stand-in bwrap)
+        env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
     proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
                           timeout=600, cwd="/")
     return proc, json.loads((root / "results" / "results.json").read_text())
@@ -134,16 +137,8 @@ def test_gradescope_without_a_sandbox_grades_nothing(course, autograder_zip, tmp
     fake.mkdir()
     (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
     (fake / "bwrap").chmod(0o755)
-    root = tmp_path / "autograder"
-    with zipfile.ZipFile(autograder_zip) as z:
-        z.extractall(root / "source")
-    (root / "source" / "run_autograder").chmod(0o755)
-    (root / "submission").mkdir()
-    (root / "submission" / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_PYTHON": sys.executable,
-           "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
-    doc = json.loads((root / "results" / "results.json").read_text())
+    proc, doc = run_autograder(autograder_zip, tmp_path / "autograder",
+                               {f"{LAB}.ipynb": course.solution_path(LAB).read_text()}, path_first=fake)
     assert proc.returncode == 3 and "nothing graded" in proc.stderr
     assert doc["score"] == 0 and "could not isolate your notebook" in doc["output"]
     assert {t["status"] for t in doc["tests"]} == {"failed"} and len(doc["tests"]) == len(course.lab(LAB).checks)
@@ -270,3 +265,11 @@ def test_cloned_repositories_keep_their_logins_and_cannot_set_their_own_time(cou
         result = submission_facts(Result("trudy", LAB, str(notebook), [CheckResult("x", 1, 1)]), notebook, course)
         assert result.submitted_at == "" and "s3cret" not in json.dumps(result.to_dict())
         assert any("when it was submitted is unknown" in n for n in result.notes)
+
+    # the link outside a clone too (nbgrader's submitted/<student>/<lab>/ layout): never read
+    (trudy / ".git").rmdir()
+    stamp.unlink()
+    stamp.symlink_to("/proc/self/environ")
+    result = submission_facts(Result("trudy", LAB, str(notebook), [CheckResult("x", 1, 1)]), notebook, course)
+    assert result.submitted_at == "" and "s3cret" not in json.dumps(result.to_dict())
+    assert any("not a small plain file" in n for n in result.notes)
