@@ -3,7 +3,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# nbgrader's gradebook runs the `alembic` executable: keep the venv's bin/ on PATH.
+# nbgrader's own commands (nbgrader db upgrade, its apps in the tests) run the `alembic` executable:
+# keep the venv's bin/ on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup sandbox browser demo test test-reference build check validate bench clean

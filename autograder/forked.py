@@ -87,24 +87,27 @@ def notebook_processes(child: int, sandboxed: bool) -> list[int]:
     return sorted(tree)
 
 
-def _proc_kb(path: str, key: str) -> int | None:
-    """The kB figure of the line `key` in a /proc file, or None when unreadable or absent."""
+def _proc_kb(path: str, *keys: str) -> int | None:
+    """The sum of the kB figures of the lines `keys` in a /proc file, or None when it is
+    unreadable or has none of them."""
+    total = None
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
+                if line.startswith(keys):
+                    total = (total or 0) + int(line.split()[1])
     except OSError:
         pass
-    return None
+    return total
 
 
 def _memory_mb(pid: int) -> float:
     """Proportional set size (shared pages split between their users) where readable, else the
-    resident size: forks of the worker share torch's pages and must not count them twice."""
-    kb = _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    resident size: forks of the worker share torch's pages and must not count them twice. Pages
+    swapped out (to swap or zram) still count: a notebook does not shrink by being swapped."""
+    kb = _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:", "SwapPss:")
     if kb is None:
-        kb = _proc_kb(f"/proc/{pid}/status", "VmRSS:")
+        kb = _proc_kb(f"/proc/{pid}/status", "VmRSS:", "VmSwap:")
     return (kb or 0) / 1024
 
 

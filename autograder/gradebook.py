@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -31,19 +30,31 @@ def write_nbgrader_config(folder: Path) -> None:
         config.write_text(NBGRADER_CONFIG)
 
 
-def _alembic_on_path() -> None:
-    """nbgrader's Gradebook runs the `alembic` executable: the venv's bin/ must be on PATH."""
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+@functools.cache
+def _alembic_head() -> str:
+    """nbgrader's schema revision, read in this process from nbgrader's own migration scripts."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _nbgrader_api():
+    """nbgrader.api, with its new-gradebook revision lookup done in this process: nbgrader runs
+    the `alembic` executable for it (2–3 s a gradebook, and the venv's bin/ must be on PATH)."""
+    import nbgrader.api
+    nbgrader.api.get_alembic_version = _alembic_head
+    return nbgrader.api
 
 
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
     """Record every result in the gradebook at `path` (created if absent): a regrade updates
     each submission in place, so manual scores, extra credit and comments entered in formgrader
     stay; submission times from nbgrader's timestamp.txt are recorded."""
-    _alembic_on_path()
-    from nbgrader.api import Gradebook, MissingEntry
+    api = _nbgrader_api()
+    Gradebook, MissingEntry = api.Gradebook, api.MissingEntry
     from nbgrader.utils import parse_utc
     from nbgrader.preprocessors import SaveCells
 
@@ -92,8 +103,8 @@ def with_hand_scores(path: Path, results: list[Result]) -> list[Result]:
     on disk and the gradebook's auto scores stay the grader's."""
     if not path.is_file():
         return results
-    _alembic_on_path()
-    from nbgrader.api import Grade, Gradebook
+    api = _nbgrader_api()
+    Grade, Gradebook = api.Grade, api.Gradebook
 
     hand: dict[tuple[str, str, str], tuple[float | None, float | None]] = {}
     with Gradebook(f"sqlite:///{path.resolve()}") as gb:

@@ -332,3 +332,14 @@ def test_written_answers_wait_in_formgraders_queue_and_come_back_in_every_report
     autograded = nbformat.read(out / "autograded" / "ann" / "transfer" / "transfer.ipynb", as_version=4)
     answer = next(c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == f"written_{name}")
     assert answer.source == "Because the *scratch* model learns the features itself."        # the student's, not the model answer
+
+
+def test_the_gradebook_records_nbgraders_own_schema_revision(tmp_path):
+    """The revision a new gradebook records is read in-process (autograder.gradebook): the same
+    one nbgrader's `alembic heads` subprocess gives."""
+    from nbgrader.dbutil import _temp_alembic_ini
+    from autograder.gradebook import _alembic_head
+    with _temp_alembic_ini(f"sqlite:///{tmp_path / 'gradebook.db'}") as ini:
+        heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"],
+                               capture_output=True, text=True, check=True).stdout
+    assert _alembic_head() == heads.split()[0]
