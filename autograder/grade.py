@@ -24,14 +24,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from nbgrader.utils import is_grade, is_solution, parse_utc
 
 from .config import Course, CourseError, Lab
-from .notebook import SubmissionError, cell_kind, load_source, read_capped, read_submission, restore
+from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import CheckResult, Outcome, Result
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
-from .judges import judge_apart
-from .witness import JUDGE_SECONDS, read_records
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
@@ -42,7 +39,10 @@ GPU_CHECK = "gpu"               # in every lab that trains: where the graded tra
 
 
 def cuda_available() -> bool:
-    """Whether this machine has CUDA, asked through NVML so that the process stays fork-safe."""
+    """Whether this machine has CUDA, asked through NVML so that the process stays fork-safe.
+    Without an NVIDIA device node (or WSL's /dev/dxg) there is none, and torch is not imported."""
+    if not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/dxg")):
+        return False
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
     return torch.cuda.is_available()
@@ -118,6 +118,7 @@ def score(nb, outcomes: dict[int, Outcome], lab: Lab, gpu_policy: str = "preferr
     if records is not None:      # every check cell that ran, judged at once, apart
         cells = [(i, nb.cells[i].source, name in lab.partial) for i, name in deciding.items()
                  if outcomes[i].status == "ok" or (outcomes[i].status == "error" and i in records)]
+        from .judges import judge_apart
         verdicts = judge_apart(lab.id, cells, records, device, facts or {}) if cells else {}
     for index, cell in enumerate(nb.cells):
         outcome = outcomes.get(index)
@@ -259,6 +260,7 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions = _parse_reply(reply)
+    from .witness import JUDGE_SECONDS, read_records
     records = read_records(blob, reply.get("records"))
     del blob
     # what the grader knows itself: the notebook's wall time, the data set each scored check uses
@@ -308,6 +310,11 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     return result
 
 
+def _import_judging() -> None:
+    import autograder.checks  # noqa: F401  (torch)
+    import autograder.judges  # noqa: F401
+
+
 class Graders:
     """`jobs` warm workers, each in its own sandbox, started on first use and replaced when lost;
     and the test images they ask for (loaded here, once per data set)."""
@@ -324,12 +331,19 @@ class Graders:
         runtime = make_runtime(Path(self._tmp.name))
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
         self.idle: queue.Queue[Worker] = queue.Queue()
-        for slot in range(jobs):
-            self.idle.put(Worker(slot, runtime, options))
+        for slot in range(jobs):          # each warms up in its sandbox while this process goes on
+            worker = Worker(slot, runtime, options)
+            try:
+                worker.launch()
+            except OSError:
+                pass                      # grade() starts it again: a failure there costs one submission
+            self.idle.put(worker)
         self._images: dict[str, object] = {}
         self._lock = threading.Lock()
         from .judges import shared
         shared().start()          # the judges' server warms up while the first notebooks run
+        # and this process imports what judging and scoring need (torch) while the workers warm up
+        threading.Thread(target=_import_judging, daemon=True).start()
 
     def images(self, dataset: str):
         with self._lock:
@@ -344,6 +358,8 @@ class Graders:
         try:
             if not worker.alive:
                 worker.start()
+            elif not worker.ready:
+                worker.wait_ready()
             result, predictions = run_submission(path, lab, student, worker, self)
             if not result.grader_error:   # the labels are read here, in this process, never in a sandbox
                 apply_scores(result, predictions, self.course, lab)
@@ -468,6 +484,7 @@ def submission_facts(result: Result, path: Path, course: Course | None = None) -
             result.notes.append(f"{SUBMISSION_TIME} in a cloned repository is the student's own file, not nbgrader's: "
                                 "when it was submitted is unknown")
         else:
+            from nbgrader.utils import parse_utc
             try:
                 result.submitted_at = parse_utc(text).isoformat() + "+00:00"
             except (ValueError, OverflowError):

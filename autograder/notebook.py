@@ -14,7 +14,16 @@ import stat
 from pathlib import Path
 
 import nbformat
-from nbgrader.utils import is_grade, is_solution
+
+
+def is_grade(cell) -> bool:
+    """nbgrader.utils.is_grade, without importing nbgrader (2 s: its server extensions)."""
+    return "nbgrader" in cell.metadata and cell.metadata["nbgrader"].get("grade", False)
+
+
+def is_solution(cell) -> bool:
+    """nbgrader.utils.is_solution, without importing nbgrader."""
+    return "nbgrader" in cell.metadata and cell.metadata["nbgrader"].get("solution", False)
 
 
 MAX_BYTES = 20 << 20      # a submitted notebook larger than this is not parsed

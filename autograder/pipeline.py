@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         if progress:
             progress(result)
 
+    if options.gradebook:        # nbgrader (2 s of imports) loads while the notebooks run
+        threading.Thread(target=_import_gradebook, daemon=True).start()
     results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                     options.notebook_timeout, on_result, options.engine, done, options.device,
                                     sandboxed=options.sandboxed, attempts=attempts, shard=options.shard)
@@ -79,6 +82,11 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
                 write_result(out, result)
     results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
     return ClassGrades(results, warnings, reused)
+
+
+def _import_gradebook() -> None:
+    from .gradebook import _nbgrader_api
+    _nbgrader_api()
 
 
 def write_class_outputs(out: Path, results: list[Result], warnings: list[str], course: Course,

@@ -217,8 +217,14 @@ class Worker:
         self.slot, self.runtime, self.options = slot, runtime, options
         self.proc: subprocess.Popen | None = None
         self.buffer = bytearray()
+        self.ready = False
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the worker's process; it warms up (imports torch & co.) while the grader goes on."""
         if self.options.sandboxed:
             cmd, env = bwrap_command(self.runtime, self.slot, self.options), None
         else:
@@ -231,10 +237,15 @@ class Worker:
         if log:
             stderr.close()
         self.buffer = bytearray()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for a launched worker's "ready"; WorkerLost (and the worker closed) if it does not come."""
         header, _ = self._receive(time.monotonic() + START_TIMEOUT, START_TIMEOUT)
         if not header.get("ready"):
             self.close()
             raise WorkerLost(f"the grading worker did not start: {header.get('error', header)}")
+        self.ready = True
 
     @property
     def alive(self) -> bool:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checks import Scored
 from .config import Course
 from .worker import MAX_MODELS  # noqa: F401  (saved models scored per submission)
+
+if TYPE_CHECKING:
+    from .checks import Scored
 
 
 def scored_checks(lab_id: str) -> dict[str, Scored]:
