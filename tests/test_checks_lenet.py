@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autograder.checks import lenet as checks
-from reference.lenet import LeNet5, read_zip_code, seed_everything, train_classifier
+from reference.lenet import LeNet5, Standardize, read_zip_code, seed_everything, train_classifier
 from autograder.data import mnist_splits
 from tests.judging import fails, fails_here, passes
 
@@ -22,6 +22,42 @@ def trained():
     model = LeNet5()
     train_classifier(model, mnist_splits()["train"], epochs=3, lr=1e-3, batch_size=64, device="cpu")
     return model
+
+
+# --------------------------------------------------------------------------- Standardize
+class _Attributes(nn.Module):            # right forward, but mean and std are not in the state_dict
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class _Trained(Standardize):             # mean and std as parameters: the optimizer would change them
+    def __init__(self, mean, std):
+        nn.Module.__init__(self)
+        self.mean, self.std = nn.Parameter(torch.tensor(mean)), nn.Parameter(torch.tensor(std))
+
+
+def _forward(fn):
+    return type("Wrong", (Standardize,), {"forward": lambda self, x: fn(x, self.mean, self.std)})
+
+
+def test_standardize_passes():
+    passes(checks.standardize, Standardize)
+
+
+@pytest.mark.parametrize("module, contains", [
+    (_Attributes, ("buffers", "register_buffer")),
+    (_Trained, ("trainable parameters", "register_buffer")),
+    (_forward(lambda x, m, s: x * s + m), ("undoes a standardization",)),
+    (_forward(lambda x, m, s: x / s - m), ("subtract the mean before dividing",)),
+    (_forward(lambda x, m, s: (x - m) * s), ("divide by the std, do not multiply",)),
+    (_forward(lambda x, m, s: (x - m) / s.clamp(max=1.0) if s > 1 else x - m), ("(x - mean) / std",)),
+], ids=["attributes", "parameters", "inverse", "precedence", "multiplies", "forgets-std"])
+def test_standardize_fails(module, contains):
+    fails(checks.standardize, module, contains=contains)
 
 
 # --------------------------------------------------------------------------- buggy models
@@ -200,7 +236,7 @@ def test_zip_code_with_a_broken_model():
 # checks run on the result, with the quick training above and a threshold below its accuracy
 # (the notebook-level run, with the notebook's training and course.yml's threshold, is the
 # grader's test).
-CHECKS = ["shapes", "param_count", "accuracy", "zip_code"]
+CHECKS = ["shapes", "param_count", "standardize", "accuracy", "zip_code"]
 
 
 def _planted(b):
@@ -242,6 +278,10 @@ def _bugs():
 @pytest.mark.parametrize("b", _bugs(), ids=lambda b: b.name)
 def test_planted_bug_fails_exactly_its_checks(b, trained):
     assert b.fails <= set(CHECKS)
+    if b.cell == "Standardize":     # its model trains as well (section 5): only its own check sees it
+        assert ({"standardize"} if _fails_quietly(checks.standardize, _planted(b)) else set()) == set(b.fails)
+        return
+    checks.standardize(Standardize)
     model_class = _planted(b) if b.cell == "LeNet5" else LeNet5
     reader = _planted(b) if b.cell == "read_zip_code" else read_zip_code
     if b.cell == "read_zip_code":  # the model is not affected: reuse the trained reference

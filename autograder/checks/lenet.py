@@ -2,18 +2,21 @@
 
 Independent of each other: a model with wrong layer shapes fails `shapes` (and `accuracy` and
 `zip_code` when it cannot run), `param_count` only when the count changes; a wrong zip-code
-reader fails `zip_code` alone.
+reader fails `zip_code` alone; a wrong `Standardize` fails `standardize` (and `accuracy` and
+`zip_code` only where the model it leads can no longer learn or run).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from autograder.checks import call_student as _call
 from autograder.checks import error_line as _error
-from autograder.checks import Scored, count_params, expect, expect_gpu_execution, expect_split_accuracy, fail, model_device, shape_text
+from autograder.checks import (Scored, count_params, expect, expect_gpu_execution, expect_module, expect_split_accuracy,
+                               fail, model_device, shape_text, worst)
 from autograder.data import draw_zip_code, mnist_splits
 
-__all__ = ["shapes", "param_count", "accuracy", "gpu", "zip_code"]
+__all__ = ["shapes", "param_count", "standardize", "accuracy", "gpu", "zip_code"]
 
 _N = 2  # dummy batch size
 
@@ -104,6 +107,42 @@ def param_count(model: nn.Module) -> None:
                  f"{name} has {'no parameters' if got is None else f'{got:,}'}, expected {expected:,} ({parts})")
     fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
          "conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer")
+
+
+def standardize(Standardize) -> None:
+    """Standardize(mean, std) is a module without parameters that returns (x − mean) / std, elementwise,
+    for any shape and values; mean and std are buffers (in the state_dict, moved by .to())."""
+    for mean, std in ((0.1307, 0.3081), (-2.0, 4.0)):
+        what = f"Standardize({mean:g}, {std:g})"
+        module = expect_module(_call(Standardize, what, mean, std), what, "Standardize must subclass nn.Module")
+        trained = [name for name, _ in module.named_parameters()]
+        expect(not trained, f"{what}: trainable parameters", "none", ", ".join(trained),
+               "keep mean and std with self.register_buffer(...): buffers are saved, never trained")
+        buffers = {name: b for name, b in module.named_buffers()}
+        expect(len(buffers) == 2 and all(b.numel() == 1 for b in buffers.values()), f"{what}: buffers",
+               "two one-number buffers (mean and std)", ", ".join(buffers) or "none",
+               "self.register_buffer('mean', torch.tensor(float(mean))), and the same for std: a plain "
+               "attribute is not saved in the state_dict and does not follow .to(device)")
+        values = sorted(float(b) for b in buffers.values())
+        expect(all(abs(v - w) <= 1e-6 * max(1.0, abs(w)) for v, w in zip(values, sorted((mean, std)))),
+               f"{what}: buffer values", f"{mean:g} and {std:g}", ", ".join(f"{float(b):g}" for b in buffers.values()),
+               "store the mean and the std you were given")
+        x = torch.linspace(-1, 2, 24).reshape(2, 1, 3, 4)
+        y = _call(module, f"{what}(x) for x of shape [2, 1, 3, 4]", x)
+        expected = (x - mean) / std
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            fail(f"{what}(x) for x of shape [2, 1, 3, 4]", "a tensor of the same shape",
+                 shape_text(y) if isinstance(y, torch.Tensor) else type(y).__name__, "standardize elementwise: (x - mean) / std")
+        if not torch.allclose(y.detach().to(torch.float64), expected.to(torch.float64), atol=1e-5, rtol=1e-5):
+            want, got = worst(y.detach(), expected)
+            hint = "(x - mean) / std: subtract first, then divide"
+            if torch.allclose(y.detach(), x * std + mean, atol=1e-5):
+                hint = "that undoes a standardization: subtract the mean and divide by the std"
+            elif torch.allclose(y.detach(), x / std - mean, atol=1e-5):
+                hint = "subtract the mean before dividing: (x - mean) / std, with the parentheses"
+            elif torch.allclose(y.detach(), (x - mean) * std, atol=1e-5):
+                hint = "divide by the std, do not multiply"
+            fail(f"{what}(x) for x of shape [2, 1, 3, 4]", want, got, hint)
 
 
 _CRASH = "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first"

@@ -1,4 +1,4 @@
-"""Planted bugs of lab 10 (lenet): LeNet5's layers and the zip-code reader.
+"""Planted bugs of lab 10 (lenet): LeNet5's layers and the zip-code reader and Standardize.
 
 A LeNet5 that cannot run (a shape mismatch before fc1) fails shapes, accuracy and zip_code —
 the training cell raises, and both the accuracy and the zip-code checks need a working model —
@@ -18,4 +18,8 @@ BUGS = [
         {"shapes", "param_count"}),
     bug("zip-code-boxes-reversed", "read_zip_code", "for i in range(5)])", "for i in reversed(range(5))])",
         {"zip_code"}),
+    # mean and std kept as plain attributes: the forward is right (the model still learns), but
+    # they are not in the state_dict and would not follow .to(device)
+    bug("standardize-plain-attributes", "Standardize", 'self.register_buffer("mean", torch.tensor(float(mean)))',
+        "self.mean = torch.tensor(float(mean))", {"standardize"}),
 ]
