@@ -167,20 +167,23 @@ def test_required_gpu_on_a_grader_without_cuda_costs_exactly_the_gpu_point(score
     from autograder.grade import cuda_available
     if cuda_available():
         pytest.skip("this grader has CUDA")
-    lost = {name: c.message for name, c in scored["honest"].items() if not c.passed}
+    lost = {name: c.message for name, c in scored["honest"].items() if not c.passed and not c.pending}
     assert lost == {"gpu": "skipped: no CUDA on this grader — course.yml requires GPU execution (grading.gpu: required)"}
 
 
-def test_labels_changed_in_the_notebook_do_not_count(scored):
+def _at_chance(course, message):
+    threshold = course.lab("lenet").thresholds["accuracy"]
+    return re.match(rf"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ {threshold:g}, got 0.1", message)
+
+
+def test_labels_changed_in_the_notebook_do_not_count(scored, course):
     check = scored["cheat"]["accuracy"]
     assert check.points == 0
     # the validation split is judged outside the notebook too, with the grader's labels
-    assert re.match(r"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ 0.92, got 0.1", check.message), \
-        check.message
+    assert _at_chance(course, check.message), check.message
 
 
-def test_the_scorer_cannot_read_the_hidden_labels(scored):
+def test_the_scorer_cannot_read_the_hidden_labels(scored, course):
     check = scored["peek"]["accuracy"]
     assert check.points == 0
-    assert re.match(r"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ 0.92, got 0.1", check.message), \
-        check.message
+    assert _at_chance(course, check.message), check.message
