@@ -316,7 +316,7 @@ def _import_judging() -> None:
 
 
 class Graders:
-    """`jobs` warm workers, each in its own sandbox, started on first use and replaced when lost;
+    """`jobs` warm workers, each in its own sandbox, launched at once (ready by first use) and replaced when lost;
     and the test images they ask for (loaded here, once per data set)."""
 
     def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True,

@@ -48,6 +48,55 @@ class CheckFailed(AssertionError):
         return [f"\x1b[0;31mCheck failed\x1b[0m: {self}"]
 
 
+# the files IPython compiles notebook cells into: plain IPython's, and ipykernel's
+_CELL_FILE = re.compile(r"^<ipython-input-\d+-[0-9a-f]+>$|/ipykernel_\d+/\d+\.py$")
+
+
+def answer_behind(tb: Any) -> str | None:
+    """The function, defined in another cell, that an error raised in the running cell came
+    from: of the cells other than the running one on the traceback, the deepest, and the function
+    through which it was entered (None if there is none)."""
+    cells = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if _CELL_FILE.search(code.co_filename):
+            cells.append(code)
+        tb = tb.tb_next
+    behind = [c for c in cells[1:] if c.co_filename != cells[0].co_filename and c.co_name != "<module>"]
+    if not behind:
+        return None
+    entry = next(c for c in behind if c.co_filename == behind[-1].co_filename)   # where the deepest cell was entered
+    return entry.co_qualname.split(".<locals>")[0]
+
+
+def _point_to_the_answer(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> Any:
+    """IPython's handler for errors in a cell: the usual traceback, plus one line naming the answer
+    (a function from an earlier cell) the error came from — a locked demo cell that fails after
+    a wrong answer says which answer to fix."""
+    try:
+        name = answer_behind(tb)
+        if name and not isinstance(value, CheckFailed) and not getattr(value, "_course_pointed", False):
+            value.add_note(f"→ This error comes from `{name}`, written in an earlier cell: fix that answer, "
+                           "run its cell, then run this one again.")
+            value._course_pointed = True
+    except Exception:  # noqa: BLE001 — a pointer is a courtesy: never in the way of the traceback
+        pass
+    return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+
+def _install_answer_pointer() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and not shell.custom_exceptions:
+        shell.set_custom_exc((Exception,), _point_to_the_answer)
+
+
+_install_answer_pointer()
+
+
 def fail(what: str, expected: Any, got: Any, hint: str = "") -> None:
     """Raise the one-line failure every check uses."""
     exp = expected if isinstance(expected, str) else fmt(expected)
