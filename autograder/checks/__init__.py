@@ -85,12 +85,9 @@ def _point_to_the_answer(shell: Any, etype: type, value: BaseException, tb: Any,
 
 
 def _install_answer_pointer() -> None:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None and not shell.custom_exceptions:
+    import builtins
+    shell = getattr(builtins, "get_ipython", lambda: None)()    # IPython puts it there while a cell runs
+    if shell is not None and not getattr(shell, "custom_exceptions", True):
         shell.set_custom_exc((Exception,), _point_to_the_answer)
 
 
