@@ -310,11 +310,6 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     return result
 
 
-def _import_judging() -> None:
-    import autograder.checks  # noqa: F401  (torch)
-    import autograder.judges  # noqa: F401
-
-
 class Graders:
     """`jobs` warm workers, each in its own sandbox, launched at once (ready by first use) and replaced when lost;
     and the test images they ask for (loaded here, once per data set)."""
@@ -340,10 +335,8 @@ class Graders:
             self.idle.put(worker)
         self._images: dict[str, object] = {}
         self._lock = threading.Lock()
-        from .judges import shared
+        from .judges import shared    # (torch, for judging: imported while the workers warm up)
         shared().start()          # the judges' server warms up while the first notebooks run
-        # and this process imports what judging and scoring need (torch) while the workers warm up
-        threading.Thread(target=_import_judging, daemon=True).start()
 
     def images(self, dataset: str):
         with self._lock:

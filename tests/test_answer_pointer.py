@@ -25,8 +25,13 @@ def test_a_locked_cell_names_the_answer_its_error_came_from(tmp_path):
         "1 / 0",                                                                     # its own error
         "sgd_step([1.0], 0.1)",                                                      # the answer's own error, called here
         "checks.softmax(lambda z, dim=-1: z)",                                       # a check's verdict
+        "try:\n    train()\nexcept TypeError as e:\n    saved = e",
+        "raise saved",
+        "raise saved",                                                               # shown again: one note still
     )
     demo, own, direct, check = errors[2], errors[3], errors[4], errors[5]
+    again = errors[8][0].traceback
+    assert sum(POINTER in line for line in again) == 1, again
     assert demo[0].ename == "TypeError" and POINTER in demo[0].traceback[-1]
     assert own[0].ename == "ZeroDivisionError" and not any("earlier cell" in line for line in own[0].traceback)
     assert POINTER in direct[0].traceback[-1]

@@ -75,10 +75,10 @@ def _point_to_the_answer(shell: Any, etype: type, value: BaseException, tb: Any,
     a wrong answer says which answer to fix."""
     try:
         name = answer_behind(tb)
-        if name and not isinstance(value, CheckFailed) and not getattr(value, "_course_pointed", False):
-            value.add_note(f"→ This error comes from `{name}`, written in an earlier cell: fix that answer, "
-                           "run its cell, then run this one again.")
-            value._course_pointed = True
+        note = (f"→ This error comes from `{name}`, written in an earlier cell: fix that answer, run its cell, "
+                "then run this one again.")
+        if name and not isinstance(value, CheckFailed) and note not in getattr(value, "__notes__", ()):
+            value.add_note(note)
     except Exception:  # noqa: BLE001 — a pointer is a courtesy: never in the way of the traceback
         pass
     return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
