@@ -46,7 +46,7 @@ def _grade(args, course) -> int:
     found, _ = find_submissions(Path(args.submissions), course, args.lab, shard)
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
                            args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
-                           Path(args.roster) if args.roster else None, shard)
+                           Path(args.roster) if args.roster else None, shard, args.cluster)
     with Progress(len(found), "grading") as bar:
         graded = grade_to_folder(Path(args.submissions), course, out, options, progress=bar.update)
     results, warnings, reused = graded.results, graded.warnings, graded.reused
@@ -144,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the class list (one id per line, or a CSV with a student column): no notebook = 0, marked missing")
     g.add_argument("--no-gradebook", action="store_true", help="skip writing DIR/gradebook.db (nbgrader's)")
     g.add_argument("--shard", metavar="K/N", help="grade only the K-th of N fixed slices of the class (then `course merge`)")
+    g.add_argument("--cluster", metavar="ADDR",
+                   help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or `local` for a "
+                        "LocalCluster of --jobs worker processes here; every worker needs this course at the same path")
     g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",

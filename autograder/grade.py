@@ -253,9 +253,7 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
         submission = read_submission(path)
         nb, restore_notes = restore(submission, load_source(source_path))
     except SubmissionError as e:
-        checks = [CheckResult(n, 0, p, f"not graded: {e}") for n, p in lab.checks.items()] + written_answers(lab, f"not graded: {e}")
-        return Result(student, lab.id, str(path), checks, [str(e), *notes], round(time.monotonic() - start, 2),
-                      fingerprint=stamp, sandboxed=sandboxed), {}
+        return not_graded(student, lab, path, e, stamp, sandboxed, time.monotonic() - start), {}
     limits = (settings.cell_timeout, settings.notebook_timeout)
     job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
@@ -270,6 +268,14 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
                   compute, fingerprint=stamp, sandboxed=sandboxed), predictions
+
+
+def not_graded(student: str, lab: Lab, path: Path, error: SubmissionError, stamp: str, sandboxed: bool,
+               seconds: float = 0.0) -> Result:
+    """The result of a file that is not a gradable notebook of `lab`: every check 0, and why."""
+    checks = [CheckResult(n, 0, p, f"not graded: {error}") for n, p in lab.checks.items()] + written_answers(lab, f"not graded: {error}")
+    notes = [str(error)] + ([] if sandboxed else [UNSANDBOXED])
+    return Result(student, lab.id, str(path), checks, notes, round(seconds, 2), fingerprint=stamp, sandboxed=sandboxed)
 
 
 def apply_scores(result: Result, predictions: dict[str, list[int] | str], course: Course, lab: Lab) -> Result:
@@ -315,11 +321,12 @@ class Graders:
     and the test images they ask for (loaded here, once per data set)."""
 
     def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True,
-                 cell_timeout: float | None = None, notebook_timeout: float | None = None, engine: str = "fork") -> None:
+                 cell_timeout: float | None = None, notebook_timeout: float | None = None, engine: str = "fork",
+                 threads: int | None = None) -> None:
         if sandboxed:
             require_sandbox()
         self.course = course
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads)
         self._tmp = tempfile.TemporaryDirectory(prefix="course-runtime-")
@@ -567,7 +574,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 on_result=None, engine: str = "fork",
                 done: dict[tuple[str, str], Result] | None = None,
                 device: str | None = None, sandboxed: bool = True,
-                attempts: Path | None = None, shard: tuple[int, int] | None = None) -> tuple[list[Result], list[str]]:
+                attempts: Path | None = None, shard: tuple[int, int] | None = None,
+                cluster=None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
     with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
@@ -575,10 +583,15 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     one during which this process stopped (crashed, or was killed) MAX_ATTEMPTS times is set
     aside with a grader error, so that it cannot stop every later run of the class. Returns the
     results in submission order and warnings. With `shard` (K, N), only the K-th of N
-    deterministic slices of the class (`find_submissions`)."""
+    deterministic slices of the class (`find_submissions`). With `cluster` (a dask.distributed
+    Client), the submissions are graded on its workers (autograder.cluster) and `jobs` is unused."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
-    device = resolve_device(device)
+    if cluster is not None:
+        from .cluster import cluster_device
+        device = cluster_device(cluster, device)
+    else:
+        device = resolve_device(device)
     found, warnings = find_submissions(root, course, lab_ids, shard)
     results: dict[int, Result] = {}
     todo = []
@@ -588,7 +601,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
             results[i] = submission_facts(old, path, course)
         else:
             todo.append(i)
-    if attempts is not None:
+    if attempts is not None and cluster is None:     # (Dask retries what a lost worker held itself)
         for i in list(todo):
             student, lab, path = found[i]
             if _attempts(attempts, student, lab.id)[1] >= MAX_ATTEMPTS:
@@ -599,6 +612,15 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 if on_result:
                     on_result(results[i])
     if not todo:
+        return [results[i] for i in range(len(found))], warnings
+    if cluster is not None:
+        from .cluster import grade_on_cluster
+        settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
+                               engine, device)
+        for i, result in grade_on_cluster(cluster, course, [(i, *found[i]) for i in todo], settings, sandboxed):
+            results[i] = submission_facts(result, found[i][2], course)
+            if on_result:
+                on_result(results[i])
         return [results[i] for i in range(len(found))], warnings
 
     def grade(student: str, lab: Lab, path: Path) -> Result:

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -36,6 +37,7 @@ class GradeOptions:
     gradebook: bool = True
     roster: Path | None = None      # the class list: whoever has no submission gets 0, marked missing
     shard: tuple[int, int] | None = None   # grade only slice K of N (`course merge` joins the slices)
+    cluster: object = None                 # a Dask scheduler's address, "local" (autograder.cluster), or a Client
 
 
 @dataclass
@@ -70,9 +72,11 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
 
     if options.gradebook:        # nbgrader (2 s of imports) loads while the notebooks run
         threading.Thread(target=_import_gradebook, daemon=True).start()
-    results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
-                                    options.notebook_timeout, on_result, options.engine, done, options.device,
-                                    sandboxed=options.sandboxed, attempts=attempts, shard=options.shard)
+    with _cluster(options) as client:
+        results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
+                                        options.notebook_timeout, on_result, options.engine, done, options.device,
+                                        sandboxed=options.sandboxed, attempts=attempts, shard=options.shard,
+                                        cluster=client)
     warnings = changed + warnings
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
@@ -82,6 +86,14 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
                 write_result(out, result)
     results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
     return ClassGrades(results, warnings, reused)
+
+
+def _cluster(options: GradeOptions):
+    """A Dask client for `options.cluster` (one this opens is closed afterwards), or None."""
+    if options.cluster is None or not isinstance(options.cluster, str):
+        return contextlib.nullcontext(options.cluster)
+    from .cluster import open_cluster
+    return open_cluster(options.cluster, options.jobs)
 
 
 def _import_gradebook() -> None:

@@ -1,0 +1,132 @@
+"""Grading on a Dask cluster (`course grade --cluster`): a real LocalCluster of 2 worker processes
+gives the same scores, messages and reports as local grading; a worker killed mid-run costs only
+a retry of what it held; a worker whose course differs gives grader errors, never scores."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install -e '.[test]')")
+
+from autograder import cluster as cluster_module  # noqa: E402
+from autograder.cluster import open_cluster  # noqa: E402
+from autograder.config import CourseError  # noqa: E402
+from autograder.grade import grade_class  # noqa: E402
+from autograder.pipeline import GradeOptions, grade_to_folder  # noqa: E402
+from tests.test_config import run_cli  # noqa: E402
+
+# student -> (lab, what they hand in)
+CLASS = {"ann": ("tensors", "solution"), "bob": ("tensors", "blank"), "cyd": ("forward", "solution"),
+         "dee": ("forward", "bug"), "eve": ("tensors", "broken"), "slow": ("tensors", "slow")}
+SLOW_SECONDS = 4
+
+
+def _write_class(course, root):
+    for student, (lab, kind) in CLASS.items():
+        folder = root / student
+        folder.mkdir(parents=True)
+        target = folder / f"{lab}.ipynb"
+        source = course.exercise_path(lab) if kind == "blank" else course.solution_path(lab)
+        if kind == "broken":
+            target.write_text('{"cells": [oops')
+            continue
+        nb = json.loads(source.read_text())
+        if kind == "bug":              # the layer without its transpose: linear_forward's check fails
+            for cell in nb["cells"]:
+                text = "".join(cell["source"])
+                if cell["cell_type"] == "code" and "def linear_forward" in text:
+                    cell["source"] = text.replace("x @ W.T", "x @ W")
+                    assert cell["source"] != text
+        if kind == "slow":             # a student's own cell that takes a while: a worker is killed under it
+            nb["cells"].append({"cell_type": "code", "id": "slow-cell", "metadata": {}, "execution_count": None, "outputs": [],
+                                "source": f"import time\ntime.sleep({SLOW_SECONDS})"})
+        target.write_text(json.dumps(nb))
+
+
+def _comparable(results):
+    return {(r.student, r.lab): ([(c.name, c.points, c.max_points, c.message) for c in r.checks], r.notes,
+                                 r.fingerprint, r.grader_error) for r in results}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with open_cluster("local", 2) as client:     # 2 worker processes of one thread, as `--cluster local --jobs 2`
+        yield client
+
+
+@pytest.fixture(scope="module")
+def graded(course, client, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    _write_class(course, root / "class")
+    labs = sorted({lab for lab, _ in CLASS.values()})
+    local = grade_to_folder(root / "class", course, root / "local", GradeOptions(labs, jobs=2))
+    on_dask = grade_to_folder(root / "class", course, root / "dask", GradeOptions(labs, cluster=client))
+    return root, local, on_dask
+
+
+def test_a_local_cluster_grades_as_local_grading_does(graded):
+    root, local, on_dask = graded
+    assert _comparable(on_dask.results) == _comparable(local.results)
+    full = {r.student: r.score == r.max_score for r in on_dask.results}
+    scores = {r.student: r.score for r in on_dask.results}
+    assert full["ann"] and full["cyd"] and full["slow"] and scores["bob"] == scores["eve"] == 0
+    assert 0 < scores["dee"] < scores["cyd"]
+    for name in ("grades.csv", "totals.csv"):
+        assert (root / "dask" / name).read_text() == (root / "local" / name).read_text(), name
+    assert not any(r.grader_error for r in on_dask.results)
+
+
+def test_a_rerun_on_the_cluster_regrades_nothing(course, graded, client):
+    root, _, _ = graded
+    labs = sorted({lab for lab, _ in CLASS.values()})
+    again = grade_to_folder(root / "class", course, root / "dask", GradeOptions(labs, cluster=client))
+    assert again.reused == len(CLASS)
+
+
+def test_a_worker_with_another_course_gives_grader_errors_not_scores(course, graded, client, monkeypatch):
+    root, _, _ = graded
+    monkeypatch.setattr(cluster_module, "fingerprint", lambda *a, **k: "this machine's fingerprint")
+    results, _ = grade_class(root / "class", course, ["forward"], cluster=client)
+    assert results and all(r.score == 0 and "course differs from this one" in r.grader_error for r in results)
+
+
+def test_a_worker_killed_mid_run_costs_only_a_retry(course, graded, client):
+    root, local, _ = graded
+    killed = []
+
+    def kill_the_slow_ones_worker(client):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for address, keys in client.processing().items():
+                if any(str(key).startswith("grade-slow-") for key in keys):
+                    time.sleep(1)        # the task is under way there (the engine warms up, the notebook runs)
+                    pid = client.run(os.getpid, workers=[address])[address]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(address)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_slow_ones_worker, args=(client,))
+    killer.start()
+    results, _ = grade_class(root / "class", course, ["tensors"], cluster=client)
+    killer.join()
+    assert killed, "the slow submission's worker was never seen running it"
+    want = {k: v for k, v in _comparable(local.results).items() if k[1] == "tensors"}
+    assert _comparable(results) == want          # the slow one too: graded again elsewhere, not an error
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(graded, monkeypatch, tmp_path):
+    root, _, _ = graded
+    proc = run_cli("grade", str(root / "class"), "--out", str(tmp_path / "out"), "--cluster", "nonsense")
+    assert proc.returncode == 2 and "--cluster nonsense: cannot reach a Dask scheduler" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr(cluster_module, "CONNECT_SECONDS", 1)
+    with pytest.raises(CourseError, match="cannot reach a Dask scheduler"):
+        with open_cluster("tcp://127.0.0.1:1"):
+            pass
