@@ -575,7 +575,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 done: dict[tuple[str, str], Result] | None = None,
                 device: str | None = None, sandboxed: bool = True,
                 attempts: Path | None = None, shard: tuple[int, int] | None = None,
-                cluster=None) -> tuple[list[Result], list[str]]:
+                cluster=None, found: tuple[list, list[str]] | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
     with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
@@ -584,7 +584,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     aside with a grader error, so that it cannot stop every later run of the class. Returns the
     results in submission order and warnings. With `shard` (K, N), only the K-th of N
     deterministic slices of the class (`find_submissions`). With `cluster` (a dask.distributed
-    Client), the submissions are graded on its workers (autograder.cluster) and `jobs` is unused."""
+    Client), the submissions are graded on its workers (autograder.cluster) and `jobs` is unused.
+    `found`: what `find_submissions` returned for these arguments, where the caller has it."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     if cluster is not None:
@@ -592,7 +593,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
         device = cluster_device(cluster, device)
     else:
         device = resolve_device(device)
-    found, warnings = find_submissions(root, course, lab_ids, shard)
+    found, warnings = found or find_submissions(root, course, lab_ids, shard)
+    warnings = list(warnings)
     results: dict[int, Result] = {}
     todo = []
     for i, (student, lab, path) in enumerate(found):

@@ -52,7 +52,8 @@ def _nbgrader_api():
 def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
     """Record every result in the gradebook at `path` (created if absent): a regrade updates
     each submission in place, so manual scores, extra credit and comments entered in formgrader
-    stay; submission times from nbgrader's timestamp.txt are recorded."""
+    stay; submission times from nbgrader's timestamp.txt are recorded. Incremental: the gradebook
+    is read once, and only the submissions whose rows differ from their result are written."""
     api = _nbgrader_api()
     Gradebook, MissingEntry = api.Gradebook, api.MissingEntry
     from nbgrader.utils import parse_utc
@@ -61,19 +62,24 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
     db_url = f"sqlite:///{path.resolve()}"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_nbgrader_config(path.parent)
-    labs = sorted({r.lab for r in results})
+    with Gradebook(db_url) as gb:
+        state, students = _recorded(gb, api)
+    todo = [r for r in results if r.handed_in and not _up_to_date(r, state.get((r.student, r.lab)), parse_utc)]
+    newcomers = sorted({r.student for r in results} - students)
+    if not todo and not newcomers:
+        return
+    labs = sorted({r.lab for r in todo})
     with Gradebook(db_url) as gb:
         for lab_id in labs:
             gb.update_or_create_assignment(lab_id)
+        for student in newcomers:
+            gb.update_or_create_student(student)
     for lab_id in labs:  # the cells and their points, as nbgrader's generate_assignment records them
         source = nbformat.read(course.solution_path(lab_id), as_version=4)
         SaveCells().preprocess(source, {"nbgrader": {"notebook": lab_id, "assignment": lab_id, "db_url": db_url}})
     with Gradebook(db_url) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's add_submission
-        for r in results:
-            gb.update_or_create_student(r.student)
-            if not r.handed_in:
-                continue                     # nbgrader's way: no submission (its export counts 0)
+        for r in todo:                   # (nbgrader's way for work not handed in: no submission; export counts 0)
             stamp = {"timestamp": r.submitted_at} if r.submitted_at else {}
             try:       # a regrade updates the submission in place: a TA's manual scores and comments stay
                 submission = gb.find_submission(r.lab, r.student)
@@ -84,12 +90,51 @@ def write_gradebook(path: Path, results: list[Result], course: Course) -> None:
             gb.find_submission_notebook(r.lab, r.lab, r.student).late_submission_penalty = r.late_penalty or None
             for check in r.checks:
                 grade = gb.find_grade(cell_name(check), r.lab, r.lab, r.student)
-                if check.pending:               # a written answer: in formgrader's queue until someone scores it
-                    grade.auto_score, grade.needs_manual_grade = None, grade.manual_score is None
-                else:
-                    grade.auto_score = float(check.points)
-                    grade.needs_manual_grade = grade.manual_score is not None and not check.by_hand
+                grade.auto_score, grade.needs_manual_grade = _auto_grade(check, grade.manual_score)
             gb.db.commit()
+
+
+def _auto_grade(check, manual_score) -> tuple[float | None, bool]:
+    """(auto_score, needs_manual_grade) of a check's grade: a written answer not scored yet is in
+    formgrader's queue until someone scores it."""
+    if check.pending:
+        return None, manual_score is None
+    return float(check.points), manual_score is not None and not check.by_hand
+
+
+def _recorded(gb, api) -> tuple[dict, set[str]]:
+    """What the gradebook holds, in one query: {(student, lab): (timestamp, late penalty,
+    {cell: (auto_score, manual_score, needs_manual_grade)})}, and its students."""
+    Grade, GradeCell, SubmittedNotebook, SubmittedAssignment, Assignment = (
+        api.Grade, api.GradeCell, api.SubmittedNotebook, api.SubmittedAssignment, api.Assignment)
+    rows = (gb.db.query(SubmittedAssignment.student_id, Assignment.name, GradeCell.name, Grade.auto_score,
+                        Grade.manual_score, Grade.needs_manual_grade, SubmittedAssignment.timestamp,
+                        SubmittedNotebook.late_submission_penalty)
+            .select_from(Grade)
+            .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+            .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .join(GradeCell, Grade.cell_id == GradeCell.id))
+    state: dict[tuple[str, str], tuple] = {}
+    for student, lab, cell, auto, manual, needs, stamp, late in rows:
+        state.setdefault((student, lab), (stamp, late, {}))[2][cell] = (auto, manual, needs)
+    return state, {student for (student,) in gb.db.query(api.Student.id)}
+
+
+def _up_to_date(result: Result, recorded: tuple | None, parse_utc) -> bool:
+    """Whether the gradebook already holds `result` as write_gradebook would write it."""
+    if recorded is None:
+        return False
+    stamp, late, grades = recorded
+    if result.submitted_at and stamp != parse_utc(result.submitted_at):
+        return False
+    if (result.late_penalty or None) != late:
+        return False
+    for check in result.checks:
+        grade = grades.get(cell_name(check))
+        if grade is None or (grade[0], bool(grade[2])) != _auto_grade(check, grade[1]):
+            return False
+    return True
 
 
 def cell_name(check) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from .config import Course, CourseError, Lab
 from .grade import CheckResult, Result, find_submissions, grade_class, written_answers
 from .notebook import SubmissionError, read_capped
+from .report import instructor_comment
 
 NOT_HANDED_IN = "not handed in"
 
@@ -48,17 +50,18 @@ class ClassGrades:
 
 
 def grade_to_folder(submissions: Path, course: Course, out: Path, options: GradeOptions = GradeOptions(),
-                    progress=None) -> ClassGrades:
+                    progress=None, found: tuple[list, list[str]] | None = None) -> ClassGrades:
     """Grade every submission under `submissions` into `out`: one signed result per submission
     as soon as it is known, then the class reports and the gradebook. `progress(result)` is
-    called for each result. Reuses unchanged results unless `options.force`."""
+    called for each result. Reuses unchanged results unless `options.force`. `found`: what
+    `find_submissions` returned for these options, where the caller has it (the class is walked once)."""
     from .report import read_results, write_result
     if options.memory_mb is not None:
         if options.memory_mb <= 0:
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
         course = dataclasses.replace(course, memory_mb=options.memory_mb)
-    found, _ = find_submissions(submissions, course, options.lab_ids)   # a bad folder stops here, before anything is written
-    changed = changed_since_built(course, found)
+    found = found or find_submissions(submissions, course, options.lab_ids, options.shard)   # a bad folder stops here,
+    changed = changed_since_built(course, found[0])                                         # before anything is written
     roster = read_roster(options.roster) if options.roster is not None else None   # and so does a bad roster
     done = {} if options.force else read_results(out)
     attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
@@ -76,7 +79,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                         options.notebook_timeout, on_result, options.engine, done, options.device,
                                         sandboxed=options.sandboxed, attempts=attempts, shard=options.shard,
-                                        cluster=client)
+                                        cluster=client, found=found)
     warnings = changed + warnings
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
@@ -104,14 +107,24 @@ def _import_gradebook() -> None:
 def write_class_outputs(out: Path, results: list[Result], warnings: list[str], course: Course,
                         gradebook: bool = True) -> tuple[list[Result], list[str]]:
     """The class's reports, warnings.txt and (with `gradebook`) nbgrader's gradebook and folders
-    for `results`; returns them as reported (with the scores people entered in formgrader)."""
+    for `results`; returns them as reported (with the scores people entered in formgrader).
+    Incremental: a submission's own files (feedback page, Gradescope JSON, autograded notebook)
+    are written only where what they show changed (`Written`), its gradebook rows only where
+    they differ from it."""
     from .report import write_reports
     graded = results                        # the grader's own scores (the gradebook's auto scores)
     if gradebook:                           # + what people scored in formgrader, in every report
         from .gradebook import with_hand_scores
         results = with_hand_scores(out / "gradebook.db", results)
-    write_reports(out, results, {lab.id: lab.title for lab in course.labs}, answers_of_lost_checks(course, results),
-                  course.title)
+    titles = {lab.id: lab.title for lab in course.labs}
+    written = Written.read(out)
+    pages = written.stale("pages", results, lambda r: [titles.get(r.lab, ""), instructor_comment(out, r)],
+                          lambda r: out / "feedback" / r.student / r.lab / f"{r.lab}.html")
+    stale = [r for r in results if (r.student, r.lab) in pages]
+    whole = written.digest_of_all(results, [course.title])      # the class report shows every result
+    report = whole != written.kinds.get("class", {}).get("report") or not (out / "class_report.html").exists()
+    write_reports(out, results, titles, answers_of_lost_checks(course, stale), course.title, only=pages,
+                  class_report=report)
     unmatched = out / "warnings.txt"        # files not graded, and why: never silently dropped
     if warnings:
         unmatched.write_text("".join(f"{w}\n" for w in warnings))
@@ -119,9 +132,65 @@ def write_class_outputs(out: Path, results: list[Result], warnings: list[str], c
         unmatched.unlink(missing_ok=True)
     if gradebook:
         from .gradebook import write_gradebook, write_nbgrader_folders
-        write_gradebook(out / "gradebook.db", graded, course)
-        write_nbgrader_folders(out, results, course)
+        write_gradebook(out / "gradebook.db", graded, course)     # (itself incremental)
+        folders = written.stale("autograded", results, lambda r: [],
+                                lambda r: out / "autograded" / r.student / r.lab / f"{r.lab}.ipynb")
+        write_nbgrader_folders(out, [r for r in results if (r.student, r.lab) in folders], course)
+        written.mark("autograded", results, lambda r: [])
+    written.mark("pages", results, lambda r: [titles.get(r.lab, ""), instructor_comment(out, r)])
+    written.kinds["class"] = {"report": whole}
+    written.save()
     return results, warnings
+
+
+class Written:
+    """What an output folder's per-submission files were last written from: for each kind of file
+    and each (student, lab), a digest of the result shown and what else the file depends on (the
+    grader's code included). A rerun writes only the files whose digest changed, or that are gone."""
+    FILE = ".written.json"
+
+    def __init__(self, out: Path, kinds: dict[str, dict[str, str]]) -> None:
+        self.out, self.kinds = out, kinds
+        self._bodies: dict[int, tuple[Result, str]] = {}
+
+    @classmethod
+    def read(cls, out: Path) -> "Written":
+        try:
+            kinds = json.loads((out / cls.FILE).read_text(encoding="utf-8"))
+            if not isinstance(kinds, dict) or not all(isinstance(v, dict) for v in kinds.values()):
+                kinds = {}
+        except (OSError, ValueError):
+            kinds = {}
+        return cls(out, kinds)
+
+    def digest(self, result: Result, extra: list) -> str:
+        from .grade import grader_digest
+        if id(result) not in self._bodies:         # (the result kept too, so that its id stays its own)
+            self._bodies[id(result)] = (result, json.dumps(result.to_dict(), sort_keys=True))
+        body = json.dumps([self._bodies[id(result)][1], extra, grader_digest()], default=str)
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+    def digest_of_all(self, results: list[Result], extra: list) -> str:
+        h = hashlib.sha256(json.dumps(extra).encode())
+        for r in results:
+            h.update(self.digest(r, []).encode())
+        return h.hexdigest()[:32]
+
+    def stale(self, kind: str, results: list[Result], extra, file=None) -> set[tuple[str, str]]:
+        """The (student, lab) of `results` whose `kind` files must be written again (`extra(r)`: what
+        else they show; `file(r)`: a file whose absence means written again)."""
+        seen = self.kinds.get(kind, {})
+        return {(r.student, r.lab) for r in results
+                if seen.get(f"{r.student}/{r.lab}") != self.digest(r, extra(r))
+                or (file and r.handed_in and r.path and not file(r).exists())}
+
+    def mark(self, kind: str, results: list[Result], extra) -> None:
+        """`results`' `kind` files are written (`extra` as for `stale`)."""
+        self.kinds.setdefault(kind, {}).update({f"{r.student}/{r.lab}": self.digest(r, extra(r)) for r in results})
+
+    def save(self) -> None:
+        from .report import atomic_write
+        atomic_write(self.out / self.FILE, json.dumps(self.kinds, sort_keys=True))
 
 
 def merge_folders(out: Path, folders: list[Path], course: Course, gradebook: bool = True) -> ClassGrades:

@@ -268,7 +268,8 @@ def feedback_html(result: Result, title: str = "", answers: dict[str, str] | Non
                         max_score=_fmt(result.max_score), notes=notes, rows=rows, comment=remark)
 
 
-def _comment(out: Path, r: Result) -> str:
+def instructor_comment(out: Path, r: Result) -> str:
+    """The comment an instructor left in DIR/comments/<student>/<lab>.txt ("" if none)."""
     path = out / COMMENTS / r.student / f"{r.lab}.txt"
     try:
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
@@ -277,17 +278,22 @@ def _comment(out: Path, r: Result) -> str:
 
 
 def write_reports(out: Path, results: list[Result], titles: dict[str, str] | None = None,
-                  answers: dict[tuple[str, str], dict[str, str]] | None = None, course_title: str = "") -> None:
-    """The class-level files (the class report included), and Gradescope JSON and HTML feedback
-    for every submission (`answers[(student, lab)]`: the code each lost check tested)."""
+                  answers: dict[tuple[str, str], dict[str, str]] | None = None, course_title: str = "",
+                  only: set[tuple[str, str]] | None = None, class_report: bool = True) -> None:
+    """The class-level files (the class report too, unless `class_report` is False: it is up to
+    date), and Gradescope JSON and HTML feedback for every submission (`answers[(student, lab)]`:
+    the code each lost check tested); with `only`, the per-submission files of those submissions
+    alone (the others are up to date)."""
     from .classreport import class_report_html
 
     atomic_write(out / "grades.csv", grades_csv(results))
     atomic_write(out / "totals.csv", totals_csv(results, list(titles or {}) or sorted({r.lab for r in results})))
     atomic_write(out / "junit.xml", junit_xml(results))
-    if results:
+    if results and class_report:
         atomic_write(out / "class_report.html", class_report_html(results, f"{course_title or 'Class'}: class report"))
     for r in results:
+        if only is not None and (r.student, r.lab) not in only:
+            continue
         atomic_write(out / "gradescope" / r.student / r.lab / "results.json", gradescope_json(r))
         atomic_write(out / "feedback" / r.student / r.lab / f"{r.lab}.html",     # nbgrader's layout
-                     feedback_html(r, (titles or {}).get(r.lab, ""), (answers or {}).get((r.student, r.lab)), _comment(out, r)))
+                     feedback_html(r, (titles or {}).get(r.lab, ""), (answers or {}).get((r.student, r.lab)), instructor_comment(out, r)))

@@ -343,3 +343,62 @@ def test_the_gradebook_records_nbgraders_own_schema_revision(tmp_path):
         heads = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"],
                                capture_output=True, text=True, check=True).stdout
     assert _alembic_head() == heads.split()[0]
+
+
+def test_a_rerun_writes_only_what_changed(course, tmp_path):
+    """Issue 15: work in proportion to change. A rerun in which nothing changed rewrites no
+    submission's page, Gradescope JSON or autograded notebook and leaves the gradebook's bytes
+    alone; a comment, a TA's score, a deleted page or a gradebook row edited behind the grader's
+    back brings back exactly what it concerns."""
+    from autograder.pipeline import write_class_outputs
+
+    lab = course.labs[0]
+    out = tmp_path / "out"
+
+    def results():
+        full, lost = _results(course)
+        for r in (full, lost):
+            path = tmp_path / "class" / r.student / f"{lab.id}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(course.solution_path(lab.id).read_bytes())
+            r.path = str(path)
+        return [full, lost]
+
+    def files(student):
+        return [out / "feedback" / student / lab.id / f"{lab.id}.html", out / "gradescope" / student / lab.id / "results.json",
+                out / "autograded" / student / lab.id / f"{lab.id}.ipynb"]
+
+    def stamps():
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for s in ("ada", "bob") for p in files(s)}
+
+    write_class_outputs(out, results(), [], course)
+    first, db, report = stamps(), (out / "gradebook.db").read_bytes(), (out / "class_report.html").stat().st_ino
+    write_class_outputs(out, results(), [], course)                          # nothing changed
+    assert stamps() == first and (out / "gradebook.db").read_bytes() == db
+    assert (out / "class_report.html").stat().st_ino == report
+
+    (out / "comments" / "bob").mkdir(parents=True)
+    (out / "comments" / "bob" / f"{lab.id}.txt").write_text("Come and see me about the first check.")
+    write_class_outputs(out, results(), [], course)
+    now = stamps()
+    assert [p for p in first if now[p] != first[p]] == files("bob")[:2]      # bob's page and JSON, nothing else
+    assert "Come and see me" in files("bob")[0].read_text()
+    assert (out / "class_report.html").stat().st_ino == report                # no score changed
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    from nbgrader.api import Gradebook
+    check = f"check_{next(iter(lab.checks))}"
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        gb.find_grade(check, lab.id, lab.id, "ada").manual_score = 0.5         # a TA, in formgrader
+        gb.find_grade(check, lab.id, lab.id, "bob").auto_score = 99.0          # an edit behind the grader's back
+        gb.db.commit()
+    before = stamps()
+    files("bob")[2].unlink()                                                   # a page deleted by hand
+    shown, _ = write_class_outputs(out, results(), [], course)
+    now = stamps()
+    assert {p for p in before if p.exists() and now[p] != before[p]} == {*files("ada"), *files("bob")[2:]}
+    assert "changed by hand" in files("ada")[0].read_text() and shown[0].score != results()[0].score
+    assert (out / "class_report.html").stat().st_ino != report                 # ada's score changed
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        assert gb.find_grade(check, lab.id, lab.id, "bob").auto_score == 0.0   # the grader's own again
+        assert gb.find_grade(check, lab.id, lab.id, "ada").manual_score == 0.5
