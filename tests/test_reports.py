@@ -70,8 +70,8 @@ def test_junit_tells_failures_errors_and_skips_apart(course):
                                                   for c in full.checks], grader_error="WorkerLost: the worker died")
     root = ET.fromstring(junit_xml([full, lost, skipped, broken], timestamp="2026-12-06T09:00:00"))
     n = len(names)
-    assert {k: root.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
-        "tests": str(4 * n), "failures": "1", "errors": str(n), "skipped": "1"}
+    assert {k: root.get(k) for k in ("tests", "failures", "errors")} == {"tests": str(4 * n), "failures": "1", "errors": str(n)}
+    assert sum(int(s.get("skipped")) for s in root.findall("testsuite")) == 1
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     cy, dee = suites[f"cy/{full.lab}"], suites[f"dee/{full.lab}"]
     assert (cy.get("skipped"), cy.get("failures"), cy.get("time"), cy.get("timestamp")) == ("1", "0", "2.00", "2026-12-06T09:00:00")
@@ -89,6 +89,52 @@ def test_junit_tells_failures_errors_and_skips_apart(course):
     assert sum(1 for k in kinds.values() if not k) == n + (n - 1) + (n - 1)      # passes: ada all, bob and cy but one
     assert [(s.tests, s.failures, s.errors, s.skipped) for s in parsed] == [(n, 0, 0, 0), (n, 1, 0, 0), (n, 0, 0, 1), (n, 0, n, 0)]
     assert parsed.tests == 4 * n and parsed.failures == 1 and parsed.errors == n and parsed.skipped == 1
+
+
+PYTEST_SDIST = "https://pypi.org/simple/pytest/"
+
+
+def _junit_schema(cache) -> Path:
+    """Jenkins' JUnit schema (junit-10.xsd, the xunit plugin's, MIT), as pytest's own tests use
+    it: read from pytest's source distribution on PyPI once, kept in pytest's cache."""
+    import hashlib
+    import re
+    import tarfile
+    import urllib.request
+
+    import pytest
+    folder = cache.mkdir("junit-schema")
+    xsd = folder / "junit-10.xsd"
+    if xsd.is_file():
+        return xsd
+    version = pytest.__version__
+    try:
+        index = urllib.request.urlopen(PYTEST_SDIST, timeout=20).read().decode()
+        url, sha = re.search(rf'href="([^"#]*/pytest-{re.escape(version)}\.tar\.gz)#sha256=([0-9a-f]+)"', index).groups()
+        data = urllib.request.urlopen(url, timeout=60).read()
+    except (OSError, AttributeError) as e:
+        pytest.skip(f"cannot read pytest {version}'s source from PyPI for junit-10.xsd ({type(e).__name__})")
+    assert hashlib.sha256(data).hexdigest() == sha
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        xsd.write_bytes(tar.extractfile(f"pytest-{version}/testing/example_scripts/junit-10.xsd").read())
+    return xsd
+
+
+def test_junit_is_valid_against_the_schema_jenkins_reads(course, request):
+    """Issue 12: the JUnit file validates against Jenkins' junit-10.xsd (the xunit plugin's
+    schema, which pytest validates its own junit-xml against): passes, failures, grader errors,
+    skips and written answers pending."""
+    import xmlschema
+    schema = xmlschema.XMLSchema(str(_junit_schema(request.config.cache)))
+    full, lost = _results(course)
+    skipped = Result("cy", full.lab, "z.ipynb", [CheckResult(c.name, c.max_points, c.max_points,
+                     "skipped: no CUDA" if c is full.checks[-1] else "") for c in full.checks])
+    broken = Result("dee", full.lab, "w.ipynb", [CheckResult(c.name, 0, c.max_points, "not graded") for c in full.checks],
+                    grader_error="WorkerLost: the worker died")
+    pending = Result("eve", full.lab, "v.ipynb", full.checks + [CheckResult("why", 0, 1, "graded by hand", by_hand=True,
+                                                                            pending=True)])
+    schema.validate(junit_xml([full, lost, skipped, broken, pending]))          # raises with the first violation
+    assert not schema.is_valid(junit_xml([full]).replace("<testsuite name=", "<testsuite nom="))   # (it does check)
 
 
 def test_what_students_read_never_shows_server_paths(course):
