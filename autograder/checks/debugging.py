@@ -1,20 +1,27 @@
 """Checks of lab debugging (course.yml: lab `debugging`): one check per bug of the seed's script.
 
 The student starts from the lecture's script with its bugs and fixes it. Each check looks for one
-bug and, while it is there, names it. The checks are independent, so that on the unfixed script
-every one of them fails for its own bug, and a script with one bug left fails only that bug's check:
+bug and, while it is there, says what it **observes** (what the script does, the numbers it gets)
+and where to look, never the fix: finding it is the exercise (the fixes are in the solution
+notebook). The checks are independent, so that on the unfixed script every one of them fails,
+and a script with one bug left fails only that bug's check:
 
-- the four bugs of `Net` live in one constructor. `network_assignment` builds `Net()` as it is; the
-  other three build it through `_build`, which turns the seed's `self.network==nn.Sequential(...)`
-  into the assignment it meant, so that they can look at the layers whatever that bug does;
-- `flatten_size` runs a forward pass; `dropout_rate` and `softmax_before_loss` look at the layers
-  (and at the output, when the forward pass runs), so a wrong flatten size fails only its own check;
-- `accuracy_denominator`, `patience_counter` and `nms_names` call the student's function on data
-  of their own; `gpu` reads what the notebook's training recorded.
+- `Net` holds five bugs. `network_assignment` builds `Net()` as it is; the others build it through
+  `_build`, which turns the seed's `self.network==nn.Sequential(...)` into the assignment it
+  meant. `flatten_size` pushes a batch through the layers in order (whatever forward does);
+  `block_wiring` watches what forward hands each block; `dropout_rate` and `softmax_before_loss`
+  look at the layers (and at the output, when the forward pass runs);
+- `mlp_forward`, `accuracy_denominator`, `patience_counter`, `best_epoch_report`,
+  `percent_correct`, `class_accuracy` and `nms_names` call the student's function on data of their
+  own; `fit_runs` and `validation_per_epoch` run the student's `fit` on a model that logs what it
+  is fed, with the course's own train, evaluate, EarlyStopping and epoch_report standing in (so
+  that their bugs cost their own checks); `gpu` reads what the notebook's training recorded.
 No check trains a model: the record that `gpu` reads comes from the notebook's training alone.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any, Callable
 
 import torch
@@ -24,13 +31,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autograder import witness
 from autograder.checks import call_student as _call
-from autograder.checks import error_line, expect, expect_gpu_execution, fail, keeps_rng
+from autograder.checks import error_line, expect, expect_gpu_execution, fail, given, keeps_rng, shape_text
 
-__all__ = ["network_assignment", "flatten_size", "dropout_rate", "softmax_before_loss",
-           "accuracy_denominator", "patience_counter", "gpu", "nms_names"]
+__all__ = ["network_assignment", "flatten_size", "dropout_rate", "softmax_before_loss", "block_wiring",
+           "mlp_forward", "accuracy_denominator", "patience_counter", "best_epoch_report", "fit_runs",
+           "validation_per_epoch", "gpu", "percent_correct", "class_accuracy", "nms_names"]
 
-_ASSIGN = ("`self.network==nn.Sequential(...)` compares instead of assigning, so the layers are never stored: "
-           "write `self.network = nn.Sequential(...)`")
+_FLOOR = "the loss cannot fall below ln(1 + 9/e) ≈ 1.46 on such outputs: look at what the network returns"
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -88,12 +95,32 @@ def _forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, Ba
         return None, err
 
 
+def _printed(fn: Callable, *args: Any) -> tuple[Any, str]:
+    """(fn(*args), what it printed). While grading, run in the notebook's process (a boundary):
+    the printed text is the probe's word, the value is judged."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        value = fn(*args)
+    return value, out.getvalue()[:2000]
+
+
+def _runs(items: list[str]) -> str:
+    """'train ×6, then valid' for a list of names: repeats counted."""
+    runs: list[list] = []
+    for item in items:
+        if runs and runs[-1][0] == item:
+            runs[-1][1] += 1
+        else:
+            runs.append([item, 1])
+    return ", then ".join(f"{name} ×{n}" if n > 1 else name for name, n in runs) or "nothing"
+
+
 # --- Net ----------------------------------------------------------------------------------------
 
 
 @keeps_rng
 def network_assignment(Net: Callable) -> None:
-    """`Net()` builds, and the model holds its classifier's layers (no `self.network==...`)."""
+    """`Net()` builds, and the model holds its classifier's layers."""
     try:
         model = Net()
     except NotImplementedError:
@@ -101,28 +128,40 @@ def network_assignment(Net: Callable) -> None:
     except AttributeError as err:
         unset = f"'{getattr(Net, '__name__', 'Net')}' object has no attribute" in str(err)
         fail("Net()", "a model", error_line(err),
-             _ASSIGN if unset else "read the error: a name that does not exist where it is used")
+             "the constructor reads an attribute that nothing ever stored: look closely at the line that "
+             "builds it, character by character" if unset else
+             "read the error: a name that does not exist where it is used")
     except Exception as err:  # noqa: BLE001
         fail("Net()", "a model", error_line(err), "the constructor must run without arguments")
     expect(isinstance(model, nn.Module), "Net()", "an nn.Module", type(model).__name__,
            "subclass nn.Module and call super().__init__() first")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    expect(len(linears) > 0, "Net() fully connected layers", "the classifier's nn.Linear layers",
-           "none", _ASSIGN)
+    expect(len(linears) > 0, "Net() fully connected layers", "the classifier's nn.Linear layers", "none",
+           "the classifier is built, yet the model does not hold it: look closely at the line that builds it")
 
 
 @keeps_rng
 def flatten_size(Net: Callable) -> None:
-    """A [2, 1, 28, 28] batch goes through Net and comes out [2, 10] (the flatten size fits 28x28 input)."""
+    """A [2, 1, 28, 28] batch, pushed through Net's layers one by one in the order they were
+    built (as the notebook's layer-by-layer cell does, whatever forward does), comes out [2, 10]."""
     model = _build(Net)
-    out, err = _forward(model, torch.zeros(2, 1, 28, 28))
-    what = "Net on a [2, 1, 28, 28] batch"
-    hint = ("the `64*29*29` flatten size is still there: three 2×2 poolings take 28 to 14, 7 and 3 "
-            "(the padded convolutions keep the size), so the classifier gets 64·3·3 = 576 values")
-    if err is not None:
-        fail(what, "outputs of shape (2, 10)", error_line(err), hint)
-    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-    expect(got == (2, 10), what, "outputs of shape (2, 10)", str(got), "forward returns the classifier's output")
+    model.eval()
+    layers = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
+    what = "Net's layers, one by one, on a [2, 1, 28, 28] batch"
+    x: Any = torch.zeros(2, 1, 28, 28)
+    for name, layer in layers:
+        before = shape_text(x, "[]")
+        try:
+            with torch.no_grad():
+                x = layer(x)
+        except NotImplementedError:
+            raise
+        except Exception as err:  # noqa: BLE001 — the student's layers may raise anything
+            fail(what, "outputs of shape (2, 10)", f"{error_line(err)} (in {name}, given {before})",
+                 f"print the shape after each layer: what does {name} receive, and what was it built for?")
+    got = shape_text(x)
+    expect(got == "(2, 10)", what, "outputs of shape (2, 10)", got,
+           "the classifier ends with 10 outputs, one per digit")
 
 
 @keeps_rng
@@ -132,15 +171,13 @@ def dropout_rate(Net: Callable) -> None:
     layers = [(name, m) for name, m in model.named_modules()
               if isinstance(m, nn.modules.dropout._DropoutNd) or
               ("dropout" in type(m).__name__.lower() and isinstance(getattr(m, "p", None), (int, float)))]
-    expect(len(layers) > 0, "Net dropout layers", "nn.Dropout(0.2) after the hidden layers", "none",
-           "keep the seed's dropout, written nn.Dropout(0.2)")
+    expect(len(layers) > 0, "Net dropout layers", "a dropout layer after each hidden layer", "none",
+           "the lecture's classifier has dropout after both hidden layers")
     for name, m in layers:
         if m.p != 0.2:
             extra = f", inplace={m.inplace!r}" if getattr(m, "inplace", False) else ""
-            hint = ("`nn.Dropout(0,2)` is two arguments, p=0 and inplace=2, and drops nothing: "
-                    "a comma is not a decimal point, write nn.Dropout(0.2)") if m.p == 0 else \
-                "the seed drops 20% of the nodes: nn.Dropout(0.2)"
-            fail(f"Net dropout layer {name}", "p = 0.2", f"p = {m.p}{extra}", hint)
+            fail(f"Net dropout layer {name}", "p = 0.2 (20% of the nodes, as the comment says)", f"p = {m.p}{extra}",
+                 "print the layer: what did each number you passed become?")
 
 
 @keeps_rng
@@ -148,18 +185,82 @@ def softmax_before_loss(Net: Callable) -> None:
     """Net returns logits: no softmax layer, and its outputs are not probabilities (nn.CrossEntropyLoss
     applies log-softmax itself)."""
     model = _build(Net)
-    hint = ("the network ends in a softmax before nn.CrossEntropyLoss, which applies log-softmax itself: "
-            "the loss cannot fall below ln(1 + 9/e) ≈ 1.46 and the gradients shrink; remove the softmax")
     for name, m in model.named_modules():
         if isinstance(m, (nn.Softmax, nn.Softmin, nn.Softmax2d)):
-            fail(f"Net layer {name}", "no softmax (the network returns logits)", repr(m), hint)
+            fail(f"Net layer {name}", "logits: scores of any size, as nn.CrossEntropyLoss takes them",
+                 f"{m!r}, whose outputs are probabilities", _FLOOR)
     gen = torch.Generator().manual_seed(0)
     out, err = _forward(model, torch.rand(16, 1, 28, 28, generator=gen))
     if err is not None or not isinstance(out, torch.Tensor) or out.dim() != 2:
-        return  # the forward pass is flatten_size's to check
+        return  # the forward pass is flatten_size's and block_wiring's to check
     rows = out.double().sum(dim=1)
     if bool(((out >= 0) & (out <= 1)).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
-        fail("Net outputs on 16 images", "logits (any real numbers)", "rows in [0, 1] that sum to 1", hint)
+        fail("Net outputs on 16 images", "logits (any real numbers)", "rows in [0, 1] that sum to 1", _FLOOR)
+
+
+# what each part of Net receives from forward on a [N, 1, 28, 28] batch (after the batch dimension)
+_PART_INPUTS = {"block1": (1, 28, 28), "block2": (16, 14, 14), "block3": (32, 7, 7), "network": (64, 3, 3)}
+
+
+@keeps_rng
+def block_wiring(Net: Callable) -> None:
+    """Net's forward hands each part the output of the one before: on a [2, 1, 28, 28] batch block1
+    gets [2, 1, 28, 28], block2 [2, 16, 14, 14], block3 [2, 32, 7, 7] and the classifier
+    (`network`) [2, 64, 3, 3] (watched with forward pre-hooks)."""
+    model = _build(Net)
+    parts = dict(model.named_children())
+    missing = [name for name in _PART_INPUTS if name not in parts]
+    expect(not missing, "Net's parts", ", ".join(_PART_INPUTS), ", ".join(parts) or "none",
+           f"the lecture's Net has three blocks and a classifier; missing: {', '.join(missing)}")
+    seen: dict[str, str] = {}
+
+    def record(name: str):
+        def hook(_module, args) -> None:  # must return None, or it would replace the input
+            if name not in seen:
+                seen[name] = shape_text(args[0], "[]") if args and isinstance(args[0], torch.Tensor) else "no tensor"
+        return hook
+
+    handles = [parts[name].register_forward_pre_hook(record(name)) for name in _PART_INPUTS]
+    try:
+        _, err = _forward(model, torch.zeros(2, 1, 28, 28))
+    finally:
+        for h in handles:
+            h.remove()
+    what = "Net's forward on a [2, 1, 28, 28] batch"
+    expected = {name: shape_text((2, *dims), "[]") for name, dims in _PART_INPUTS.items()}
+    for name in _PART_INPUTS:   # what the parts got, then the parts that got nothing
+        if name in seen and seen[name] != expected[name]:
+            origin = " (the input batch's shape)" if seen[name] == "[2, 1, 28, 28]" else ""
+            fail(f"{what}: the input of {name}", expected[name], f"{seen[name]}{origin}",
+                 f"look at what forward hands to {name}")
+    for name in _PART_INPUTS:
+        if name not in seen:
+            fail(f"{what}: the input of {name}", expected[name],
+                 f"forward stopped first: {error_line(err)}" if err is not None else f"{name} never called",
+                 "look at what forward hands to each block, one line at a time")
+
+
+# --- MLP ----------------------------------------------------------------------------------------
+
+
+@keeps_rng
+def mlp_forward(MLP: Callable) -> None:
+    """MLP() builds and, called on a [2, 1, 28, 28] batch, returns [2, 10] logits."""
+    model = _call(MLP, "MLP()", hint="the constructor must run without arguments")
+    what = "MLP()(x), x of shape [2, 1, 28, 28]"
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, 1, 28, 28))
+    except NotImplementedError as err:
+        if 'missing the required "forward" function' not in str(err):
+            raise  # an answer cell not filled in yet
+        fail(what, "outputs of shape (2, 10)", error_line(err),
+             "MLP() builds, yet nn.Module finds no forward in it: look at where forward is written, and whose it is")
+    except Exception as err:  # noqa: BLE001
+        fail(what, "outputs of shape (2, 10)", error_line(err), "read the error: the last line names the problem")
+    got = shape_text(out)
+    expect(got == "(2, 10)", what, "outputs of shape (2, 10)", got, "forward returns the network's output")
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -193,14 +294,13 @@ def accuracy_denominator(evaluate: Callable) -> None:
         except (TypeError, ValueError):
             fail(what, "two numbers (loss, accuracy)", repr(got)[:80], "return Python floats (.item())")
         if abs(acc - expected[1]) > 1e-6:
-            hint = ("the accuracy is the number right over the number of samples of this loader; the seed "
-                    "divides by len(train_loader), the number of training batches")
-            if acc * len(loader) == right or abs(acc * len(loader) - right) < 1e-6:
-                hint = "divide the number right by the number of samples, not by the number of batches (len(loader))"
+            hint = "look at how the right answers are counted, and what divides them"
+            if acc > 0 and abs(right / acc - round(right / acc)) < 1e-6:
+                hint = f"that is {right} / {round(right / acc)}: look at where {round(right / acc)} comes from"
             fail(f"{what}: accuracy", f"{expected[1]:.4f} ({right} right of 100)", f"{acc:.6g}", hint)
         if abs(loss - expected[0]) > 1e-4 * max(1.0, abs(expected[0])):
             fail(f"{what}: loss", f"{expected[0]:.4f}", f"{loss:.6g}",
-                 "average the cross-entropy per sample: sum it over the samples, divide by their number")
+                 "the mean loss per sample: batches of different sizes must weigh what they hold")
 
 
 def patience_counter(EarlyStopping: Callable) -> None:
@@ -209,21 +309,253 @@ def patience_counter(EarlyStopping: Callable) -> None:
     for losses, expected in (([1.0, 0.9, 0.95, 0.96], [False, False, False, True]),
                              ([1.0, 1.1, 0.9, 1.0, 1.1], [False, False, False, False, True])):
         stopper = _call(EarlyStopping, "EarlyStopping(patience=2)", 2)
-        got = [_call(stopper.step, f"EarlyStopping(patience=2).step({loss})", loss) for loss in losses]
+        got, counters = [], []
+        for loss in losses:
+            got.append(_call(stopper.step, f"EarlyStopping(patience=2).step({loss})", loss))
+            counter = getattr(stopper, "counter", None)
+            counters.append(repr(counter) if isinstance(counter, (int, float)) else "?")
         if [bool(g) for g in got] != expected or not all(isinstance(g, bool) for g in got):
-            hint = "count the epochs in a row without improvement (+1 each), reset to 0 on an improvement, stop at counter >= patience"
-            if not any(got):
-                hint = ("the counter never counts: the seed's `counter = 1` sets it to 1 instead of adding 1 "
-                        "(`counter += 1`), so it never reaches a patience of 2")
-                if _call(stopper.step, "EarlyStopping(patience=2).step(2.0)", 2.0) is True:
-                    hint = "you stop one epoch late: stop when counter >= patience, not counter > patience"
+            hint = (f"after each step the counter reads {', '.join(counters)}: follow it through the steps; "
+                    "when would it reach the patience of 2?")
+            if not any(got) and _call(stopper.step, "EarlyStopping(patience=2).step(2.0)", 2.0) is True:
+                hint = f"it says stop one epoch later than the patience of 2 (counter {', '.join(counters)})"
             fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str(expected),
                  str([g if isinstance(g, bool) else repr(g) for g in got]), hint)
+
+
+# --- fit and its report -------------------------------------------------------------------------
+
+_REPORT_HISTORY = {"train_loss": [0.9, 0.8, 0.7], "val_loss": [1.0, 0.8, 0.9], "val_acc": [0.5, 0.6, 0.7]}
+_REPORTS = {   # (epoch, best epoch) → the line, written out
+    (2, 2): "epoch 2/6: train loss 0.800, valid loss 0.800, valid accuracy 0.600, best valid loss 0.800 (epoch 2)",
+    (3, 2): "epoch 3/6: train loss 0.700, valid loss 0.900, valid accuracy 0.700, best valid loss 0.800 (epoch 2)",
+}
+
+
+def best_epoch_report(epoch_report: Callable) -> None:
+    """epoch_report(epoch, 6, history, best_epoch) gives the epoch's line with the best
+    validation loss so far, for the best epoch itself and for a later one."""
+    for (epoch, best_epoch), expected in _REPORTS.items():
+        history = {key: values[:epoch] for key, values in _REPORT_HISTORY.items()}
+        what = f"epoch_report({epoch}, 6, history, best_epoch={best_epoch}) with val losses {history['val_loss']}"
+        got = _call(epoch_report, what, epoch, 6, history, best_epoch, wanted=repr(expected),
+                    hint="read the error: which object is asked for the attribute, and what is it?")
+        expect(got == expected, what, repr(expected), repr(got)[:200],
+               "compare the two lines: which number differs, and where does the function take it from?")
+
+
+# What fit is given: a model that logs what it is fed and answers with these figures, per epoch.
+# Patience 2: epochs 3 and 4 do not improve on 0.8, so fit stops after epoch 4.
+_TRAIN_LOSSES = [2.0, 1.5, 1.25, 1.125, 1.0, 0.875]
+_VAL_LOSSES = [1.0, 0.8, 0.9, 0.95, 0.7, 0.6]
+_VAL_ACCS = [0.5, 0.625, 0.6, 0.55, 0.7, 0.75]
+_EPOCHS, _PATIENCE, _STOP = 6, 2, 4
+_LOADERS = {0.25: "train_loader", 0.75: "valid_loader"}
+
+
+class _Log(nn.Module):
+    """fit's model while it is checked: each batch the stand-ins feed it is [helper, loader]
+    (0 train / 1 evaluate, the loader's mark); it logs (helper, loader) and answers with the
+    figures of the epoch trained last: [train loss] or [val loss, val accuracy]. It has no
+    parameters: no training step of it is recorded (see gpu)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fed: list[tuple[str, str]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        helper = "evaluate" if float(x[0]) else "train"
+        self.fed.append((helper, _LOADERS.get(round(float(x[1]), 2), "another loader")))
+        k = min(max(sum(h == "train" for h, _ in self.fed), 1), _EPOCHS) - 1
+        if helper == "train":
+            return torch.tensor([_TRAIN_LOSSES[k]], dtype=torch.float64)
+        return torch.tensor([_VAL_LOSSES[k], _VAL_ACCS[k]], dtype=torch.float64)
+
+
+def _mark(loader: Any) -> float:
+    """The check's mark of a loader (the first value of its first batch); -1 for another."""
+    try:
+        return float(next(iter(loader))[0].flatten()[0])
+    except Exception:  # noqa: BLE001 — whatever fit passes
+        return -1.0
+
+
+def _train_given(model: nn.Module, loader: Any, optimizer: Any, device: Any) -> float:
+    """train's stand-in: one batch [0, the loader's mark] through the model; its answer."""
+    return float(model(torch.tensor([0.0, _mark(loader)]))[0])
+
+
+def _evaluate_given(model: nn.Module, loader: Any, device: Any) -> tuple[float, float]:
+    """evaluate's stand-in: one batch [1, the loader's mark] through the model; its answer."""
+    out = model(torch.tensor([1.0, _mark(loader)]))
+    return float(out[0]), float(out[1])
+
+
+class _Stopper:
+    """EarlyStopping's stand-in (the course's rule; restore changes nothing)."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.counter, self.best_state = float("inf"), 0, None
+
+    def step(self, val_loss: float, model: Any = None) -> bool:
+        improved = val_loss < self.best - self.min_delta
+        self.best = min(self.best, val_loss) if improved else self.best
+        self.counter = 0 if improved else self.counter + 1
+        return self.counter >= self.patience
+
+    def restore(self, model: Any) -> Any:
+        return model
+
+
+def _early_stopping_given(patience: int, min_delta: float = 0.0) -> _Stopper:
+    return _Stopper(patience, min_delta)
+
+
+def _epoch_report_given(epoch: int, epochs: int, history: Any, best_epoch: int) -> str:
+    return f"epoch {epoch}/{epochs}"
+
+
+_FIT = f"fit(model, train_loader, valid_loader, optimizer, 'cpu', epochs={_EPOCHS}, patience={_PATIENCE})"
+_SCRIPT = f"(val losses {', '.join(map(str, _VAL_LOSSES))})"
+
+
+def _run_fit(fit: Callable) -> tuple[list[tuple[str, str]], Any, BaseException | None]:
+    """The student's fit on the check's model and loaders, with the stand-ins given: (what the
+    model was fed, fit's result or None, its error or None)."""
+    model = _Log()
+    train_loader = [(torch.full((1, 1), 0.25), torch.zeros(1, dtype=torch.long))]
+    valid_loader = [(torch.full((1, 1), 0.75), torch.zeros(1, dtype=torch.long))]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)   # passed on, never stepped
+    with given(fit, train=_train_given, evaluate=_evaluate_given, EarlyStopping=_early_stopping_given,
+               epoch_report=_epoch_report_given):
+        try:
+            history = fit(model, train_loader, valid_loader, optimizer, "cpu", _EPOCHS, _PATIENCE)
+        except NotImplementedError:
+            raise
+        except Exception as err:  # noqa: BLE001 — the student's loop may raise anything
+            return list(model.fed), None, err
+    return list(model.fed), history, None
+
+
+def fit_runs(fit: Callable) -> None:
+    """fit runs to the end and validates on the loader it was given as valid_loader (with the
+    course's own train, evaluate, EarlyStopping and epoch_report while it runs)."""
+    fed, history, err = _run_fit(fit)
+    if err is not None:
+        fail(_FIT, f"a history of {_STOP} epochs", f"{error_line(err)} (after: {_runs([h for h, _ in fed])})",
+             "read the error: where in fit is that name meant to come from?" if isinstance(err, NameError) else
+             "read the error: the last line names the problem")
+    loaders = [loader for helper, loader in fed if helper == "evaluate"]
+    expect(bool(loaders), f"{_FIT}: validation", "batches of valid_loader", "none: evaluate was never called",
+           "fit evaluates the model on valid_loader after training")
+    wrong = sorted({loader for loader in loaders if loader != "valid_loader"})
+    expect(not wrong, f"{_FIT}: what evaluate got", "valid_loader", ", ".join(wrong),
+           "look at which loader fit hands to evaluate")
+    keys = ["train_loss", "val_loss", "val_acc"]
+    expect(isinstance(history, dict) and all(isinstance(history.get(k), list) for k in keys), _FIT,
+           "a dict of lists train_loss, val_loss, val_acc", repr(history)[:120], "fit returns its history")
+
+
+def validation_per_epoch(fit: Callable) -> None:
+    """fit validates after every epoch: fed train, valid, train, valid, ... and, with validation
+    losses 1.0, 0.8, 0.9, 0.95 and patience 2, stops after epoch 4, returning 4 values per list."""
+    fed, history, err = _run_fit(fit)
+    order = [helper.replace("evaluate", "valid") for helper, _ in fed]
+    expected = ", ".join(["train, valid"] * _STOP)
+    hint = "look at which lines run inside the epoch loop, and which once, after it"
+    for k in range(1, len(order)):
+        if order[k] == order[k - 1] == "train":
+            fail(f"{_FIT}: what the model was fed", f"a validation after every epoch ({expected})", _runs(order), hint)
+    if err is not None:
+        return  # fit stopped before its second epoch: fit_runs says why
+    expect(order == ["train", "valid"] * _STOP, f"{_FIT} {_SCRIPT}: what the model was fed",
+           f"{expected} (no improvement in epochs 3 and 4: stop)", _runs(order),
+           "follow what the early stopper says after each epoch" if len(order) > 2 * _STOP else hint)
+    if isinstance(history, dict):
+        for key, values in (("train_loss", _TRAIN_LOSSES), ("val_loss", _VAL_LOSSES), ("val_acc", _VAL_ACCS)):
+            got = history.get(key)
+            expect(got == values[:_STOP], f"{_FIT} {_SCRIPT}: history['{key}']", str(values[:_STOP]),
+                   repr(got)[:120], "one value per epoch, appended as each epoch ends")
 
 
 def gpu() -> None:
     """The notebook's Net training ran on the device the grader offered (skipped without CUDA)."""
     expect_gpu_execution("Net training")
+
+
+# --- test accuracy, overall and per class -------------------------------------------------------
+
+
+def _classifier(rows: list[tuple[int, int]]) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A 3-class model that predicts class p for the input one_hot(p), and (inputs, labels) for
+    `rows` of (prediction, label)."""
+    model = nn.Linear(3, 3)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))
+        model.bias.zero_()
+    x = torch.eye(3)[[p for p, _ in rows]]
+    y = torch.tensor([label for _, label in rows])
+    return model, x, y
+
+
+@keeps_rng
+def percent_correct(percent_correct: Callable) -> None:
+    """percent_correct(model, test_loader, 'cpu') on 40 samples (30 right) in batches of 16 returns
+    75.0, and the line it prints names the test accuracy."""
+    rows = [(k % 3, k % 3) for k in range(30)] + [(k % 3, (k + 1) % 3) for k in range(10)]
+    model, x, y = _classifier(rows)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    what = "percent_correct(model, test_loader, 'cpu'), test_loader: 40 samples in batches of 16"
+    try:
+        got, printed = witness.boundary("printed", _printed, percent_correct, model, loader, "cpu")
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        fail(what, "75.0 (30 right of 40)", error_line(err), "read the error: the last line names the problem")
+    try:
+        accuracy = float(got)
+    except (TypeError, ValueError):
+        fail(what, "a number, 75.0", repr(got)[:80], "return the percentage")
+    if abs(accuracy - 75.0) > 1e-6:
+        hint = "look at what the number right is divided by"
+        if accuracy > 0 and abs(3000 / accuracy - round(3000 / accuracy)) < 1e-6:
+            hint = f"that is 100 · 30 / {round(3000 / accuracy)}: the loader holds 40 samples; where does {round(3000 / accuracy)} come from?"
+        fail(what, "75.0 (30 right of 40)", f"{accuracy:.6g}", hint)
+    line = printed.strip() if isinstance(printed, str) else ""
+    expect("test" in line.lower() and "train" not in line.lower(), f"{what}: the line it prints",
+           "the test accuracy, called so", repr(line[:120]) or "nothing printed",
+           "every sample counted came from test_loader: read how the line names the figure")
+
+
+@keeps_rng
+def class_accuracy(class_accuracy: Callable) -> None:
+    """class_accuracy(model, test_loader, ['cat', 'dog', 'frog'], 'cpu') gives each class's
+    percentage right: 70, 50 and 100 on one loader, 70, 50 and 0 on another."""
+    classes = ["cat", "dog", "frog"]
+    cases = [   # (right, wrong) per class
+        ((7, 3), (4, 4), (6, 0)),
+        ((7, 3), (4, 4), (0, 6)),
+    ]
+    for counts in cases:
+        rows = []
+        for label, (right, wrong) in enumerate(counts):
+            rows += [(label, label)] * right + [((label + 1) % 3, label)] * wrong
+        model, x, y = _classifier(rows)
+        loader = DataLoader(TensorDataset(x, y), batch_size=7)
+        expected = {name: 100.0 * r / (r + w) for name, (r, w) in zip(classes, counts)}
+        total_right = sum(r for r, _ in counts)
+        what = (f"class_accuracy(model, test_loader, {classes}, 'cpu'), test_loader: "
+                + ", ".join(f"{name} {r} right of {r + w}" for name, (r, w) in zip(classes, counts)))
+        got = _call(class_accuracy, what, model, loader, classes, "cpu", wanted=str(expected),
+                    hint=f"{total_right} of the {len(rows)} samples are right: follow one class's counts through the loop")
+        same = isinstance(got, dict) and set(got) == set(expected) and all(
+            isinstance(got[k], (int, float)) and abs(got[k] - v) < 1e-6 for k, v in expected.items())
+        hint = "follow one class's counts through the loop: which samples add to its total?"
+        if isinstance(got, dict) and got and all(v == 100 for v in got.values()):
+            hint = (f"{total_right} of the {len(rows)} samples are right, yet every class scores 100%: "
+                    "which samples add to a class's total?")
+        expect(same, what, str(expected), repr(got)[:160], hint)
 
 
 # --- NMS ----------------------------------------------------------------------------------------
@@ -239,8 +571,6 @@ def _show(rows: Any) -> str:
 def nms_names(nms_rows: Callable) -> None:
     """nms_rows runs (no NameError) and keeps the right rows: one row; two overlapping rows of one
     class; rows of two classes; an IoU equal to the threshold survives."""
-    hint_names = ("the seed stores the best box as `chose_box` but uses `chosen_box`, and compares `bbox[2:]` "
-                  "where the loop variable is `box`: one name each")
     cases = [
         ([[0, 0.9, 0, 0, 10, 10]], 0.5, [0]),
         ([[0, 0.8, 1, 1, 11, 11], [0, 0.9, 0, 0, 10, 10]], 0.5, [1]),
@@ -255,7 +585,8 @@ def nms_names(nms_rows: Callable) -> None:
         except NotImplementedError:
             raise
         except NameError as err:
-            fail(what, _show([snapshot[i] for i in keep]), error_line(err), hint_names)
+            fail(what, _show([snapshot[i] for i in keep]), error_line(err),
+                 "read the error: which name is missing, and under which name was that value stored?")
         except Exception as err:  # noqa: BLE001
             fail(what, _show([snapshot[i] for i in keep]), error_line(err),
                  "rows are [class, score, x1, y1, x2, y2]; compare boxes with iou(row[2:], other[2:])")
