@@ -209,6 +209,19 @@ def test_no_text_a_student_reads_names_a_fix(verdicts):
     assert all(s.symptom in "\n".join(prose) for s in R.SEED_BUGS)   # the table shows every symptom
 
 
+def test_the_checks_students_receive_name_no_fix():
+    """autograder/checks/debugging.py ships to students (the public checks): none of its strings,
+    messages and docstrings alike, holds a fix's wording."""
+    import ast
+    import inspect
+
+    strings = [node.value for node in ast.walk(ast.parse(inspect.getsource(checks)))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    for text in strings:
+        for check, words in FIX_WORDING.items():
+            assert not any(w in text for w in words), f"{check}'s fix in: {text}"
+
+
 def test_the_solution_names_every_fix():
     solution = nbformat.read(ROOT / "solutions" / "debugging" / "debugging.ipynb", as_version=4)
     text = "\n".join(c.source for c in solution.cells)

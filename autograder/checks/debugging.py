@@ -182,8 +182,8 @@ def dropout_rate(Net: Callable) -> None:
 
 @keeps_rng
 def softmax_before_loss(Net: Callable) -> None:
-    """Net returns logits: no softmax layer, and its outputs are not probabilities (nn.CrossEntropyLoss
-    applies log-softmax itself)."""
+    """Net returns logits, the scores nn.CrossEntropyLoss takes (it applies log-softmax itself): none
+    of its layers is a softmax, and its outputs are not probabilities."""
     model = _build(Net)
     for name, m in model.named_modules():
         if isinstance(m, (nn.Softmax, nn.Softmin, nn.Softmax2d)):
