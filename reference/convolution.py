@@ -4,11 +4,17 @@ The output-size formula (n + 2p - f)/s + 1 and what PyTorch does when the stride
 a convolution and two poolings written with nothing but slicing and sums (equal to
 `torch.nn.functional` within 1e-5), and the cost of a convolution layer: its parameters and its
 multiply-accumulates (the seed 002 example: 256×256×3 input, 64 filters 3×3, stride 2,
-padding 1 → 128×128×64, 28 weights per output value with the bias, 28,311,552 MACs).
+padding 1 → 128×128×64, 28 weights per output value with the bias, 28,311,552 MACs), and the
+backward pass of a convolution by hand (seed 002's "the kernel is used many times"): the weight
+gradient adds up the contributions of every position the filter visited (weight sharing). On the
+lecture's 5×5 image and 3×3 filter, with every output gradient 1: grad_w = (6 7 6 / 4 7 7 /
+4 6 6), grad_b = 9, and an all-ones 3×3 filter on a 7×7 image gives each pixel the number of
+windows that read it (1 2 3 3 3 2 1 along the first row).
 
 Every exercise function is self-contained (it uses only `torch`/`math`), because its source is
 what the notebook shows: `conv2d` computes its own output size instead of calling
-`conv_output_size`, so that a bug in one is not reported as a bug in the other.
+`conv_output_size`, and `conv2d_backward` does not call `conv2d`, so that a bug in one is not
+reported as a bug in the other.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ __all__ = [
     "conv_params",
     "conv_macs",
     "sobel_kernels",
+    "conv2d_backward",
 ]
 
 
@@ -128,3 +135,37 @@ def sobel_kernels() -> torch.Tensor:
                             [0.0, 0.0, 0.0],
                             [-1.0, -2.0, -1.0]])
     return torch.stack([sobel_x, sobel_y]).unsqueeze(1)  # [2, 3, 3] -> [2, 1, 3, 3]
+
+
+def conv2d_backward(
+    x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor, stride: int = 1, padding: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward pass of `conv2d(x, w, b, stride, padding)`, by hand.
+
+    x: [N, C, H, W]; w: [O, C, kh, kw]; stride, padding as in `conv2d`;
+    grad_out: [N, O, H_out, W_out], the gradient of a scalar loss L with respect to conv2d's output.
+    Returns (grad_x, grad_w, grad_b): dL/dx [N, C, H, W], dL/dw [O, C, kh, kw] and dL/db [O], the
+    gradients autograd would give x, w and b (the bias does not change them, so it is not an
+    argument). Where the stride does not fit, the rows and columns conv2d never read get 0.
+    Uses no autograd (no .backward, no torch.autograd.grad) and no convolution op (no F.conv2d,
+    no F.conv_transpose2d, no torch.nn.grad); x, w and grad_out are left unchanged.
+    """
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    H_out, W_out = grad_out.shape[2], grad_out.shape[3]
+    xp = F.pad(x, (padding, padding, padding, padding))  # the input conv2d read: [N, C, H + 2p, W + 2p]
+    grad_xp = torch.zeros_like(xp)                        # dL/dxp, padding included
+    grad_w = torch.zeros_like(w)
+    for i in range(H_out):  # every position the window visited in the forward pass
+        for j in range(W_out):
+            top, left = i * stride, j * stride
+            window = xp[:, :, top : top + kh, left : left + kw]  # [N, C, kh, kw]
+            g = grad_out[:, :, i, j].reshape(N, O, 1, 1, 1)      # dL/dout[n, o, i, j]
+            # out[n, o, i, j] = sum of window[n] * w[o] + b[o]: each weight met this window, and the
+            # same weights are used at every position (weight sharing), so their gradients add up
+            grad_w += (g * window.unsqueeze(1)).sum(dim=0)       # [N, O, C, kh, kw] -> [O, C, kh, kw]
+            # each pixel of the window met every filter: windows overlap, so add (+=) as well
+            grad_xp[:, :, top : top + kh, left : left + kw] += (g * w).sum(dim=1)  # [N, C, kh, kw]
+    grad_b = grad_out.sum(dim=(0, 2, 3))                  # b[o] is added at every position of every image
+    grad_x = grad_xp[:, :, padding : padding + H, padding : padding + W]  # the zeros of the padding are not x
+    return grad_x, grad_w, grad_b

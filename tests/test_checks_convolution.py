@@ -20,7 +20,7 @@ from autograder.checks import convolution as checks
 from tests.planted.convolution import BUGS
 from tests.judging import fails
 
-CHECKS = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
+CHECKS = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs", "conv2d_backward"]
 
 
 # --- buggy variants, per check ------------------------------------------------------------------
@@ -215,6 +215,97 @@ def macs_one_filter(c_in, c_out, k, h_out, w_out):
     return h_out * w_out * c_in * k * k
 
 
+def _autograd_grads(x, w, grad_out, stride, padding):
+    x, w = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    b = torch.zeros(w.shape[0], requires_grad=True)
+    return x, w, b, R.conv2d(x, w, b, stride, padding)
+
+
+def back_autograd(x, w, grad_out, stride=1, padding=0):
+    x, w, b, out = _autograd_grads(x, w, grad_out, stride, padding)   # a forward by hand, then autograd
+    out.backward(grad_out)
+    return x.grad, w.grad, b.grad
+
+
+def back_autograd_grad(x, w, grad_out, stride=1, padding=0):
+    x, w, b, out = _autograd_grads(x, w, grad_out, stride, padding)
+    return torch.autograd.grad(out, (x, w, b), grad_out)
+
+
+def back_torch_nn_grad(x, w, grad_out, stride=1, padding=0):
+    return (torch.nn.grad.conv2d_input(x.shape, w, grad_out, stride=stride, padding=padding),
+            torch.nn.grad.conv2d_weight(x, w.shape, grad_out, stride=stride, padding=padding), grad_out.sum(dim=(0, 2, 3)))
+
+
+def _back_loop(x, w, grad_out, stride, padding, *, assign_w=False, assign_x=False, crop=True, flip=False):
+    """The reference's loop with the usual slips switched on."""
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    xp = F.pad(x, (padding,) * 4)
+    grad_xp, grad_w = torch.zeros_like(xp), torch.zeros_like(w)
+    wk = w.flip(-2, -1) if flip else w
+    for i in range(grad_out.shape[2]):
+        for j in range(grad_out.shape[3]):
+            top, left = i * stride, j * stride
+            window = xp[:, :, top:top + kh, left:left + kw]
+            g = grad_out[:, :, i, j].reshape(N, O, 1, 1, 1)
+            contribution = (g * window.unsqueeze(1)).sum(dim=0)
+            grad_w = contribution if assign_w else grad_w + contribution
+            part = (g * wk).sum(dim=1)
+            if assign_x:
+                grad_xp[:, :, top:top + kh, left:left + kw] = part
+            else:
+                grad_xp[:, :, top:top + kh, left:left + kw] += part
+    grad_x = grad_xp[:, :, padding:padding + H, padding:padding + W] if crop else grad_xp
+    return grad_x, grad_w, grad_out.sum(dim=(0, 2, 3))
+
+
+def back_last_position(x, w, grad_out, stride=1, padding=0):
+    return _back_loop(x, w, grad_out, stride, padding, assign_w=True)
+
+
+def back_x_assigned(x, w, grad_out, stride=1, padding=0):
+    return _back_loop(x, w, grad_out, stride, padding, assign_x=True)
+
+
+def back_no_crop(x, w, grad_out, stride=1, padding=0):
+    return _back_loop(x, w, grad_out, stride, padding, crop=False)
+
+
+def back_flipped(x, w, grad_out, stride=1, padding=0):
+    return _back_loop(x, w, grad_out, stride, padding, flip=True)
+
+
+def back_w_averaged(x, w, grad_out, stride=1, padding=0):
+    grad_x, grad_w, grad_b = R.conv2d_backward(x, w, grad_out, stride, padding)
+    return grad_x, grad_w / (grad_out.shape[2] * grad_out.shape[3]), grad_b
+
+
+def back_w_batch_mean(x, w, grad_out, stride=1, padding=0):
+    grad_x, grad_w, grad_b = R.conv2d_backward(x, w, grad_out, stride, padding)
+    return grad_x, grad_w / x.shape[0], grad_b
+
+
+def back_b_mean(x, w, grad_out, stride=1, padding=0):
+    grad_x, grad_w, _ = R.conv2d_backward(x, w, grad_out, stride, padding)
+    return grad_x, grad_w, grad_out.mean(dim=(0, 2, 3))
+
+
+def back_b_per_position(x, w, grad_out, stride=1, padding=0):
+    grad_x, grad_w, _ = R.conv2d_backward(x, w, grad_out, stride, padding)
+    return grad_x, grad_w, grad_out.sum(dim=0)
+
+
+def back_two_results(x, w, grad_out, stride=1, padding=0):
+    return R.conv2d_backward(x, w, grad_out, stride, padding)[:2]
+
+
+def back_writes_grad_out(x, w, grad_out, stride=1, padding=0):
+    out = R.conv2d_backward(x, w, grad_out, stride, padding)
+    grad_out.zero_()
+    return out
+
+
 BUGGY: dict[str, list[Callable]] = {
     "conv_output_size": [size_plain_floor, size_float, size_one_side, size_ceil, size_raises_always,
                          size_wrong_exception, size_no_plus_one, size_no_padding],
@@ -226,6 +317,9 @@ BUGGY: dict[str, list[Callable]] = {
     "avg_pool2d": [avgpool_builtin, avgpool_divides_by_k, avgpool_sum, avgpool_stride_1, avgpool_is_max],
     "conv_params": [params_no_bias, params_one_bias, params_no_channels, params_float, params_one_filter],
     "conv_macs": [macs_with_bias, macs_no_channels, macs_tensor, macs_one_filter],
+    "conv2d_backward": [back_autograd, back_autograd_grad, back_torch_nn_grad, back_last_position, back_x_assigned,
+                        back_no_crop, back_flipped, back_w_averaged, back_w_batch_mean, back_b_mean, back_b_per_position,
+                        back_two_results, back_writes_grad_out],
 }
 
 
@@ -282,6 +376,19 @@ def test_check_fails_on_buggy_variant(name, buggy):
         (macs_no_channels, "all c_in"),
         (macs_tensor, "Python int"),
         (macs_one_filter, "its own"),
+        (back_autograd, "a call to torch's backward"),
+        (back_autograd_grad, "a call to torch's grad"),
+        (back_torch_nn_grad, "convolution_backward"),
+        (back_last_position, "weight sharing"),
+        (back_x_assigned, "windows overlap"),
+        (back_no_crop, "crop the padding"),
+        (back_flipped, "no flip at all"),
+        (back_w_averaged, "do not average them"),
+        (back_w_batch_mean, "sum over the batch, do not average"),
+        (back_b_mean, "do not average"),
+        (back_b_per_position, "sum over every position"),
+        (back_two_results, "three tensors"),
+        (back_writes_grad_out, "grad_out after the call"),
     ],
     ids=lambda v: getattr(v, "__name__", v),
 )
@@ -298,6 +405,9 @@ def test_seed_numbers_in_the_messages():
         checks.conv_params(params_no_bias)
     with pytest.raises(AssertionError, match=r"2\.33"):
         checks.conv_output_size(size_plain_floor)
+    # the lecture's 5×5 image, every output gradient 1: grad_w = 6 7 6 / 4 7 7 / 4 6 6 (9 positions each)
+    with pytest.raises(AssertionError, match="grad_w: expected 6 7 6 / 4 7 7 / 4 6 6, got 1 1 1 / 1 1 0 / 1 0 0 — weight sharing"):
+        checks.conv2d_backward(back_last_position)
 
 
 def test_a_student_error_is_one_clear_line_with_the_original_chained():

@@ -3,9 +3,10 @@
 Each public function takes the student's function and raises AssertionError (expected / got /
 hint). Expectations come from the seeds' numbers and from torch.nn.functional, never from
 `reference`. Random inputs use a private torch.Generator, so a check leaves the student's RNG
-state alone. `conv2d` and the poolings must be written by hand: a call to torch's own
-convolution or pooling (F.conv2d, nn.Conv2d, F.max_pool2d, ...) is seen, however it was
-imported, through a TorchFunctionMode, and fails the check with a hint.
+state alone. `conv2d`, the poolings and `conv2d_backward` must be written by hand: a call to
+torch's own convolution or pooling (F.conv2d, nn.Conv2d, F.max_pool2d, ...), and in the backward
+pass to autograd (.backward, torch.autograd.grad), is seen, however it was imported, through a
+TorchFunctionMode, and fails the check with a hint.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torch.nn import functional as F
 
 from autograder.checks import call_student, error_line, expect, fail, fmt, shape_text, torch_calls, worst
 
-__all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs"]
+__all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_params", "conv_macs", "conv2d_backward"]
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -28,13 +29,18 @@ __all__ = ["conv_output_size", "conv2d", "max_pool2d", "avg_pool2d", "conv_param
 _BUILT_IN = re.compile(r"conv\d|convolution|conv_transpose|pool")
 
 
-def _call(fn: Callable, what: str, *args: Any, hint: str = "", by_hand: str = "", **kwargs: Any) -> Any:
+# ... and, in a backward pass by hand, autograd (Tensor.backward, torch.autograd.grad)
+_AUTOGRAD = re.compile(r"^(backward|grad)$")
+
+
+def _call(fn: Callable, what: str, *args: Any, hint: str = "", by_hand: str = "", no_autograd: bool = False,
+          **kwargs: Any) -> Any:
     """call_student(fn, ...); with `by_hand` (a hint), a call to a torch convolution or pooling op
-    inside fn fails the check."""
+    (with `no_autograd`, also to autograd) inside fn fails the check."""
     if not by_hand:
         return call_student(fn, what, *args, hint=hint, **kwargs)
     result, names = call_student(torch_calls, what, fn, *args, hint=hint, **kwargs)
-    used = [name for name in names if _BUILT_IN.search(name)]
+    used = [name for name in names if _BUILT_IN.search(name) or (no_autograd and _AUTOGRAD.search(name))]
     expect(not used, what, "a computation by hand", f"a call to torch's {', '.join(used)}", by_hand)
     return result
 
@@ -44,8 +50,14 @@ def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
     return worst(got, expected, whole=8)
 
 
+def _grid(t: torch.Tensor) -> str:
+    """A small map, row by row: `6 7 6 / 4 7 7 / 4 6 6`."""
+    rows = t.reshape(-1, t.shape[-1]) if t.ndim > 1 else t.reshape(1, -1)
+    return " / ".join(" ".join(f"{float(v):.4g}" for v in row) for row in rows)
+
+
 def _compare(out: Any, expected: torch.Tensor, what: str, shape_hints: dict[tuple, str],
-             value_hints: list[tuple[torch.Tensor, str]], hint: str, atol: float = 1e-5) -> None:
+             value_hints: list[tuple[torch.Tensor, str]], hint: str, atol: float = 1e-5, grid: bool = False) -> None:
     """out is a tensor of expected's shape and values (atol = rtol); else a failure whose hint
     names the first wrong shape in `shape_hints` or the first wrong variant in `value_hints`."""
     shape = tuple(expected.shape)
@@ -62,7 +74,7 @@ def _compare(out: Any, expected: torch.Tensor, what: str, shape_hints: dict[tupl
         if variant.shape == got.shape and torch.allclose(got, variant.to(torch.float64), atol=atol, rtol=atol):
             hint = variant_hint
             break
-    exp_s, got_s = _worst(got, e)
+    exp_s, got_s = (_grid(e), _grid(got)) if grid else _worst(got, e)
     fail(what, exp_s, got_s, hint)
 
 
@@ -361,3 +373,125 @@ def conv_macs(conv_macs: Callable) -> None:
         elif got == h * w * c_in * k * k and c_out > 1:
             hint = f"each of the c_out = {c_out} filters makes its own h_out·w_out map"
         _integer(got, what, expected, hint)
+
+
+# --- conv2d_backward ----------------------------------------------------------------------------
+
+_BACKWARD_BY_HAND = ("compute the gradients yourself: visit the positions the window visited and add up what each "
+                     "one gives; autograd, F.conv2d, F.conv_transpose2d and torch.nn.grad are what you are rebuilding")
+
+
+def _backward_oracle(x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor, stride: int, padding: int):
+    """(dL/dx, dL/dw, dL/db) through F.conv2d and autograd, in float64."""
+    x, w = (t.detach().to(torch.float64).requires_grad_(True) for t in (x, w))
+    b = torch.zeros(w.shape[0], dtype=torch.float64, requires_grad=True)
+    F.conv2d(x, w, b, stride=stride, padding=padding).backward(grad_out.to(torch.float64))
+    return x.grad, w.grad, b.grad
+
+
+def _windows(x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor, stride: int, padding: int):
+    """(i, j, the padded input's window at output position (i, j), grad_out there) for every
+    position, in float64: what the usual slips are computed from."""
+    xp = F.pad(x.to(torch.float64), (padding,) * 4)
+    kh, kw = w.shape[2:]
+    for i in range(grad_out.shape[2]):
+        for j in range(grad_out.shape[3]):
+            yield i, j, xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw], grad_out[:, :, i, j].to(torch.float64)
+
+
+def _backward_slips(x, w, grad_out, stride, padding) -> dict[str, torch.Tensor]:
+    """The gradients a usual slip gives: the weight gradient of the last position only (`=` for
+    `+=`), the input gradient of overlapping windows assigned instead of added."""
+    w64 = w.to(torch.float64)
+    H, W = x.shape[2:]
+    kh, kw = w.shape[2:]
+    last_w = torch.zeros_like(w64)
+    assigned = torch.zeros(x.shape[0], x.shape[1], H + 2 * padding, W + 2 * padding, dtype=torch.float64)
+    for i, j, window, g in _windows(x, w, grad_out, stride, padding):
+        last_w = (g[:, :, None, None, None] * window[:, None]).sum(dim=0)
+        top, left = i * stride, j * stride
+        assigned[:, :, top:top + kh, left:left + kw] = (g[:, :, None, None, None] * w64).sum(dim=1)
+    return {"last_w": last_w, "assigned_x": assigned[:, :, padding:padding + H, padding:padding + W]}
+
+
+def conv2d_backward(conv2d_backward: Callable) -> None:
+    """(grad_x, grad_w, grad_b) against autograd through F.conv2d: the seed 001 feature map with every
+    output gradient 1 (grad_w 6 7 6 / 4 7 7 / 4 6 6, grad_b 9), batched multi-channel input, stride,
+    padding, a non-square kernel and a stride that does not fit; by hand (no autograd, no torch
+    convolution op), its inputs left unchanged."""
+    g = torch.Generator().manual_seed(16)
+    image = torch.tensor([[1, 1, 1, 0, 0],
+                          [0, 1, 1, 1, 0],
+                          [0, 0, 1, 1, 1],
+                          [0, 0, 1, 1, 0],
+                          [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
+    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+
+    def case(N, C, H, W, O, kh, kw, stride, padding):
+        x, w, _ = _conv_case(g, N, C, H, W, O, kh, kw, False)
+        H_out, W_out = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+        return x, w, torch.randn(N, O, H_out, W_out, generator=g), stride, padding
+
+    cases = [  # what, x, w, grad_out, stride, padding
+        ("conv2d_backward(the lecture's 5×5 image, its 3×3 filter, grad_out = ones(1, 1, 3, 3))",
+         image, kernel, torch.ones(1, 1, 3, 3), 1, 0),
+        ("conv2d_backward(x [2, 3, 7, 7], w [4, 3, 3, 3], grad_out [2, 4, 5, 5])", *case(2, 3, 7, 7, 4, 3, 3, 1, 0)),
+        ("conv2d_backward(x [2, 2, 7, 7], w [3, 2, 3, 3], grad_out [2, 3, 2, 2], stride=3)", *case(2, 2, 7, 7, 3, 3, 3, 3, 0)),
+        ("conv2d_backward(x [2, 3, 9, 8], w [5, 3, 3, 2], grad_out [2, 5, 5, 5], stride=2, padding=1)",
+         *case(2, 3, 9, 8, 5, 3, 2, 2, 1)),
+        ("conv2d_backward(x [1, 3, 6, 10], w [2, 3, 5, 5], grad_out [1, 2, 6, 10], padding=2)", *case(1, 3, 6, 10, 2, 5, 5, 1, 2)),
+    ]
+    for what, x, w, grad_out, stride, padding in cases:
+        N, C, H, W = x.shape
+        O, _, kh, kw = w.shape
+        H_out, W_out = grad_out.shape[2:]
+        kwargs = {k: v for k, v in (("stride", stride), ("padding", padding)) if v != (1 if k == "stride" else 0)}
+        given = [t.clone() for t in (x, w, grad_out)]  # the student's copies: ours stay as they were
+        out = _call(conv2d_backward, what, *given, hint="x is [N, C, H, W], w is [O, C, kh, kw], grad_out is [N, O, H_out, W_out]",
+                    by_hand=_BACKWARD_BY_HAND, no_autograd=True, **kwargs)
+        if not (isinstance(out, (tuple, list)) and len(out) == 3):
+            fail(what, "(grad_x, grad_w, grad_b): three tensors",
+                 f"{type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__,
+                 "return grad_x, grad_w, grad_b")
+        grad_x, grad_w, grad_b = out
+        exp_x, exp_w, exp_b = _backward_oracle(x, w, grad_out, stride, padding)
+        slips = _backward_slips(x, w, grad_out, stride, padding)
+        positions = H_out * W_out
+        go = grad_out.to(torch.float64)
+        _compare(grad_w, exp_w, f"{what}: grad_w", {
+            (N, O, C, kh, kw): "sum over the batch as well: grad_w has w's shape [O, C, kh, kw]",
+            (C, O, kh, kw): "grad_w has w's shape [O, C, kh, kw]",
+        }, [
+            (slips["last_w"], f"weight sharing: the same w is used at all {positions} positions, so its gradient is the sum "
+                              "of every position's contribution (+=), not the last one's"),
+            (exp_w / positions, f"add up the contributions of the {positions} positions; do not average them"),
+            (exp_w / N, "sum over the batch, do not average: grad_out already holds whatever mean the loss took"),
+            (exp_w.flip(-2, -1), "no flip: w[o, c, u, v] met xp[n, c, i*stride + u, j*stride + v], so that pixel times "
+                                 "grad_out[n, o, i, j] goes to grad_w[o, c, u, v]"),
+        ], "grad_w[o, c, u, v] = sum over n, i, j of grad_out[n, o, i, j] * xp[n, c, i*stride + u, j*stride + v]", atol=1e-4,
+            grid=w.numel() <= 9)
+        _compare(grad_b, exp_b, f"{what}: grad_b", {
+            (O, H_out, W_out): "sum over every position as well: grad_b has b's shape [O]",
+            (N, O): "sum over the batch as well: grad_b has b's shape [O]",
+            (N, O, H_out, W_out): "b[o] is added at every position of every image: sum grad_out over N, H_out and W_out",
+        }, [
+            (go.mean(dim=(0, 2, 3)), "b[o] is added at every position of every image: sum grad_out over them, do not average"),
+            (go.sum(dim=(2, 3))[0], "sum over the batch as well"),
+        ], "grad_b[o] = sum over n, i, j of grad_out[n, o, i, j]", atol=1e-4)
+        _compare(grad_x, exp_x, f"{what}: grad_x", {
+            (N, C, H + 2 * padding, W + 2 * padding): f"crop the padding: grad_x has x's shape [N, C, H, W] (the {padding} "
+                                                      "zero rows and columns added on each side are not x)",
+            (N, O, H, W): "grad_x has x's shape [N, C, H, W]: sum over the O filters",
+        }, [
+            (slips["assigned_x"], "windows overlap: a pixel read by several windows gets the sum of what each one gives "
+                                  "(+=, not =)"),
+            (_backward_oracle(x, w.flip(-2, -1), grad_out, stride, padding)[0],
+             "the pixel at (i*stride + u, j*stride + v) met w[o, c, u, v]: as one convolution of grad_out that is the "
+             "kernel flipped, and by hand no flip at all"),
+            (F.pad(_backward_oracle(x, w, grad_out, stride, padding)[0], (padding, -padding) * 2) if padding else exp_x,
+             f"crop {padding} padded row{'s' if padding != 1 else ''} and column{'s' if padding != 1 else ''} from each side"),
+        ], "grad_x[n, c, p, q] = sum of grad_out[n, o, i, j] * w[o, c, u, v] over the windows (i, j) that read the pixel "
+           "(p, q) at (u, v)", atol=1e-4, grid=x.numel() <= 25)
+        for name, before, after in zip(("x", "w", "grad_out"), (x, w, grad_out), given):
+            expect(bool(torch.equal(after, before)), f"{what}: {name} after the call", "unchanged", "modified",
+                   "work on new tensors (torch.zeros_like, F.pad); do not write into the arguments")

@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 from reference.convolution import (
     avg_pool2d,
     conv2d,
+    conv2d_backward,
     conv_macs,
     conv_output_size,
     conv_params,
@@ -34,6 +35,8 @@ class TorchCalls(TorchFunctionMode):
 
 
 FORBIDDEN = re.compile(r"conv\d|convolution|conv_transpose|pool")
+# and what a backward pass by hand must not lean on: autograd
+AUTOGRAD = re.compile(r"^(backward|grad)$")
 
 
 def macs_of(layer: nn.Conv2d, out: torch.Tensor) -> int:
@@ -278,3 +281,104 @@ def test_sobel_on_a_digit():
     # and transposed, bright on top: Sobel-y sees it (+4 where the rows change), Sobel-x does not
     response = conv2d(step.transpose(2, 3).flip(2), kernels)
     assert response[0, 1].tolist() == [[4, 4, 4], [4, 4, 4], [0, 0, 0]] and response[0, 0].abs().sum() == 0
+
+
+# --- conv2d_backward: the backward pass by hand, against autograd ------------------------------
+
+
+def _autograd(x, w, b, grad_out, stride, padding):
+    """dL/dx, dL/dw, dL/db through F.conv2d, for L with dL/d(out) = grad_out (the oracle)."""
+    x, w, b = (t.detach().clone().requires_grad_(True) for t in (x, w, b))
+    F.conv2d(x, w, b, stride=stride, padding=padding).backward(grad_out)
+    return x.grad, w.grad, b.grad
+
+
+def test_conv2d_backward_seed_001_feature_map():
+    # L = sum of the lecture's feature map (4 3 4 / 2 4 3 / 2 3 4 = 29): every output gradient is 1.
+    # Weight sharing: w[u, v] met 9 pixels, one per position, and its gradient is their sum
+    image = torch.tensor([[1, 1, 1, 0, 0],
+                          [0, 1, 1, 1, 0],
+                          [0, 0, 1, 1, 1],
+                          [0, 0, 1, 1, 0],
+                          [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
+    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    grad_x, grad_w, grad_b = conv2d_backward(image, kernel, torch.ones(1, 1, 3, 3))
+    assert grad_w[0, 0].tolist() == [[6, 7, 6], [4, 7, 7], [4, 6, 6]]
+    assert grad_w[0, 0, 0, 0] == image[0, 0, 0:3, 0:3].sum() == 6
+    assert grad_b.tolist() == [9]                     # b was added at all 9 positions
+    assert grad_x[0, 0].tolist() == [[1, 1, 2, 1, 1], [1, 2, 3, 2, 1], [2, 3, 5, 3, 2], [1, 2, 3, 2, 1], [1, 1, 2, 1, 1]]
+    for ours, theirs in zip((grad_x, grad_w, grad_b), _autograd(image, kernel, torch.zeros(1), torch.ones(1, 1, 3, 3), 1, 0)):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_conv2d_backward_counts_seed_001_coverage():
+    # an all-ones 3×3 filter on a 7×7 image: each pixel's gradient is the number of windows that read it
+    grad_x, grad_w, grad_b = conv2d_backward(torch.zeros(1, 1, 7, 7), torch.ones(1, 1, 3, 3), torch.ones(1, 1, 5, 5))
+    per_axis = torch.tensor([1.0, 2, 3, 3, 3, 2, 1])
+    torch.testing.assert_close(grad_x[0, 0], torch.outer(per_axis, per_axis))
+    assert grad_b.tolist() == [25] and grad_w.abs().sum() == 0
+
+
+@pytest.mark.parametrize("N,C,H,W,O,kh,kw,stride,padding,bias", CONV_CASES)
+def test_conv2d_backward_matches_autograd(N, C, H, W, O, kh, kw, stride, padding, bias):
+    g = torch.Generator().manual_seed(N * 100 + C * 10 + H + 7)
+    x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
+    w = torch.randn(O, C, kh, kw, generator=g, dtype=torch.float64)
+    b = torch.randn(O, generator=g, dtype=torch.float64)
+    H_out, W_out = conv_output_size(H, kh, padding, stride, strict=False), conv_output_size(W, kw, padding, stride, strict=False)
+    grad_out = torch.randn(N, O, H_out, W_out, generator=g, dtype=torch.float64)
+    before = [t.clone() for t in (x, w, grad_out)]
+    grads = conv2d_backward(x, w, grad_out, stride=stride, padding=padding)
+    for ours, theirs in zip(grads, _autograd(x, w, b, grad_out, stride, padding)):
+        assert ours.shape == theirs.shape and ours.dtype == torch.float64
+        torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-10)
+    # torch's own helpers for the two convolution gradients agree
+    torch.testing.assert_close(grads[0], torch.nn.grad.conv2d_input(x.shape, w, grad_out, stride=stride, padding=padding))
+    torch.testing.assert_close(grads[1], torch.nn.grad.conv2d_weight(x, w.shape, grad_out, stride=stride, padding=padding))
+    assert all(torch.equal(t, u) for t, u in zip((x, w, grad_out), before))
+
+
+def test_conv2d_backward_float32_and_a_stride_that_does_not_fit():
+    # stride 3 on 7 columns reads columns 0..5 only: column 6 gets no gradient (seed 001's 2.33)
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, 2, 7, 7, generator=g), torch.randn(3, 2, 3, 3, generator=g)
+    grad_out = torch.randn(2, 3, 2, 2, generator=g)
+    grad_x, grad_w, grad_b = conv2d_backward(x, w, grad_out, stride=3)
+    assert grad_x.dtype == grad_w.dtype == grad_b.dtype == torch.float32
+    assert grad_x[..., 6, :].abs().sum() == 0 and grad_x[..., :, 6].abs().sum() == 0
+    for ours, theirs in zip((grad_x, grad_w, grad_b), _autograd(x, w, torch.zeros(3), grad_out, 3, 0)):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_seed_002_the_gradients_are_convolutions_at_stride_1_only():
+    # seed 002: the partial derivatives "come out as convolutions". At stride 1, dL/dw is the input
+    # correlated with dL/dout, and dL/dx is dL/dout correlated with the flipped kernel ("full" padding)
+    g = torch.Generator().manual_seed(5)
+    x, w = torch.randn(1, 1, 6, 6, generator=g, dtype=torch.float64), torch.randn(1, 1, 3, 3, generator=g, dtype=torch.float64)
+    grad_out = torch.randn(1, 1, 4, 4, generator=g, dtype=torch.float64)
+    grad_x, grad_w, _ = conv2d_backward(x, w, grad_out)
+    torch.testing.assert_close(grad_w, F.conv2d(x, grad_out))
+    torch.testing.assert_close(grad_x, F.conv2d(grad_out, w.flip(-2, -1), padding=2))
+    # at stride 2 the same formulas are wrong: grad_out must first be spread out (s - 1 zeros between values)
+    grad_out2 = torch.randn(1, 1, 2, 2, generator=g, dtype=torch.float64)
+    grad_x2, grad_w2, _ = conv2d_backward(x, w, grad_out2, stride=2)
+    assert F.conv2d(x, grad_out2).shape != grad_w2.shape
+    spread = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    spread[..., ::2, ::2] = grad_out2
+    torch.testing.assert_close(grad_w2, F.conv2d(x, spread)[..., :3, :3])
+    torch.testing.assert_close(grad_x2, F.pad(F.conv2d(spread, w.flip(-2, -1), padding=2), (0, 1, 0, 1)))
+
+
+def test_conv2d_backward_uses_no_convolution_op_and_no_autograd():
+    x, w, grad_out = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.randn(2, 4, 4, 4)
+    with TorchCalls() as calls:
+        conv2d_backward(x, w, grad_out, stride=2, padding=1)
+    assert not [n for n in calls.names if FORBIDDEN.search(n) or AUTOGRAD.search(n)], calls.names
+    # what the rule sees: autograd and torch's own gradient helpers
+    xr = x.clone().requires_grad_(True)
+    with TorchCalls() as calls:
+        torch.autograd.grad((xr * 2).sum(), xr)
+        (xr * 2).sum().backward()
+        torch.nn.grad.conv2d_weight(x, w.shape, grad_out, stride=2, padding=1)
+    seen = {n for n in calls.names if FORBIDDEN.search(n) or AUTOGRAD.search(n)}
+    assert seen == {"grad", "backward", "convolution_backward"}, calls.names

@@ -28,4 +28,9 @@ BUGS = [
         {"conv2d"}),
     bug("max-pool-calls-f-max-pool2d", "max_pool2d", "return windows.amax(dim=(-2, -1))",
         "return F.max_pool2d(x, k, s)", {"max_pool2d"}),
+    # weight sharing forgotten: each position overwrites the weight gradient, the last one wins
+    bug("conv2d-backward-weight-from-last-position", "conv2d_backward", "grad_w += (g * window.unsqueeze(1))",
+        "grad_w = (g * window.unsqueeze(1))", {"conv2d_backward"}),
+    bug("conv2d-backward-bias-averaged", "conv2d_backward", "grad_b = grad_out.sum(dim=(0, 2, 3))",
+        "grad_b = grad_out.mean(dim=(0, 2, 3))", {"conv2d_backward"}),
 ]
