@@ -112,12 +112,14 @@ def close_engines() -> None:
 
 def grade_remote(run: str, course: Course, settings: RunSettings, sandboxed: bool, threads: dict[str, int],
                  student: str, lab_id: str, name: str, data: bytes) -> dict:
-    """A Dask task: grade one submission (its file's bytes) on this worker; the Result as a dict."""
+    """A Dask task: grade one submission (its file's bytes) on this worker; the Result as a dict
+    and what its cells showed."""
     graders = _engine(run, course, settings, sandboxed, threads)
     with tempfile.TemporaryDirectory(prefix="course-submission-") as tmp:
         path = Path(tmp) / name
         path.write_bytes(data)
-        return graders.grade(student, course.lab(lab_id), path).to_dict()
+        result = graders.grade(student, course.lab(lab_id), path)
+        return {"result": result.to_dict(), "outputs": sorted((result.outputs or {}).items())}
 
 
 # --- here ----------------------------------------------------------------------------------
@@ -149,7 +151,9 @@ def grade_on_cluster(client, course: Course, items: list[tuple[int, str, Lab, Pa
         for future in as_completed(futures):
             i, student, lab, path, stamp = futures.pop(future)
             try:
-                result = Result.from_dict(future.result())
+                reply = future.result()
+                result = Result.from_dict(reply["result"])
+                result.outputs = dict(reply["outputs"])
             except CourseError as e:
                 raise CourseError(f"on a Dask worker: {e}") from None
             except Exception as e:  # noqa: BLE001 — KilledWorker, a lost connection: this submission only

@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
-from .results import NotebookRun, Outcome, record_path
+from .results import MAX_OUTPUTS, NotebookRun, Outcome, capped_outputs, record_path
 
 
 def _error_output(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
@@ -46,7 +46,7 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
                  env: dict[str, str] | None = None) -> dict[int, Outcome]:
     """Execute `nb` in place; return the outcome of every code cell by index."""
     outcomes: dict[int, Outcome] = {}
-    kernel_env = {**os.environ, "MPLBACKEND": "agg", "PYTHONWARNINGS": "ignore", **(env or {})}
+    kernel_env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore", **(env or {})}
     start = time.monotonic()
     stopped = ""
     with tempfile.TemporaryDirectory(prefix="course-grade-") as workdir:
@@ -93,11 +93,31 @@ def run_notebook(nb: nbformat.NotebookNode, cell_timeout: float, notebook_timeou
     return outcomes
 
 
+def _shown(cell: nbformat.NotebookNode) -> list[list[str]]:
+    """A cell's outputs as [kind, text] pairs (autograder.results), as the fork engine reports them."""
+    items = []
+    for out in cell.get("outputs", []):
+        kind, data = out.get("output_type"), out.get("data", {})
+        if kind == "stream":
+            name = "stderr" if out.get("name") == "stderr" else "stdout"
+            if items and items[-1][0] == name:          # one output per run of writes, as the fork engine
+                items[-1][1] += out.get("text", "")
+            else:
+                items.append([name, out.get("text", "")])
+        elif kind in ("execute_result", "display_data") and "image/png" in data:
+            items.append(["png", data["image/png"]])
+        elif kind in ("execute_result", "display_data") and "text/plain" in data:
+            items.append(["result" if kind == "execute_result" else "display", data["text/plain"]])
+        elif kind == "error":
+            items.append(["error", f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"])
+    return items
+
+
 def run_notebook_cells(cells: list[tuple[int, str, str]], run: NotebookRun, notes: list[str] | None = None,
-                       heartbeat=None) -> dict[int, Outcome]:
+                       heartbeat=None, outputs: dict | None = None) -> dict[int, Outcome]:
     """`run_notebook` on code cells given as (index, source, kind), as the worker receives them
-    (the fork engine's signature); a check cell runs its probe (autograder.witness). No memory
-    limit, no guard and no heartbeat here: see the README."""
+    (the fork engine's signature, `outputs` included); a check cell runs its probe
+    (autograder.witness). No memory limit, no guard and no heartbeat here: see the README."""
     nb = nbformat.v4.new_notebook()
     indices = []
     name = f"course-checks-{os.getpid()}-{secrets.token_hex(8)}"      # the check process's socket
@@ -121,4 +141,10 @@ def run_notebook_cells(cells: list[tuple[int, str, str]], run: NotebookRun, note
                 os.waitpid(checks, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+    if outputs is not None:
+        budget = [MAX_OUTPUTS]
+        for cell, (index, _, kind) in zip(nb.cells, cells):
+            items = capped_outputs(_shown(cell), budget) if kind != "test" else []
+            if items:
+                outputs[index] = items
     return {indices[i]: o for i, o in outcomes.items()}

@@ -17,10 +17,10 @@ import signal
 import sys
 import time
 
-from .results import NotebookRun, Outcome, record_path
+from .results import MAX_OUTPUTS, NotebookRun, Outcome, capped_outputs, record_path
 
 _EVALUE_LIMIT = 2000
-_LINE_LIMIT = 64 * 1024     # a report line longer than this is not the child's honest report
+_LINE_LIMIT = 4 << 20       # a report line longer than this is not the child's honest report (outputs: 2 MB)
 _INTERRUPT_GRACE = 5.0      # seconds a cell has to stop after SIGINT before the child is killed
 _POLL = 0.1
 MAX_FILE = 512 << 20        # bytes in any one file a notebook writes
@@ -262,7 +262,8 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
     isolate_child(write_fd, cpu_seconds, sandboxed, checks_fd)
     os.chdir(workdir)
     os.environ.update(env)
-    sys.stdout = sys.stderr = open(os.devnull, "w")
+    shown = _Shown()                      # what each cell shows, as Jupyter would (autograded/)
+    sys.stdout, sys.stderr = _Stream("stdout", shown), _Stream("stderr", shown)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out = os.fdopen(write_fd, "w", buffering=1)
     import warnings
@@ -270,19 +271,7 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
     if threads:
         import torch
         torch.set_num_threads(threads)
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    class GradingShell(InteractiveShell):
-        def enable_gui(self, gui=None):      # `%matplotlib inline` and friends: stay on agg
-            return None
-
-        def enable_matplotlib(self, gui=None):
-            return gui, "agg"
-
-    config = Config()
-    config.HistoryManager.enabled = False
-    shell = GradingShell.instance(config=config)
+    shell = _grading_shell(shown)
     from autograder.integrity import Guard
     guard = Guard(shell.user_ns)          # a local: the submission cannot rebind it
     checks = None                         # the socket to the check process
@@ -314,10 +303,122 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
             report.update(ename=type(err).__name__, evalue=str(err)[:_EVALUE_LIMIT])
         if kind == "locked" and err is None:
             _safely(guard.protect_bindings)
+        if kind != "test":                # (a check cell's output is its verdict, the grader's)
+            _safely(shown.figures)
+            if err is not None:
+                shown.add("error", f"{type(err).__name__}: {str(err)[:_EVALUE_LIMIT]}")
+            items = shown.take()
+            if items:
+                out.write(json.dumps({"outputs": index, "items": items}) + "\n")
+        shown.take()
         out.write(json.dumps(report) + "\n")
     out.write(json.dumps({"done": True}) + "\n")
     out.flush()
     os._exit(0)
+
+
+class _Shown:
+    """The outputs of the cell running now, as [kind, text] pairs (autograder.results), capped:
+    past MAX_OUTPUTS characters in one cell the rest is counted out, not kept."""
+
+    def __init__(self) -> None:
+        self.items: list[list] = []           # [kind, [chunks]]
+        self.size, self.cut = 0, False
+        self.budget = [MAX_OUTPUTS]           # for the whole notebook
+
+    def add(self, kind: str, text: str) -> None:
+        if self.size > MAX_OUTPUTS:
+            self.cut = True
+            return
+        self.size += len(text)
+        if self.items and kind in ("stdout", "stderr") and self.items[-1][0] == kind:
+            self.items[-1][1].append(text)    # one stream output per run of writes, as Jupyter shows
+        else:
+            self.items.append([kind, [text]])
+
+    def figures(self) -> None:
+        """The figures the cell left open, as PNG, then closed (Jupyter's inline backend does so)."""
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return
+        import base64
+        import io
+        for number in plt.get_fignums():
+            buffer = io.BytesIO()
+            plt.figure(number).savefig(buffer, format="png", dpi=60, bbox_inches="tight")
+            self.add("png", base64.b64encode(buffer.getvalue()).decode())
+        plt.close("all")
+
+    def take(self) -> list[list[str]]:
+        items = [[kind, "".join(chunks)] for kind, chunks in self.items]
+        if self.cut:
+            items.append(["stderr", "[… output cut]\n"])
+        self.items, self.size, self.cut = [], 0, False
+        return capped_outputs(items, self.budget)
+
+
+class _Stream:
+    """sys.stdout / sys.stderr of a notebook: what it writes goes to `shown`."""
+    encoding = "utf-8"
+
+    def __init__(self, name: str, shown: _Shown) -> None:
+        self.name, self.shown = name, shown
+
+    def write(self, text) -> int:
+        text = str(text)
+        if text:
+            self.shown.add(self.name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:              # C-level writes (and faulthandler) go to /dev/null
+        return 1 if self.name == "stdout" else 2
+
+
+def _grading_shell(shown: _Shown):
+    """A fresh IPython shell whose displays and results go to `shown` (text and PNG), whose
+    tracebacks are not printed (the error is reported, one line), and whose matplotlib stays on agg."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, *args, **kwargs):
+            if isinstance(data, dict) and isinstance(data.get("image/png"), str):
+                shown.add("png", data["image/png"])
+            elif isinstance(data, dict) and "text/plain" in data:
+                shown.add("display", str(data["text/plain"]) + "\n")
+
+    class Hook(DisplayHook):
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            shown.add("result", str(format_dict.get("text/plain", "")))
+
+    class GradingShell(InteractiveShell):
+        display_pub_class = Type(Publisher)
+        displayhook_class = Type(Hook)
+
+        def enable_gui(self, gui=None):      # `%matplotlib inline` and friends: stay on agg
+            return None
+
+        def enable_matplotlib(self, gui=None):
+            return gui, "agg"
+
+        def _showtraceback(self, etype, evalue, stb):
+            pass
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    return GradingShell.instance(config=config)
 
 
 def _safely(step) -> list[str]:
@@ -330,11 +431,12 @@ def _safely(step) -> list[str]:
 
 
 def run_notebook_forked(cells: list[tuple[int, str, str]], run: NotebookRun, notes: list[str] | None = None,
-                        heartbeat=None) -> dict[int, Outcome]:
+                        heartbeat=None, outputs: dict | None = None) -> dict[int, Outcome]:
     """Execute `cells` ((index, source, kind) with kind answer | test | locked) in a forked child
     working in `workdir`; return the outcome of each by index and append to `notes` what the
-    integrity guard restored. When it returns, every process the notebook started is gone.
-    `heartbeat()` is called about once a second while the notebook runs."""
+    integrity guard restored, and to `outputs` what each cell showed ({index: [[kind, text]]},
+    capped). When it returns, every process the notebook started is gone. `heartbeat()` is
+    called about once a second while the notebook runs."""
     outcomes: dict[int, Outcome] = {}
     cell_timeout, notebook_timeout, sandboxed = run.cell_timeout, run.notebook_timeout, run.sandboxed
     env = {"MPLBACKEND": "agg", **run.env}
@@ -343,7 +445,7 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], run: NotebookRun, not
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, run.memory_mb,
-               notes if notes is not None else [], sandboxed, heartbeat)
+               notes if notes is not None else [], sandboxed, heartbeat, outputs if outputs is not None else {})
     finally:
         end_child(pid, read_fd, sandboxed)
     return outcomes
@@ -379,9 +481,10 @@ def _notebook_entry(payload: bytes, report_fd: int) -> None:
 
 def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout: float,
            notebook_timeout: float, memory_mb: float | None, notes: list[str], sandboxed: bool,
-           heartbeat) -> None:
+           heartbeat, outputs: dict) -> None:
     """Read the child's reports and enforce the limits until it finishes or is stopped."""
     start = last_beat = last_memory = time.monotonic()
+    budget = [MAX_OUTPUTS]              # what the child may show in all, whatever it claims
     known = {index for index, *_ in cells}
     current, cell_start = None, start
     interrupted_at, limit = None, ""    # when we sent SIGINT, and the limit text it enforced
@@ -422,6 +525,10 @@ def _watch(pid: int, fd: int, cells, outcomes: dict[int, Outcome], cell_timeout:
                 if "note" in msg:
                     if len(notes) < 20:
                         notes.append(str(msg["note"])[:500])
+                    continue
+                if "outputs" in msg:
+                    if msg["outputs"] in known and msg["outputs"] not in outputs:
+                        outputs[msg["outputs"]] = capped_outputs(msg.get("items"), budget)
                     continue
                 if "start" in msg:
                     current, cell_start, interrupted_at = msg["start"], time.monotonic(), None

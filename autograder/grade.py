@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import Course, CourseError, Lab
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
-from .results import CheckResult, Outcome, Result
+from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
@@ -208,9 +208,10 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
             "datasets": sorted(DATASETS), "lab": lab.id}
 
 
-def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str]]:
-    """The worker's answer, as plain data of the expected types (WorkerLost otherwise); the
-    probes' records are read apart (autograder.witness.read_records)."""
+def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], dict]:
+    """The worker's answer, as plain data of the expected types (WorkerLost otherwise): outcomes,
+    notes, predictions, and what each cell showed (capped again); the probes' records are read
+    apart (autograder.witness.read_records)."""
     if "error" in reply:
         raise WorkerLost(f"the grading worker failed: {str(reply['error'])[:300]}")
     try:
@@ -220,7 +221,11 @@ def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, 
         predictions = {}
         for stem, got in dict(reply.get("predictions", {})).items():
             predictions[str(stem)] = str(got)[:300] if isinstance(got, str) else [int(x) for x in got]
-        return outcomes, notes, predictions
+        budget, shown = [MAX_OUTPUTS], {}
+        for index, items in list(reply.get("outputs", []))[:len(outcomes)]:
+            if int(index) in outcomes:
+                shown[int(index)] = capped_outputs(items, budget)
+        return outcomes, notes, predictions, shown
     except (KeyError, TypeError, ValueError) as e:
         raise WorkerLost(f"the grading worker broke its protocol ({type(e).__name__})") from None
 
@@ -257,7 +262,7 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     limits = (settings.cell_timeout, settings.notebook_timeout)
     job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
-    outcomes, run_notes, predictions = _parse_reply(reply)
+    outcomes, run_notes, predictions, shown = _parse_reply(reply)
     from .witness import JUDGE_SECONDS, read_records
     records = read_records(blob, reply.get("records"))
     del blob
@@ -267,7 +272,7 @@ def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: 
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
-                  compute, fingerprint=stamp, sandboxed=sandboxed), predictions
+                  compute, fingerprint=stamp, sandboxed=sandboxed, outputs=shown), predictions
 
 
 def not_graded(student: str, lab: Lab, path: Path, error: SubmissionError, stamp: str, sandboxed: bool,

@@ -179,9 +179,10 @@ def with_hand_scores(path: Path, results: list[Result]) -> list[Result]:
 NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")   # beside a collected submission
 
 
-def _autograded(result: Result, course: Course) -> nbformat.NotebookNode | None:
+def _autograded(result: Result, course: Course, shown: dict[int, list] | None = None) -> nbformat.NotebookNode | None:
     """The submission as graded, in nbgrader's `autograded/` form: the locked cells restored, the
-    hidden tests left out (so no page made from it shows them), and under each check cell its
+    hidden tests left out (so no page made from it shows them), under each code cell what it
+    showed when it ran (`shown`: text, results, figures, its error), and under each check cell its
     verdict: `passed`, or an error output with the check's one line."""
     from .notebook import SubmissionError, _visible, load_source, read_submission, restore
 
@@ -190,8 +191,10 @@ def _autograded(result: Result, course: Course) -> nbformat.NotebookNode | None:
     except (SubmissionError, OSError):
         return None
     verdicts = {f"check_{c.name}": c for c in result.checks}
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         check = verdicts.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+        if cell.cell_type == "code" and check is None:
+            cell.outputs = [_output(kind, text) for kind, text in (shown or {}).get(index, [])]
         if check is None or cell.cell_type != "code":
             continue
         cell.source = _visible(cell.source)
@@ -203,6 +206,21 @@ def _autograded(result: Result, course: Course) -> nbformat.NotebookNode | None:
     return nb
 
 
+def _output(kind: str, text: str) -> nbformat.NotebookNode:
+    """One of autograder.results' [kind, text] outputs as nbformat's."""
+    new = nbformat.v4.new_output
+    if kind in ("stdout", "stderr"):
+        return new("stream", name=kind, text=text)
+    if kind == "png":
+        return new("display_data", data={"image/png": text, "text/plain": "<Figure>"})
+    if kind == "error":
+        ename, _, evalue = text.partition(": ")
+        return new("error", ename=ename, evalue=evalue, traceback=[text])
+    if kind == "result":
+        return new("execute_result", data={"text/plain": text}, execution_count=None)
+    return new("display_data", data={"text/plain": text})
+
+
 def write_nbgrader_folders(out: Path, results: list[Result], course: Course) -> None:
     """`autograded/<student>/<lab>/<lab>.ipynb` for every graded submission, and nbgrader's
     `timestamp.txt` and `submission_secret.txt` (where the submission was collected by nbgrader)
@@ -212,7 +230,8 @@ def write_nbgrader_folders(out: Path, results: list[Result], course: Course) -> 
     for r in results:
         if not r.handed_in or not r.path:
             continue
-        nb = _autograded(r, course)
+        from .report import read_outputs
+        nb = _autograded(r, course, read_outputs(out, r))
         if nb is None:
             continue
         folder = out / "autograded" / r.student / r.lab

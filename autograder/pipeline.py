@@ -55,7 +55,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     as soon as it is known, then the class reports and the gradebook. `progress(result)` is
     called for each result. Reuses unchanged results unless `options.force`. `found`: what
     `find_submissions` returned for these options, where the caller has it (the class is walked once)."""
-    from .report import read_results, write_result
+    from .report import read_results, write_outputs, write_result
     if options.memory_mb is not None:
         if options.memory_mb <= 0:
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
@@ -70,6 +70,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
 
     def on_result(result: Result) -> None:
         write_result(out, result)
+        write_outputs(out, result)          # (only newly graded results come here)
         if progress:
             progress(result)
 
@@ -198,7 +199,7 @@ def merge_folders(out: Path, folders: list[Path], course: Course, gradebook: boo
     signed result as it is — its scores, notes, time and fingerprint, nothing regraded — signed
     again with `out`'s key, then one set of reports and one gradebook. A result in several
     folders is taken from the one written last, with a warning."""
-    from .report import read_results, result_path, write_result
+    from .report import read_outputs, read_results, result_path, write_outputs, write_result
 
     if not folders:
         raise CourseError("course merge: name at least one result folder")
@@ -228,6 +229,8 @@ def merge_folders(out: Path, folders: list[Path], course: Course, gradebook: boo
     results = sorted((c[1] for c in chosen.values()), key=lambda r: (not r.handed_in, r.student, order[r.lab]))
     for result in results:
         write_result(out, result)
+        result.outputs = read_outputs(chosen[result.student, result.lab][2], result) or None
+        write_outputs(out, result)
     results, warnings = write_class_outputs(out, results, warnings, course, gradebook)
     return ClassGrades(results, warnings, 0)
 

@@ -63,6 +63,29 @@ def write_result(out: Path, result: Result) -> None:
     atomic_write(result_path(out, result), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+OUTPUTS = "outputs"       # DIR/outputs/<student>/<lab>.json: what each cell showed (autograded/)
+
+
+def write_outputs(out: Path, result: Result) -> None:
+    """What the cells of a newly graded submission showed, beside its result (none: removed)."""
+    path = out / OUTPUTS / result.student / f"{result.lab}.json"
+    if result.outputs:
+        atomic_write(path, json.dumps({str(i): items for i, items in sorted(result.outputs.items())}))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_outputs(out: Path, result: Result) -> dict[int, list]:
+    """{cell index: [[kind, text]]} written by `write_outputs` ({} if none or unreadable)."""
+    from .results import MAX_OUTPUTS, capped_outputs
+    try:
+        data = json.loads((out / OUTPUTS / result.student / f"{result.lab}.json").read_text(encoding="utf-8"))
+        budget = [MAX_OUTPUTS]
+        return {int(i): capped_outputs(items, budget) for i, items in data.items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 def read_results(out: Path) -> dict[tuple[str, str], Result]:
     """Results this grader wrote under `out` (a resumed run skips what they cover). A result
     that is unreadable, unsigned or whose signature does not match is ignored: it is graded again."""

@@ -4,7 +4,7 @@ NotebookRun, how either engine runs one notebook. The worker imports this module
 here imports the grader."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass
@@ -14,6 +14,47 @@ class Outcome:
     ename: str = ""
     evalue: str = ""
     seconds: float = 0.0
+
+
+# What a cell showed, as the grader keeps it for nbgrader's autograded/ notebook: [kind, text]
+# pairs, kind one of OUTPUT_KINDS ("png": base64 of a PNG, the figures a cell left open). Untrusted
+# (the student's code wrote them): capped where they are made, again in the worker and the grader.
+OUTPUT_KINDS = ("stdout", "stderr", "result", "display", "png", "error")
+MAX_OUTPUT_TEXT = 10_000          # characters kept of one text output
+MAX_OUTPUT_IMAGE = 400_000        # base64 characters of one PNG (larger figures are left out)
+MAX_OUTPUTS = 2_000_000           # characters of all the outputs one notebook keeps
+
+
+def capped_outputs(items, budget: list[int]) -> list[list[str]]:
+    """`items` ([kind, text] pairs) as the grader keeps them: unknown kinds and non-text dropped,
+    text cut to MAX_OUTPUT_TEXT, a PNG over MAX_OUTPUT_IMAGE left out (a line says so), all within
+    the characters left in `budget[0]` (which this lowers)."""
+    kept = []
+    for item in items if isinstance(items, list) else []:
+        if not (isinstance(item, list) and len(item) == 2 and item[0] in OUTPUT_KINDS and isinstance(item[1], str)):
+            continue
+        kind, text = item
+        if kind == "png" and len(text) > MAX_OUTPUT_IMAGE:
+            kind, text = "stderr", "[a figure too large to keep]\n"
+        elif kind == "png" and not _is_png(text):
+            continue
+        elif kind != "png" and len(text) > MAX_OUTPUT_TEXT:
+            text = text[:MAX_OUTPUT_TEXT] + "\n[… output cut]\n"
+        if len(text) > budget[0]:
+            break
+        budget[0] -= len(text)
+        kept.append([kind, text])
+    return kept
+
+
+def _is_png(text: str) -> bool:
+    import base64
+    import binascii
+    try:
+        return base64.b64decode(text[:64], validate=True).startswith(b"\x89PNG\r\n\x1a\n") and \
+            len(base64.b64decode(text, validate=True)) > 0
+    except (binascii.Error, ValueError):
+        return False
 
 
 def record_path(folder: str, index: int) -> str:
@@ -66,6 +107,8 @@ class Result:
     submitted_at: str = ""                           # ISO 8601 UTC, from nbgrader's timestamp.txt
     handed_in: bool = True                           # False: on the roster, no notebook (0 points)
     late_penalty: float = 0.0                        # points taken off the checks' sum (course.yml grading.late)
+    outputs: dict | None = field(default=None, repr=False, compare=False)   # {cell index: capped outputs}
+    #                  of the run that made this result: kept beside it, never in its JSON (autograded/)
 
     @property
     def score(self) -> float:
@@ -81,7 +124,9 @@ class Result:
         return sum(c.max_points for c in self.checks if c.pending)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "score": self.score, "max_score": self.max_score, "pending_points": self.pending_points}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "outputs"}
+        data.update(checks=[asdict(c) for c in self.checks], notes=list(self.notes))
+        return {**data, "score": self.score, "max_score": self.max_score, "pending_points": self.pending_points}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Result":

@@ -156,7 +156,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         from .execute import run_notebook_cells as engine
     else:
         engine = run_notebook_forked
-    outcomes = engine(cells, run, notes, beat)
+    shown: dict[int, list] = {}
+    outcomes = engine(cells, run, notes, beat, shown)
     if sandboxed and job.get("engine") == "kernel":   # the kernel and anything it started (the
         kill_others(0, sandboxed)                      # fork engine ends its own notebook's)
     notebook_seconds = time.monotonic() - started    # on the worker's clock, not the notebook's
@@ -171,7 +172,7 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
     index, blob = _records(probes, {i for i, _, kind in cells if kind == "test"})
     clean = _wipe(sandboxed, job_dir)
     return {"clean": clean, "outcomes": [[i, o.status, o.ename, o.evalue, round(o.seconds, 3)] for i, o in outcomes.items()],
-            "notes": notes, "predictions": predictions, "records": index,
+            "notes": notes, "predictions": predictions, "records": index, "outputs": sorted(shown.items()),
             "notebook_seconds": round(notebook_seconds, 3)}, blob
 
 

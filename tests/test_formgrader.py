@@ -98,6 +98,9 @@ def test_formgrader_lists_the_scores_and_renders_the_autograded_notebook(course,
     assert status == 200
     assert all(f"check_{name}" in page for name in course.lab(LAB).checks)
     assert "NotImplementedError" in page and "BEGIN HIDDEN" not in page
+    status, page = request(server, f"/formgrader/submissions/{notebooks['ann']['id']}/")
+    assert status == 200 and "torch.Size([150, 4]) torch.float64" in page     # what ann's cells printed when graded
+    assert "data:image/png;base64," in page                                  # and the figures they drew
 
 
 def test_a_manual_score_entered_in_formgrader_reaches_the_next_reports(course, graded, server):
