@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # keep the venv's bin/ on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup sandbox browser demo test test-reference build check validate bench clean
+.PHONY: setup sandbox browser demo test test-reference build check validate bench clean messages
 
 setup: sandbox $(VENV)/.installed
 
@@ -50,6 +50,13 @@ check: setup
 
 validate: setup
 	$(BIN)/course validate
+
+# `make messages LAB=<lab> TO=ko` (LAB=course: what every lab shares): extract the English msgids
+# with pybabel (babel.cfg) and create or update autograder/locale/<TO>/LC_MESSAGES/<LAB>.po; then
+# translate it and run `course build` (which compiles it). See README "Languages".
+messages: setup
+	@test -n "$(LAB)" -a -n "$(TO)" || { echo "usage: make messages LAB=<lab>|course TO=<lang>" >&2; exit 2; }
+	$(BIN)/python -m autograder.catalogs $(LAB) $(TO)
 
 bench: setup
 	$(BIN)/python benchmarks/grading.py --lab backprop --copies 20

@@ -5,12 +5,20 @@ helpers pull code from `reference.<lab>` so no code is written twice (see
 reference/notebooks/README.md). The rendered source notebook carries nbgrader schema-3
 metadata and is written to `solutions/`; nbgrader's own GenerateAssignment turns it into the
 student notebook in `exercises/`. Everything is deterministic, so `--check` can name stale files.
+
+Every language is built from the same template: its prose is in `{% trans %}` blocks (jinja2's
+i18n extension), translated through the gettext catalogs of autograder/locale (compiled here
+into the `.mo` files the grader reads; see autograder.i18n). A translation's notebooks live
+under `<language>/` (`ko/solutions/<lab>/<lab>.ipynb`), English's where they always were; the
+cells, grade ids and code of every language are the same, only prose differs.
 """
 from __future__ import annotations
 
 import ast
+import gettext as _gettext
 import importlib
 import inspect
+import io
 import json
 import re
 import tempfile
@@ -21,11 +29,14 @@ from typing import Any, Callable
 
 import jinja2
 import nbformat
+import yaml
 
 from .config import Course, CourseError, Lab
+from .i18n import COURSE_DOMAIN, SOURCE
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reference" / "notebooks"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GLOSSARY = TEMPLATE_DIR / "glossary.yml"
 _HEADER = re.compile(r"^# %%(?: \[(?P<kind>markdown|solution|check|answer|written)\])?(?: id=(?P<id>[\w-]+))?\s*$")
 # An answer cell may carry a starter: the code its exercise version starts with instead of
 # nbgrader's "# YOUR CODE HERE" stub (a debugging lab hands out broken code to fix).
@@ -107,12 +118,69 @@ class _Helpers:
         return text
 
 
-def render(lab: Lab, course: Course) -> tuple[str, list[str]]:
-    """Render the lab's template; returns the percent-format text and the checks it used."""
+# ---------------------------------------------------------------- languages
+class _Missing(_gettext.NullTranslations):
+    """The end of a translation's fallback chain: records each msgid no catalog translated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missed: dict[str, None] = {}
+
+    def gettext(self, message: str) -> str:
+        self.missed[message] = None
+        return message
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        self.missed[singular] = None
+        return singular if n == 1 else plural
+
+
+class Translator:
+    """What a build in `language` translates lab `lab_id` with: the lab's catalog, then the shared
+    one (both compiled from their `.po` by this build, never an older `.mo`), then English —
+    recording the msgids that fell through to English (`missed`)."""
+
+    def __init__(self, language: str, lab_id: str, catalogs: dict[Path, bytes] | None = None) -> None:
+        from .i18n import catalog_path
+        self.language = language
+        self.missing = _Missing()
+        self.translations: _gettext.NullTranslations = self.missing if language != SOURCE else _gettext.NullTranslations()
+        if language == SOURCE:
+            return
+        catalogs = catalogs or {}
+        for domain in (COURSE_DOMAIN, lab_id):     # the lab's catalog in front, the shared one behind it
+            path = catalog_path(language, domain, ".mo")
+            if path in catalogs:
+                found = _gettext.GNUTranslations(io.BytesIO(catalogs[path]))
+                found.add_fallback(self.translations)
+                self.translations = found
+
+    def gettext(self, message: str) -> str:
+        return self.translations.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self.translations.ngettext(singular, plural, n)
+
+    @property
+    def missed(self) -> list[str]:
+        return list(self.missing.missed)
+
+
+def _markdown(text: str) -> str:
+    """A jinja2 filter: markdown as the lines of a percent-format markdown cell (`# ` a line, a
+    bare `#` for an empty one), so that `{% trans %}` blocks hold plain markdown."""
+    return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").splitlines())
+
+
+def render(lab: Lab, course: Course, translator: Translator | None = None) -> tuple[str, list[str]]:
+    """Render the lab's template (its prose through `translator`, English by default); returns
+    the percent-format text and the checks it used."""
     module = importlib.import_module(f"reference.{lab.id}")
     helpers = _Helpers(lab, module, [])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+                             keep_trailing_newline=True, autoescape=False, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(translator or Translator(SOURCE, lab.id), newstyle=False)
+    env.filters["markdown"] = _markdown
     try:
         template = env.get_template(f"{lab.id}.py.j2")
         text = template.render(lab=lab, course=course, exercise=helpers.exercise, source=helpers.source,
@@ -200,21 +268,56 @@ def install_cell(course: Course) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(code, id="install", metadata={"nbgrader": _nbgrader("code", "install")})
 
 
-def hand_in_cells(lab: Lab) -> list[nbformat.NotebookNode]:
+def _english(message: str) -> str:
+    return message
+
+
+def hand_in_cells(lab: Lab, _: Callable[[str], str] = _english) -> list[nbformat.NotebookNode]:
     """The last cells: how to hand in, and the call that checks the notebook and writes the file."""
-    text = ("## Hand in\n\n"
-            "Save the notebook (Ctrl+S), then run the cell below. It runs the saved notebook from top to "
-            "bottom in a fresh kernel, as the grader will, lists the public checks that pass and the cells "
-            f"that fail, and writes `hand-in/{lab.id}.ipynb` beside this notebook: the file to hand in. "
-            "The grader runs the same checks and hidden ones (other inputs, a test split you never see).")
+    text = _("## Hand in\n\n"
+             "Save the notebook (Ctrl+S), then run the cell below. It runs the saved notebook from top to "
+             "bottom in a fresh kernel, as the grader will, lists the public checks that pass and the cells "
+             "that fail, and writes `hand-in/{lab}.ipynb` beside this notebook: the file to hand in. "
+             "The grader runs the same checks and hidden ones (other inputs, a test split you never see).").format(lab=lab.id)
     code = f"from autograder.handin import export\n\nexport({lab.id!r})"
     return [nbformat.v4.new_markdown_cell(text, id="hand-in-md", metadata={"nbgrader": _nbgrader("markdown", "hand-in-md")}),
             nbformat.v4.new_code_cell(code, id="hand-in", metadata={"nbgrader": _nbgrader("code", "hand-in")})]
 
 
-def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
-    """The nbgrader source notebook of `lab`: solutions and hidden tests included."""
-    text, used = render(lab, course)
+def glossary(lab_id: str) -> list[dict[str, str]]:
+    """The lab's terms from reference/notebooks/glossary.yml: [{"en": ..., "ko": ...}, ...]."""
+    data = yaml.safe_load(GLOSSARY.read_text(encoding="utf-8")) if GLOSSARY.is_file() else {}
+    terms = (data or {}).get(lab_id) or []
+    if not isinstance(terms, list) or not all(isinstance(t, dict) and isinstance(t.get(SOURCE), str) for t in terms):
+        raise CourseError(f"{GLOSSARY.relative_to(TEMPLATE_DIR.parent.parent)}: {lab_id}: a list of terms, "
+                          f"each a mapping with at least `{SOURCE}`")
+    return terms
+
+
+def glossary_cell(lab: Lab, language: str, _: Callable[[str], str] = _english) -> nbformat.NotebookNode | None:
+    """The lab's glossary, a markdown cell (None for a lab without terms): each term in the
+    notebook's language and in the others (English: every translation's column; a translation:
+    English's). The data is language-neutral, so the cell is there in every language."""
+    from .i18n import LANGUAGES
+    terms = glossary(lab.id)
+    if not terms:
+        return None
+    others = sorted({k for t in terms for k in t if k in LANGUAGES and k != SOURCE})
+    columns = [SOURCE, *others] if language == SOURCE else [language, SOURCE]
+    names = {"en": _("English"), "ko": _("Korean (한국어)")}
+    rows = ["| " + " | ".join(names.get(c, c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    rows += ["| " + " | ".join(t.get(c, "") for c in columns) + " |" for t in terms]
+    text = _("## Glossary\n\nThe terms of this lab, in English and as the Korean lecture notes name them:") + "\n\n" + "\n".join(rows)
+    return nbformat.v4.new_markdown_cell(text, id="glossary", metadata={"nbgrader": _nbgrader("markdown", "glossary")})
+
+
+def source_notebook(lab: Lab, course: Course, translator: Translator | None = None) -> nbformat.NotebookNode:
+    """The nbgrader source notebook of `lab` (in `translator`'s language, English by default):
+    solutions and hidden tests included."""
+    translator = translator or Translator(SOURCE, lab.id)
+    _ = translator.gettext
+    language = translator.language
+    text, used = render(lab, course, translator)
     where = f"reference/notebooks/{lab.id}.py.j2"
     missing = [c for c in [*lab.checks, *lab.written] if c not in used]
     twice = sorted({c for c in used if used.count(c) > 1})
@@ -228,18 +331,25 @@ def source_notebook(lab: Lab, course: Course) -> nbformat.NotebookNode:
             raise CourseError(f"autograder/checks/{lab.id}.py: no check function {name!r} (course.yml labs.{lab.id}.checks)")
     cells = parse_cells(text, lab)
     starters = any("starter" in c.metadata.get("course", {}) for c in cells)
-    where_to_answer = ("fix the code in the answer cells" if starters else "answer in the cells marked `# YOUR CODE HERE`")
+    where_to_answer = (_("fix the code in the answer cells") if starters
+                       else _("answer in the cells marked `# YOUR CODE HERE`"))
     header = nbformat.v4.new_markdown_cell(
-        f"*Generated from `reference/{lab.id}.py` and `reference/notebooks/{lab.id}.py.j2` by `course build` "
-        f"(instructors: edit those, not this notebook).* **Students:** {where_to_answer}, run the check cell "
-        f"below each, and hand in with the last cell, which writes `hand-in/{lab.id}.ipynb`.",
+        _("*Generated from `reference/{lab}.py` and `reference/notebooks/{lab}.py.j2` by `course build` "
+          "(instructors: edit those, not this notebook).* **Students:** {where_to_answer}, run the check cell "
+          "below each, and hand in with the last cell, which writes `hand-in/{lab}.ipynb`.").format(
+            lab=lab.id, where_to_answer=where_to_answer),
         id="header", metadata={"nbgrader": _nbgrader("markdown", "header")})
-    nb = nbformat.v4.new_notebook(cells=[header, install_cell(course), *cells, *hand_in_cells(lab)], metadata={
+    terms = glossary_cell(lab, language, _)
+    meta = {"lab": lab.id, "title": _(lab.title),
+            "max_points": lab.max_points, "points": dict(lab.checks), "thresholds": dict(lab.thresholds)}
+    if language != SOURCE:
+        meta["language"] = language
+    nb = nbformat.v4.new_notebook(cells=[header, install_cell(course), *cells, *([terms] if terms else []),
+                                         *hand_in_cells(lab, _)], metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
         # points and thresholds as built: `course grade` warns when course.yml has changed since
-        "course": {"lab": lab.id, "title": lab.title, "max_points": lab.max_points,
-                   "points": dict(lab.checks), "thresholds": dict(lab.thresholds)},
+        "course": meta,
     })
     nbformat.validate(nb)
     return nb
@@ -308,25 +418,62 @@ def golden_json(lab: Lab) -> str | None:
     return None if golden is None else json.dumps(golden(), indent=1, sort_keys=True) + "\n"
 
 
-def build(course: Course, lab_ids: list[str] | None = None, check: bool = False) -> list[Path]:
-    """Build the selected labs. With `check`, write nothing and return the stale or missing
-    files; otherwise write them and return the files written."""
+def build(course: Course, lab_ids: list[str] | None = None, check: bool = False,
+          languages: list[str] | None = None, report: Callable[[str], None] | None = None) -> list[Path]:
+    """Build the selected labs in `languages` (default: English and every language with
+    catalogs), and compile those languages' catalogs. With `check`, write nothing and return the
+    stale or missing files; otherwise write them and return the files written. `report` is told,
+    one line each, which labs a language has no translation of (their English notebook stands
+    in) and which msgids a translated lab still lacks."""
+    from .catalogs import compiled_catalogs, languages as catalog_languages
+    from .i18n import LANGUAGES, catalog_path, reload, translated
+
     labs = course.select(lab_ids)
-    sources = {lab.id: source_notebook(lab, course) for lab in labs}
-    released = generate_assignments(sources)
-    outputs: dict[Path, str] = {}
+    languages = list(dict.fromkeys(languages or catalog_languages()))
+    for language in languages:
+        if language not in LANGUAGES:
+            raise CourseError(f"unknown language {language!r} (known: {', '.join(LANGUAGES)})")
+    compiled = compiled_catalogs() if any(language != SOURCE for language in languages) else {}
+    outputs: dict[Path, str | bytes] = {}
+    for language in languages:
+        built = [lab for lab in labs if translated(lab.id, language)]
+        behind = [lab.id for lab in labs if lab not in built]
+        if behind and report:
+            report(f"{language}: {len(behind)} of {len(labs)} lab(s) not translated yet, their English notebooks "
+                   f"stand in: {', '.join(behind)}")
+        sources = {}
+        for lab in built:
+            translator = Translator(language, lab.id, compiled)
+            sources[lab.id] = source_notebook(lab, course, translator)
+            if translator.missed and report:
+                report(f"{language}: {lab.id}: {len(translator.missed)} string(s) not translated yet, English stands "
+                       f"in: {textwrap.shorten(translator.missed[0], 60)!r}" + (" ..." if len(translator.missed) > 1 else ""))
+        released = generate_assignments(sources) if sources else {}
+        for lab in built:
+            outputs[course.solution_path(lab.id, language)] = dumps(sources[lab.id])
+            outputs[course.exercise_path(lab.id, language)] = released[lab.id]
+        if language != SOURCE:
+            for domain in [COURSE_DOMAIN, *(lab.id for lab in built)]:
+                mo = catalog_path(language, domain, ".mo")
+                if mo in compiled:
+                    outputs[mo] = compiled[mo]
     for lab in labs:
-        outputs[course.solution_path(lab.id)] = dumps(sources[lab.id])
-        outputs[course.exercise_path(lab.id)] = released[lab.id]
         golden = golden_json(lab)
         if golden is not None:
             outputs[GOLDEN_DIR / f"{lab.id}.json"] = golden
-    changed = [p for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+
+    def stale(path: Path, data: str | bytes) -> bool:
+        if not path.exists():
+            return True
+        return path.read_bytes() != data if isinstance(data, bytes) else path.read_text(encoding="utf-8") != data
+    changed = [p for p, data in outputs.items() if stale(p, data)]
     if not check:
         for path in changed:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(outputs[path], encoding="utf-8")
+            data = outputs[path]
+            tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, encoding="utf-8")
             tmp.replace(path)
+        if any(p.suffix == ".mo" for p in changed):
+            reload()
     return changed
-

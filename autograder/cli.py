@@ -8,6 +8,7 @@ Otherwise students' scores never change the exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -17,12 +18,16 @@ from pathlib import Path
 sys.modules.setdefault("rfc3987_syntax", None)
 
 from .config import CourseError, load_course  # noqa: E402
+from .i18n import LANGUAGES, set_language  # noqa: E402
+
+_LANG_HELP = "the language students read: notebooks, messages, pages, README (default: course.yml `language`)"
 
 
 def _build(args, course) -> int:
     from .build import build
     t0 = time.monotonic()
-    changed = build(course, args.lab, check=args.check)
+    changed = build(course, args.lab, check=args.check, languages=[args.lang] if args.lang else None,
+                    report=lambda line: print(line, file=sys.stderr))
     rel = [str(p.relative_to(course.root)) if p.is_relative_to(course.root) else str(p) for p in changed]
     if args.check:
         for p in rel:
@@ -129,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="render templates into solutions/ and exercises/ notebooks")
     b.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 naming every stale file")
+    b.add_argument("--lang", choices=tuple(LANGUAGES), help="only this language (default: English and every translation)")
     b.set_defaults(run=_build)
 
     g = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb")
@@ -157,12 +163,14 @@ def parser() -> argparse.ArgumentParser:
                         "course.yml grading.gpu decides the GPU check's points without CUDA")
     g.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without the bubblewrap sandbox (submissions run with your rights; every result says so)")
+    g.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     g.set_defaults(run=_grade)
 
     m = sub.add_parser("merge", help="join result folders (shards, machines) into one: reports and gradebook, nothing regraded")
     m.add_argument("out", metavar="OUT")
     m.add_argument("folders", metavar="DIR", nargs="+", help="output folders of `course grade`")
     m.add_argument("--no-gradebook", action="store_true", help="skip writing OUT/gradebook.db")
+    m.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     m.set_defaults(run=_merge)
 
     r = sub.add_parser("release", help="write what students receive into OUT: exercises, public checks, data")
@@ -171,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true",
                    help="write into a non-empty OUT that is not an earlier release, or over released package files "
                         "changed since (other files are kept; a notebook the student changed is never overwritten)")
+    r.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     r.set_defaults(run=_release)
 
     gs = sub.add_parser("gradescope", help="write a Gradescope autograder (.zip) for one lab")
@@ -180,17 +189,20 @@ def parser() -> argparse.ArgumentParser:
     gs.add_argument("--unsafe-no-sandbox", action="store_true",
                     help="where Gradescope's container cannot start bubblewrap, grade anyway (the upload runs as root "
                          "beside the solution and can give itself full marks); default: grade nothing and say so")
+    gs.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     gs.set_defaults(run=_gradescope)
 
     cr = sub.add_parser("classroom", help="write a GitHub Classroom template repository for one lab")
     cr.add_argument("lab", metavar="LAB")
     cr.add_argument("out", metavar="OUT")
     cr.add_argument("--force", action="store_true", help="write into a non-empty OUT that is not an earlier template")
+    cr.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     cr.set_defaults(run=_classroom)
 
     v = sub.add_parser("validate", help="solution notebooks score full marks, blank exercises zero")
     v.add_argument("--lab", action="append", metavar="ID", help="only this lab (repeatable)")
     v.add_argument("--jobs", type=int, metavar="N", help="notebooks graded at once (default: the cores)")
+    v.add_argument("--lang", choices=tuple(LANGUAGES), help=_LANG_HELP)
     v.set_defaults(run=_validate)
     return p
 
@@ -199,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         course = load_course(args.course)
+        if getattr(args, "lang", None) and args.command != "build":     # build: which languages to build
+            course = dataclasses.replace(course, language=args.lang)
+        set_language(course.language)
         if getattr(args, "jobs", None) is not None and args.jobs < 1:
             raise CourseError(f"--jobs must be at least 1, got {args.jobs}")
         return args.run(args, course)

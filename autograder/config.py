@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .i18n import LANGUAGES
+
 GPU_POLICIES = ("required", "preferred", "ignore")
 HAND_IN_CHANNELS = ("folder", "nbgrader", "gradescope", "classroom")   # how students hand in (release README)
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")  # Gradescope's, for hidden checks
@@ -55,6 +57,13 @@ class Course:
     release_url: str | None = None         # what the notebooks' first cell pip-installs where `autograder` is missing
     hand_in: tuple[str, ...] = ("folder",)  # the channels students hand in through
     hidden_visibility: str = "after_due_date"  # Gradescope: when a check with hidden tests shows its result
+    language: str = "en"                   # what students read: notebooks, check messages, pages, README
+
+    def notebook_root(self, language: str | None = None) -> Path:
+        """Where the built notebooks of `language` (default: the course's) live: the course root
+        for English, the source language; `<root>/<language>/` for a translation."""
+        language = language or self.language
+        return self.root if language == "en" else self.root / language
 
     @property
     def root(self) -> Path:
@@ -77,18 +86,27 @@ class Course:
     def select(self, lab_ids: list[str] | None) -> list[Lab]:
         return [self.lab(i) for i in lab_ids] if lab_ids else list(self.labs)
 
-    def solution_path(self, lab_id: str) -> Path:
-        return self.root / "solutions" / lab_id / f"{lab_id}.ipynb"
+    def built_language(self, lab_id: str, language: str | None = None) -> str:
+        """The language lab `lab_id` is built in for `language` (default: the course's): that
+        language where the lab is translated into it, else English, which stands in."""
+        from .i18n import translated
+        language = language or self.language
+        return language if translated(lab_id, language) else "en"
 
-    def exercise_path(self, lab_id: str) -> Path:
-        return self.root / "exercises" / lab_id / f"{lab_id}.ipynb"
+    def solution_path(self, lab_id: str, language: str | None = None) -> Path:
+        root = self.notebook_root(self.built_language(lab_id, language))
+        return root / "solutions" / lab_id / f"{lab_id}.ipynb"
+
+    def exercise_path(self, lab_id: str, language: str | None = None) -> Path:
+        root = self.notebook_root(self.built_language(lab_id, language))
+        return root / "exercises" / lab_id / f"{lab_id}.ipynb"
 
 
 # --- a tiny schema: dict of key -> type spec; a spec is a type, a tuple of types, a nested
 # --- dict, ("map", value_spec), ("list", item_spec) or ("choice", values).
 _NUMBER = (int, float)
 _SCHEMA: dict[str, Any] = {
-    "course": {"title": str, "seed": int},
+    "course": {"title": str, "seed": int, "language": ("choice", tuple(LANGUAGES))},
     "data": {"root": (str, type(None)), "hidden": (str, type(None))},
     "grading": {"cell_timeout": _NUMBER, "notebook_timeout": _NUMBER, "memory_mb": _NUMBER,
                 "gpu": ("choice", GPU_POLICIES), "late": {"per_day": _NUMBER, "max_days": int}},
@@ -97,7 +115,7 @@ _SCHEMA: dict[str, Any] = {
     "release": {"url": (str, type(None)), "hand_in": ("list", ("choice", HAND_IN_CHANNELS)),
                 "hidden_visibility": ("choice", VISIBILITIES)},
 }
-_OPTIONAL = {"thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due",
+_OPTIONAL = {"language", "thresholds", "root", "hidden", "memory_mb", "partial", "late", "max_days", "due",
              "release", "url", "hand_in", "hidden_visibility", "written"}
 
 
@@ -266,4 +284,5 @@ def load_course(path: str | Path | None = None) -> Course:
         release_url=release.get("url"),
         hand_in=tuple(dict.fromkeys(release.get("hand_in", ["folder"]))),
         hidden_visibility=release.get("hidden_visibility", "after_due_date"),
+        language=raw["course"].get("language", "en"),
     )

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import Course, CourseError, Lab
+from .i18n import gettext as _
+from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
 from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
@@ -75,17 +77,17 @@ def _one_line(text: str) -> str:
 
 def _describe(outcome: Outcome) -> str:
     if outcome.status == "timeout":
-        return f"timed out: {outcome.evalue} (an infinite loop, or too much work)"
+        return _("timed out: {why} (an infinite loop, or too much work)").format(why=outcome.evalue)
     if outcome.status == "memory":
-        return f"stopped: {outcome.evalue}"
+        return _("stopped: {why}").format(why=outcome.evalue)
     if outcome.status == "died":
-        return "the kernel died while running this cell (os._exit, a crash, or out of memory)"
+        return _("the kernel died while running this cell (os._exit, a crash, or out of memory)")
     if outcome.status == "not_run":
-        return f"not run: {outcome.evalue}"
+        return _("not run: {why}").format(why=outcome.evalue)
     if outcome.ename == "AssertionError":
-        return _one_line(outcome.evalue) or "AssertionError (no message)"
+        return _one_line(outcome.evalue) or _("AssertionError (no message)")
     if outcome.ename == "NotImplementedError":
-        return "not answered yet: an answer cell still raises NotImplementedError"
+        return _("not answered yet: an answer cell still raises NotImplementedError")
     return _one_line(f"{outcome.ename}: {outcome.evalue}")
 
 
@@ -170,10 +172,11 @@ def _deciding_cells(nb, outcomes: dict[int, Outcome], lab: Lab) -> dict[int, str
 
 @lru_cache(maxsize=1)
 def grader_digest() -> str:
-    """Of the grader's own code (autograder/*.py and the checks): a new grader regrades."""
+    """Of the grader's own code (autograder/*.py, the checks and the compiled catalogs of their
+    messages): a new grader regrades."""
     package = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted([*package.glob("*.py"), *package.glob("checks/*.py")]):
+    for path in sorted([*package.glob("*.py"), *package.glob("checks/*.py"), *package.glob("locale/*/LC_MESSAGES/*.mo")]):
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 
@@ -189,7 +192,7 @@ def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandb
         except OSError:
             h.update(b"<unreadable>")
     h.update(json.dumps([lab.checks, lab.written, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed,
-                         grader_digest()], sort_keys=True).encode())
+                         grader_digest(), course.language], sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -331,6 +334,7 @@ class Graders:
         if sandboxed:
             require_sandbox()
         self.course = course
+        set_language(course.language)     # the messages this process makes: the judges', pages, the README
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads)

@@ -33,7 +33,15 @@ def judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: s
           partial: bool = False) -> tuple[Outcome, float | None]:
     """The verdict on one check cell, decided from its probe's record (autograder.witness): "ok",
     or "error" with the check's message; and the share of its points its passing cases earn when
-    `partial` (None otherwise). Runs in a judge (see `judge_apart`)."""
+    `partial` (None otherwise), its message in the language `facts` names (the grader's: the
+    course's). Runs in a judge (see `judge_apart`)."""
+    from .i18n import using
+    with using((facts or {}).get("language")):
+        return _judge(lab_id, source, record, device, facts, partial)
+
+
+def _judge(lab_id: str, source: str, record: tuple[dict, bytes] | None, device: str, facts: dict | None,
+           partial: bool) -> tuple[Outcome, float | None]:
     from .checks import PartialCredit, Skipped
     from .witness import ReplayMismatch, judge_cell
     if record is None:
@@ -60,6 +68,8 @@ def judge_apart(lab_id: str, cells: list[tuple[int, str, bool]], records: dict, 
     """`judge` for each (index, source, partial) check cell of one notebook, in a judge of its own
     (a fork of this process's judge server): a record that crashes the judge, or keeps it busy
     past the judging budget, costs this notebook's checks, never the grader or a classmate's grade."""
+    from .i18n import language
+    facts = {**facts, "language": language()}          # the judge speaks the grader's language
     verdicts = shared().judge(lab_id, cells, records, device, facts, JUDGE_SECONDS + JUDGE_MARGIN)
     if isinstance(verdicts, dict) and set(verdicts) == {index for index, _, _ in cells}:
         return verdicts
@@ -134,8 +144,11 @@ def _warm_up() -> None:
     import autograder.checks as checks
     from autograder.data import mnist_splits
     mnist_splits()
+    from autograder.i18n import LANGUAGES, translations
     for module in pkgutil.iter_modules(checks.__path__):
         importlib.import_module(f"autograder.checks.{module.name}")
+        for lang in LANGUAGES:            # the compiled catalogs of its messages
+            translations(lang, module.name)
         try:
             checks.golden(module.name)
         except (OSError, ValueError, KeyError):
