@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from autograder.i18n import gettext as _
+
 HAND_IN_DIR = "hand-in"
 
 
@@ -91,7 +93,11 @@ def run_notebook(path: Path, cell_timeout: float = 1200):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(Path(path).resolve().parent)}})
-    client.execute(env={**os.environ, "COURSE_HANDIN_RUN": "1", "MPLBACKEND": "agg"})
+    env = {**os.environ, "COURSE_HANDIN_RUN": "1", "MPLBACKEND": "agg"}
+    language = nb.metadata.get("course", {}).get("language")
+    if language and "COURSE_LANGUAGE" not in env:          # a translated notebook's checks speak its language
+        env["COURSE_LANGUAGE"] = str(language)
+    client.execute(env=env)
     return nb
 
 
@@ -100,24 +106,25 @@ def export(lab: str, notebook: str | os.PathLike | None = None, cell_timeout: fl
     in, `hand-in/<lab>.ipynb` beside it (outputs included). Save the notebook first (Ctrl+S):
     what is on disk is what is handed in. Returns the file written (None under the grader)."""
     if os.environ.get("COURSE_GRADING") or os.environ.get("COURSE_HANDIN_RUN"):
-        print("hand in: not run here (the grader, or the hand-in check itself, runs this notebook)")
+        print(_("hand in: not run here (the grader, or the hand-in check itself, runs this notebook)"))
         return None
     import nbformat
 
     path = find_notebook(lab, notebook)
-    print(f"hand in: running {path} from top to bottom in a fresh kernel ...", flush=True)
+    print(_("hand in: running {path} from top to bottom in a fresh kernel ...").format(path=path), flush=True)
     t0 = time.monotonic()
     nb = run_notebook(path, cell_timeout)
     passed, failed, broken = _outcomes(nb)
     out = path.parent / HAND_IN_DIR / f"{lab}.ipynb"
     out.parent.mkdir(exist_ok=True)
     nbformat.write(nb, out)
-    print(f"ran in {time.monotonic() - t0:.0f} s: {len(passed)} of {len(passed) + len(failed)} public checks pass")
+    print(_("ran in {seconds:.0f} s: {passed} of {total} public checks pass").format(
+        seconds=time.monotonic() - t0, passed=len(passed), total=len(passed) + len(failed)))
     for check, line in failed.items():
-        print(f"  check failed: {check}: {line}")
+        print("  " + _("check failed: {check}: {line}").format(check=check, line=line))
     for line in broken:
-        print(f"  cell failed: {line}")
-    print(f"wrote {out}: hand in this file (the grader also runs hidden checks)")
+        print("  " + _("cell failed: {line}").format(line=line))
+    print(_("wrote {path}: hand in this file (the grader also runs hidden checks)").format(path=out))
     if "google.colab" in sys.modules:
         from google.colab import files  # type: ignore[import-not-found]
         files.download(str(out))

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from .i18n import gettext as _
+from .i18n import lab_title, language
 from .results import Result
 
 CSV_FIELDS = ["student", "lab", "check", "points", "max_points", "message"]
@@ -183,14 +185,15 @@ def for_students(text: str) -> str:
 def gradescope_tests(result: Result, hidden: frozenset[str] = frozenset(), visibility: str = "visible") -> list[dict]:
     """Gradescope's test entries, one per check: points, the student-safe message, and the
     `hidden` checks' `visibility`."""
-    return [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": for_students(c.message or "passed"),
+    return [{"name": c.name, "score": c.points, "max_score": c.max_points, "output": for_students(c.message or _("passed")),
              "visibility": visibility if c.name in hidden else "visible"} for c in result.checks]
 
 
 def gradescope_json(result: Result) -> str:
     """Gradescope's autograder `results.json` for one submission (what its student reads)."""
     doc = {"score": result.score, "execution_time": result.seconds, "tests": gradescope_tests(result),
-           "output": for_students("\n".join(result.notes + ([f"grader error: {result.grader_error}"] if result.grader_error else [])))}
+           "output": for_students("\n".join(result.notes + ([_("grader error: {error}").format(error=result.grader_error)]
+                                                             if result.grader_error else [])))}
     return json.dumps(doc, indent=1) + "\n"
 
 
@@ -237,7 +240,7 @@ def _junit_kind(r: Result, c) -> str:
 
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }}
@@ -249,13 +252,13 @@ details summary {{ cursor: pointer; color: #555; font-size: 13px; }}
 .score {{ font-size: 1.4rem; }}
 .comment {{ border: 1px solid #ddd; border-left: 4px solid #4c72b0; padding: .6rem 1rem; margin: 1.5rem 0; min-height: 3rem; }}
 </style></head><body>
-<h1>{lab}: feedback for {student}</h1>
-<p class="score">{score} / {max_score} points</p>
+<h1>{heading}</h1>
+<p class="score">{score}</p>
 {notes}
-<table><thead><tr><th>check</th><th>points</th><th>expected / got / hint</th></tr></thead><tbody>
+<table><thead><tr><th>{check}</th><th>{points}</th><th>{verdict}</th></tr></thead><tbody>
 {rows}
 </tbody></table>
-<section class="comment" id="comment"><strong>Comment from your instructor</strong>
+<section class="comment" id="comment"><strong>{comment_heading}</strong>
 {comment}
 </section>
 </body></html>
@@ -269,8 +272,9 @@ def _verdict(c, code: str = "") -> str:
     if c.pending:
         return html.escape(c.message)
     if c.passed:
-        return "passed" + (f" — {html.escape(for_students(c.message))}" if c.message else "")
-    answer = (f"<details><summary>your answer</summary><pre>{html.escape(code)}</pre></details>"
+        return _("passed") + (f" — {html.escape(for_students(c.message))}" if c.message else "")
+    yours = _("your answer")
+    answer = (f"<details><summary>{yours}</summary><pre>{html.escape(code)}</pre></details>"
               if code.strip() else "")
     return f"<code>{html.escape(for_students(c.message))}</code>{answer}"
 
@@ -278,18 +282,24 @@ def _verdict(c, code: str = "") -> str:
 def feedback_html(result: Result, title: str = "", answers: dict[str, str] | None = None, comment: str = "") -> str:
     """A self-contained page: each check with its points and, if lost, what was expected, what
     was got, the hint and the student's answer code it tested (`answers`: check -> code); then
-    the instructor's comment, or room for one."""
+    the instructor's comment, or room for one. In the current language (autograder.i18n: the
+    course's), the lab's title (course.yml's) included."""
     answers = answers or {}
     rows = "\n".join(
         f'<tr class="{"pending" if c.pending else "pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
         f'<td class="pts">{_fmt(c.points)} / {_fmt(c.max_points)}</td>'
         f'<td>{_verdict(c, answers.get(c.name, ""))}</td></tr>'
         for c in result.checks)
-    notes = "".join(f"<p><strong>Note:</strong> {html.escape(for_students(n))}</p>" for n in result.notes)
-    remark = (f"<p>{html.escape(comment).replace(chr(10), '<br>')}</p>" if comment.strip() else "<p><em>none yet</em></p>")
-    return _PAGE.format(title=html.escape(title or f"{result.lab} — {result.student}"), lab=html.escape(title or result.lab),
-                        student=html.escape(result.student), score=_fmt(result.score),
-                        max_score=_fmt(result.max_score), notes=notes, rows=rows, comment=remark)
+    note, none_yet = _("Note:"), _("none yet")
+    notes = "".join(f"<p><strong>{note}</strong> {html.escape(for_students(n))}</p>" for n in result.notes)
+    remark = (f"<p>{html.escape(comment).replace(chr(10), '<br>')}</p>" if comment.strip()
+              else f"<p><em>{none_yet}</em></p>")
+    title = lab_title(title) if title else ""
+    heading = _("{lab}: feedback for {student}").format(lab=html.escape(title or result.lab), student=html.escape(result.student))
+    return _PAGE.format(lang=language(), title=html.escape(title or f"{result.lab} — {result.student}"), heading=heading,
+                        score=_("{score} / {max_score} points").format(score=_fmt(result.score), max_score=_fmt(result.max_score)),
+                        check=_("check"), points=_("points"), verdict=_("expected / got / hint"),
+                        comment_heading=_("Comment from your instructor"), notes=notes, rows=rows, comment=remark)
 
 
 def instructor_comment(out: Path, r: Result) -> str:

@@ -3,6 +3,9 @@
 One module per lab (`autograder/checks/<lab>.py`); each public function that does not start
 with `_` is one check, named as in course.yml. Helpers here keep every message in one shape:
 `<what>: expected <expected>, got <got> — <hint>`.
+
+Every message is made in the course's language (autograder.i18n): the words here through the
+shared catalog (`_`), a lab's own through its catalog (`_ = Domain("<lab>").gettext` in its module).
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from autograder.i18n import gettext as _
+
 __all__ = ["CheckFailed", "fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
            "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst",
@@ -32,7 +37,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         if value.numel() <= 8:
             return str([round(v, 4) if isinstance(v, float) else v for v in value.detach().cpu().flatten().tolist()])
-        return f"tensor of shape {tuple(value.shape)}"
+        return _("tensor of shape {shape}").format(shape=tuple(value.shape))
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, torch.Size):
@@ -45,7 +50,7 @@ class CheckFailed(AssertionError):
     not at the foot of a traceback through the check's own code; it is still an AssertionError."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31mCheck failed\x1b[0m: {self}"]
+        return ["\x1b[0;31m" + _("Check failed") + f"\x1b[0m: {self}"]
 
 
 # the files IPython compiles notebook cells into: plain IPython's, and ipykernel's
@@ -75,8 +80,8 @@ def _point_to_the_answer(shell: Any, etype: type, value: BaseException, tb: Any,
     a wrong answer says which answer to fix."""
     try:
         name = answer_behind(tb)
-        note = (f"→ This error comes from `{name}`, written in an earlier cell: fix that answer, run its cell, "
-                "then run this one again.")
+        note = _("→ This error comes from `{name}`, written in an earlier cell: fix that answer, run its cell, "
+                 "then run this one again.").format(name=name)
         if name and not isinstance(value, CheckFailed) and note not in getattr(value, "__notes__", ()):
             value.add_note(note)
     except Exception:  # noqa: BLE001 — a pointer is a courtesy: never in the way of the traceback
@@ -98,7 +103,7 @@ def fail(what: str, expected: Any, got: Any, hint: str = "") -> None:
     """Raise the one-line failure every check uses."""
     exp = expected if isinstance(expected, str) else fmt(expected)
     gt = got if isinstance(got, str) else fmt(got)
-    message = f"{what}: expected {exp}, got {gt}"
+    message = _("{what}: expected {expected}, got {got}").format(what=what, expected=exp, got=gt)
     raise CheckFailed(message + (f" — {hint}" if hint else ""))
 
 
@@ -122,16 +127,17 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
     try:
         return torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
-        fail(what, "a tensor or number", f"{type(value).__name__}", "return a torch.Tensor")
+        fail(what, _("a tensor or number"), f"{type(value).__name__}", _("return a torch.Tensor"))
         raise  # unreachable
 
 
 def expect_shape(value: Any, shape: tuple, what: str, hint: str = "") -> None:
     """`value` is a tensor of exactly `shape`."""
     if not isinstance(value, torch.Tensor):
-        fail(what, f"a tensor of shape {tuple(shape)}", type(value).__name__, hint or "return a torch.Tensor")
+        fail(what, _("a tensor of shape {shape}").format(shape=tuple(shape)), type(value).__name__,
+             hint or _("return a torch.Tensor"))
     if tuple(value.shape) != tuple(shape):
-        fail(what, f"shape {tuple(shape)}", f"shape {tuple(value.shape)}", hint)
+        fail(what, _("shape {shape}").format(shape=tuple(shape)), _("shape {shape}").format(shape=tuple(value.shape)), hint)
 
 
 def expect_equal(got: Any, expected: Any, what: str, hint: str = "") -> None:
@@ -150,13 +156,14 @@ def expect_close(got: Any, expected: Any, what: str, atol: float = 1e-6, rtol: f
     g = _as_tensor(got, what).to(torch.float64)
     e = torch.as_tensor(expected, dtype=torch.float64).cpu()
     if g.shape != e.shape:
-        fail(what, f"shape {tuple(e.shape)}", f"shape {tuple(g.shape)}", hint)
+        fail(what, _("shape {shape}").format(shape=tuple(e.shape)), _("shape {shape}").format(shape=tuple(g.shape)), hint)
     if not torch.isfinite(g).all():
-        fail(what, "finite values", "NaN or inf", hint or "look for a division by zero or an overflow")
+        fail(what, _("finite values"), _("NaN or inf"), hint or _("look for a division by zero or an overflow"))
     if not torch.allclose(g, e, atol=atol, rtol=rtol):
         if g.numel() > 8:
             i = int(((g - e).abs() - (atol + rtol * e.abs())).flatten().argmax())
-            fail(what, f"{float(e.flatten()[i]):.6g} at flat index {i}", f"{float(g.flatten()[i]):.6g}", hint)
+            fail(what, _("{value} at flat index {index}").format(value=f"{float(e.flatten()[i]):.6g}", index=i),
+                 f"{float(g.flatten()[i]):.6g}", hint)
         fail(what, e if e.numel() > 1 else float(e), g if g.numel() > 1 else float(g), hint)
 
 
@@ -182,10 +189,10 @@ def worst(got: torch.Tensor, expected: torch.Tensor, relative: bool = False, who
     if inputs is not None:
         at = f"x = {float(inputs.flatten()[k]):g}"
     elif flat:
-        at = f"flat index {k}"
+        at = _("flat index {index}").format(index=k)
     else:
         at = str([int(i) for i in torch.unravel_index(torch.tensor(k), e.shape)])
-    return f"{float(e.flatten()[k]):.6g} at {at}", f"{float(g.flatten()[k]):.6g}"
+    return _("{value} at {where}").format(value=f"{float(e.flatten()[k]):.6g}", where=at), f"{float(g.flatten()[k]):.6g}"
 
 
 def close(got: Any, expected: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
@@ -206,22 +213,24 @@ def shape_text(value: Any, brackets: str = "()") -> str:
     return brackets[0] + ", ".join(map(str, value)) + brackets[1]
 
 
-def as_number(value: Any, what: str, hint: str = "convert with float(...) or .item()",
-              tensors: bool = True) -> float:
-    """A Python number (with `tensors`, also a one-element tensor) as a float; else a failure."""
+def as_number(value: Any, what: str, hint: str | None = None, tensors: bool = True) -> float:
+    """A Python number (with `tensors`, also a one-element tensor) as a float; else a failure
+    (`hint` by default: convert with float(...) or .item())."""
     if tensors and isinstance(value, torch.Tensor) and value.numel() == 1:
         return float(value.detach().cpu())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    shown = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-    fail(what, "a number" if tensors else "a Python float", shown, hint)
+    shown = (_("a tensor of shape {shape}").format(shape=tuple(value.shape)) if isinstance(value, torch.Tensor)
+             else type(value).__name__)
+    fail(what, _("a number") if tensors else _("a Python float"), shown,
+         _("convert with float(...) or .item()") if hint is None else hint)
     raise AssertionError  # unreachable
 
 
 def expect_module(obj: Any, what: str, hint: str = "") -> nn.Module:
     """`obj` is an nn.Module (else a failure); returned."""
     if not isinstance(obj, nn.Module):
-        fail(what, "an nn.Module", type(obj).__name__, hint)
+        fail(what, _("an nn.Module"), type(obj).__name__, hint)
     return obj
 
 
@@ -272,10 +281,10 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:200]
 
 
-def call_student(fn: Any, what: str, *args: Any, hint: str = "", wanted: str = "a result", **kwargs: Any) -> Any:
+def call_student(fn: Any, what: str, *args: Any, hint: str = "", wanted: str | None = None, **kwargs: Any) -> Any:
     """fn(*args, **kwargs) for the student's `fn`. An unfilled cell's NotImplementedError
-    propagates unchanged; any other error becomes a one-line failure, "expected `wanted`, got
-    the error" (the original chained).
+    propagates unchanged; any other error becomes a one-line failure, "expected `wanted` (by
+    default: a result), got the error" (the original chained).
     While grading, a check's own `fn` that runs the student's code (a lambda calling
     `.backward()` on the student's output) runs in the probe, and the judge gets its result
     (autograder.witness)."""
@@ -288,7 +297,7 @@ def call_student(fn: Any, what: str, *args: Any, hint: str = "", wanted: str = "
         raise
     except Exception as err:  # noqa: BLE001 — the student's code may raise anything
         try:
-            fail(what, wanted, error_line(err), hint)
+            fail(what, _("a result") if wanted is None else wanted, error_line(err), hint)
         except AssertionError as failure:
             raise failure from err
 
@@ -301,7 +310,7 @@ def count_params(model: Any, trainable_only: bool = False) -> int:
     found = (witness.boundary("shapes", param_shapes, model, trainable_only) if witness.is_student(model)
              else param_shapes(model, trainable_only))
     if not isinstance(found, list) or not all(isinstance(s, list) and all(type(n) is int and n >= 0 for n in s) for s in found):
-        fail("parameters", "a list of shapes", type(found).__name__, "the probe's record is damaged")
+        fail(_("parameters"), _("a list of shapes"), type(found).__name__, _("the probe's record is damaged"))
     return int(sum(math.prod(s) for s in found))
 
 
@@ -352,7 +361,7 @@ class PartialCredit(CheckFailed):
     points (where course.yml's `partial` lists it), with the first failure's message."""
 
     def __init__(self, message: str, passed: int, total: int) -> None:
-        super().__init__(f"{message} ({passed} of {total} cases passed)")
+        super().__init__(message + " " + _("({passed} of {total} cases passed)").format(passed=passed, total=total))
         self.passed, self.total = passed, total
 
 
@@ -403,7 +412,9 @@ def at_least(threshold: float) -> str:
     return f"≥ {threshold:.2f}" if round(threshold, 2) == threshold else f"≥ {threshold:g}"
 
 
-_SPLIT_NAMES = {"test": "the hidden test split", "val": "the validation split", "train": "the training split"}
+def _split_name(split: str) -> str:
+    return {"test": _("the hidden test split"), "val": _("the validation split"),
+            "train": _("the training split")}.get(split, split)
 
 
 @dataclass(frozen=True)
@@ -447,13 +458,13 @@ def _save_model(model: torch.nn.Module, name: str, dataset: str, crash_hint: str
     import cloudpickle
 
     path = submission_path(name, dataset)
-    what = f"{name} submitted for scoring"
+    what = _("{name} submitted for scoring").format(name=name)
     if path is None:
-        fail(what, "a grading run (COURSE_SCORING_DIR)", "none", "only the grader scores the hidden split")
+        fail(what, _("a grading run (COURSE_SCORING_DIR)"), _("none"), _("only the grader scores the hidden split"))
     try:
         torch.save(model, path, pickle_module=cloudpickle)
     except Exception as err:  # noqa: BLE001 — a model that cannot be saved cannot be scored
-        fail(what, "a model that can be saved", error_line(err), crash_hint)
+        fail(what, _("a model that can be saved"), error_line(err), crash_hint)
 
 
 def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, name: str,
@@ -466,9 +477,9 @@ def expect_split_accuracy(model: torch.nn.Module, split: str, threshold: float, 
     from autograder import witness
     from autograder.data import dataset_splits
 
-    what = f"{name} accuracy on {_SPLIT_NAMES.get(split, split)}"
+    what = _("{name} accuracy on {split}").format(name=name, split=_split_name(split))
     if not isinstance(model, torch.nn.Module):
-        fail(what, at_least(threshold), type(model).__name__, "pass the trained model")
+        fail(what, at_least(threshold), type(model).__name__, _("pass the trained model"))
     if split == "test" and (witness.active() or submission_path(name, dataset) is not None):
         submit_model(model, name, dataset, crash_hint)
         return
@@ -510,28 +521,29 @@ def expect_gpu_execution(what: str, model: torch.nn.Module | None = None) -> Non
     from autograder import witness
     from autograder.runtime import get_device
 
-    label = f"{what} device"
+    label = _("{what} device").format(what=what)
     if model is not None and not isinstance(model, torch.nn.Module):
-        fail(label, "the trained model", type(model).__name__, "pass the model the training cell trained")
+        fail(label, _("the trained model"), type(model).__name__, _("pass the model the training cell trained"))
     # evidence the student's process reports (while grading, recorded by the probe)
     seen = witness.boundary("devices", device_record, model)
     if not isinstance(seen, dict) or not all(isinstance(seen.get(k), list) for k in ("parameters", "batches")):
-        fail(label, "the device record of the training", "none", "run the training cell above")
+        fail(label, _("the device record of the training"), _("none"), _("run the training cell above"))
     seen = {k: {str(d) for d in seen[k]} for k in ("parameters", "batches")}
     if not seen["batches"]:
-        fail(label, "a training step of the model in this notebook", "none recorded",
-             "run the training cell above: forward passes in train() mode with gradients")
+        fail(label, _("a training step of the model in this notebook"), _("none recorded"),
+             _("run the training cell above: forward passes in train() mode with gradients"))
     # the grader's device: the judge's own, never what the notebook says
     offered = witness.SESSION.device if witness.judging() else get_device().type
     if offered == "cpu":
         if witness.active() or os.environ.get("COURSE_GRADING"):
-            raise Skipped("no CUDA on this grader")
-        print(f"{label}: skipped: no CUDA on this machine (the grader checks it where it has a GPU)")
+            raise Skipped(_("no CUDA on this grader"))
+        print(_("{label}: skipped: no CUDA on this machine (the grader checks it where it has a GPU)").format(label=label))
         return
     if seen["parameters"] != {offered} or offered not in seen["batches"]:
-        fail(label, f"parameters and batches on {offered}",
-             f"parameters on {'/'.join(sorted(seen['parameters']))}, batches on {'/'.join(sorted(seen['batches']))}",
-             "device = get_device(); move the model with model.to(device) and every batch with .to(device)")
+        fail(label, _("parameters and batches on {device}").format(device=offered),
+             _("parameters on {parameters}, batches on {batches}").format(
+                 parameters="/".join(sorted(seen["parameters"])), batches="/".join(sorted(seen["batches"]))),
+             _("device = get_device(); move the model with model.to(device) and every batch with .to(device)"))
 
 
 @lru_cache(maxsize=None)

@@ -2,6 +2,7 @@
 
 Each public function takes the student's function and raises AssertionError (expected / got /
 hint). Expectations come from scikit-learn's iris data, numpy and pandas, never from `reference`.
+Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/tensors.po).
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ import torch
 
 from autograder.checks import call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail
+from autograder.i18n import Domain
+
+_ = Domain("tensors").gettext
+ngettext = Domain("tensors").ngettext
 
 __all__ = ["iris_tensors", "to_tensor", "standardize"]
 
@@ -23,16 +28,17 @@ __all__ = ["iris_tensors", "to_tensor", "standardize"]
 
 def _kind(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+        return _("a {dtype} tensor of shape {shape}").format(dtype=value.dtype, shape=tuple(value.shape))
     if isinstance(value, np.ndarray):
-        return f"a numpy array ({value.dtype})"
+        return _("a numpy array ({dtype})").format(dtype=value.dtype)
     return type(value).__name__
 
 
 def _expect_tensor(value: Any, what: str) -> None:
     if isinstance(value, np.ndarray):
-        fail(what, "a torch.Tensor", _kind(value), "turn the array into a tensor: torch.tensor(array) or torch.from_numpy(array)")
-    expect(isinstance(value, torch.Tensor), what, "a torch.Tensor", _kind(value), "return a torch.Tensor")
+        fail(what, _("a torch.Tensor"), _kind(value),
+             _("turn the array into a tensor: torch.tensor(array) or torch.from_numpy(array)"))
+    expect(isinstance(value, torch.Tensor), what, _("a torch.Tensor"), _kind(value), _("return a torch.Tensor"))
 
 
 def _first_difference(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
@@ -41,7 +47,7 @@ def _first_difference(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, s
     at = tuple(int(i) for i in diff[0]) if len(diff) else ()
     e, g = expected[at].item(), got[at].item()
     index = "[" + ", ".join(map(str, at)) + "]"
-    return f"{e:.6g} at {index}", f"{g:.6g}"
+    return _("{value} at {index}").format(value=f"{e:.6g}", index=index), f"{g:.6g}"
 
 
 def _iris():
@@ -57,31 +63,32 @@ def iris_tensors(iris_tensors: Callable) -> None:
     """(X float32 [150, 4], y int64 [150]) holding load_iris()'s data and target, in order."""
     what = "iris_tensors()"
     out = _call(iris_tensors, what)
-    expect(isinstance(out, (tuple, list)) and len(out) == 2, what, "a pair (X, y)",
-           _kind(out) + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""), "return X, y")
+    expect(isinstance(out, (tuple, list)) and len(out) == 2, what, _("a pair (X, y)"),
+           _("{kind} of length {n}").format(kind=_kind(out), n=len(out)) if isinstance(out, (tuple, list)) else _kind(out),
+           _("return X, y"))
     X, y = out
     iris = _iris()
 
     _expect_tensor(X, f"{what} X")
-    expect_shape(X, (150, 4), f"{what} X", "150 flowers, 4 measurements each: iris['data']")
-    hint = "numpy's default is float64 and torch.from_numpy keeps it: add .float() (nn layers are float32)"
+    expect_shape(X, (150, 4), f"{what} X", _("150 flowers, 4 measurements each: iris['data']"))
+    hint = _("numpy's default is float64 and torch.from_numpy keeps it: add .float() (nn layers are float32)")
     expect(X.dtype == torch.float32, f"{what} X dtype", "torch.float32", str(X.dtype), hint)
     expected_X = torch.from_numpy(iris["data"]).float()
     if not torch.equal(X.detach().cpu(), expected_X):
         e, g = _first_difference(X.detach().cpu(), expected_X)
-        fail(f"{what} X", e, g, "X is iris['data'] as it is: every row in its order, the columns as feature_names")
+        fail(f"{what} X", e, g, _("X is iris['data'] as it is: every row in its order, the columns as feature_names"))
 
     _expect_tensor(y, f"{what} y")
-    expect_shape(y, (150,), f"{what} y", "one label per flower: iris['target'], a flat [150] tensor")
+    expect_shape(y, (150,), f"{what} y", _("one label per flower: iris['target'], a flat [150] tensor"))
     if y.dtype.is_floating_point:
-        hint = "the labels are class indices, integers: .long() (nn.CrossEntropyLoss wants int64)"
+        hint = _("the labels are class indices, integers: .long() (nn.CrossEntropyLoss wants int64)")
     else:
-        hint = "numpy's integer is int32 on some systems: .long() makes the labels int64 everywhere"
+        hint = _("numpy's integer is int32 on some systems: .long() makes the labels int64 everywhere")
     expect(y.dtype == torch.int64, f"{what} y dtype", "torch.int64", str(y.dtype), hint)
     expected_y = torch.from_numpy(iris["target"]).long()
     if not torch.equal(y.cpu(), expected_y):
         e, g = _first_difference(y.cpu(), expected_y)
-        fail(f"{what} y", e, g, "y is iris['target'] as it is: 0, 1 or 2, in the order of the rows of X")
+        fail(f"{what} y", e, g, _("y is iris['target'] as it is: 0, 1 or 2, in the order of the rows of X"))
 
 
 # --- to_tensor ----------------------------------------------------------------------------------
@@ -97,18 +104,19 @@ def _to_tensor_cases() -> list[tuple[str, Any, np.ndarray]]:
     return [
         ("to_tensor([[1, 2, 3], [4, 5, 6]])", [[1, 2, 3], [4, 5, 6]], np.array([[1.0, 2, 3], [4, 5, 6]])),
         ("to_tensor([0.5, 1.5, 2.5])", [0.5, 1.5, 2.5], np.array([0.5, 1.5, 2.5])),
-        ("to_tensor(float64 array [5, 4])", data.copy(), data.copy()),
-        ("to_tensor(int64 array [4])", np.array([3, 1, 4, 1], dtype=np.int64), np.array([3.0, 1, 4, 1])),
-        ("to_tensor(DataFrame, 5 rows x 5 columns)", df, df.to_numpy(dtype=np.float64)),
+        (_("to_tensor(float64 array [5, 4])"), data.copy(), data.copy()),
+        (_("to_tensor(int64 array [4])"), np.array([3, 1, 4, 1], dtype=np.int64), np.array([3.0, 1, 4, 1])),
+        (_("to_tensor(DataFrame, 5 rows x 5 columns)"), df, df.to_numpy(dtype=np.float64)),
     ]
 
 
 def _dtype_hint(dtype: torch.dtype) -> str:
     if dtype == torch.float64:
-        return "float64 (numpy's default, and Python's float) is kept by torch.tensor and torch.from_numpy: ask for dtype=torch.float32"
+        return _("float64 (numpy's default, and Python's float) is kept by torch.tensor and torch.from_numpy: "
+                 "ask for dtype=torch.float32")
     if not dtype.is_floating_point:
-        return "integers give an integer tensor: ask for dtype=torch.float32"
-    return "ask for dtype=torch.float32"
+        return _("integers give an integer tensor: ask for dtype=torch.float32")
+    return _("ask for dtype=torch.float32")
 
 
 def to_tensor(to_tensor: Callable) -> None:
@@ -117,7 +125,7 @@ def to_tensor(to_tensor: Callable) -> None:
     for what, obj, expected in _to_tensor_cases():
         before = copy.deepcopy(obj)
         is_df = isinstance(obj, pd.DataFrame)
-        hint = "torch.tensor(df) does not take a DataFrame: take its values with df.to_numpy() first" if is_df else ""
+        hint = _("torch.tensor(df) does not take a DataFrame: take its values with df.to_numpy() first") if is_df else ""
         out = _call(to_tensor, what, obj, hint=hint)
         if is_df:
             unchanged = obj.equals(before)
@@ -125,15 +133,16 @@ def to_tensor(to_tensor: Callable) -> None:
             unchanged = bool(np.array_equal(obj, before)) and obj.dtype == before.dtype
         else:
             unchanged = obj == before
-        expect(unchanged, f"{what}: the object given", "unchanged", "modified", "convert a copy, leave the input alone")
+        expect(unchanged, _("{what}: the object given").format(what=what), _("unchanged"), _("modified"),
+               _("convert a copy, leave the input alone"))
         _expect_tensor(out, what)
         expect(out.dtype == torch.float32, f"{what} dtype", "torch.float32", str(out.dtype), _dtype_hint(out.dtype))
         e = torch.from_numpy(expected).float()
-        hint = ("the shape of the data: one row per row of the DataFrame, one column per column (the index is not data)"
-                if is_df else "the shape of the data: a list of rows gives [rows, columns]")
+        hint = (_("the shape of the data: one row per row of the DataFrame, one column per column (the index is not data)")
+                if is_df else _("the shape of the data: a list of rows gives [rows, columns]"))
         expect_shape(out, tuple(e.shape), what, hint)
         expect_close(out.detach(), e, what, atol=0.0, rtol=0.0,
-                     hint=hint if is_df else "the same values, converted to float32")
+                     hint=hint if is_df else _("the same values, converted to float32"))
 
 
 # --- standardize --------------------------------------------------------------------------------
@@ -154,12 +163,12 @@ def _standardize_hint(got: torch.Tensor, X: torch.Tensor) -> str | None:
     std = X64.std(dim=0, correction=0)
     std = torch.where(std > 0, std, torch.ones_like(std))
     variants = [
-        (_standardized(X, correction=1), "population std: X.std(dim=0, correction=0) divides by N; "
-                                         "torch's default (correction=1, like pandas) divides by N - 1"),
-        (_standardized(X, dim=1), "column-wise: the statistics run over the rows, dim=0 (one mean per feature)"),
-        (_standardized(X, dim=None), "one mean and one std per column (dim=0), not one for the whole tensor"),
-        (X64 / std, "subtract the column mean before dividing by the std"),
-        (X64 - X64.mean(dim=0), "divide by the column std after subtracting the mean"),
+        (_standardized(X, correction=1), _("population std: X.std(dim=0, correction=0) divides by N; "
+                                           "torch's default (correction=1, like pandas) divides by N - 1")),
+        (_standardized(X, dim=1), _("column-wise: the statistics run over the rows, dim=0 (one mean per feature)")),
+        (_standardized(X, dim=None), _("one mean and one std per column (dim=0), not one for the whole tensor")),
+        (X64 / std, _("subtract the column mean before dividing by the std")),
+        (X64 - X64.mean(dim=0), _("divide by the column std after subtracting the mean")),
     ]
     for variant, text in variants:
         if variant.shape == got.shape and torch.allclose(got, variant, atol=1e-4, rtol=1e-4, equal_nan=False):
@@ -179,30 +188,32 @@ def standardize(standardize: Callable) -> None:
     cases = [
         ("standardize([[1, 10], [3, 10]])", torch.tensor([[1.0, 10.0], [3.0, 10.0]])),
         ("standardize(iris X [150, 4])", iris),
-        ("standardize(X [6, 3] with constant columns 2.5 and 0)", rand),
+        (_("standardize(X [6, 3] with constant columns 2.5 and 0)"), rand),
     ]
     for what, X in cases:
         before = X.clone()
         out = _call(standardize, what, X)
-        expect(bool(torch.equal(X, before)), f"{what}: X after the call", "unchanged", "modified",
-               "compute a new tensor: X -= mean or X /= std changes the caller's data")
+        expect(bool(torch.equal(X, before)), _("{what}: X after the call").format(what=what), _("unchanged"), _("modified"),
+               _("compute a new tensor: X -= mean or X /= std changes the caller's data"))
         _expect_tensor(out, what)
-        expect_shape(out, tuple(X.shape), what, "the shape of X: every value standardized within its column")
-        expect(out.dtype == X.dtype, f"{what} dtype", str(X.dtype), str(out.dtype), "return the dtype of X (float32)")
+        expect_shape(out, tuple(X.shape), what, _("the shape of X: every value standardized within its column"))
+        expect(out.dtype == X.dtype, f"{what} dtype", str(X.dtype), str(out.dtype), _("return the dtype of X (float32)"))
         got = out.detach().to(torch.float64)
         constant = (X.max(dim=0).values == X.min(dim=0).values).nonzero().flatten().tolist()
         if not bool(torch.isfinite(got).all()):
             bad = sorted({int(j) for j in (~torch.isfinite(got)).nonzero()[:, 1]})
-            hint = "a constant column has std 0 and 0 / 0 = NaN: divide by 1 where the std is 0, so the column becomes 0"
+            hint = _("a constant column has std 0 and 0 / 0 = NaN: divide by 1 where the std is 0, so the column becomes 0")
             if not set(bad) <= set(constant):
-                hint = "look for a division by zero"
-            fail(what, "finite values", f"NaN or inf in column{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}", hint)
+                hint = _("look for a division by zero")
+            fail(what, _("finite values"), ngettext("NaN or inf in column {columns}", "NaN or inf in columns {columns}",
+                                                   len(bad)).format(columns=", ".join(map(str, bad))), hint)
         expected = _standardized(X)
         if not torch.allclose(got, expected, atol=1e-5, rtol=1e-5):
             hint = _standardize_hint(got, X)
             if hint is None and constant and not torch.allclose(got[:, constant], expected[:, constant], atol=1e-5):
-                hint = "a constant column (std 0) becomes 0: divide by 1 where the std is 0"
-            hint = hint or "one mean and one population std per column: (X - X.mean(dim=0)) / X.std(dim=0, correction=0)"
+                hint = _("a constant column (std 0) becomes 0: divide by 1 where the std is 0")
+            hint = hint or _("one mean and one population std per column: (X - X.mean(dim=0)) / X.std(dim=0, correction=0)")
             err = (got - expected).abs()
             r, c = divmod(int(err.argmax()), X.shape[1])
-            fail(what, f"{float(expected[r, c]):.6g} at [{r}, {c}]", f"{float(got[r, c]):.6g}", hint)
+            fail(what, _("{value} at {index}").format(value=f"{float(expected[r, c]):.6g}", index=f"[{r}, {c}]"),
+                 f"{float(got[r, c]):.6g}", hint)
