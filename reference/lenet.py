@@ -3,7 +3,10 @@
 The seed compares a fully connected network with a convolutional one on MNIST, builds LeNet-5
 (LeCun et al., 1998) and ends with a "zip-code reader": an OpenCV window where five digits are
 drawn with the mouse and recognised. Here the window becomes a plain array (`canvas`) so that
-the reader can be tested.
+the reader can be tested. Seed 000 names Grad-CAM among the advanced CNN topics ("the CNN and
+its layers find the features and guess what the object is"): `grad_cam` shows what it really
+is, an explanation of a trained network's decision, on LeNet5's conv2 (Captum's LayerGradCam
+is the tests' oracle).
 
 Shapes through LeNet5 (padding 2 on conv1 keeps MNIST's 28x28 where the paper had 32x32 input):
     x      [N, 1, 28, 28]
@@ -36,6 +39,7 @@ __all__ = [
     "train_classifier",
     "accuracy",
     "read_zip_code",
+    "grad_cam",
     "draw_zip_code",
     "mnist_splits",
     "seed_everything",
@@ -221,3 +225,46 @@ def read_zip_code(canvas, model: nn.Module) -> str:
     with torch.no_grad():
         digits = model(x.to(device)).argmax(dim=1)                            # [5]
     return "".join(str(int(d)) for d in digits)
+
+
+def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., 2017): where in each image `model` finds the evidence for a
+    class, as one of its convolution layers sees it.
+
+    model: maps x [N, C, H, W] to logits [N, K]; layer: a submodule of `model` whose output is a
+        feature map [N, Ck, h, w] (LeNet5's conv2: [N, 16, 10, 10]); x: [N, C, H, W], on the
+        model's device.
+    target: the class to explain: None (each image's predicted class), an int (the same class
+        for every image) or an int64 tensor [N] (one class per image).
+    Returns the heatmaps [N, h, w] at the layer's resolution (not upsampled), detached, on x's
+        device: each image's Grad-CAM map for its class (the evidence for the class only, so
+        nothing negative) divided by its own maximum, so that its largest value is 1; an image
+        with no evidence for its class gets 0 everywhere, never NaN.
+    The model runs in eval mode and is left as it was found: its mode, no hook left on any of
+    its layers, its parameters' .grad untouched (the images do not interact in eval mode, so one
+    backward pass serves the whole batch).
+    """
+    was_training = model.training
+    saved = {}
+
+    def keep(_module, _inputs, out):        # a forward hook: the layer's output, kept with its graph
+        saved["maps"] = out
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        model.eval()
+        with torch.enable_grad():
+            logits = model(x)                                                # [N, K]
+            if target is None:
+                target = logits.argmax(dim=1)                                # the predicted classes
+            target = torch.as_tensor(target, device=logits.device).long().expand(len(logits))  # [N]
+            score = logits.gather(1, target.view(-1, 1)).sum()               # each image's class logit
+            maps = saved["maps"]                                             # [N, Ck, h, w]
+            grads = torch.autograd.grad(score, maps)[0]                      # [N, Ck, h, w]; no .grad written
+    finally:
+        handle.remove()
+        model.train(was_training)
+    weights = grads.mean(dim=(2, 3), keepdim=True)                           # [N, Ck, 1, 1]: each channel's importance
+    cam = F.relu((weights * maps).sum(dim=1)).detach()                       # [N, h, w]: the evidence for the class
+    peak = cam.amax(dim=(1, 2), keepdim=True)                                # [N, 1, 1]
+    return cam / torch.where(peak > 0, peak, torch.ones_like(peak))          # largest value 1; all 0 stays 0

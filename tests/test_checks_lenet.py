@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from autograder.checks import lenet as checks
-from reference.lenet import LeNet5, Standardize, read_zip_code, seed_everything, train_classifier
+from reference.lenet import LeNet5, Standardize, grad_cam, read_zip_code, seed_everything, train_classifier
 from autograder.data import mnist_splits
 from tests.judging import fails, fails_here, passes
 
@@ -231,12 +231,92 @@ def test_zip_code_with_a_broken_model():
     fails(checks.zip_code, read_zip_code, no_padding(), contains=("fix LeNet5 first",))
 
 
+# --------------------------------------------------------------------------- grad_cam
+def _cam(*, relu="relu", normalize="own", weights="mean", score="logit", target_used=True, guard=True, eval_mode=True,
+         restore=True, autograd=True, remove=True, detach=True, keepdim=False, upsample=False, write_x=False):
+    """Grad-CAM as a student might write it, each slip switched on by name."""
+    def cam(model, layer, x, target=None):
+        saved = {}
+        handle = layer.register_forward_hook(lambda m, i, out: saved.__setitem__("a", out))
+        was = model.training
+        if eval_mode:
+            model.eval()
+        logits = model(x)
+        if target is None or not target_used:
+            target = logits.argmax(1)
+        target = torch.as_tensor(target).expand(len(x))
+        scores = logits.softmax(1) if score == "softmax" else logits
+        s = scores.gather(1, target.view(-1, 1)).sum()
+        a = saved["a"]
+        if autograd:
+            grads = torch.autograd.grad(s, a)[0]
+        else:
+            a.retain_grad()
+            s.backward()
+            grads = a.grad
+        if remove:
+            handle.remove()
+        if restore:
+            model.train(was)
+        w = grads if weights == "pixel" else grads.mean(dim=(2, 3), keepdim=True)
+        raw = (w * a).sum(dim=1, keepdim=keepdim)
+        c = {"relu": raw.clamp_min(0), "abs": raw.abs(), "none": raw}[relu]
+        c = c.detach() if detach else c
+        if normalize == "own":
+            peak = c.amax(dim=(-2, -1), keepdim=True)
+            c = c / (torch.where(peak > 0, peak, torch.ones_like(peak)) if guard else peak)
+        elif normalize == "batch":
+            c = c / c.max()
+        elif normalize == "min_max":
+            lo, hi = c.amin(dim=(-2, -1), keepdim=True), c.amax(dim=(-2, -1), keepdim=True)
+            c = (c - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+        if upsample:
+            c = F.interpolate(c.unsqueeze(1), size=x.shape[-2:], mode="bilinear")[:, 0]
+        if write_x:
+            x.zero_()
+        return c
+    return cam
+
+
+def test_grad_cam_passes():
+    passes(checks.grad_cam, grad_cam)
+    passes(checks.grad_cam, _cam())              # another correct one: hooks by lambda, its own guard
+
+
+@pytest.mark.parametrize("cam, contains", [
+    (_cam(relu="none"), ("ReLU the weighted sum",)),
+    (_cam(relu="abs"), ("not the absolute value",)),
+    (_cam(normalize="none"), ("divide each map by its own maximum",)),
+    (_cam(normalize="batch"), ("not by the batch's",)),
+    (_cam(normalize="min_max"), ("do not subtract the minimum",)),
+    (_cam(weights="pixel"), ("one weight per channel",)),
+    (_cam(score="softmax"), ("not of a softmax probability",)),
+    (_cam(target_used=False), ("target=2", "None means the predicted class")),
+    (_cam(guard=False), ("NaN or inf in images 0, 2", "do not divide by a maximum of 0")),
+    (_cam(eval_mode=False), ("eval() mode",)),
+    (_cam(restore=False), ("mode afterwards", "model.train(was_training)")),
+    (_cam(autograd=False), ("parameters' .grad afterwards", "torch.autograd.grad")),
+    (_cam(remove=False), ("hooks on the model afterwards", "handle.remove()")),
+    (_cam(detach=False), ("detached",)),
+    (_cam(keepdim=True), ("(N, 4, 4)", "(4, 1, 4, 4)", "without keepdim")),
+    (_cam(upsample=True), ("(N, 4, 4)", "(4, 12, 12)", "do not upsample")),
+    (_cam(write_x=True), ("x after the call",)),
+], ids=["no-relu", "abs", "not-normalized", "batch-max", "min-max", "pixelwise", "softmax", "ignores-target", "nan",
+        "train-mode", "mode-not-restored", "backward", "hook-left", "not-detached", "keepdim", "upsampled", "writes-x"])
+def test_grad_cam_fails(cam, contains):
+    fails(checks.grad_cam, cam, contains=contains)
+
+
+def test_grad_cam_crashes_in_one_line():
+    fails(checks.grad_cam, lambda model, layer, x, target=None: model.conv9(x), contains=("AttributeError",))
+
+
 # --------------------------------------------------------------------------- planted bugs, in process
 # Each bug of tests/planted/lenet.py is applied to the reference source of its cell and the four
 # checks run on the result, with the quick training above and a threshold below its accuracy
 # (the notebook-level run, with the notebook's training and course.yml's threshold, is the
 # grader's test).
-CHECKS = ["shapes", "param_count", "standardize", "accuracy", "zip_code"]
+CHECKS = ["shapes", "param_count", "standardize", "accuracy", "zip_code", "grad_cam"]
 
 
 def _planted(b):
@@ -278,6 +358,10 @@ def _bugs():
 @pytest.mark.parametrize("b", _bugs(), ids=lambda b: b.name)
 def test_planted_bug_fails_exactly_its_checks(b, trained):
     assert b.fails <= set(CHECKS)
+    if b.cell == "grad_cam":        # it explains a model of the check's own: only its own check sees it
+        assert ({"grad_cam"} if _fails_quietly(checks.grad_cam, _planted(b)) else set()) == set(b.fails)
+        return
+    checks.grad_cam(grad_cam)
     if b.cell == "Standardize":     # its model trains as well (section 5): only its own check sees it
         assert ({"standardize"} if _fails_quietly(checks.standardize, _planted(b)) else set()) == set(b.fails)
         return

@@ -3,12 +3,16 @@
 Independent of each other: a model with wrong layer shapes fails `shapes` (and `accuracy` and
 `zip_code` when it cannot run), `param_count` only when the count changes; a wrong zip-code
 reader fails `zip_code` alone; a wrong `Standardize` fails `standardize` (and `accuracy` and
-`zip_code` only where the model it leads can no longer learn or run).
+`zip_code` only where the model it leads can no longer learn or run); `grad_cam` explains a small
+CNN of the check's own, so a wrong LeNet5 never costs it.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
 from autograder.checks import error_line as _error
@@ -16,7 +20,7 @@ from autograder.checks import (Scored, count_params, expect, expect_gpu_executio
                                fail, model_device, shape_text, worst)
 from autograder.data import draw_zip_code, mnist_splits
 
-__all__ = ["shapes", "param_count", "standardize", "accuracy", "gpu", "zip_code"]
+__all__ = ["shapes", "param_count", "standardize", "accuracy", "gpu", "zip_code", "grad_cam"]
 
 _N = 2  # dummy batch size
 
@@ -201,3 +205,141 @@ def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
 def gpu(model: nn.Module) -> None:
     """`model` was trained on the device the grader offered (skipped without CUDA)."""
     expect_gpu_execution("LeNet5 training", model)
+
+
+# --- grad_cam -----------------------------------------------------------------------------------
+
+def _cam_model() -> nn.Sequential:
+    """A small CNN for [N, 1, 12, 12] images with seeded weights, in train mode, with dropout (so
+    that a forward pass in train mode shows). Class 9's logit does not depend on any feature map:
+    its Grad-CAM is empty everywhere."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(1, 4, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),   # [N, 4, 6, 6]
+            conv2=nn.Conv2d(4, 6, 3), relu2=nn.ReLU(), drop=nn.Dropout(0.5),              # [N, 6, 4, 4]
+            flatten=nn.Flatten(), fc=nn.Linear(96, 10)))
+    g = torch.Generator().manual_seed(20)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        model.fc.weight[9] = 0.0
+    return model.train()
+
+
+def _cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, slip: str = "") -> torch.Tensor:
+    """The expected heatmaps [N, h, w] (in eval mode, float64), or those of a usual `slip`."""
+    saved = {}
+    handle = layer.register_forward_hook(lambda _m, _i, out: saved.__setitem__("maps", out))
+    was_training = model.training
+    try:
+        model.eval()
+        logits = model(x)
+        scores = logits.softmax(dim=1) if slip == "softmax" else logits
+        maps = saved["maps"]
+        grads = torch.autograd.grad(scores.gather(1, target.view(-1, 1)).sum(), maps)[0]
+    finally:
+        handle.remove()
+        model.train(was_training)
+    maps, grads = maps.detach().to(torch.float64), grads.to(torch.float64)
+    raw = (grads * maps).sum(dim=1) if slip == "pixelwise" else (grads.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1)
+    cam = raw.abs() if slip == "abs" else raw if slip == "no_relu" else raw.clamp_min(0)
+    if slip == "raw":
+        return cam
+    if slip == "batch_max":
+        return cam / cam.max() if cam.max() > 0 else cam
+    if slip == "min_max":
+        low, high = cam.amin(dim=(1, 2), keepdim=True), cam.amax(dim=(1, 2), keepdim=True)
+        return (cam - low) / torch.where(high > low, high - low, torch.ones_like(high))
+    peak = cam.amax(dim=(1, 2), keepdim=True)
+    return cam / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def _hooks_left(model: nn.Module) -> int:
+    """Forward and backward hooks on `model`'s modules (while grading, counted in the notebook's
+    process, where the student's code registered them)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+               for m in model.modules())
+
+
+_CAM_HINT = ("the layer's maps weighted by the mean over the map of the class logit's gradient, summed over the "
+             "channels, ReLU, each map divided by its own maximum; the model in eval() mode")
+
+
+def grad_cam(grad_cam) -> None:
+    """`grad_cam(model, layer, x, target)` on a small CNN of the check's (dropout, seeded weights, in
+    train mode): heatmaps [N, h, w] at the layer's resolution against Grad-CAM computed here (as
+    Captum's LayerGradCam with ReLU, each map divided by its maximum) for target None (the predicted
+    classes), an int and a tensor [N], on a layer before and after a ReLU; an image with no evidence
+    gets 0, never NaN; the model left as it was (mode, no hook, no .grad), x unchanged."""
+    from autograder import witness
+
+    model = _cam_model()
+    g = torch.Generator().manual_seed(18)
+    x = torch.rand(4, 1, 12, 12, generator=g)
+    with torch.no_grad():
+        model.eval()
+        predicted = model(x).argmax(dim=1)
+        model.train()
+    cases = [  # (layer name, target as given, as a tensor [N], its text)
+        ("conv2", None, predicted, "None"),
+        ("relu2", 2, torch.full((4,), 2), "2"),
+        ("conv1", torch.tensor([9, 4, 9, 1]), torch.tensor([9, 4, 9, 1]), "tensor([9, 4, 9, 1])"),
+    ]
+    for name, target, as_tensor, text in cases:
+        layer = getattr(model, name)
+        size = {"conv1": 12, "conv2": 4, "relu2": 4}[name]
+        channels = {"conv1": 4, "conv2": 6, "relu2": 6}[name]
+        what = f"grad_cam(model, model.{name}, x [4, 1, 12, 12], target={text})"
+        given = x.clone()
+        out = _call(grad_cam, what, model, layer, given, target,
+                    hint="model maps x to logits [N, 10]; the layer's output is a feature map [N, Ck, h, w]")
+        expected = _cam(model, layer, x, as_tensor)
+        if not isinstance(out, torch.Tensor):
+            fail(what, f"a tensor of shape (4, {size}, {size})", type(out).__name__, "return the heatmaps as one tensor")
+        shape_hints = {
+            (4, 1, size, size): "one map per image, [N, h, w]: sum over the channels without keepdim",
+            (4, channels, size, size): "weight each channel's map and add them up: one map per image, [N, h, w]",
+            (size, size): "one map per image: [N, h, w], not one for the batch",
+            (4, 12, 12): "at the layer's resolution [N, h, w]: do not upsample (the plot does that)",
+        }
+        got_shape = tuple(out.shape)
+        if got_shape != tuple(expected.shape):
+            fail(what, shape_text(("N", size, size)), shape_text(got_shape),
+                 shape_hints.get(got_shape, f"the layer's output is [N, {channels}, {size}, {size}]: one {size}×{size} map per image"))
+        got = out.detach().to(torch.float64).cpu()
+        if not bool(torch.isfinite(got).all()):
+            bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(got))[:, 0]})
+            fail(what, "finite values (0 where there is no evidence)", f"NaN or inf in image{'s' if len(bad) > 1 else ''} "
+                 f"{', '.join(map(str, bad))}", "an image with no evidence for its class gets 0 everywhere: do not divide "
+                 "by a maximum of 0")
+        if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            hint = _CAM_HINT
+            slips = [("no_relu", "keep only the evidence for the class: ReLU the weighted sum before normalizing"),
+                     ("abs", "ReLU, not the absolute value: negative evidence is evidence against the class"),
+                     ("raw", "divide each map by its own maximum, so that its largest value is 1"),
+                     ("batch_max", "divide each image's map by its own maximum, not by the batch's"),
+                     ("min_max", "divide by the maximum only: do not subtract the minimum"),
+                     ("pixelwise", "one weight per channel: the mean of the gradient over the whole map, not pixel by pixel"),
+                     ("softmax", "the gradient of the class's logit (the model's output), not of a softmax probability")]
+            if target is not None:
+                slips.append(("predicted", f"explain the class you were asked for, target={text}; None means the predicted class"))
+            for slip, slip_hint in slips:
+                variant = (_cam(model, layer, x, predicted) if slip == "predicted" else _cam(model, layer, x, as_tensor, slip))
+                if torch.allclose(got, variant, atol=1e-4, rtol=1e-4):
+                    hint = slip_hint
+                    break
+            want, have = worst(got, expected)
+            fail(what, want, have, hint)
+        expect(not out.requires_grad, f"{what}: the heatmap", "a detached tensor", "a tensor that requires grad",
+               "return cam.detach(): a heatmap is a picture, not part of a graph")
+        expect(model.training, f"{what}: the model's mode afterwards", "train (as it was given)", "eval",
+               "remember model.training and put it back with model.train(was_training) when done")
+        with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
+        expect(not with_grad, f"{what}: the parameters' .grad afterwards", "None (untouched)", f"set on {', '.join(with_grad)}",
+               ".backward() leaves gradients in the model (the next optimizer.step() would use them): "
+               "take the gradient with torch.autograd.grad(score, maps)")
+        left = witness.boundary("hooks", _hooks_left, model)
+        expect(left == 0, f"{what}: hooks on the model afterwards", "none", str(left),
+               "remove the hook once the maps are kept: handle = layer.register_forward_hook(...); handle.remove()")
+        expect(bool(torch.equal(given, x)), f"{what}: x after the call", "unchanged", "modified", "do not write into x")

@@ -1,10 +1,10 @@
-"""Planted bugs of lab 10 (lenet): LeNet5's layers and the zip-code reader and Standardize.
+"""Planted bugs of lab 10 (lenet): LeNet5's layers, the zip-code reader, Standardize and grad_cam.
 
 A LeNet5 that cannot run (a shape mismatch before fc1) fails shapes, accuracy and zip_code —
 the training cell raises, and both the accuracy and the zip-code checks need a working model —
 but param_count only when the count changes (padding has no parameters). A model that runs with
 a wrong layer size still trains: it fails shapes and param_count only. A reader bug fails
-zip_code alone.
+zip_code alone. A grad_cam bug fails grad_cam alone (its check explains a model of its own).
 """
 from tests.planted import bug
 
@@ -22,4 +22,9 @@ BUGS = [
     # they are not in the state_dict and would not follow .to(device)
     bug("standardize-plain-attributes", "Standardize", 'self.register_buffer("mean", torch.tensor(float(mean)))',
         "self.mean = torch.tensor(float(mean))", {"standardize"}),
+    # Grad-CAM without the ReLU: evidence against the class is drawn as evidence for it
+    bug("grad-cam-no-relu", "grad_cam", "cam = F.relu((weights * maps).sum(dim=1)).detach()",
+        "cam = (weights * maps).sum(dim=1).detach()", {"grad_cam"}),
+    # the hook stays on the layer: every later forward pass keeps the maps alive
+    bug("grad-cam-leaves-its-hook", "grad_cam", "        handle.remove()\n", "", {"grad_cam"}),
 ]
