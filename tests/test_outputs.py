@@ -22,16 +22,16 @@ ADDED = {
 }
 
 
-@pytest.fixture(scope="module", params=["fork", "kernel"])
-def autograded(course, tmp_path_factory, request):
-    root = tmp_path_factory.mktemp(f"outputs-{request.param}")
+@pytest.fixture(scope="module")
+def autograded(course, tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
     nb = json.loads(course.solution_path(LAB).read_text())
     for name, source in ADDED.items():
         nb["cells"].append({"cell_type": "code", "id": f"added-{name}", "metadata": {}, "execution_count": None,
                             "outputs": [], "source": source})
     (root / "class" / "ann").mkdir(parents=True)
     (root / "class" / "ann" / f"{LAB}.ipynb").write_text(json.dumps(nb))
-    graded = grade_to_folder(root / "class", course, root / "out", GradeOptions([LAB], jobs=1, engine=request.param))
+    graded = grade_to_folder(root / "class", course, root / "out", GradeOptions([LAB], jobs=1))
     result = graded.results[0]
     assert result.score == result.max_score, result.checks
     return nbformat.read(root / "out" / "autograded" / "ann" / LAB / f"{LAB}.ipynb", as_version=4)
@@ -58,6 +58,21 @@ def test_the_autograded_notebook_shows_what_each_cell_showed(autograded):
 def test_a_flood_of_output_is_cut(autograded):
     flood = "".join(o.text for o in _outputs_of(autograded, ADDED["flood"]) if o.output_type == "stream")
     assert flood.startswith("0\n1\n2\n") and MAX_OUTPUT_TEXT < len(flood) < MAX_OUTPUT_TEXT + 100 and "cut" in flood
+
+
+def test_the_kernel_engine_keeps_the_same_outputs(tmp_path):
+    """`--engine kernel`: nbclient's outputs (the inline backend's figures too), in the same form."""
+    from autograder.execute import run_notebook_cells
+    from autograder.results import NotebookRun
+    cells = [(0, ADDED["script"], "answer"), (1, ADDED["flood"], "answer"), (2, ADDED["result"], "answer"),
+             (3, ADDED["figure"], "answer"), (4, ADDED["error"], "answer")]
+    outputs = {}
+    outcomes = run_notebook_cells(cells, NotebookRun(60, 120, str(tmp_path)), outputs=outputs)
+    assert [outcomes[i].status for i in range(5)] == ["ok"] * 4 + ["error"]
+    assert outputs[0] == [["stdout", "<script>alert(1)</script>\n"]] and outputs[2] == [["result", "42"]]
+    assert outputs[1][0][0] == "stdout" and len(outputs[1][0][1]) < MAX_OUTPUT_TEXT + 100 and "cut" in outputs[1][0][1]
+    assert [k for k, _ in outputs[3]] == ["result", "png"]              # plt.title's Text, then the figure
+    assert outputs[4] == [["error", "ZeroDivisionError: division by zero"]]
 
 
 def test_what_is_kept_is_capped_and_typed():
