@@ -409,8 +409,8 @@ def _backward_slips(x, w, grad_out, stride, padding) -> dict[str, torch.Tensor]:
     assigned = torch.zeros(x.shape[0], x.shape[1], H + 2 * padding, W + 2 * padding, dtype=torch.float64)
     for i, j, window, g in _windows(x, w, grad_out, stride, padding):
         last_w = (g[:, :, None, None, None] * window[:, None]).sum(dim=0)
-        top, left = i * stride, j * stride
-        assigned[:, :, top:top + kh, left:left + kw] = (g[:, :, None, None, None] * w64).sum(dim=1)
+        r, c = i * stride, j * stride
+        assigned[:, :, r:r + kh, c:c + kw] = (g[:, :, None, None, None] * w64).sum(dim=1)
     return {"last_w": last_w, "assigned_x": assigned[:, :, padding:padding + H, padding:padding + W]}
 
 
@@ -452,7 +452,7 @@ def conv2d_backward(conv2d_backward: Callable) -> None:
         if not (isinstance(out, (tuple, list)) and len(out) == 3):
             fail(what, "(grad_x, grad_w, grad_b): three tensors",
                  f"{type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__,
-                 "return grad_x, grad_w, grad_b")
+                 "return the three gradients as a tuple, (grad_x, grad_w, grad_b)")
         grad_x, grad_w, grad_b = out
         exp_x, exp_w, exp_b = _backward_oracle(x, w, grad_out, stride, padding)
         slips = _backward_slips(x, w, grad_out, stride, padding)
