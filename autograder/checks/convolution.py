@@ -174,17 +174,23 @@ def _conv_case(g: torch.Generator, N: int, C: int, H: int, W: int, O: int, kh: i
     return x, w, b
 
 
-def conv2d(conv2d: Callable) -> None:
-    """Against F.conv2d within 1e-5: the seed 001 feature map (4 3 4 / 2 4 3 / 2 3 4), batched
-    multi-channel input with and without bias, stride and padding, a non-square kernel, and a
-    stride that does not fit (floored); by hand (no torch convolution op)."""
-    g = torch.Generator().manual_seed(11)
+def _seed_image_and_filter() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 001's 5×5 image and 3×3 filter, as [1, 1, H, W] tensors."""
     image = torch.tensor([[1, 1, 1, 0, 0],
                           [0, 1, 1, 1, 0],
                           [0, 0, 1, 1, 1],
                           [0, 0, 1, 1, 0],
                           [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
     kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    return image, kernel
+
+
+def conv2d(conv2d: Callable) -> None:
+    """Against F.conv2d within 1e-5: the seed 001 feature map (4 3 4 / 2 4 3 / 2 3 4), batched
+    multi-channel input with and without bias, stride and padding, a non-square kernel, and a
+    stride that does not fit (floored); by hand (no torch convolution op)."""
+    g = torch.Generator().manual_seed(11)
+    image, kernel = _seed_image_and_filter()
     cases = [  # what, x, w, b, stride, padding, call keywords
         ("conv2d(the lecture's 5×5 image, its 3×3 filter)", image, kernel, None, 1, 0, {}),
         ("conv2d(x [2, 3, 7, 7], w [4, 3, 3, 3], b [4])", *_conv_case(g, 2, 3, 7, 7, 4, 3, 3, True), 1, 0, {"b": True}),
@@ -420,12 +426,7 @@ def conv2d_backward(conv2d_backward: Callable) -> None:
     padding, a non-square kernel and a stride that does not fit; by hand (no autograd, no torch
     convolution op), its inputs left unchanged."""
     g = torch.Generator().manual_seed(16)
-    image = torch.tensor([[1, 1, 1, 0, 0],
-                          [0, 1, 1, 1, 0],
-                          [0, 0, 1, 1, 1],
-                          [0, 0, 1, 1, 0],
-                          [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
-    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    image, kernel = _seed_image_and_filter()
 
     def case(N, C, H, W, O, kh, kw, stride, padding):
         x, w, _ = _conv_case(g, N, C, H, W, O, kh, kw, False)
