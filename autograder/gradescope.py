@@ -15,6 +15,7 @@ student's file. Tests run it as Gradescope does, with AUTOGRADER_ROOT pointing a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -80,11 +81,11 @@ def write_zip(course: Course, lab_id: str, out: Path, leaderboard: bool = False,
     out = Path(out)
     if out.suffix != ".zip":
         raise CourseError(f"{out}: the autograder is a .zip file")
-    stale = build(course, [lab.id], check=True)
+    stale = build(course, [lab.id], check=True, languages=list(dict.fromkeys(["en", course.language])))
     if stale:
         raise CourseError(f"stale or missing built files ({', '.join(p.name for p in stale)}): run `course build` first")
     spec = {"lab": lab.id, "hidden": hidden_checks(course, lab), "leaderboard": leaderboard,
-            "unsafe_no_sandbox": unsafe_no_sandbox}
+            "unsafe_no_sandbox": unsafe_no_sandbox, "language": course.language}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -169,6 +170,7 @@ def run(root: Path) -> int:
     try:
         spec = json.loads((source / SPEC).read_text(encoding="utf-8"))
         course = load_course(source / "course.yml")
+        course = dataclasses.replace(course, language=spec.get("language", course.language))   # `--lang` when zipped
         lab = course.lab(spec["lab"])
     except (OSError, ValueError, KeyError, CourseError) as e:
         _write(results, {"score": 0, "output": "the autograder is broken (not your fault): tell your instructor",

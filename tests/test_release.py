@@ -42,7 +42,7 @@ def no_build_check(monkeypatch, stale=()):
     committed notebooks fresh: here the release's call of it returns `stale`."""
     calls = []
 
-    def fake_build(course, lab_ids=None, check=False):
+    def fake_build(course, lab_ids=None, check=False, languages=None):
         assert check, "release must never build"
         calls.append(lab_ids)
         return [ROOT / p for p in stale]
@@ -98,7 +98,7 @@ def test_bundle_layout(course, bundle):
     assert {n for n in names if n.startswith("weights/")} == {f"weights/{p.name}" for p in weights.glob("*") if p.is_file()}
     assert not {f"{m}.py" for m in GRADER_MODULES} & names
     grader_side = {p.name for p in PACKAGE_DIR.glob("*.py")} - {"__init__.py", "runtime.py", "data.py", "pretrained.py",
-                                                                 "witness.py", "handin.py"}
+                                                                 "witness.py", "handin.py", "i18n.py"}
     assert grader_side and not grader_side & names     # scoring.py, integrity.py, ... stay out by default
     everything = [p.relative_to(out) for p in out.rglob("*")]
     assert not [p for p in everything if {"reference", "solutions", "tests", "__pycache__"} & set(p.parts)]
@@ -275,7 +275,10 @@ def test_release_of_one_lab_ships_only_its_checks(course, tmp_path, monkeypatch)
         assert {n for n in names if n.startswith("checks/")} == {"checks/__init__.py", f"checks/{lab}.py"}
         assert {n for n in names if n.startswith("golden/")} == ({"golden/detection.json"} if lab == "detection" else set())
         assert bool({n for n in names if n.startswith("weights/")}) == (lab == "transfer")
-        shared = {n for n in everyone if not n.startswith(("checks/", "golden/", "weights/"))}
+        # the compiled catalogs: the shared one, and the lab's own where it is translated
+        assert {n for n in names if n.startswith("locale/")} == {"locale/ko/LC_MESSAGES/course.mo"} | (
+            {"locale/ko/LC_MESSAGES/tensors.mo"} if lab == "tensors" else set())
+        shared = {n for n in everyone if not n.startswith(("checks/", "golden/", "weights/", "locale/"))}
         assert shared <= names and names <= everyone
 
     for inside in (ROOT, ROOT / "exercises" / "x", ROOT / "autograder" / "x", ROOT.parent):
