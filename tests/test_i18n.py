@@ -3,8 +3,11 @@ tensors, grading in either language, and the fallback to English of a lab not tr
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -205,6 +208,21 @@ def test_feedback_page_and_readme_in_korean(course, ko):
     assert files["autograder/locale/LANGUAGE"] == "ko\n"
     assert "autograder/locale/ko/LC_MESSAGES/tensors.mo" in files and "autograder/locale/ko/LC_MESSAGES/course.mo" in files
     assert "autograder/locale/LANGUAGE" not in bundle(course, [course.lab(LAB)])
+
+
+def test_a_korean_release_answers_in_korean(ko, tmp_path):
+    """What Korean students get: the Korean exercise, and public checks that answer in Korean in
+    their own Python (the release's locale/LANGUAGE; no COURSE_LANGUAGE set)."""
+    from autograder.release import release
+    out = tmp_path / "release"
+    release(ko, out, [LAB])
+    assert (out / "exercises" / LAB / f"{LAB}.ipynb").read_bytes() == ko.exercise_path(LAB).read_bytes()
+    code = ("import autograder\nfrom autograder.checks import tensors as c\nassert autograder.__file__.startswith(%r)\n"
+            "try:\n    c.to_tensor(lambda obj: 1)\nexcept AssertionError as e:\n    print(e)" % str(out))
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_LANGUAGE"} | {"PYTHONPATH": str(out)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=out, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "to_tensor([[1, 2, 3], [4, 5, 6]]): 기대값 torch.Tensor, 실제값 int — torch.Tensor를 반환한다"
 
 
 def test_domain_sources_are_where_the_messages_are():
