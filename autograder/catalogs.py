@@ -85,18 +85,17 @@ def msgids(paths: list[Path]) -> dict[str, str]:
     entry by its singular)."""
     from babel.messages.extract import extract_from_file
     from babel.messages.frontend import parse_mapping_cfg
+    from babel.util import pathmatch
 
     with (ROOT / "babel.cfg").open(encoding="utf-8") as f:
         method_map, options_map = parse_mapping_cfg(f)
     found: dict[str, str] = {}
     for path in paths:
         rel = path.relative_to(ROOT).as_posix()
-        from babel.util import pathmatch
-        method = next((m for pattern, m in method_map if pathmatch(pattern, rel)), None)
+        pattern, method = next(((p, m) for p, m in method_map if pathmatch(p, rel)), (None, None))
         if method is None:
             continue
-        options = next((options_map[p] for p, _ in method_map if pathmatch(p, rel) and p in options_map), {})
-        for lineno, message, _comments, _context in extract_from_file(method, str(path), options=options):
+        for lineno, message, _comments, _context in extract_from_file(method, str(path), options=options_map.get(pattern, {})):
             key = message[0] if isinstance(message, tuple) else message
             found.setdefault(key, f"{rel}:{lineno}")
     return found

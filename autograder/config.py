@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .i18n import LANGUAGES
+from .i18n import LANGUAGES, translated
 
 GPU_POLICIES = ("required", "preferred", "ignore")
 HAND_IN_CHANNELS = ("folder", "nbgrader", "gradescope", "classroom")   # how students hand in (release README)
@@ -89,7 +89,6 @@ class Course:
     def built_language(self, lab_id: str, language: str | None = None) -> str:
         """The language lab `lab_id` is built in for `language` (default: the course's): that
         language where the lab is translated into it, else English, which stands in."""
-        from .i18n import translated
         language = language or self.language
         return language if translated(lab_id, language) else "en"
 
