@@ -72,7 +72,7 @@ def test_gradescope_zip_holds_the_grader_for_one_lab_and_no_student_file(course,
     assert not [n for n in names if n.startswith(("solutions/", "exercises/")) and n.split("/")[1] in other]
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "examples/", ".venv/"))]
     assert spec == {"lab": LAB, "hidden": hidden_checks(course, course.lab(LAB)), "leaderboard": True,
-                    "unsafe_no_sandbox": False}
+                    "unsafe_no_sandbox": False, "language": course.language}
     assert spec["hidden"], "the test wants a lab whose checks have hidden tests"
 
 
