@@ -226,11 +226,11 @@ def write_nbgrader_folders(out: Path, results: list[Result], course: Course) -> 
     `timestamp.txt` and `submission_secret.txt` (where the submission was collected by nbgrader)
     beside it and beside the feedback page, which `nbgrader release_feedback` needs."""
     from .grade import lab_name
+    from .report import read_outputs
 
     for r in results:
         if not r.handed_in or not r.path:
             continue
-        from .report import read_outputs
         nb = _autograded(r, course, read_outputs(out, r))
         if nb is None:
             continue

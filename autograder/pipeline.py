@@ -137,8 +137,8 @@ def write_class_outputs(out: Path, results: list[Result], warnings: list[str], c
         folders = written.stale("autograded", results, lambda r: [],
                                 lambda r: out / "autograded" / r.student / r.lab / f"{r.lab}.ipynb")
         write_nbgrader_folders(out, [r for r in results if (r.student, r.lab) in folders], course)
-        written.mark("autograded", results, lambda r: [])
-    written.mark("pages", results, lambda r: [titles.get(r.lab, ""), instructor_comment(out, r)])
+        written.mark("autograded")
+    written.mark("pages")
     written.kinds["class"] = {"report": whole}
     written.save()
     return results, warnings
@@ -153,6 +153,7 @@ class Written:
     def __init__(self, out: Path, kinds: dict[str, dict[str, str]]) -> None:
         self.out, self.kinds = out, kinds
         self._bodies: dict[int, tuple[Result, str]] = {}
+        self._pending: dict[str, dict[str, str]] = {}    # kind -> the digests `stale` computed, until `mark`
 
     @classmethod
     def read(cls, out: Path) -> "Written":
@@ -181,13 +182,14 @@ class Written:
         """The (student, lab) of `results` whose `kind` files must be written again (`extra(r)`: what
         else they show; `file(r)`: a file whose absence means written again)."""
         seen = self.kinds.get(kind, {})
+        digests = self._pending[kind] = {f"{r.student}/{r.lab}": self.digest(r, extra(r)) for r in results}
         return {(r.student, r.lab) for r in results
-                if seen.get(f"{r.student}/{r.lab}") != self.digest(r, extra(r))
+                if seen.get(f"{r.student}/{r.lab}") != digests[f"{r.student}/{r.lab}"]
                 or (file and r.handed_in and r.path and not file(r).exists())}
 
-    def mark(self, kind: str, results: list[Result], extra) -> None:
-        """`results`' `kind` files are written (`extra` as for `stale`)."""
-        self.kinds.setdefault(kind, {}).update({f"{r.student}/{r.lab}": self.digest(r, extra(r)) for r in results})
+    def mark(self, kind: str) -> None:
+        """The `kind` files `stale` named are written: keep the digests it computed for them."""
+        self.kinds.setdefault(kind, {}).update(self._pending.pop(kind))
 
     def save(self) -> None:
         from .report import atomic_write
