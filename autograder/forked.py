@@ -310,7 +310,8 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
             items = shown.take()
             if items:
                 out.write(json.dumps({"outputs": index, "items": items}) + "\n")
-        shown.take()
+        else:
+            shown.drop()
         out.write(json.dumps(report) + "\n")
     out.write(json.dumps({"done": True}) + "\n")
     out.flush()
@@ -350,11 +351,16 @@ class _Shown:
         plt.close("all")
 
     def take(self) -> list[list[str]]:
+        """The cell's outputs, capped (the notebook's budget pays for them); the next cell starts empty."""
         items = [[kind, "".join(chunks)] for kind, chunks in self.items]
         if self.cut:
             items.append(["stderr", "[… output cut]\n"])
-        self.items, self.size, self.cut = [], 0, False
+        self.drop()
         return capped_outputs(items, self.budget)
+
+    def drop(self) -> None:
+        """Forget what the cell showed (a check cell's own prints: its verdict is the grader's)."""
+        self.items, self.size, self.cut = [], 0, False
 
 
 class _Stream:
