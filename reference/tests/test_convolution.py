@@ -147,14 +147,20 @@ def test_params_and_macs_match_torch(c_in, c_out, k, n, s, p):
 # --- conv2d -------------------------------------------------------------------------------------
 
 
-def test_conv2d_seed_001_feature_map():
-    # the 5×5 image and the 3×3 filter (1 0 1 / 0 1 0 / 1 0 1) of seed 001: the first value is 4
+def _seed_001() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 001's 5×5 image and 3×3 filter (1 0 1 / 0 1 0 / 1 0 1), as [1, 1, H, W] tensors."""
     image = torch.tensor([[1, 1, 1, 0, 0],
                           [0, 1, 1, 1, 0],
                           [0, 0, 1, 1, 1],
                           [0, 0, 1, 1, 0],
                           [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
     kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    return image, kernel
+
+
+def test_conv2d_seed_001_feature_map():
+    # the 5×5 image and the 3×3 filter (1 0 1 / 0 1 0 / 1 0 1) of seed 001: the first value is 4
+    image, kernel = _seed_001()
     out = conv2d(image, kernel)
     assert out.tolist() == [[[[4, 3, 4], [2, 4, 3], [2, 3, 4]]]]
     torch.testing.assert_close(out, F.conv2d(image, kernel))
@@ -296,12 +302,7 @@ def _autograd(x, w, b, grad_out, stride, padding):
 def test_conv2d_backward_seed_001_feature_map():
     # L = sum of the lecture's feature map (4 3 4 / 2 4 3 / 2 3 4 = 29): every output gradient is 1.
     # Weight sharing: w[u, v] met 9 pixels, one per position, and its gradient is their sum
-    image = torch.tensor([[1, 1, 1, 0, 0],
-                          [0, 1, 1, 1, 0],
-                          [0, 0, 1, 1, 1],
-                          [0, 0, 1, 1, 0],
-                          [0, 1, 1, 0, 0]], dtype=torch.float32).view(1, 1, 5, 5)
-    kernel = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float32).view(1, 1, 3, 3)
+    image, kernel = _seed_001()
     grad_x, grad_w, grad_b = conv2d_backward(image, kernel, torch.ones(1, 1, 3, 3))
     assert grad_w[0, 0].tolist() == [[6, 7, 6], [4, 7, 7], [4, 6, 6]]
     assert grad_w[0, 0, 0, 0] == image[0, 0, 0:3, 0:3].sum() == 6
