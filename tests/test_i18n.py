@@ -1,5 +1,6 @@
 """Korean and English from one source (issue 14): the catalogs, the Korean notebooks of lab
-tensors, grading in either language, and the fallback to English of a lab not translated yet."""
+tensors, grading in either language, and the fallback to English of a lab not translated yet
+(made so here, fixture `untranslated_lab`: every lab of the course has a Korean catalog, or will)."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +22,7 @@ from tests.planted import all_bugs, plant
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 LAB = "tensors"                    # translated into Korean: graded here in both languages
-UNTRANSLATED = "forward"           # not yet: its English notebook stands in
+UNTRANSLATED = "forward"           # its Korean catalog taken away (fixture `untranslated_lab`): English stands in
 # every lab with a Korean catalog gets the catalog, notebook and glossary tests
 TRANSLATED = [lab.id for lab in load_course(ROOT / "course.yml").labs if i18n.translated(lab.id, "ko")]
 
@@ -29,6 +30,24 @@ TRANSLATED = [lab.id for lab in load_course(ROOT / "course.yml").labs if i18n.tr
 @pytest.fixture(scope="module")
 def ko(course):
     return dataclasses.replace(course, language="ko")
+
+
+@pytest.fixture
+def untranslated_lab(tmp_path, monkeypatch):
+    """Lab UNTRANSLATED not translated into Korean, whether or not the course has its catalog: a
+    copy of the locale tree without its `.po` and `.mo`, read in place of autograder/locale by
+    i18n (which labs are translated, the catalogs messages are made from) and by catalogs (what
+    the build compiles). The fallback to English is then the real one, as for a lab nobody has
+    translated yet."""
+    from autograder import catalogs
+    locale = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, locale, ignore=shutil.ignore_patterns(f"{UNTRANSLATED}.po", f"{UNTRANSLATED}.mo", "*.tmp"))
+    monkeypatch.setattr(i18n, "LOCALE_DIR", locale)
+    monkeypatch.setattr(catalogs, "LOCALE_DIR", locale)
+    i18n.reload()                        # forget the catalogs read from the real tree
+    assert i18n.translated(LAB, "ko") and not i18n.translated(UNTRANSLATED, "ko")
+    yield UNTRANSLATED
+    i18n.reload()                        # and those read from the copy
 
 
 # --- catalogs ------------------------------------------------------------------------------------
@@ -118,14 +137,32 @@ def test_korean_terms_give_the_english_term_on_first_use(course, lab_id):
         assert cells[-3].source.startswith(heading) and all(t["ko"] in cells[-3].source for t in terms)
 
 
-def test_untranslated_lab_falls_back_to_english(course, ko):
-    assert LAB in TRANSLATED and UNTRANSLATED not in TRANSLATED
+def test_untranslated_lab_falls_back_to_english(course, ko, untranslated_lab):
+    """A lab without a Korean catalog: its English notebooks stand in, and its checks' own words
+    stay English while the shared words around them are Korean."""
+    import torch
+
+    from autograder.checks import forward as checks
+    assert LAB in TRANSLATED
     assert {"텐서", "배열", "합성곱 신경망", "표준화"} <= {t["ko"] for t in glossary(LAB)}
-    assert ko.solution_path(UNTRANSLATED) == course.solution_path(UNTRANSLATED) == ROOT / "solutions" / UNTRANSLATED / f"{UNTRANSLATED}.ipynb"
+    assert ko.solution_path(untranslated_lab) == course.solution_path(untranslated_lab) == ROOT / "solutions" / untranslated_lab / f"{untranslated_lab}.ipynb"
+    assert ko.exercise_path(untranslated_lab) == ROOT / "exercises" / untranslated_lab / f"{untranslated_lab}.ipynb"
     assert ko.exercise_path(LAB) == ROOT / "ko" / "exercises" / LAB / f"{LAB}.ipynb"
 
+    def message() -> str:                 # a perceptron that answers 0 or 1, not -1 or +1
+        with pytest.raises(AssertionError) as failure:
+            checks.perceptron(lambda x, w, b: torch.where(x @ w + b > 0, 1.0, 0.0))
+        return str(failure.value)
 
-def test_build_check_covers_korean_and_names_untranslated_labs(tmp_path, capsys):
+    english = message()
+    what, hint = english.split(": expected ", 1)[0], english.split(" — ", 1)[1]
+    assert what.startswith("perceptron(") and hint.startswith("the perceptron answers +1 or -1")
+    with i18n.using("ko"):
+        korean = message()
+    assert korean.startswith(f"{what}: 기대값 ") and ", 실제값 " in korean and korean.endswith(f" — {hint}")
+
+
+def test_build_check_covers_korean_and_names_untranslated_labs(tmp_path, capsys, untranslated_lab):
     """`course build --check` compares the Korean notebooks too (a stale one exits 1, named); the
     build says in one line which labs have no Korean yet, never silently."""
     from autograder.cli import main
@@ -139,11 +176,11 @@ def test_build_check_covers_korean_and_names_untranslated_labs(tmp_path, capsys)
     nb = nbformat.read(stale, as_version=4)
     nb.cells[2].source = "손으로 고친 셀"
     stale.write_text(dumps(nb))
-    assert main(cli + ["--lab", UNTRANSLATED, "--lang", "ko"]) == 1
+    assert main(cli + ["--lab", untranslated_lab, "--lang", "ko"]) == 1
     out, err = capsys.readouterr()
     assert out.split() == ["stale:", f"ko/exercises/{LAB}/{LAB}.ipynb"]
     notes = [line for line in err.splitlines() if "not translated" in line]
-    assert notes == [f"ko: 1 of 2 lab(s) not translated yet, their English notebooks stand in: {UNTRANSLATED}"]
+    assert notes == [f"ko: 1 of 2 lab(s) not translated yet, their English notebooks stand in: {untranslated_lab}"]
 
 
 def test_course_language_is_validated(tmp_path):
@@ -187,7 +224,7 @@ def test_check_messages_follow_the_language():
             expect_shape(torch.zeros(3), (2,), "x")
 
 
-def test_feedback_page_and_readme_in_korean(course, ko):
+def test_feedback_page_and_readme_in_korean(course, ko, untranslated_lab):
     from autograder.release import bundle, student_readme
     from autograder.report import feedback_html
     from autograder.results import CheckResult, Result
@@ -202,9 +239,9 @@ def test_feedback_page_and_readme_in_korean(course, ko):
     readme = student_readme(ko, [ko.lab(LAB)])
     assert readme.startswith("# 밑바닥부터 만드는 CNN") and "## 1. 설치(한 번만)" in readme and "| `tensors` | 텐서와 데이터 |" in readme
     assert "## 1. Install (once)" in student_readme(course, [course.lab(LAB)])
-    files = bundle(ko, [ko.lab(LAB), ko.lab(UNTRANSLATED)])
+    files = bundle(ko, [ko.lab(LAB), ko.lab(untranslated_lab)])
     assert files[f"exercises/{LAB}/{LAB}.ipynb"] == ROOT / "ko" / "exercises" / LAB / f"{LAB}.ipynb"
-    assert files[f"exercises/{UNTRANSLATED}/{UNTRANSLATED}.ipynb"] == ROOT / "exercises" / UNTRANSLATED / f"{UNTRANSLATED}.ipynb"
+    assert files[f"exercises/{untranslated_lab}/{untranslated_lab}.ipynb"] == ROOT / "exercises" / untranslated_lab / f"{untranslated_lab}.ipynb"
     assert files["autograder/locale/LANGUAGE"] == "ko\n"
     assert "autograder/locale/ko/LC_MESSAGES/tensors.mo" in files and "autograder/locale/ko/LC_MESSAGES/course.mo" in files
     assert "autograder/locale/LANGUAGE" not in bundle(course, [course.lab(LAB)])
