@@ -6,6 +6,7 @@ small cases worked by hand, and for mAP from golden values the build recorded fr
 reference (`autograder/golden/detection.json`), never from `reference` itself. Random boxes come
 from a private torch.Generator (`seed` picks the draw), so a check leaves the student's RNG alone;
 they keep every IoU at least 1e-4 away from the thresholds used, so float32 and float64 agree.
+Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/detection.po).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from torchvision import ops
 
 from autograder.checks import call_student as _call
 from autograder.checks import as_number, case, expect, expect_close, expect_shape, fail, fmt, given, golden
+from autograder.i18n import Domain
+
+_ = Domain("detection").gettext
 
 __all__ = [
     "iou",
@@ -29,8 +33,15 @@ __all__ = [
     "mean_average_precision",
 ]
 
-_TIE = "suppress only when IoU > threshold: a box whose IoU equals the threshold survives, as in torchvision"
-_STABLE = "equal scores: lower index first (torch.sort(..., descending=True, stable=True))"
+
+def _tie() -> str:
+    """Hint: a tie at the IoU threshold (msgid of the lab's catalog, made in the language of the moment)."""
+    return _("suppress only when IoU > threshold: a box whose IoU equals the threshold survives, as in torchvision")
+
+
+def _stable() -> str:
+    """Hint: the order of equal scores."""
+    return _("equal scores: lower index first (torch.sort(..., descending=True, stable=True))")
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -91,17 +102,18 @@ def _nms_case(gen: torch.Generator, n: int, thresholds: tuple) -> tuple[torch.Te
 def _indices(value: Any, what: str) -> torch.Tensor:
     """value is a 1-D int64 tensor of indices (else a failure)."""
     if not isinstance(value, torch.Tensor):
-        fail(what, "an int64 tensor of kept indices", type(value).__name__, "return torch.tensor(keep, dtype=torch.int64)")
+        fail(what, _("an int64 tensor of kept indices"), type(value).__name__,
+             _("return torch.tensor(keep, dtype=torch.int64)"))
     if value.dtype != torch.int64 or value.dim() != 1:
-        fail(what, "a 1-D int64 tensor", f"{value.dtype} of shape {tuple(value.shape)}",
-             "return torch.tensor(keep, dtype=torch.int64)")
+        fail(what, _("a 1-D int64 tensor"), _("{dtype} of shape {shape}").format(dtype=value.dtype, shape=tuple(value.shape)),
+             _("return torch.tensor(keep, dtype=torch.int64)"))
     return value.detach().cpu()
 
 
 def _show(idx: torch.Tensor | list) -> str:
     """Indices for a message: all of them when few, else the first 10."""
     items = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)
-    return str(items) if len(items) <= 12 else f"{len(items)} indices starting {items[:10]}"
+    return str(items) if len(items) <= 12 else _("{n} indices starting {first}").format(n=len(items), first=items[:10])
 
 
 def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str,
@@ -112,9 +124,9 @@ def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str,
     e = torch.as_tensor(expected, dtype=torch.int64)
     if not torch.equal(g, e):
         if candidates is not None and g.tolist() == [candidates.index(i) for i in e.tolist()]:
-            hint = "return indices into the original boxes, not positions among the boxes left after the score filter"
+            hint = _("return indices into the original boxes, not positions among the boxes left after the score filter")
         elif sorted(g.tolist()) == sorted(e.tolist()):
-            hint = "the right boxes in the wrong order: highest score first, equal scores by lower index"
+            hint = _("the right boxes in the wrong order: highest score first, equal scores by lower index")
         fail(what, _show(e), _show(g), hint)
 
 
@@ -126,16 +138,16 @@ def iou(iou: Callable, seed: int = 0) -> None:
     lists and tensors alike, and 40 random pairs against torchvision.ops.box_iou."""
     cases = [
         ([0, 0, 2, 2], [1, 1, 3, 3], 1 / 7,
-         "the intersection is [1, 1, 2, 2] with area 1; the union is 4 + 4 - 1 = 7"),
-        ([1, 2, 5, 7], [1, 2, 5, 7], 1.0, "identical boxes: intersection = union"),
-        ([0, 0, 4, 4], [1, 1, 2, 2], 1 / 16, "a box inside another: the intersection is the small box"),
-        ([0, 0, 1, 1], [2, 0, 3, 1], 0.0, "no overlap on x: clamp the intersection width at 0 (max(..., 0))"),
-        ([0, 0, 1, 1], [0, 2, 1, 3], 0.0, "no overlap on y: clamp the intersection height at 0 (max(..., 0))"),
+         _("the intersection is [1, 1, 2, 2] with area 1; the union is 4 + 4 - 1 = 7")),
+        ([1, 2, 5, 7], [1, 2, 5, 7], 1.0, _("identical boxes: intersection = union")),
+        ([0, 0, 4, 4], [1, 1, 2, 2], 1 / 16, _("a box inside another: the intersection is the small box")),
+        ([0, 0, 1, 1], [2, 0, 3, 1], 0.0, _("no overlap on x: clamp the intersection width at 0 (max(..., 0))")),
+        ([0, 0, 1, 1], [0, 2, 1, 3], 0.0, _("no overlap on y: clamp the intersection height at 0 (max(..., 0))")),
         ([0, 0, 1, 1], [2, 2, 3, 3], 0.0,
-         "no overlap on either axis: clamp width and height at 0, or two negative sides multiply to a positive area"),
-        ([0, 0, 1, 1], [1, 0, 2, 1], 0.0, "boxes that only touch share no area"),
-        ([0, 0, 2, 1], [0, 0, 1, 1], 0.5, "intersection 1, union 2 + 1 - 1 = 2; corners are (x1, y1, x2, y2), no +1"),
-        ([1, 1, 1, 1], [1, 1, 1, 1], 0.0, "zero-area boxes have union 0: return 0 instead of dividing by zero"),
+         _("no overlap on either axis: clamp width and height at 0, or two negative sides multiply to a positive area")),
+        ([0, 0, 1, 1], [1, 0, 2, 1], 0.0, _("boxes that only touch share no area")),
+        ([0, 0, 2, 1], [0, 0, 1, 1], 0.5, _("intersection 1, union 2 + 1 - 1 = 2; corners are (x1, y1, x2, y2), no +1")),
+        ([1, 1, 1, 1], [1, 1, 1, 1], 0.0, _("zero-area boxes have union 0: return 0 instead of dividing by zero")),
     ]
     for a, b, expected, hint in cases:
         what = f"iou({a}, {b})"
@@ -143,17 +155,17 @@ def iou(iou: Callable, seed: int = 0) -> None:
         expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
     what = "iou(tensor([0., 0., 2., 2.]), tensor([1., 1., 3., 3.]))"
     got = as_number(_call(iou, what, torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])), what, tensors=False)
-    expect(abs(got - 1 / 7) <= 1e-6, what, 1 / 7, got, "boxes may come as tensors of shape [4] too")
+    expect(abs(got - 1 / 7) <= 1e-6, what, 1 / 7, got, _("boxes may come as tensors of shape [4] too"))
 
     gen = torch.Generator().manual_seed(1400 + seed)
     a, b = _boxes(gen, 40, size=30), _boxes(gen, 40, size=30)
     expected = ops.box_iou(a, b).diagonal()
     for i in range(40):
-        what = f"iou({fmt(a[i])}, {fmt(b[i])}) (random pair {i})"
+        what = _("iou({a}, {b}) (random pair {i})").format(a=fmt(a[i]), b=fmt(b[i]), i=i)
         got = as_number(_call(iou, what, a[i].tolist(), b[i].tolist()), what, tensors=False)
-        hint = "IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou"
+        hint = _("IoU = intersection / (area1 + area2 - intersection), as torchvision.ops.box_iou")
         if got < 0 or (float(expected[i]) == 0 and got > 0):
-            hint = "these boxes do not overlap: clamp the intersection width and height at 0 before multiplying"
+            hint = _("these boxes do not overlap: clamp the intersection width and height at 0 before multiplying")
         expect(abs(got - float(expected[i])) <= 1e-5, what, float(expected[i]), got, hint)
 
 
@@ -163,24 +175,24 @@ def iou(iou: Callable, seed: int = 0) -> None:
 def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
     """(1, 2, 3, 4) -> (1, 2, 4, 6); random boxes against torchvision.ops.box_convert; [0, 4] in,
     [0, 4] out; the input left unchanged."""
-    hint = "x2 = x + w and y2 = y + h: (x, y) is the top-left corner, not the centre"
+    hint = _("x2 = x + w and y2 = y + h: (x, y) is the top-left corner, not the centre")
     what = "xywh_to_xyxy(tensor([[1., 2., 3., 4.]]))"
     got = _call(xywh_to_xyxy, what, torch.tensor([[1.0, 2.0, 3.0, 4.0]]), hint=hint)
-    expect_shape(got, (1, 4), what, "one row (x1, y1, x2, y2) per box")
+    expect_shape(got, (1, 4), what, _("one row (x1, y1, x2, y2) per box"))
     expect_close(got, [[1.0, 2.0, 4.0, 6.0]], what, hint=hint)
 
     gen = torch.Generator().manual_seed(1410 + seed)
     boxes = torch.rand(12, 4, generator=gen) * 50
     before = boxes.clone()
-    what = "xywh_to_xyxy(12 random boxes)"
+    what = _("xywh_to_xyxy(12 random boxes)")
     got = _call(xywh_to_xyxy, what, boxes, hint=hint)
-    expect(bool(torch.equal(boxes, before)), f"{what}: the input boxes", "unchanged", "modified in place",
-           "build a new tensor (torch.stack / torch.cat) instead of writing into the input")
-    expect_shape(got, (12, 4), what, "one row (x1, y1, x2, y2) per box")
+    expect(bool(torch.equal(boxes, before)), _("{what}: the input boxes").format(what=what), _("unchanged"),
+           _("modified in place"), _("build a new tensor (torch.stack / torch.cat) instead of writing into the input"))
+    expect_shape(got, (12, 4), what, _("one row (x1, y1, x2, y2) per box"))
     expect_close(got, ops.box_convert(before, "xywh", "xyxy"), what, hint=hint)
 
     what = "xywh_to_xyxy(torch.zeros(0, 4))"
-    expect_shape(_call(xywh_to_xyxy, what, torch.zeros(0, 4)), (0, 4), what, "no boxes in, no boxes out")
+    expect_shape(_call(xywh_to_xyxy, what, torch.zeros(0, 4)), (0, 4), what, _("no boxes in, no boxes out"))
 
 
 # --- box_iou ------------------------------------------------------------------------------------
@@ -189,34 +201,34 @@ def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
 def box_iou(box_iou: Callable, seed: int = 0) -> None:
     """Disjoint boxes 0 (on x, on y, on both), identical 1, zero-area boxes 0 (never NaN), [N, M]
     against torchvision.ops.box_iou on random boxes, empty inputs."""
-    clamp = ("disjoint boxes must give 0: clamp the intersection width and height at 0 before multiplying "
-             "((rb - lt).clamp(min=0)); two negative sides multiply to a positive area")
+    clamp = _("disjoint boxes must give 0: clamp the intersection width and height at 0 before multiplying "
+              "((rb - lt).clamp(min=0)); two negative sides multiply to a positive area")
     a = torch.tensor([[0.0, 0, 1, 1], [4, 4, 6, 7]])
     b = torch.tensor([[2.0, 2, 3, 3], [2, 0, 3, 1], [0, 2, 1, 3], [0, 0, 1, 1], [4, 4, 6, 7]])
     what = "box_iou([[0,0,1,1], [4,4,6,7]], [[2,2,3,3], [2,0,3,1], [0,2,1,3], [0,0,1,1], [4,4,6,7]])"
     got = _call(box_iou, what, a, b)
-    expect_shape(got, (2, 5), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
+    expect_shape(got, (2, 5), what, _("entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]"))
     expected = torch.tensor([[0.0, 0, 0, 1, 0], [0, 0, 0, 0, 1]])
     disjoint = got.detach().double()[expected == 0]
     expect_close(got, expected, what, hint=clamp if bool((disjoint != 0).any()) else
-                 "identical boxes give 1 (their union, area_a + area_b - intersection, is the box itself)")
+                 _("identical boxes give 1 (their union, area_a + area_b - intersection, is the box itself)"))
 
     z = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 3]])
-    what = "box_iou on zero-area boxes [[1,1,1,1], [0,0,0,3]] with themselves and [[0,0,4,4]]"
+    what = _("box_iou on zero-area boxes [[1,1,1,1], [0,0,0,3]] with themselves and [[0,0,4,4]]")
     got = _call(box_iou, what, z, torch.cat([z, torch.tensor([[0.0, 0, 4, 4]])]))
     expect_shape(got, (2, 3), what)
     expect_close(got, torch.zeros(2, 3), what,
-                 hint="where the union is 0 return 0, not NaN (torch.where(union > 0, inter / union, 0)); "
-                      "torchvision gives NaN here, this lab gives 0")
+                 hint=_("where the union is 0 return 0, not NaN (torch.where(union > 0, inter / union, 0)); "
+                        "torchvision gives NaN here, this lab gives 0"))
 
     gen = torch.Generator().manual_seed(1420 + seed)
     for n, m, size in ((5, 7, 100.0), (9, 4, 20.0), (1, 1, 10.0)):
         a, b = _boxes(gen, n, size), _boxes(gen, m, size)
-        what = f"box_iou(a [{n}, 4], b [{m}, 4]) on random boxes"
+        what = _("box_iou(a [{n}, 4], b [{m}, 4]) on random boxes").format(n=n, m=m)
         got = _call(box_iou, what, a, b)
-        expect_shape(got, (n, m), what, "entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]")
+        expect_shape(got, (n, m), what, _("entry (i, j) is IoU(a[i], b[j]): broadcast a[:, None] against b[None, :]"))
         expected = ops.box_iou(a, b)
-        hint = "intersection / (area_a[:, None] + area_b[None, :] - intersection), as torchvision"
+        hint = _("intersection / (area_a[:, None] + area_b[None, :] - intersection), as torchvision")
         if bool((got.detach().double()[expected == 0] != 0).any()):
             hint = clamp
         expect_close(got, expected, what, atol=1e-5, rtol=1e-5, hint=hint)
@@ -224,7 +236,7 @@ def box_iou(box_iou: Callable, seed: int = 0) -> None:
     for shape_a, shape_b in (((0, 4), (3, 4)), ((2, 4), (0, 4))):
         what = f"box_iou(a {list(shape_a)}, b {list(shape_b)})"
         got = _call(box_iou, what, _boxes(gen, shape_a[0]), _boxes(gen, shape_b[0]))
-        expect_shape(got, (shape_a[0], shape_b[0]), what, "no boxes: an empty [N, M] matrix, no error")
+        expect_shape(got, (shape_a[0], shape_b[0]), what, _("no boxes: an empty [N, M] matrix, no error"))
 
 
 # --- nms ----------------------------------------------------------------------------------------
@@ -236,38 +248,38 @@ def nms(nms: Callable, seed: int = 0) -> None:
     (>=, indices into the original boxes), empty input; random boxes against torchvision.ops.nms."""
     boxes = torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]])                     # IoU exactly 0.5
     with case("the tie at the threshold"):
-        what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5"
-        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _TIE)
-        what = "nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4"
+        what = _("nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5")
+        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _tie())
+        what = _("nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4")
         _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.4), [0], what,
-                     "IoU 0.5 > 0.4: the lower-scoring box is suppressed")
+                     _("IoU 0.5 > 0.4: the lower-scoring box is suppressed"))
 
     apart = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]])
     with case("highest score first"):
-        what = "nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]"
+        what = _("nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]")
         _expect_keep(_call(nms, what, apart, torch.tensor([0.3, 0.7, 0.5]), 0.5), [1, 2, 0], what,
-                     "nothing overlaps, so all are kept, highest score first")
+                     _("nothing overlaps, so all are kept, highest score first"))
     with case("equal scores in index order"):
-        what = "nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]"
-        _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _STABLE)
-        what = "nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]"
+        what = _("nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]")
+        _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _stable())
+        what = _("nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]")
         _expect_keep(_call(nms, what, torch.tensor([[2.0, 2, 4, 4]] * 3), torch.full((3,), 0.5), 0.5), [0], what,
-                     _STABLE + "; the kept box suppresses its copies")
+                     _("{rule}; the kept box suppresses its copies").format(rule=_stable()))
 
     pairs = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [21, 21, 30, 30]])  # IoU 0.81
     with case("the score threshold"):
         what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
         _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2],
-                     what, "boxes with score >= score_threshold take part (0.5 does)", candidates=[1, 2])
+                     what, _("boxes with score >= score_threshold take part (0.5 does)"), candidates=[1, 2])
         what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
         _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2],
-                     what, "return indices into the original boxes, not into the boxes left after the score filter",
+                     what, _("return indices into the original boxes, not into the boxes left after the score filter"),
                      candidates=[1, 2, 3])
 
     with case("no boxes"):
         what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
         got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
-        expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+        expect(got.shape == (0,), what, _("an empty int64 tensor"), fmt(got), _("no boxes in, no indices out"))
 
     gen = torch.Generator().manual_seed(1430 + seed)
     thresholds = (0.3, 0.5, 0.7)
@@ -275,11 +287,11 @@ def nms(nms: Callable, seed: int = 0) -> None:
         for n in (40, 25):
             boxes, scores = _nms_case(gen, n, thresholds)
             for t in thresholds:
-                what = f"nms on {n} random boxes at iou_threshold {t}"
+                what = _("nms on {n} random boxes at iou_threshold {t}").format(n=n, t=t)
                 expected = ops.nms(boxes, scores, t)
                 _expect_keep(_call(nms, what, boxes.clone(), scores.clone(), t), expected, what,
-                             "keep the best remaining box, drop all with IoU > threshold against it, repeat "
-                             "(as torchvision.ops.nms)")
+                             _("keep the best remaining box, drop all with IoU > threshold against it, repeat "
+                               "(as torchvision.ops.nms)"))
 
 
 # --- batched_nms --------------------------------------------------------------------------------
@@ -291,23 +303,23 @@ def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
     survive); highest score first; empty input; random boxes against torchvision.ops.batched_nms."""
     same = torch.tensor([[0.0, 0, 1, 1]] * 2)
     with case("classes apart"):
-        what = "batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]"
+        what = _("batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]")
         _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([0, 1]), 0.5), [1, 0],
-                     what, "only boxes of the same class suppress each other; all kept boxes highest score first")
+                     what, _("only boxes of the same class suppress each other; all kept boxes highest score first"))
     with case("one class suppresses"):
-        what = "batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]"
+        what = _("batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]")
         _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([1, 1]), 0.5), [1],
-                     what, "boxes of the same class suppress each other as in nms")
+                     what, _("boxes of the same class suppress each other as in nms"))
     with case("the tie at the threshold"):
-        what = "batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5"
+        what = _("batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5")
         _expect_keep(_call(batched_nms, what, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8]),
-                           torch.tensor([2, 2]), 0.5), [0, 1], what, _TIE)
+                           torch.tensor([2, 2]), 0.5), [0, 1], what, _tie())
 
     with case("no boxes"):
         what = "batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)"
         got = _indices(_call(batched_nms, what, torch.zeros(0, 4), torch.zeros(0),
                              torch.zeros(0, dtype=torch.int64), 0.5), what)
-        expect(got.shape == (0,), what, "an empty int64 tensor", fmt(got), "no boxes in, no indices out")
+        expect(got.shape == (0,), what, _("an empty int64 tensor"), fmt(got), _("no boxes in, no indices out"))
 
     gen = torch.Generator().manual_seed(1440 + seed)
     thresholds = (0.3, 0.5, 0.7)
@@ -316,10 +328,10 @@ def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
             boxes, scores = _nms_case(gen, n, thresholds)
             labels = torch.randint(0, 4, (n,), generator=gen)
             for t in thresholds:
-                what = f"batched_nms on {n} random boxes of 4 classes at iou_threshold {t}"
+                what = _("batched_nms on {n} random boxes of 4 classes at iou_threshold {t}").format(n=n, t=t)
                 expected = ops.batched_nms(boxes, scores, labels, t)
                 _expect_keep(_call(batched_nms, what, boxes.clone(), scores.clone(), labels.clone(), t), expected,
-                             what, "run NMS within each class, then order all kept boxes by score (as torchvision)")
+                             what, _("run NMS within each class, then order all kept boxes by score (as torchvision)"))
 
 
 # --- nms_rows -----------------------------------------------------------------------------------
@@ -339,7 +351,8 @@ def _rows_show(rows: Any) -> str:
     except (TypeError, ValueError, IndexError):
         return repr(rows)[:200]
     more = ", ..." if len(pairs) > 6 else ""
-    return f"{len(pairs)} rows (class, score): [{', '.join(map(str, pairs[:6]))}{more}]"
+    return _("{n} rows (class, score): [{pairs}{more}]").format(n=len(pairs), pairs=", ".join(map(str, pairs[:6])),
+                                                               more=more)
 
 
 @_given(iou=_iou_given)
@@ -349,29 +362,29 @@ def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
     against torchvision.ops.batched_nms."""
     rows = [[0, 0.8, 0, 0, 1, 1], [0, 0.9, 0, 0, 2, 1], [1, 0.7, 0, 0, 2, 1], [0, 0.6, 0.1, 0, 2, 1]]
     snapshot = [list(r) for r in rows]
-    what = "nms_rows(rows, 0.5) with rows [[0, 0.8, 0, 0, 1, 1], [0, 0.9, 0, 0, 2, 1], [1, 0.7, 0, 0, 2, 1], [0, 0.6, 0.1, 0, 2, 1]]"
-    got = _call(nms_rows, what, rows, 0.5, hint="the lecture's loop with its bugs fixed (chosen_box, box[2:])")
+    what = _("nms_rows(rows, 0.5) with rows {rows}").format(rows=snapshot)
+    got = _call(nms_rows, what, rows, 0.5, hint=_("the lecture's loop with its bugs fixed (chosen_box, box[2:])"))
     expected = [snapshot[1], snapshot[0], snapshot[2]]
-    expect(rows == snapshot, f"{what}: the rows you were given", _rows_show(snapshot), _rows_show(rows),
-           "work on a sorted copy (sorted(...) makes one); the lecture's code pops from the list itself")
-    hint = "sort by score, highest first; keep the best row, drop rows of its class with IoU > threshold, repeat"
+    expect(rows == snapshot, _("{what}: the rows you were given").format(what=what), _rows_show(snapshot),
+           _rows_show(rows), _("work on a sorted copy (sorted(...) makes one); the lecture's code pops from the list itself"))
+    hint = _("sort by score, highest first; keep the best row, drop rows of its class with IoU > threshold, repeat")
     try:
         kept = {tuple(float(v) for v in r) for r in got}
     except (TypeError, ValueError):
         kept = None
     if kept is not None:
         if kept == {tuple(float(v) for v in r) for r in expected}:
-            hint = "return the kept rows in descending score order"
+            hint = _("return the kept rows in descending score order")
         elif tuple(float(v) for v in snapshot[2]) not in kept:
-            hint = "row 2 is another class: rows of different classes never suppress each other"
+            hint = _("row 2 is another class: rows of different classes never suppress each other")
         elif tuple(float(v) for v in snapshot[0]) not in kept:
-            hint = ("rows 0 and 1 have IoU exactly 0.5: keep a row when IoU <= threshold "
-                    "(the lecture's `< iou_threshold` also drops IoU equal to it)")
+            hint = _("rows 0 and 1 have IoU exactly 0.5: keep a row when IoU <= threshold "
+                     "(the lecture's `< iou_threshold` also drops IoU equal to it)")
     expect(isinstance(got, list) and _rows_equal(got, expected), what, _rows_show(expected), _rows_show(got), hint)
 
     what = "nms_rows([], 0.5)"
     got = _call(nms_rows, what, [], 0.5)
-    expect(got == [], what, "[]", repr(got), "no rows in, no rows out")
+    expect(got == [], what, "[]", repr(got), _("no rows in, no rows out"))
 
     gen = torch.Generator().manual_seed(1450 + seed)
     for n, t in ((30, 0.4), (30, 0.6)):
@@ -379,17 +392,21 @@ def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
         labels = torch.randint(0, 3, (n,), generator=gen)
         rows = [[int(c), float(s), *b] for c, s, b in zip(labels, scores, boxes.tolist())]
         expected = [rows[i] for i in ops.batched_nms(boxes, scores, labels, t).tolist()]
-        what = f"nms_rows on {n} random rows of 3 classes at iou_threshold {t}"
+        what = _("nms_rows on {n} random rows of 3 classes at iou_threshold {t}").format(n=n, t=t)
         got = _call(nms_rows, what, [list(r) for r in rows], t)
         expect(isinstance(got, list) and _rows_equal(got, expected), what, _rows_show(expected), _rows_show(got),
-               "sort by score, keep the best row, drop rows of its class with IoU > threshold, repeat")
+               _("sort by score, keep the best row, drop rows of its class with IoU > threshold, repeat"))
 
 
 # --- average_precision --------------------------------------------------------------------------
 
 _GT2 = [[0.0, 0, 10, 10], [20, 20, 30, 30]]
-_AP_RECIPE = ("match detections best first to the unmatched ground truth of highest IoU >= threshold; "
-              "make precision monotone from the right; average it at the 101 recall points 0, 0.01, ..., 1")
+
+
+def _ap_recipe() -> str:
+    """Hint: COCO's AP, in one line."""
+    return _("match detections best first to the unmatched ground truth of highest IoU >= threshold; "
+             "make precision monotone from the right; average it at the 101 recall points 0, 0.01, ..., 1")
 
 
 def _golden_class(g: dict, c: int) -> tuple[list, list, list]:
@@ -413,30 +430,30 @@ def average_precision(average_precision: Callable) -> None:
     gt = torch.tensor(_GT2)
     t = torch.tensor
     cases = [
-        ("one image, 2 objects; detections [miss, hit, hit] with scores [0.9, 0.8, 0.7]",
+        (_("one image, 2 objects; detections [miss, hit, hit] with scores [0.9, 0.8, 0.7]"),
          [t([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30]])], [t([0.9, 0.8, 0.7])], [gt], 2 / 3,
-         "precision is 0, 1/2, 2/3 at recall 0, 1/2, 1; made monotone from the right it is 2/3 at every "
-         "recall point, so AP = 2/3"),
-        ("one image, 2 objects; detections [hit A, hit A again, hit B] with scores [0.9, 0.8, 0.7]",
+         _("precision is 0, 1/2, 2/3 at recall 0, 1/2, 1; made monotone from the right it is 2/3 at every "
+           "recall point, so AP = 2/3")),
+        (_("one image, 2 objects; detections [hit A, hit A again, hit B] with scores [0.9, 0.8, 0.7]"),
          [t([[0.0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30]])], [t([0.9, 0.8, 0.7])], [gt], (51 + 50 * 2 / 3) / 101,
-         "a ground-truth box matches at most one detection: the duplicate is a false positive"),
-        ("one image, objects A [0,0,10,10] and B [4,0,14,10]; detections [3,0,13,10] (IoU 0.54 with A, 0.82 with B) "
-         "and [0,0,10,10] (A)",
+         _("a ground-truth box matches at most one detection: the duplicate is a false positive")),
+        (_("one image, objects A [0,0,10,10] and B [4,0,14,10]; detections [3,0,13,10] (IoU 0.54 with A, 0.82 with B) "
+           "and [0,0,10,10] (A)"),
          [t([[3.0, 0, 13, 10], [0, 0, 10, 10]])], [t([0.9, 0.8])], [t([[0.0, 0, 10, 10], [4, 0, 14, 10]])], 1.0,
-         "each detection takes the unmatched ground-truth box of highest IoU, not the first one above the threshold"),
-        ("one image, 1 object; detections [miss, hit] with equal scores [0.5, 0.5]",
+         _("each detection takes the unmatched ground-truth box of highest IoU, not the first one above the threshold")),
+        (_("one image, 1 object; detections [miss, hit] with equal scores [0.5, 0.5]"),
          [t([[40.0, 40, 50, 50], [0, 0, 10, 10]])], [t([0.5, 0.5])], [gt[:1]], 0.5,
-         "equal scores keep their input order (a stable sort): the miss comes first"),
-        ("one image, 1 object; 151 detections, the only hit ranked 120th",
+         _("equal scores keep their input order (a stable sort): the miss comes first")),
+        (_("one image, 1 object; 151 detections, the only hit ranked 120th"),
          [torch.cat([t([[50.0, 50, 60, 60]] * 119), gt[:1], t([[50.0, 50, 60, 60]] * 31)])],
          [torch.linspace(1.0, 0.01, 151)], [gt[:1]], 0.0,
-         "COCO keeps only the 100 highest-scoring detections of each image"),
-        ("two images, 2 objects in the first; no detections",
+         _("COCO keeps only the 100 highest-scoring detections of each image")),
+        (_("two images, 2 objects in the first; no detections"),
          [torch.zeros(0, 4), torch.zeros(0, 4)], [torch.zeros(0), torch.zeros(0)], [gt, torch.zeros(0, 4)], 0.0,
-         "no detections: recall never rises above 0, so AP = 0"),
+         _("no detections: recall never rises above 0, so AP = 0")),
     ]
     for desc, pb, ps, gb, expected, hint in cases:
-        what = f"average_precision at IoU 0.5, {desc}"
+        what = _("average_precision at IoU 0.5, {case}").format(case=desc)
         got = as_number(_call(average_precision, what, pb, ps, gb, 0.5, hint=hint), what, tensors=False)
         expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, hint)
 
@@ -444,9 +461,10 @@ def average_precision(average_precision: Callable) -> None:
     for key, thr in (("ap_50", 0.5), ("ap_75", 0.75)):
         for c, expected in zip(g["classes"], g[key]):
             pb, ps, gb = _golden_class(g, c)
-            what = f"average_precision of class {c} at IoU {thr} on the golden scenario ({len(pb)} images)"
+            what = _("average_precision of class {c} at IoU {thr} on the golden scenario ({n} images)").format(
+                c=c, thr=thr, n=len(pb))
             got = as_number(_call(average_precision, what, pb, ps, gb, thr), what, tensors=False)
-            expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, _AP_RECIPE)
+            expect(got == got and abs(got - expected) <= 1e-6, what, expected, got, _ap_recipe())
 
 
 # --- mean_average_precision ---------------------------------------------------------------------
@@ -493,7 +511,7 @@ def _ap_given(boxes: Any, scores: Any, gts: Any, iou_threshold: float = 0.5) -> 
             return float(g["ap_by_threshold"][rows[0]][i])
     own = witness.given_over("average_precision")
     if own is None:
-        raise ValueError("average_precision: an input the check does not know")
+        raise ValueError(_("average_precision: an input the check does not know"))
     return own(boxes, scores, gts, iou_threshold)
 
 
@@ -505,18 +523,19 @@ def mean_average_precision(mean_average_precision: Callable) -> None:
     preds = [{"boxes": torch.tensor([[40.0, 40, 50, 50], [0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 5, 5]]),
               "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.tensor([0, 0, 0, 5])}]
     targets = [{"boxes": torch.tensor(_GT2), "labels": torch.tensor([0, 0])}]
-    what = "mean_average_precision, one image: class 0 with detections [miss, hit, hit], class 5 with a detection only"
+    what = _("mean_average_precision, one image: class 0 with detections [miss, hit, hit], class 5 with a detection only")
     got = as_number(_call(mean_average_precision, what, preds, targets), what, tensors=False)
     expect(got == got and abs(got - 2 / 3) <= 1e-6, what, 2 / 3, got,
-           "class 0 has AP 2/3 at every threshold (its hits are exact); class 5 has no ground truth, so it is left out")
+           _("class 0 has AP 2/3 at every threshold (its hits are exact); class 5 has no ground truth, so it is left out"))
 
     g = golden("detection")
     preds, targets = _golden_dicts(g)
-    scene = f"the golden scenario ({len(preds)} images, classes {g['classes']} with ground truth, class 3 without)"
-    for key, args, label in (("map", (), "default thresholds 0.50:0.05:0.95"), ("map_50", ([0.5],), "[0.5]"),
+    scene = _("the golden scenario ({n} images, classes {classes} with ground truth, class 3 without)").format(
+        n=len(preds), classes=g["classes"])
+    for key, args, label in (("map", (), _("default thresholds 0.50:0.05:0.95")), ("map_50", ([0.5],), "[0.5]"),
                              ("map_75", ([0.75],), "[0.75]")):
-        what = f"mean_average_precision on {scene}, iou_thresholds {label}"
+        what = _("mean_average_precision on {scene}, iou_thresholds {label}").format(scene=scene, label=label)
         got = as_number(_call(mean_average_precision, what, preds, targets, *args), what, tensors=False)
-        hint = ("average AP over the classes that have ground truth and over the thresholds "
-                "(default numpy.linspace(0.5, 0.95, 10))")
+        hint = _("average AP over the classes that have ground truth and over the thresholds "
+                 "(default numpy.linspace(0.5, 0.95, 10))")
         expect(got == got and abs(got - g[key]) <= 1e-6, what, g[key], got, hint)
