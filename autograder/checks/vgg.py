@@ -21,11 +21,21 @@ from torch import nn
 from autograder.checks import CheckFailed, count_params, lazy_parameters, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
+from autograder.i18n import Domain
+
+_ = Domain("vgg").gettext
+
+
+def N_(message: str) -> str:
+    """A msgid of the lab's catalog kept in English where it is defined (Babel extracts `N_("...")`),
+    translated with `_()` where it is shown."""
+    return message
+
 
 __all__ = ["vgg_block", "param_counts", "torchvision_match", "accuracy", "gpu"]
 
-_CRASH = "the model cannot run on [N, 1, 28, 28] digits: make vgg_block and VGG pass their checks first"
-_LOW = "train the SmallVGG of the training cell as given (epochs, learning rate) and check VGG's forward"
+_CRASH = N_("the model cannot run on [N, 1, 28, 28] digits: make vgg_block and VGG pass their checks first")
+_LOW = N_("train the SmallVGG of the training cell as given (epochs, learning rate) and check VGG's forward")
 SCORED = {"accuracy": Scored(model="SmallVGG", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
 
 # name → (parameters of features, of classifier); the totals are LABS.md's numbers
@@ -38,7 +48,7 @@ _TORCHVISION = {"AlexNet": torchvision.models.alexnet, "vgg11": torchvision.mode
                 "vgg16": torchvision.models.vgg16}
 _INPUT_SIZE = {"AlexNet": 160, "vgg11": 64, "vgg16": 32}  # small inputs (at 160 and 64 avgpool still averages)
 _LABELS = {"AlexNet": "AlexNet", "vgg11": "VGG11", "vgg16": "VGG16"}
-_CONVS = {"AlexNet": "5 convolutions", "vgg11": "8 convolutions", "vgg16": "13 convolutions"}
+_CONVS = {"AlexNet": N_("5 convolutions"), "vgg11": N_("8 convolutions"), "vgg16": N_("13 convolutions")}
 
 
 def _fmt_count(n: int) -> str:
@@ -48,14 +58,14 @@ def _fmt_count(n: int) -> str:
 def _on_meta(factory: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> nn.Module:
     """factory(*args, **kwargs) built on the meta device (shapes only: no memory, no init time)."""
     with torch.device("meta"):
-        model = call_student(factory, what, *args, hint="it must build the model", **kwargs)
+        model = call_student(factory, what, *args, hint=_("it must build the model"), **kwargs)
     if not isinstance(model, nn.Module):
-        fail(what, "an nn.Module", type(model).__name__, "return the model (an nn.Module)")
+        fail(what, _("an nn.Module"), type(model).__name__, _("return the model (an nn.Module)"))
     lazy = lazy_parameters(model)
     if lazy:
-        fail(f"{what} {lazy[0]}", "a parameter of known shape", "a lazy parameter (shape unknown)",
-             "use nn.Linear(in_features, out_features), not nn.LazyLinear: the shapes must be known "
-             "to count them and to load torchvision's weights")
+        fail(f"{what} {lazy[0]}", _("a parameter of known shape"), _("a lazy parameter (shape unknown)"),
+             _("use nn.Linear(in_features, out_features), not nn.LazyLinear: the shapes must be known "
+               "to count them and to load torchvision's weights"))
     return model
 
 
@@ -75,46 +85,48 @@ def _check_block(vgg_block: Callable, num_convs: int, cin: int, cout: int) -> No
     """One case of vgg_block."""
     call = f"vgg_block({num_convs}, {cin}, {cout})"
     layers = call_student(vgg_block, call, num_convs, cin, cout,
-                          hint="vgg_block must return the list of the block's layers")
+                          hint=_("vgg_block must return the list of the block's layers"))
     if isinstance(layers, nn.Sequential) or not isinstance(layers, (list, tuple)):
-        fail(call, "a list of layers", type(layers).__name__,
-             "return a plain list, [nn.Conv2d(...), nn.ReLU(), ..., nn.MaxPool2d(2, 2)], so VGG can splice the "
-             "blocks into one flat Sequential")
+        fail(call, _("a list of layers"), type(layers).__name__,
+             _("return a plain list, [nn.Conv2d(...), nn.ReLU(), ..., nn.MaxPool2d(2, 2)], so VGG can splice the "
+               "blocks into one flat Sequential"))
     kinds = [nn.Conv2d, nn.ReLU] * num_convs + [nn.MaxPool2d]
     names = [k.__name__ for k in kinds]
     got = [type(layer).__name__ for layer in layers]
     if got != names:
-        fail(f"{call} layers", ", ".join(names), ", ".join(got) or "[]",
-             "each 3×3 convolution is followed by a ReLU, and the block ends with one 2×2 max pooling")
+        fail(_("{call} layers").format(call=call), ", ".join(names), ", ".join(got) or "[]",
+             _("each 3×3 convolution is followed by a ReLU, and the block ends with one 2×2 max pooling"))
     convs = [layer for layer in layers if isinstance(layer, nn.Conv2d)]
     if len({id(c) for c in convs}) != len(convs):
-        fail(f"{call} convolutions", f"{num_convs} distinct nn.Conv2d", "the same layer repeated",
-             "create a new nn.Conv2d for each convolution (a repeated one shares its weights)")
+        fail(_("{call} convolutions").format(call=call), _("{n} distinct nn.Conv2d").format(n=num_convs),
+             _("the same layer repeated"),
+             _("create a new nn.Conv2d for each convolution (a repeated one shares its weights)"))
     for i, conv in enumerate(convs):
         in_expected = cin if i == 0 else cout
         spec = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.bias is not None)
         want = (in_expected, cout, (3, 3), (1, 1), (1, 1), True)
         if spec != want:
-            fail(f"{call} convolution {i + 1}", _conv(*want), _conv(*spec),
-                 f"the first convolution maps {cin} → {cout} channels, the others {cout} → {cout}; "
-                 "3×3, stride 1, padding 1 keeps the size" if spec[:2] != want[:2] else
-                 "3×3 kernels, stride 1 and padding 1 keep the height and width (n + 2 − 3 + 1 = n)")
+            fail(_("{call} convolution {i}").format(call=call, i=i + 1), _conv(*want), _conv(*spec),
+                 _("the first convolution maps {cin} → {cout} channels, the others {cout} → {cout}; "
+                   "3×3, stride 1, padding 1 keeps the size").format(cin=cin, cout=cout) if spec[:2] != want[:2] else
+                 _("3×3 kernels, stride 1 and padding 1 keep the height and width (n + 2 − 3 + 1 = n)"))
     pool = layers[-1]
     spec = (_pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding))
     if spec != ((2, 2), (2, 2), (0, 0)):
-        fail(f"{call} pooling", "MaxPool2d(kernel_size=2, stride=2)",
+        fail(_("{call} pooling").format(call=call), "MaxPool2d(kernel_size=2, stride=2)",
              f"MaxPool2d(kernel_size={pool.kernel_size}, stride={pool.stride}, padding={pool.padding})",
-             "a 2×2 max pooling with stride 2 halves the height and width")
+             _("a 2×2 max pooling with stride 2 halves the height and width"))
     x = torch.zeros(2, cin, 8, 6)
     try:
         with torch.no_grad():
             out = nn.Sequential(*layers)(x)
     except Exception as err:  # noqa: BLE001 — the student's layers may raise anything
-        fail(f"{call} on a [2, {cin}, 8, 6] batch", f"shape (2, {cout}, 4, 3)", error_line(err),
-             "the layers must run one after the other")
-    expect(tuple(out.shape) == (2, cout, 4, 3), f"{call} on a [2, {cin}, 8, 6] batch",
-           f"shape (2, {cout}, 4, 3)", f"shape {tuple(out.shape)}",
-           "padding 1 keeps the size through each 3×3 convolution; the pooling halves it")
+        fail(_("{call} on a [2, {cin}, 8, 6] batch").format(call=call, cin=cin),
+             _("shape {shape}").format(shape=(2, cout, 4, 3)), error_line(err),
+             _("the layers must run one after the other"))
+    expect(tuple(out.shape) == (2, cout, 4, 3), _("{call} on a [2, {cin}, 8, 6] batch").format(call=call, cin=cin),
+           _("shape {shape}").format(shape=(2, cout, 4, 3)), _("shape {shape}").format(shape=tuple(out.shape)),
+           _("padding 1 keeps the size through each 3×3 convolution; the pooling halves it"))
 
 
 def _pair(v: Any) -> tuple:
@@ -141,11 +153,12 @@ def param_counts(AlexNet: Callable, vgg11: Callable, vgg16: Callable) -> None:
             module = getattr(model, part, None)
             got = count_params(module) if isinstance(module, nn.Module) else None
             if got != expected:
-                parts.append(f"{part} has {'none' if got is None else _fmt_count(got)}, expected {_fmt_count(expected)}")
-        hint = "; ".join(parts) if parts else "features and classifier are right: remove the extra layer"
-        if name != "AlexNet" and any(p.startswith("features") for p in parts):
-            hint += f" ({_CONVS[name]} of 3×3: check the cfg)"
-        fail(f"{name}() parameters", _fmt_count(features + classifier), _fmt_count(total), hint)
+                parts.append((part, _("{part} has {got}, expected {expected}").format(
+                    part=part, got=_("none") if got is None else _fmt_count(got), expected=_fmt_count(expected))))
+        hint = "; ".join(text for _part, text in parts) if parts else _("features and classifier are right: remove the extra layer")
+        if name != "AlexNet" and any(part == "features" for part, _text in parts):
+            hint += " " + _("({convs} of 3×3: check the cfg)").format(convs=_(_CONVS[name]))
+        fail(_("{name}() parameters").format(name=name), _fmt_count(features + classifier), _fmt_count(total), hint)
 
 
 # --------------------------------------------------------------------------- torchvision_match
@@ -153,28 +166,29 @@ def _layout_hint(name: str, key: str) -> str:
     part = key.split(".")[0]
     if part == "features":
         if name == "AlexNet":
-            return ("features is one nn.Sequential: Conv2d, ReLU, MaxPool2d, Conv2d, ReLU, MaxPool2d, then three "
-                    "Conv2d each followed by a ReLU, and a MaxPool2d (indices 0-12)")
-        return ("features is ONE flat nn.Sequential of the spliced blocks (nn.Sequential(*layers), not a Sequential of "
-                "Sequentials): each conv followed by a ReLU, each block ending in a MaxPool2d")
+            return _("features is one nn.Sequential: Conv2d, ReLU, MaxPool2d, Conv2d, ReLU, MaxPool2d, then three "
+                     "Conv2d each followed by a ReLU, and a MaxPool2d (indices 0-12)")
+        return _("features is ONE flat nn.Sequential of the spliced blocks (nn.Sequential(*layers), not a Sequential of "
+                 "Sequentials): each conv followed by a ReLU, each block ending in a MaxPool2d")
     if part == "classifier":
         if name == "AlexNet":
-            return "classifier is Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear (indices 0-6)"
-        return "classifier is Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear (indices 0-6)"
-    return "use torchvision's names: features, avgpool, classifier"
+            return _("classifier is Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear (indices 0-6)")
+        return _("classifier is Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear (indices 0-6)")
+    return _("use torchvision's names: features, avgpool, classifier")
 
 
 def _shape_hint(name: str, key: str, expected: tuple, got: tuple) -> str:
     if key == "classifier.1.weight" and name == "AlexNet":
-        return "the first Linear takes the 256·6·6 = 9,216 features after avgpool AdaptiveAvgPool2d((6, 6))"
+        return _("the first Linear takes the 256·6·6 = 9,216 features after avgpool AdaptiveAvgPool2d((6, 6))")
     if key == "classifier.0.weight":
-        return "the first Linear takes the 512·7·7 = 25,088 features after avgpool AdaptiveAvgPool2d((7, 7))"
+        return _("the first Linear takes the 512·7·7 = 25,088 features after avgpool AdaptiveAvgPool2d((7, 7))")
     if len(expected) == 4:
-        return (f"a Conv2d(in, out, k) has a weight of shape (out, in, k, k): expected Conv2d({expected[1]}, "
-                f"{expected[0]}, kernel_size={expected[2]})")
+        return _("a Conv2d(in, out, k) has a weight of shape (out, in, k, k): expected {layer}").format(
+            layer=f"Conv2d({expected[1]}, {expected[0]}, kernel_size={expected[2]})")
     if len(expected) == 2:
-        return f"a Linear(in, out) has a weight of shape (out, in): expected Linear({expected[1]}, {expected[0]})"
-    return "the layer has the wrong number of channels or features"
+        return _("a Linear(in, out) has a weight of shape (out, in): expected {layer}").format(
+            layer=f"Linear({expected[1]}, {expected[0]})")
+    return _("the layer has the wrong number of channels or features")
 
 
 def _compare_state(label: str, name: str, expected: dict[str, tuple], got: dict[str, tuple]) -> None:
@@ -186,15 +200,17 @@ def _compare_state(label: str, name: str, expected: dict[str, tuple], got: dict[
             spare = [k for k, s in got.items() if k not in expected and s == shape and k.endswith(key.split(".")[-1])]
             hint = _layout_hint(name, key)
             if spare:
-                hint = f"your model has it as {spare[0]}; " + hint
+                hint = _("your model has it as {key}; {hint}").format(key=spare[0], hint=hint)
             elif convs[0] != convs[1]:
-                hint = f"{label} has {convs[0]} convolutions, your model {convs[1]}: check the cfg"
-            fail(what, f"{key} of shape {shape}", f"{key} missing", hint)
+                hint = _("{label} has {expected} convolutions, your model {got}: check the cfg").format(
+                    label=label, expected=convs[0], got=convs[1])
+            fail(what, _("{key} of shape {shape}").format(key=key, shape=shape), _("{key} missing").format(key=key), hint)
         if got[key] != shape:
-            fail(what, f"{key} of shape {shape}", f"{key} of shape {got[key]}", _shape_hint(name, key, shape, got[key]))
+            fail(what, _("{key} of shape {shape}").format(key=key, shape=shape),
+                 _("{key} of shape {shape}").format(key=key, shape=got[key]), _shape_hint(name, key, shape, got[key]))
     extra = [k for k in got if k not in expected]
     if extra:
-        fail(what, "no other keys", f"{extra[0]} as well", _layout_hint(name, extra[0]))
+        fail(what, _("no other keys"), _("{key} as well").format(key=extra[0]), _layout_hint(name, extra[0]))
 
 
 def _layer_spec(m: nn.Module) -> str:
@@ -223,13 +239,13 @@ def _compare_layers(label: str, expected: nn.Module, got: nn.Module) -> None:
         want = _layer_spec(layer)
         have = _layer_spec(ours[key]) if key in ours else "none"
         if have != want:
-            fail(f"{label} {key}", want, have,
-                 "torchvision's layer at that position (print(torchvision.models."
-                 f"{label.lower()}()) shows them all); layers without parameters count in the indices too")
+            fail(f"{label} {key}", want, _("none") if have == "none" else have,
+                 _("torchvision's layer at that position ({code} shows them all); layers without parameters count "
+                   "in the indices too").format(code=f"print(torchvision.models.{label.lower()}())"))
     extra = [k for k in ours if k not in theirs]
     if extra:
-        fail(f"{label} {extra[0]}", "no such layer", _layer_spec(ours[extra[0]]),
-             "no softmax or other layer after the last Linear: the model returns logits")
+        fail(f"{label} {extra[0]}", _("no such layer"), _layer_spec(ours[extra[0]]),
+             _("no softmax or other layer after the last Linear: the model returns logits"))
 
 
 @torch.no_grad()
@@ -258,15 +274,16 @@ def _compare_outputs(label: str, model: nn.Module, reference: nn.Module, size: i
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 3, size, size, generator=g)
     expected = reference(x)
-    what = f"{label} logits on a [2, 3, {size}, {size}] batch with torchvision's weights (eval mode)"
-    hint = ("forward is features → avgpool → torch.flatten(x, 1) → classifier, and every layer as torchvision's "
-            "(kernel sizes, strides, paddings)")
+    what = _("{label} logits on a [2, 3, {size}, {size}] batch with torchvision's weights (eval mode)").format(
+        label=label, size=size)
+    hint = _("forward is features → avgpool → torch.flatten(x, 1) → classifier, and every layer as torchvision's "
+             "(kernel sizes, strides, paddings)")
     try:
         got = model(x)
     except NotImplementedError:
         raise
     except Exception as err:  # noqa: BLE001
-        fail(what, f"a tensor of shape {tuple(expected.shape)}", error_line(err), hint)
+        fail(what, _("a tensor of shape {shape}").format(shape=tuple(expected.shape)), error_line(err), hint)
     scale = float(expected.abs().max())
     expect_close(got, expected, what, atol=1e-5 * scale, rtol=1e-4, hint=hint)
 
@@ -289,8 +306,8 @@ def _match_structure(name: str, factory: Callable) -> nn.Module:
     try:
         model.load_state_dict(reference.state_dict(), strict=True, assign=True)
     except Exception as err:  # noqa: BLE001
-        fail(f"{label} load_state_dict(torchvision's, strict=True)", "no error", error_line(err),
-             "use torchvision's module names and layer positions")
+        fail(_("{label} load_state_dict(torchvision's, strict=True)").format(label=label), _("no error"), error_line(err),
+             _("use torchvision's module names and layer positions"))
     return reference
 
 
@@ -337,9 +354,9 @@ def _outputs_failure(name: str, factory: Callable, reference: nn.Module, seed: i
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
     """Accuracy of the trained SmallVGG on `autograder.data.mnist_splits()[split]` ≥ threshold
     (the hidden test split is scored by the grader in a separate process)."""
-    expect_split_accuracy(model, split, threshold, "SmallVGG", _CRASH, _LOW)
+    expect_split_accuracy(model, split, threshold, "SmallVGG", _(_CRASH), _(_LOW))
 
 
 def gpu(model: nn.Module) -> None:
     """`model` (the SmallVGG) was trained on the device the grader offered (skipped without CUDA)."""
-    expect_gpu_execution("SmallVGG training", model)
+    expect_gpu_execution(_("SmallVGG training"), model)
