@@ -18,6 +18,9 @@ from torch.nn import functional as F
 from autograder.checks import call_student as _call
 from autograder.checks import close, expect, expect_close, expect_module, expect_shape, fail, fmt, keeps_rng
 from autograder.checks import backward as _backward
+from autograder.i18n import Domain
+
+_ = Domain("regularization").gettext
 
 __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
 
@@ -25,7 +28,10 @@ __all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
 # --- helpers (private) --------------------------------------------------------------------------
 
 _close = functools.partial(close, rtol=0.0, atol=1e-5)  # a hint's test: same shape and within atol
-_MODULE_HINT = "subclass nn.Module and call super().__init__() first: .train() and .eval() come from it"
+
+
+def _module_hint() -> str:
+    return _("subclass nn.Module and call super().__init__() first: .train() and .eval() come from it")
 
 
 # --- dropout ------------------------------------------------------------------------------------
@@ -36,69 +42,74 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
     """Inverted dropout: in training about a fraction p of the elements is zeroed, the others are
     scaled by 1/(1-p), a new mask is drawn every call and the gradient flows through the mask; in
     eval mode the input comes back unchanged."""
-    what = f"Dropout({p})"
-    m = expect_module(_call(Dropout, what, p), what, _MODULE_HINT)
+    name = what = f"Dropout({p})"
+    m = expect_module(_call(Dropout, what, p), what, _module_hint())
     keep = 1.0 - p
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         m.train()
         x = torch.ones(400, 250)  # 100,000 elements: the dropped fraction is p ± 0.0015
-        what = f"{what} in training mode, x = torch.ones(400, 250)"
+        what = _("{what} in training mode, x = torch.ones(400, 250)").format(what=what)
         y = _call(m, what, x)
-        expect_shape(y, (400, 250), what, "dropout keeps the shape of its input")
+        expect_shape(y, (400, 250), what, _("dropout keeps the shape of its input"))
         expect(y.dtype == x.dtype, f"{what}: dtype", str(x.dtype), str(y.dtype),
-               "keep the dtype of x: .to(x.dtype) on the mask")
-        expect(bool(torch.equal(x, torch.ones(400, 250))), f"{what}: x after the call", "unchanged", "modified in place",
-               "return a new tensor: x * mask / (1 - p), not x *= mask")
+               _("keep the dtype of x: .to(x.dtype) on the mask"))
+        expect(bool(torch.equal(x, torch.ones(400, 250))), _("{what}: x after the call").format(what=what), _("unchanged"),
+               _("modified in place"), _("return a new tensor: x * mask / (1 - p), not x *= mask"))
         y = y.detach().to(torch.float64)
         dropped = float((y == 0).double().mean())
-        hint = f"zero each element with probability p = {p}: keep it where torch.rand_like(x) >= p"
+        hint = _("zero each element with probability p = {p}: keep it where torch.rand_like(x) >= p").format(p=p)
         if abs(dropped - keep) < 0.01:
-            hint = (f"you zero a fraction 1 - p: p = {p} is the probability to drop, "
-                    "so keep where torch.rand_like(x) >= p")
+            hint = _("you zero a fraction 1 - p: p = {p} is the probability to drop, "
+                     "so keep where torch.rand_like(x) >= p").format(p=p)
         elif dropped == 0.0:
-            hint = "nothing was zeroed: drop in training mode (self.training is True after .train())"
-        expect(abs(dropped - p) < 0.01, f"{what}: fraction of elements zeroed", f"≈ {p:g} (± 0.01)", f"{dropped:.4f}",
-               hint)
+            hint = _("nothing was zeroed: drop in training mode (self.training is True after .train())")
+        expect(abs(dropped - p) < 0.01, _("{what}: fraction of elements zeroed").format(what=what), f"≈ {p:g} (± 0.01)",
+               f"{dropped:.4f}", hint)
 
         kept = y[y != 0]
-        hint = f"scale the survivors by 1/(1 - p) = {1 / keep:.4g} (inverted dropout), so that E[output] = x"
+        hint = _("scale the survivors by 1/(1 - p) = {scale:.4g} (inverted dropout), so that E[output] = x").format(
+            scale=1 / keep)
         if bool(torch.allclose(kept, torch.ones_like(kept), atol=1e-6)):
-            hint = (f"the survivors are not scaled: multiply them by 1/(1 - p) = {1 / keep:.4g} in training, "
-                    "so that eval mode needs no rescaling")
+            hint = _("the survivors are not scaled: multiply them by 1/(1 - p) = {scale:.4g} in training, "
+                     "so that eval mode needs no rescaling").format(scale=1 / keep)
         elif bool(torch.allclose(kept, torch.full_like(kept, keep), atol=1e-6)):
-            hint = f"divide by 1 - p, do not multiply: the survivors become 1/(1 - p) = {1 / keep:.4g} times larger"
+            hint = _("divide by 1 - p, do not multiply: the survivors become 1/(1 - p) = {scale:.4g} times larger").format(
+                scale=1 / keep)
         bad = kept[(kept - 1 / keep).abs() > 1e-5 / keep]
         if bad.numel():
-            fail(f"{what}: the elements kept", f"all {1 / keep:.6g}",
-                 f"{fmt(float(bad[0]))} for {bad.numel():,} of {kept.numel():,}", hint)
+            fail(_("{what}: the elements kept").format(what=what), _("all {value}").format(value=f"{1 / keep:.6g}"),
+                 _("{value} for {count} of {total}").format(value=fmt(float(bad[0])), count=f"{bad.numel():,}",
+                                                            total=f"{kept.numel():,}"), hint)
 
-        y2 = _call(m, f"{what}, a second call", x).detach().to(torch.float64)
-        expect(not bool(torch.equal(y, y2)), f"{what}: two calls", "two different masks", "the same mask",
-               "draw a new random mask at every forward pass (torch.rand_like(x) inside forward)")
+        y2 = _call(m, _("{what}, a second call").format(what=what), x).detach().to(torch.float64)
+        expect(not bool(torch.equal(y, y2)), _("{what}: two calls").format(what=what), _("two different masks"),
+               _("the same mask"), _("draw a new random mask at every forward pass (torch.rand_like(x) inside forward)"))
 
         # the gradient flows: d(sum(y))/dx = mask / (1 - p)
         g = torch.Generator().manual_seed(1)
         xr = torch.randn(64, 32, generator=g).requires_grad_(True)
-        what = f"Dropout({p}) in training mode, x = torch.randn(64, 32, requires_grad=True)"
+        what = _("{what} in training mode, x = torch.randn(64, 32, requires_grad=True)").format(what=name)
         y = _call(m, what, xr)
-        expect(isinstance(y, torch.Tensor) and y.requires_grad, f"{what}: output", "a tensor that requires grad",
-               "one without a graph", "compute with tensor operations on x (no .data, .detach() or torch.no_grad())")
+        expect(isinstance(y, torch.Tensor) and y.requires_grad, _("{what}: output").format(what=what),
+               _("a tensor that requires grad"), _("one without a graph"),
+               _("compute with tensor operations on x (no .data, .detach() or torch.no_grad())"))
         _call(_backward, f"{what}: y.sum().backward()", y)
-        expect(xr.grad is not None, f"{what}: x.grad after y.sum().backward()", "the gradient mask / (1 - p)", "None",
-               "the gradient flows back through x * mask / (1 - p)")
+        grad_what = _("{what}: x.grad after y.sum().backward()").format(what=what)
+        expect(xr.grad is not None, grad_what, _("the gradient mask / (1 - p)"), "None",
+               _("the gradient flows back through x * mask / (1 - p)"))
         expected = (y.detach() != 0).to(torch.float64) / keep
-        expect_close(xr.grad, expected, f"{what}: x.grad after y.sum().backward()", atol=1e-5, rtol=1e-5,
-                     hint="kept elements pass 1/(1 - p) of the gradient back, dropped ones 0: the same mask as forward")
+        expect_close(xr.grad, expected, grad_what, atol=1e-5, rtol=1e-5,
+                     hint=_("kept elements pass 1/(1 - p) of the gradient back, dropped ones 0: the same mask as forward"))
 
-    what = f"Dropout({p}) in eval mode, x = torch.randn(8, 3, 5, 5)"
+    what = _("{what} in eval mode, x = torch.randn(8, 3, 5, 5)").format(what=name)
     m.eval()
     x = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(2))
     y = _call(m, what, x.clone())
-    expect_shape(y, (8, 3, 5, 5), what, "dropout keeps the shape of its input")
-    hint = "in eval mode dropout is the identity: return x when not self.training (inverted dropout needs no rescaling)"
+    expect_shape(y, (8, 3, 5, 5), what, _("dropout keeps the shape of its input"))
+    hint = _("in eval mode dropout is the identity: return x when not self.training (inverted dropout needs no rescaling)")
     if _close(y, x * keep, atol=1e-6):
-        hint = "in eval mode return x itself: inverted dropout already scaled by 1/(1 - p) in training"
+        hint = _("in eval mode return x itself: inverted dropout already scaled by 1/(1 - p) in training")
     expect_close(y, x, what, atol=0, rtol=0, hint=hint)
 
 
@@ -109,8 +120,8 @@ def _steps(stopper: Any, losses: list[float], what: str) -> list[Any]:
     out = []
     for loss in losses:
         r = _call(stopper.step, f"{what}.step({loss})", loss)
-        expect(isinstance(r, bool), f"{what}.step({loss})", "True or False", f"{r!r} ({type(r).__name__})",
-               "return a Python bool: counter >= patience")
+        expect(isinstance(r, bool), f"{what}.step({loss})", _("True or False"), f"{r!r} ({type(r).__name__})",
+               _("return a Python bool: counter >= patience"))
         out.append(r)
     return out
 
@@ -120,7 +131,7 @@ def _sequence(EarlyStopping: Callable, kwargs: dict, losses: list[float], expect
     stopper = _call(EarlyStopping, name, **kwargs)
     got = _steps(stopper, losses, name)
     if got != expected:
-        fail(f"{name}.step(...) for val losses {losses}", str(expected), str(got), hint)
+        fail(_("{name}.step(...) for val losses {losses}").format(name=name, losses=losses), str(expected), str(got), hint)
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -137,38 +148,39 @@ def early_stopping(EarlyStopping: Callable) -> None:
     got = _steps(stopper, losses, "EarlyStopping(patience=2)")
     expected = [False, False, False, True]
     if got != expected:
-        hint = "count the epochs in a row without improvement and stop when counter >= patience"
+        hint = _("count the epochs in a row without improvement and stop when counter >= patience")
         if not any(got):
             later = _call(stopper.step, "EarlyStopping(patience=2).step(0.97)", 0.97)
-            hint = ("two epochs without improvement must stop it: add 1 to the counter (counter += 1); "
-                    "the seed's counter = 1 never reaches 2")
+            hint = _("two epochs without improvement must stop it: add 1 to the counter (counter += 1); "
+                     "the seed's counter = 1 never reaches 2")
             if later is True:
-                hint = "you stop one epoch late: stop when counter >= patience, not counter > patience"
+                hint = _("you stop one epoch late: stop when counter >= patience, not counter > patience")
         elif got[:2] != [False, False]:
-            hint = "an epoch whose loss is below the best so far is an improvement: reset the counter, do not stop"
+            hint = _("an epoch whose loss is below the best so far is an improvement: reset the counter, do not stop")
         elif got[2]:
-            hint = "one epoch without improvement is not enough with patience 2: stop when counter >= patience"
-        fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str(expected), str(got), hint)
+            hint = _("one epoch without improvement is not enough with patience 2: stop when counter >= patience")
+        fail(_("{name}.step(...) for val losses {losses}").format(name="EarlyStopping(patience=2)", losses=losses),
+             str(expected), str(got), hint)
 
     losses = [1.0, 1.1, 0.9, 1.0, 0.9]
     stopper = _call(EarlyStopping, "EarlyStopping(patience=2)", patience=2)
     got = _steps(stopper, losses, "EarlyStopping(patience=2)")
     if got != [False, False, False, False, True]:
-        hint = "stop after `patience` epochs in a row without improvement; reset the counter on every improvement"
+        hint = _("stop after `patience` epochs in a row without improvement; reset the counter on every improvement")
         if got[3]:
-            hint = "reset the counter to 0 on every improvement: 0.9 improved on 1.0, so 1.0 after it is only one bad epoch"
+            hint = _("reset the counter to 0 on every improvement: 0.9 improved on 1.0, so 1.0 after it is only one bad epoch")
         elif not got[4]:
-            hint = "a loss equal to the best is no improvement: improved means val_loss < best - min_delta"
-        fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str([False, False, False, False, True]),
-             str(got), hint)
+            hint = _("a loss equal to the best is no improvement: improved means val_loss < best - min_delta")
+        fail(_("{name}.step(...) for val losses {losses}").format(name="EarlyStopping(patience=2)", losses=losses),
+             str([False, False, False, False, True]), str(got), hint)
     _sequence(EarlyStopping, {"patience": 3}, [1.0, 1.0, 1.0, 1.0], [False, False, False, True],
-              "stop after `patience` epochs in a row without improvement; a tie is no improvement")
+              _("stop after `patience` epochs in a row without improvement; a tie is no improvement"))
     _sequence(EarlyStopping, {"patience": 1, "min_delta": 0.1}, [1.0, 0.95], [False, True],
-              "an improvement must beat the best loss by more than min_delta: val_loss < best - min_delta")
+              _("an improvement must beat the best loss by more than min_delta: val_loss < best - min_delta"))
     _sequence(EarlyStopping, {"patience": 2, "min_delta": 0.1}, [1.0, 0.95, 0.89, 0.85, 0.84],
               [False, False, False, False, True],
-              "keep `best` when the loss did not improve by more than min_delta (0.95 does not replace 1.0), "
-              "so that 0.89 < 1.0 - 0.1 counts as an improvement")
+              _("keep `best` when the loss did not improve by more than min_delta (0.95 does not replace 1.0), "
+                "so that 0.89 < 1.0 - 0.1 counts as an improvement"))
 
     # restore(): the weights (parameters and buffers) of the best epoch, copied
     g = torch.Generator().manual_seed(0)
@@ -190,14 +202,15 @@ def early_stopping(EarlyStopping: Callable) -> None:
         snapshots.append(_weights(model))
         stops.append(_call(stopper.step, f"{name}.step({loss}, model)", loss, model))
         train_a_little()
-    expect(stops == [False, False, False, True], f"{name}.step(loss, model) for val losses [1.0, 0.8, 0.9, 0.95]",
-           "[False, False, False, True]", str(stops), "step(val_loss, model) stops as step(val_loss) does")
+    expect(stops == [False, False, False, True],
+           _("{name}.step(loss, model) for val losses [1.0, 0.8, 0.9, 0.95]").format(name=name),
+           "[False, False, False, True]", str(stops), _("step(val_loss, model) stops as step(val_loss) does"))
     current = _weights(model)
     fresh = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     own = _weights(fresh)
     best = snapshots[1]
-    for label, target in (("a fresh model", fresh), ("the same model", model)):
-        what = f"{name}: restore({label}) after val losses 1.0, 0.8 (best), 0.9, 0.95"
+    for label, target in ((_("a fresh model"), fresh), (_("the same model"), model)):
+        what = _("{name}: restore({label}) after val losses 1.0, 0.8 (best), 0.9, 0.95").format(name=name, label=label)
         _call(stopper.restore, what, target)
         got = _weights(target)
         wrong = [k for k in best if not torch.equal(got[k], best[k])]
@@ -205,24 +218,26 @@ def early_stopping(EarlyStopping: Callable) -> None:
             continue
         k = wrong[0]
         parameters = {n for n, _ in target.named_parameters()}
-        found, hint = "other weights", "on every improvement store a copy of model.state_dict(); restore() loads it"
-        if not any(w in parameters for w in wrong):
-            found = f"the right parameters but other buffers ({', '.join(wrong)})"
-            hint = "store and load the whole state_dict: buffers such as running_mean are part of the weights"
+        found, hint = _("other weights"), _("on every improvement store a copy of model.state_dict(); restore() loads it")
+        buffers_only = not any(w in parameters for w in wrong)
+        if buffers_only:
+            found = _("the right parameters but other buffers ({names})").format(names=", ".join(wrong))
+            hint = _("store and load the whole state_dict: buffers such as running_mean are part of the weights")
         elif torch.equal(got[k], current[k]):
-            found = "the weights as they are now, after epoch 4"
-            hint = ("model.state_dict() shares its tensors with the model, which training keeps changing: "
-                    "store a copy ({k: v.detach().clone() for k, v in model.state_dict().items()})")
+            found = _("the weights as they are now, after epoch 4")
+            hint = _("model.state_dict() shares its tensors with the model, which training keeps changing: "
+                     "store a copy ({k: v.detach().clone() for k, v in model.state_dict().items()})")
         elif torch.equal(got[k], own[k]):
-            found = "the fresh model's own weights: nothing was loaded"
-            hint = "restore(model) must load the stored copy into the model it is given: model.load_state_dict(...)"
+            found = _("the fresh model's own weights: nothing was loaded")
+            hint = _("restore(model) must load the stored copy into the model it is given: model.load_state_dict(...)")
         elif torch.equal(got[k], snapshots[0][k]):
-            found = "the weights of epoch 1"
-            hint = "store the weights at every improvement, not only the first one"
+            found = _("the weights of epoch 1")
+            hint = _("store the weights at every improvement, not only the first one")
         elif any(torch.equal(got[k], s[k]) for s in snapshots[2:]):
-            found = "the weights of a later epoch"
-            hint = "store the weights only when the loss improved: the best epoch, not the last one"
-        fail(what, "the weights of epoch 2 (val loss 0.8)", found if "buffers" in found else f"{found} ({k} differs)", hint)
+            found = _("the weights of a later epoch")
+            hint = _("store the weights only when the loss improved: the best epoch, not the last one")
+        fail(what, _("the weights of epoch 2 (val loss 0.8)"),
+             found if buffers_only else _("{found} ({key} differs)").format(found=found, key=k), hint)
 
 
 # --- batch normalization ------------------------------------------------------------------------
@@ -242,20 +257,23 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
     within 1e-5 in outputs, running statistics and gradients."""
     C = num_features
     name = f"BatchNorm2d({C})"
-    bn = expect_module(_call(BatchNorm2d, name, C), name, _MODULE_HINT)
+    bn = expect_module(_call(BatchNorm2d, name, C), name, _module_hint())
     params, buffers = dict(bn.named_parameters()), dict(bn.named_buffers())
-    expect(set(params) == {"weight", "bias"}, f"{name} parameters", "weight, bias", ", ".join(sorted(params)) or "none",
-           "weight and bias are nn.Parameter; running_mean and running_var are buffers (self.register_buffer), "
-           "which the optimizer does not update")
+    expect(set(params) == {"weight", "bias"}, _("{name} parameters").format(name=name), "weight, bias",
+           ", ".join(sorted(params)) or _("none"),
+           _("weight and bias are nn.Parameter; running_mean and running_var are buffers (self.register_buffer), "
+             "which the optimizer does not update"))
     missing = [k for k in ("running_mean", "running_var") if k not in buffers]
-    expect(not missing, f"{name} buffers", "running_mean, running_var", ", ".join(sorted(buffers)) or "none",
-           "register them with self.register_buffer('running_mean', torch.zeros(num_features)), ...")
-    for key, init, hint in (("weight", 1.0, "gamma starts at ones"), ("bias", 0.0, "beta starts at zeros"),
-                            ("running_mean", 0.0, "running_mean starts at zeros"),
-                            ("running_var", 1.0, "running_var starts at ones")):
+    expect(not missing, _("{name} buffers").format(name=name), "running_mean, running_var",
+           ", ".join(sorted(buffers)) or _("none"),
+           _("register them with self.register_buffer('running_mean', torch.zeros(num_features)), ..."))
+    for key, init, hint in (("weight", 1.0, _("gamma starts at ones")), ("bias", 0.0, _("beta starts at zeros")),
+                            ("running_mean", 0.0, _("running_mean starts at zeros")),
+                            ("running_var", 1.0, _("running_var starts at ones"))):
         t = {**params, **buffers}[key]
-        expect_shape(t, (C,), f"{name}.{key}", "one value per channel: shape [num_features]")
-        expect_close(t.detach(), torch.full((C,), init), f"{name}.{key} at construction", atol=0, rtol=0, hint=hint)
+        expect_shape(t, (C,), f"{name}.{key}", _("one value per channel: shape [num_features]"))
+        expect_close(t.detach(), torch.full((C,), init), _("{name}.{key} at construction").format(name=name, key=key),
+                     atol=0, rtol=0, hint=hint)
 
     # the same random state in both modules, through nn.BatchNorm2d's state_dict
     g = torch.Generator().manual_seed(seed)
@@ -271,33 +289,33 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
     missing = [k for k in result.missing_keys if k != "num_batches_tracked"]  # optional, as in LABS.md
     unexpected = [k for k in result.unexpected_keys if k != "num_batches_tracked"]
     expect(not missing and not unexpected, f"{name}.load_state_dict(nn.BatchNorm2d({C}).state_dict())",
-           "all keys matched", f"missing {missing}, unexpected {unexpected}",
-           "name them weight, bias, running_mean, running_var, as nn.BatchNorm2d does")
+           _("all keys matched"), _("missing {missing}, unexpected {unexpected}").format(missing=missing, unexpected=unexpected),
+           _("name them weight, bias, running_mean, running_var, as nn.BatchNorm2d does"))
 
     bn.train()
     ref.train()
     for step in range(1, 4):
         x = (0.5 + step) * torch.randn(4, C, 5, 6, generator=g) + torch.randn(1, C, 1, 1, generator=g)
-        what = f"{name} in training mode, step {step}, x [4, {C}, 5, 6]"
+        what = _("{name} in training mode, step {step}, x [4, {C}, 5, 6]").format(name=name, step=step, C=C)
         before = (ref.running_mean.clone(), ref.running_var.clone())
         xs, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         out = _call(bn, what, xs)
         expected = ref(xr)
-        expect_shape(out, tuple(x.shape), what, "batch normalization keeps the shape of its input")
+        expect_shape(out, tuple(x.shape), what, _("batch normalization keeps the shape of its input"))
         if not _close(out, expected):
             n = x.numel() // C
             mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-            hint = (f"normalise each channel with the mean and the biased variance of the batch over N, H and W: "
-                    f"x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)")
+            hint = _("normalise each channel with the mean and the biased variance of the batch over N, H and W: "
+                     "x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)")
             if _close(out, _bn_reference(x, mean, var * n / (n - 1), bn.weight, bn.bias)):
-                hint = (f"normalise with the biased variance (unbiased=False, divide by n = N*H*W = {n}); "
-                        "the unbiased one only goes into running_var")
+                hint = _("normalise with the biased variance (unbiased=False, divide by n = N*H*W = {n}); "
+                         "the unbiased one only goes into running_var").format(n=n)
             elif _close(out, _bn_reference(x, before[0], before[1], bn.weight, bn.bias)):
-                hint = "in training mode normalise with the batch's statistics, not the running ones"
+                hint = _("in training mode normalise with the batch's statistics, not the running ones")
             elif _close(out, _bn_reference(x, mean, var, torch.ones(C), torch.zeros(C))):
-                hint = "then scale by weight and shift by bias: weight * x_hat + bias"
+                hint = _("then scale by weight and shift by bias: weight * x_hat + bias")
             elif _close(out, _bn_reference(x, mean, var, bn.weight, bn.bias, eps=0.0)):
-                hint = "add eps = 1e-5 to the variance inside the square root"
+                hint = _("add eps = 1e-5 to the variance inside the square root")
             expect_close(out.detach(), expected.detach(), what, atol=1e-5, rtol=0, hint=hint)
 
         for key in ("running_mean", "running_var"):
@@ -307,44 +325,48 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
             n = x.numel() // C
             stat = x.mean(dim=(0, 2, 3)) if key == "running_mean" else x.var(dim=(0, 2, 3), unbiased=True)
             old = before[0] if key == "running_mean" else before[1]
-            hint = f"{key} = (1 - momentum) * {key} + momentum * batch statistic, momentum 0.1, every training step"
+            hint = _("{key} = (1 - momentum) * {key} + momentum * batch statistic, momentum 0.1, every training step").format(
+                key=key)
             if key == "running_var" and _close(got, 0.9 * old + 0.1 * stat * (n - 1) / n):
-                hint = (f"update running_var with the unbiased variance: var * n / (n - 1), n = N*H*W = {n} "
-                        "(torch normalises with the biased one but keeps the unbiased one)")
+                hint = _("update running_var with the unbiased variance: var * n / (n - 1), n = N*H*W = {n} "
+                         "(torch normalises with the biased one but keeps the unbiased one)").format(n=n)
             elif _close(got, 0.1 * old + 0.9 * stat):
-                hint = f"momentum weighs the new statistic: (1 - 0.1) * {key} + 0.1 * batch statistic"
+                hint = _("momentum weighs the new statistic: (1 - 0.1) * {key} + 0.1 * batch statistic").format(key=key)
             elif _close(got, old):
-                hint = f"update {key} in training mode: self.{key}.mul_(1 - momentum).add_(momentum * batch statistic)"
-            expect_close(got.detach(), exp.detach(), f"{name}.{key} after training step {step}", atol=1e-5, rtol=0,
-                         hint=hint)
+                hint = _("update {key} in training mode: self.{key}.mul_(1 - momentum).add_(momentum * batch statistic)"
+                         ).format(key=key)
+            expect_close(got.detach(), exp.detach(),
+                         _("{name}.{key} after training step {step}").format(name=name, key=key, step=step),
+                         atol=1e-5, rtol=0, hint=hint)
 
         if step == 3:  # gradients through the batch statistics
             loss_w = torch.randn(x.shape, generator=g)
             _call(_backward, f"{what}: (out * w).sum().backward()", out, loss_w,
-                  hint="keep the output in the graph: no .detach() or torch.no_grad() around the normalisation")
+                  hint=_("keep the output in the graph: no .detach() or torch.no_grad() around the normalisation"))
             (expected * loss_w).sum().backward()
             for label, got, exp in (("x.grad", xs.grad, xr.grad), ("weight.grad", bn.weight.grad, ref.weight.grad),
                                     ("bias.grad", bn.bias.grad, ref.bias.grad)):
-                expect(got is not None, f"{what}: {label}", "a gradient", "None",
-                       "compute mean and variance from x with tensor operations so the gradient flows through them")
+                expect(got is not None, f"{what}: {label}", _("a gradient"), "None",
+                       _("compute mean and variance from x with tensor operations so the gradient flows through them"))
                 expect_close(got, exp, f"{what}: {label}", atol=1e-4, rtol=1e-4,
-                             hint="the batch mean and variance are part of the graph in training mode: do not detach them")
+                             hint=_("the batch mean and variance are part of the graph in training mode: do not detach them"))
 
     bn.eval()
     ref.eval()
     x = 2 * torch.randn(3, C, 4, 4, generator=g) + 1
     stats = [dict(bn.named_buffers())[k].detach().clone() for k in ("running_mean", "running_var")]
-    what = f"{name} in eval mode (after 3 training steps), x [3, {C}, 4, 4]"
+    what = _("{name} in eval mode (after 3 training steps), x [3, {C}, 4, 4]").format(name=name, C=C)
     with torch.no_grad():
         out = _call(bn, what, x.clone())
         expected = ref(x)
     for key, before in zip(("running_mean", "running_var"), stats):
-        expect_close(dict(bn.named_buffers())[key].detach(), before, f"{name}.{key} after an eval-mode call", atol=0, rtol=0,
-                     hint="update the running statistics only in training mode")
-    expect_shape(out, tuple(x.shape), what, "batch normalization keeps the shape of its input")
-    hint = "in eval mode normalise with running_mean and running_var: (x - running_mean) / sqrt(running_var + eps)"
+        expect_close(dict(bn.named_buffers())[key].detach(), before,
+                     _("{name}.{key} after an eval-mode call").format(name=name, key=key), atol=0, rtol=0,
+                     hint=_("update the running statistics only in training mode"))
+    expect_shape(out, tuple(x.shape), what, _("batch normalization keeps the shape of its input"))
+    hint = _("in eval mode normalise with running_mean and running_var: (x - running_mean) / sqrt(running_var + eps)")
     if _close(out, _bn_reference(x, x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False), ref.weight, ref.bias)):
-        hint = "in eval mode use the running statistics, not the batch's: check self.training"
+        hint = _("in eval mode use the running statistics, not the batch's: check self.training")
     expect_close(out, expected, what, atol=1e-5, rtol=0, hint=hint)
 
 
@@ -412,39 +434,44 @@ def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
     for at least 80% of the images (no flips)."""
     x = _glyphs(size, channels, reps=8)
     N = len(x)
-    what = f"augment(x [{N}, {channels}, {size}, {size}] of glyphs)"
+    what = _("augment(x [{N}, {channels}, {size}, {size}] of glyphs)").format(N=N, channels=channels, size=size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         out = _call(augment, what, x.clone())
-        again = _call(augment, f"{what}, a second call", x.clone())
+        again = _call(augment, _("{what}, a second call").format(what=what), x.clone())
         torch.manual_seed(0)
         arg = x.clone()
         _call(augment, what, arg)
-    expect(bool(torch.equal(arg, x)), f"{what}: x after the call", "unchanged", "modified in place",
-           "return a new batch; leave the input as it was")
-    expect_shape(out, tuple(x.shape), what, "augmentation keeps the batch's shape [N, C, H, W]: pad what moves out of view")
-    expect(out.dtype == x.dtype, f"{what}: dtype", str(x.dtype), str(out.dtype), "keep the dtype of x")
+    expect(bool(torch.equal(arg, x)), _("{what}: x after the call").format(what=what), _("unchanged"),
+           _("modified in place"), _("return a new batch; leave the input as it was"))
+    expect_shape(out, tuple(x.shape), what,
+                 _("augmentation keeps the batch's shape [N, C, H, W]: pad what moves out of view"))
+    expect(out.dtype == x.dtype, f"{what}: dtype", str(x.dtype), str(out.dtype), _("keep the dtype of x"))
     out, again, xd = out.detach().to(torch.float64), again.detach().to(torch.float64), x.to(torch.float64)
-    expect(bool(torch.isfinite(out).all()), what, "finite values", "NaN or inf", "look for a division by zero")
+    expect(bool(torch.isfinite(out).all()), what, _("finite values"), _("NaN or inf"), _("look for a division by zero"))
 
     changed = int(((out - xd).abs().flatten(1).amax(dim=1) > 0.05).sum())
-    expect(changed >= N // 2, f"{what}: images changed", f"at least {N // 2} of {N}", str(changed),
-           "shift and rotate every image by a random amount (F.affine_grid + F.grid_sample, or torch.roll)")
-    expect(not bool(torch.allclose(out, again)), f"{what}: two calls", "two different batches", "the same batch",
-           "draw new random shifts and angles at every call")
+    expect(changed >= N // 2, _("{what}: images changed").format(what=what),
+           _("at least {k} of {n}").format(k=N // 2, n=N), str(changed),
+           _("shift and rotate every image by a random amount (F.affine_grid + F.grid_sample, or torch.roll)"))
+    expect(not bool(torch.allclose(out, again)), _("{what}: two calls").format(what=what), _("two different batches"),
+           _("the same batch"), _("draw new random shifts and angles at every call"))
 
     mass = float(out.sum() / xd.sum())
-    expect(0.6 <= mass <= 1.5, f"{what}: total brightness, augmented / original", "between 0.6 and 1.5", f"{mass:.3g}",
-           "move the pixels, do not rescale, invert or add to them; what comes in from outside is 0 (black)")
+    expect(0.6 <= mass <= 1.5, _("{what}: total brightness, augmented / original").format(what=what),
+           _("between 0.6 and 1.5"), f"{mass:.3g}",
+           _("move the pixels, do not rescale, invert or add to them; what comes in from outside is 0 (black)"))
     S = round(0.25 * size)
     like_original = _similarity(out, xd, S)
     like_mirror = _similarity(out, xd.flip(-1), S)
     median = float(like_original.median())
     mirrored = int((like_mirror >= like_original).sum())
-    flip_hint = "no horizontal flip: a mirrored 2, 7 or J is no longer that character (flips suit CIFAR, not digits)"
-    flip_what = f"{what}: images more like their mirror image than like themselves"
+    flip_hint = _("no horizontal flip: a mirrored 2, 7 or J is no longer that character (flips suit CIFAR, not digits)")
+    flip_what = _("{what}: images more like their mirror image than like themselves").format(what=what)
+    at_most = _("at most {k} of {n}").format(k=N // 5, n=N)
     if float(like_mirror.median()) >= 0.8:  # the content is there, mirrored: say so first
-        expect(mirrored <= N // 5, flip_what, f"at most {N // 5} of {N}", str(mirrored), flip_hint)
-    expect(median >= 0.8, f"{what}: median similarity to the original (best alignment within ±{S} px)", "≥ 0.8",
-           f"{median:.3f}", "keep the content: small shifts (about 10% of the size) and small rotations (about 15°)")
-    expect(mirrored <= N // 5, flip_what, f"at most {N // 5} of {N}", str(mirrored), flip_hint)
+        expect(mirrored <= N // 5, flip_what, at_most, str(mirrored), flip_hint)
+    expect(median >= 0.8, _("{what}: median similarity to the original (best alignment within ±{S} px)").format(what=what, S=S),
+           "≥ 0.8", f"{median:.3f}",
+           _("keep the content: small shifts (about 10% of the size) and small rotations (about 15°)"))
+    expect(mirrored <= N // 5, flip_what, at_most, str(mirrored), flip_hint)
