@@ -11,6 +11,7 @@ Gradients are written into `.grad` directly (analytic for the two functions): th
 never call the student's `zero_grad`, so they do not depend on it. When a trajectory differs,
 the check replays known mistakes and names the one that reproduces it.
 Randomness comes from a private torch.Generator: a check leaves the global RNG alone.
+Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/optimizers.po).
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from typing import Any, Callable
 import torch
 
 from autograder.checks import expect, fail, fmt
+from autograder.i18n import Domain
+
+_ = Domain("optimizers").gettext
 
 __all__ = ["zero_grad", "sgd", "sgd_momentum", "nesterov", "adagrad", "rmsprop", "adam"]
 
@@ -41,7 +45,7 @@ def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) ->
     except Exception as err:  # noqa: BLE001 — the student's code may raise anything
         first = (str(err).strip().splitlines() or [""])[0][:160]
         try:
-            fail(what, "a result", f"{type(err).__name__}: {first}", hint or _error_hint(err))
+            fail(what, _("a result"), f"{type(err).__name__}: {first}", hint or _error_hint(err))
         except AssertionError as failure:
             raise failure from err
 
@@ -49,12 +53,12 @@ def _call(fn: Callable, what: str, *args: Any, hint: str = "", **kwargs: Any) ->
 def _error_hint(err: Exception) -> str:
     text = str(err)
     if "leaf Variable that requires grad" in text or ("requires grad" in text and "in-place" in text):
-        return "decorate step() with @torch.no_grad(): updating a parameter in place is no part of the graph"
+        return _("decorate step() with @torch.no_grad(): updating a parameter in place is no part of the graph")
     if "NoneType" in text:
-        return "skip parameters whose .grad is None (as torch.optim does)"
+        return _("skip parameters whose .grad is None (as torch.optim does)")
     if "size of tensor" in text or "shape" in text:
-        return "keep one state tensor per parameter, of its shape: torch.zeros_like(p) for p in self.params"
-    return "call Optimizer.__init__(params) first, then keep one state tensor per parameter"
+        return _("keep one state tensor per parameter, of its shape: torch.zeros_like(p) for p in self.params")
+    return _("call Optimizer.__init__(params) first, then keep one state tensor per parameter")
 
 
 class _Problem:
@@ -78,8 +82,8 @@ def _bowl_grad(t: int, params: list[torch.Tensor]) -> list[torch.Tensor]:
 def _functions() -> list[_Problem]:
     start = [torch.tensor(_START, dtype=torch.float64)]
     return [
-        _Problem("Rosenbrock (1-x)² + 100(y-x²)² from (-1.5, 2.0)", start, ["(x, y)"], _rosenbrock_grad, _STEPS),
-        _Problem("the bowl x² + 10y² from (-1.5, 2.0)", start, ["(x, y)"], _bowl_grad, _STEPS),
+        _Problem(_("Rosenbrock (1-x)² + 100(y-x²)² from (-1.5, 2.0)"), start, ["(x, y)"], _rosenbrock_grad, _STEPS),
+        _Problem(_("the bowl x² + 10y² from (-1.5, 2.0)"), start, ["(x, y)"], _bowl_grad, _STEPS),
     ]
 
 
@@ -89,7 +93,7 @@ def _three_parameters() -> _Problem:
              torch.randn(2, generator=g, dtype=torch.float64)]
     stream = [(0.05 * torch.randn(3, 2, generator=g, dtype=torch.float64),
                torch.randn(3, generator=g, dtype=torch.float64)) for _ in range(_MULTI_STEPS)]
-    return _Problem("3 parameters (W [3, 2], b [3], and a frozen [2] whose .grad is None)", start,
+    return _Problem(_("3 parameters (W [3, 2], b [3], and a frozen [2] whose .grad is None)"), start,
                     ["W", "b", "frozen"], lambda t, params: [stream[t][0].clone(), stream[t][1].clone(), None],
                     _MULTI_STEPS)
 
@@ -102,7 +106,7 @@ def _run(cls: Callable, hyper: dict, problem: _Problem, label: str, student: boo
     """Positions of all parameters, flattened: [steps + 1, numel], the start first."""
     params = [p.clone().requires_grad_(True) for p in problem.start]
     if student:
-        opt = _call(cls, f"{label}: constructing it", params, **hyper)
+        opt = _call(cls, _("{label}: constructing it").format(label=label), params, **hyper)
     else:
         opt = cls(params, **hyper)
     path = [_flat(params)]
@@ -110,11 +114,13 @@ def _run(cls: Callable, hyper: dict, problem: _Problem, label: str, student: boo
         for p, grad in zip(params, problem.grads(t, [p.detach() for p in params])):
             p.grad = grad
         if student:
-            _call(opt.step, f"{label}, step {t + 1}")
+            _call(opt.step, _("{label}, step {t}").format(label=label, t=t + 1))
             for name, p, p0 in zip(problem.names, params, problem.start):
-                expect(p.shape == p0.shape and p.dtype == torch.float64, f"{label}, after step {t + 1}: {name}",
-                       f"float64 of shape {tuple(p0.shape)}", f"{p.dtype} of shape {tuple(p.shape)}",
-                       "update each parameter in place, keeping its shape and dtype")
+                expect(p.shape == p0.shape and p.dtype == torch.float64,
+                       _("{label}, after step {t}: {name}").format(label=label, t=t + 1, name=name),
+                       _("float64 of shape {shape}").format(shape=tuple(p0.shape)),
+                       _("{dtype} of shape {shape}").format(dtype=p.dtype, shape=tuple(p.shape)),
+                       _("update each parameter in place, keeping its shape and dtype"))
         else:
             opt.step()
         path.append(_flat(params))
@@ -157,15 +163,16 @@ def _hint(got: torch.Tensor, expected: torch.Tensor, t: int, name: str, given: d
     for key, value in given.items():  # a constructor argument ignored (a default, or torch's, instead)
         if key in _DEFAULTS[_cls_name(name)] and value != _DEFAULTS[_cls_name(name)][key]:
             if _same(got, _replay(_CORRECT[name], {**hyper, key: _DEFAULTS[_cls_name(name)][key]}, problem)):
-                return f"use the {key} given to the constructor (here {key}={value}), not a fixed value"
+                return _("use the {key} given to the constructor (here {key}={value}), not a fixed value").format(
+                    key=key, value=value)
     if torch.equal(got[1:], got[:1].expand_as(got[1:])):
-        return ("the parameters never moved: update each one in place (p -= ..., p.add_(...)) under "
-                "torch.no_grad(); assigning a new tensor to a name does not change the model")
+        return _("the parameters never moved: update each one in place (p -= ..., p.add_(...)) under "
+                 "torch.no_grad(); assigning a new tensor to a name does not change the model")
     if not bool(torch.isfinite(got[t]).all()):
-        return "NaN or inf: look for a division by zero (1 − β^t with t = 0, or √0 without eps)"
+        return _("NaN or inf: look for a division by zero (1 − β^t with t = 0, or √0 without eps)")
     step_got, step_expected = got[t] - got[t - 1], expected[t] - expected[t - 1]
     if bool((step_expected != 0).any()) and torch.allclose(step_got, -step_expected, rtol=1e-6, atol=1e-12):
-        return "step against the gradient: subtract the update from p, do not add it"
+        return _("step against the gradient: subtract the update from p, do not add it")
     return default
 
 
@@ -197,7 +204,7 @@ def _compare(cls: Callable, name: str, hyper: dict, torch_cls: Callable, mistake
     """The student's class against torch's on the two functions and on the three parameters."""
     for problem, hp in [*((p, hyper) for p in _functions()), (_three_parameters(), _MULTI_HYPER[name])]:
         args = ", ".join(f"{k}={v}" for k, v in hp.items())
-        label = f"{_cls_name(name)}({args}) on {problem.label}"
+        label = _("{call} on {problem}").format(call=f"{_cls_name(name)}({args})", problem=problem.label)
         got = _run(cls, hp, problem, label, student=True)
         expected = _run(torch_cls, hp, problem, label, student=False)
         diff = (got - expected).abs().nan_to_num(nan=float("inf"))
@@ -207,11 +214,12 @@ def _compare(cls: Callable, name: str, hyper: dict, torch_cls: Callable, mistake
         t = int(bad[0])
         hint = _hint(got, expected, t, name, hp, problem, mistakes, default)
         if problem.names == ["(x, y)"]:
-            fail(f"{label}, after step {t}", f"(x, y) = {_fmt_point(expected[t], got[t])}",
+            fail(_("{label}, after step {t}").format(label=label, t=t), f"(x, y) = {_fmt_point(expected[t], got[t])}",
                  _fmt_point(got[t], expected[t]), hint)
         i = int(diff[t].argmax())
         e, g = expected[t, i : i + 1], got[t, i : i + 1]
-        fail(f"{label}, after step {t}: {_where(problem, i)}", _fmt_point(e, g)[1:-1], _fmt_point(g, e)[1:-1], hint)
+        fail(_("{label}, after step {t}: {name}").format(label=label, t=t, name=_where(problem, i)),
+             _fmt_point(e, g)[1:-1], _fmt_point(g, e)[1:-1], hint)
 
 
 def _cls_name(name: str) -> str:
@@ -249,31 +257,31 @@ def zero_grad(Optimizer: Callable) -> None:
     b = torch.randn(2, generator=g, dtype=torch.float64).requires_grad_(True)
     frozen = torch.randn(2, generator=g, dtype=torch.float64).requires_grad_(True)  # never gets a grad
     params = [w, b, frozen]
-    what = "Optimizer(model.parameters()) with 3 parameters"
-    opt = _call(Optimizer, what, (p for p in params), hint="Optimizer.__init__ keeps self.params = list(params)")
+    what = _("Optimizer(model.parameters()) with 3 parameters")
+    opt = _call(Optimizer, what, (p for p in params), hint=_("Optimizer.__init__ keeps self.params = list(params)"))
     stored = getattr(opt, "params", None)
     ok = isinstance(stored, list) and len(stored) == 3 and all(a is p for a, p in zip(stored, params))
     got = type(stored).__name__
     if isinstance(stored, list):
-        got = f"a list of {len(stored)}" + ("" if len(stored) != 3 else " other objects (copies?)")
-    expect(ok, f"{what}: .params", "a list of the 3 parameter tensors (the same objects)", got,
-           "self.params = list(params): model.parameters() is a generator, which can be read only once")
+        got = (_("a list of {n}") if len(stored) != 3 else _("a list of {n} other objects (copies?)")).format(n=len(stored))
+    expect(ok, f"{what}: .params", _("a list of the 3 parameter tensors (the same objects)"), got,
+           _("self.params = list(params): model.parameters() is a generator, which can be read only once"))
     for call in (1, 2):
         x = torch.arange(3, dtype=torch.float64)
         ((w @ x + b) ** 2).sum().backward()  # w.grad and b.grad non-zero; frozen.grad stays None
         before = [p.detach().clone() for p in params]
-        _call(opt.zero_grad, f"zero_grad() (call {call})",
-              hint="set p.grad = None for every parameter (one without a gradient yet already has .grad None)")
+        _call(opt.zero_grad, _("zero_grad() (call {n})").format(n=call),
+              hint=_("set p.grad = None for every parameter (one without a gradient yet already has .grad None)"))
         for name, p, old in zip(("w", "b", "frozen"), params, before):
             got = p.grad
-            hint = "set p.grad = None for every parameter p in self.params"
+            hint = _("set p.grad = None for every parameter p in self.params")
             if isinstance(got, torch.Tensor) and not bool(got.any()):
-                hint = ("set p.grad = None, as torch.optim's zero_grad does: no tensor to keep, and the next "
-                        "backward() writes a fresh gradient")
-            expect(got is None, f"after zero_grad() (call {call}), {name}.grad", "None",
-                   "a tensor of zeros" if isinstance(got, torch.Tensor) and not bool(got.any()) else fmt(got), hint)
-            expect(bool(torch.equal(p.detach(), old)), f"after zero_grad() (call {call}), {name}", "unchanged values",
-                   "changed", "zero_grad clears the gradients, never the parameters")
+                hint = _("set p.grad = None, as torch.optim's zero_grad does: no tensor to keep, and the next "
+                         "backward() writes a fresh gradient")
+            expect(got is None, _("after zero_grad() (call {n}), {name}.grad").format(n=call, name=name), "None",
+                   _("a tensor of zeros") if isinstance(got, torch.Tensor) and not bool(got.any()) else fmt(got), hint)
+            expect(bool(torch.equal(p.detach(), old)), _("after zero_grad() (call {n}), {name}").format(n=call, name=name),
+                   _("unchanged values"), _("changed"), _("zero_grad clears the gradients, never the parameters"))
 
 
 # --- SGD ----------------------------------------------------------------------------------------
@@ -307,25 +315,25 @@ def sgd(SGD: Callable) -> None:
     """SGD(params, lr) — no momentum — against torch.optim.SGD: 100 steps on Rosenbrock and on the
     bowl at lr 1e-3, 20 steps on three parameters at lr 0.1."""
     _compare(SGD, "sgd", {"lr": 1e-3}, torch.optim.SGD, [
-        (_sgd_ascent, "step against the gradient: p − lr·grad, not p + lr·grad"),
-        (_sgd_no_lr, "scale the gradient by the learning rate: p − lr·grad"),
+        (_sgd_ascent, _("step against the gradient: p − lr·grad, not p + lr·grad")),
+        (_sgd_no_lr, _("scale the gradient by the learning rate: p − lr·grad")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, {**h, "momentum": 0.9}),
-         "momentum defaults to 0: without it, SGD is p − lr·grad"),
-    ], "plain SGD: p ← p − lr·grad, in place, for every parameter with a gradient")
+         _("momentum defaults to 0: without it, SGD is p − lr·grad")),
+    ], _("plain SGD: p ← p − lr·grad, in place, for every parameter with a gradient"))
 
 
 def sgd_momentum(SGD: Callable) -> None:
     """SGD(params, lr, momentum=0.9) against torch.optim.SGD: the velocity v = momentum·v + grad,
     kept per parameter between steps, and p ← p − lr·v."""
     _compare(SGD, "sgd_momentum", {"lr": 1e-3, "momentum": 0.9}, torch.optim.SGD, [
-        (_sgd, "with momentum, step along the velocity v = momentum·v + grad, kept between steps — not along grad"),
+        (_sgd, _("with momentum, step along the velocity v = momentum·v + grad, kept between steps — not along grad")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, dampen=True),
-         "torch's velocity is a sum, not an average: v = momentum·v + grad, without (1 − momentum)"),
+         _("torch's velocity is a sum, not an average: v = momentum·v + grad, without (1 − momentum)")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, twice=True),
-         "the first gradient counted twice: v is grad after step 1 (0·momentum + grad), not (1 + momentum)·grad"),
+         _("the first gradient counted twice: v is grad after step 1 (0·momentum + grad), not (1 + momentum)·grad")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, nesterov=True),
-         "nesterov=False here: step along v, not along grad + momentum·v"),
-    ], "momentum: v ← momentum·v + grad (v starts at 0, one per parameter); p ← p − lr·v")
+         _("nesterov=False here: step along v, not along grad + momentum·v")),
+    ], _("momentum: v ← momentum·v + grad (v starts at 0, one per parameter); p ← p − lr·v"))
 
 
 def nesterov(SGD: Callable) -> None:
@@ -333,13 +341,13 @@ def nesterov(SGD: Callable) -> None:
     then p ← p − lr·(grad + momentum·v)."""
     _compare(SGD, "nesterov", {"lr": 1e-3, "momentum": 0.9, "nesterov": True}, torch.optim.SGD, [
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, nesterov=False),
-         "Nesterov steps along grad + momentum·v (with v already updated), not along v"),
+         _("Nesterov steps along grad + momentum·v (with v already updated), not along v")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, nesterov=True, unscaled=True),
-         "the look-ahead is scaled by the momentum: step along grad + momentum·v, not grad + v"),
-        (_sgd, "Nesterov needs the velocity too: v ← momentum·v + grad; p ← p − lr·(grad + momentum·v)"),
+         _("the look-ahead is scaled by the momentum: step along grad + momentum·v, not grad + v")),
+        (_sgd, _("Nesterov needs the velocity too: v ← momentum·v + grad; p ← p − lr·(grad + momentum·v)")),
         (lambda p, g, s, t, h: _momentum(p, g, s, t, h, nesterov=True, dampen=True),
-         "torch's velocity is a sum, not an average: v = momentum·v + grad, without (1 − momentum)"),
-    ], "Nesterov: v ← momentum·v + grad; p ← p − lr·(grad + momentum·v)")
+         _("torch's velocity is a sum, not an average: v = momentum·v + grad, without (1 − momentum)")),
+    ], _("Nesterov: v ← momentum·v + grad; p ← p − lr·(grad + momentum·v)"))
 
 
 # --- AdaGrad ------------------------------------------------------------------------------------
@@ -364,16 +372,16 @@ def adagrad(AdaGrad: Callable) -> None:
     p ← p − lr·grad / (√G + eps); eps=0.01 on the three parameters shows where eps goes."""
     _compare(AdaGrad, "adagrad", {"lr": 5e-2}, torch.optim.Adagrad, [
         (lambda p, g, s, t, h: _adagrad(p, g, s, t, h, inside=True),
-         "eps goes outside the square root: grad / (√G + eps), not grad / √(G + eps)"),
+         _("eps goes outside the square root: grad / (√G + eps), not grad / √(G + eps)")),
         (lambda p, g, s, t, h: _adagrad(p, g, s, t, h, start=0.1),
-         "G starts at 0 in torch (Keras's initial_accumulator_value=0.1, in the lecture, is not torch's)"),
+         _("G starts at 0 in torch (Keras's initial_accumulator_value=0.1, in the lecture, is not torch's)")),
         (lambda p, g, s, t, h: _adagrad(p, g, s, t, h, no_sum=True),
-         "G is the sum of every squared gradient so far: G += grad², kept between steps"),
+         _("G is the sum of every squared gradient so far: G += grad², kept between steps")),
         (lambda p, g, s, t, h: _adagrad(p, g, s, t, h, after=True),
-         "add grad² to G before the update: the step divides by √G including this gradient"),
+         _("add grad² to G before the update: the step divides by √G including this gradient")),
         (lambda p, g, s, t, h: _adagrad(p, g, s, t, h, no_sqrt=True),
-         "divide by the square root of G: grad / (√G + eps)"),
-    ], "AdaGrad: G ← G + grad² (G starts at 0, one per parameter); p ← p − lr·grad / (√G + eps)")
+         _("divide by the square root of G: grad / (√G + eps)")),
+    ], _("AdaGrad: G ← G + grad² (G starts at 0, one per parameter); p ← p − lr·grad / (√G + eps)"))
 
 
 # --- RMSProp ------------------------------------------------------------------------------------
@@ -401,17 +409,17 @@ def rmsprop(RMSProp: Callable) -> None:
     p ← p − lr·grad / (√v + eps); alpha=0.9, eps=0.01 on the three parameters."""
     _compare(RMSProp, "rmsprop", {"lr": 1e-3}, torch.optim.RMSprop, [
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, inside=True),
-         "eps goes outside the square root, as torch does: grad / (√v + eps), not grad / √(v + eps)"),
+         _("eps goes outside the square root, as torch does: grad / (√v + eps), not grad / √(v + eps)")),
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, swap=True),
-         "alpha weights the old average: v = alpha·v + (1 − alpha)·grad², not the other way round"),
+         _("alpha weights the old average: v = alpha·v + (1 − alpha)·grad², not the other way round")),
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, no_decay=True),
-         "RMSProp averages, it does not sum: v = alpha·v + (1 − alpha)·grad² (the sum is AdaGrad)"),
+         _("RMSProp averages, it does not sum: v = alpha·v + (1 − alpha)·grad² (the sum is AdaGrad)")),
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, first=True),
-         "v starts at 0 (torch), not at the first grad²: after step 1, v = (1 − alpha)·grad²"),
+         _("v starts at 0 (torch), not at the first grad²: after step 1, v = (1 − alpha)·grad²")),
         (lambda p, g, s, t, h: _rmsprop(p, g, s, t, h, no_sqrt=True),
-         "divide by the square root of the average: grad / (√v + eps)"),
-    ], "RMSProp: v ← alpha·v + (1 − alpha)·grad² (v starts at 0, one per parameter); "
-       "p ← p − lr·grad / (√v + eps)")
+         _("divide by the square root of the average: grad / (√v + eps)")),
+    ], _("RMSProp: v ← alpha·v + (1 − alpha)·grad² (v starts at 0, one per parameter); "
+         "p ← p − lr·grad / (√v + eps)"))
 
 
 # --- Adam ---------------------------------------------------------------------------------------
@@ -437,24 +445,24 @@ def adam(Adam: Callable) -> None:
     parameters."""
     _compare(Adam, "adam", {"lr": 1e-2}, torch.optim.Adam, [
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_m=False, fix_v=False),
-         "bias correction: divide m by 1 − β1^t and v by 1 − β2^t (both start at 0, so they are too small "
-         "at first)"),
+         _("bias correction: divide m by 1 − β1^t and v by 1 − β2^t (both start at 0, so they are too small "
+           "at first)")),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_v=False),
-         "correct v too: v̂ = v / (1 − β2^t)"),
+         _("correct v too: v̂ = v / (1 − β2^t)")),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, fix_m=False),
-         "correct m too: m̂ = m / (1 − β1^t)"),
+         _("correct m too: m̂ = m / (1 − β1^t)")),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, t_fixed=True),
-         "t is the number of steps so far: add 1 at every step() before the bias correction"),
-        (_adam, "t counts calls to step(), not parameters: add 1 to t once per step(), outside the loop", True),
+         _("t is the number of steps so far: add 1 at every step() before the bias correction")),
+        (_adam, _("t counts calls to step(), not parameters: add 1 to t once per step(), outside the loop"), True),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, inside=True),
-         "eps goes outside the square root: m̂ / (√v̂ + eps), not m̂ / √(v̂ + eps)"),
+         _("eps goes outside the square root: m̂ / (√v̂ + eps), not m̂ / √(v̂ + eps)")),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, swap=True),
-         "betas = (β1, β2): β1 (0.9) averages the gradients into m, β2 (0.999) their squares into v"),
+         _("betas = (β1, β2): β1 (0.9) averages the gradients into m, β2 (0.999) their squares into v")),
         (lambda p, g, s, t, h: _adam(p, g, s, t, h, eps_first=True),
-         "torch adds eps after the bias correction: m̂ / (√v̂ + eps) with v̂ = v / (1 − β2^t)"),
-    ], "Adam: m ← β1·m + (1 − β1)·grad; v ← β2·v + (1 − β2)·grad²; "
-       "m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t); "
-       "p ← p − lr·m̂ / (√v̂ + eps)")
+         _("torch adds eps after the bias correction: m̂ / (√v̂ + eps) with v̂ = v / (1 − β2^t)")),
+    ], _("Adam: m ← β1·m + (1 − β1)·grad; v ← β2·v + (1 − β2)·grad²; "
+         "m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t); "
+         "p ← p − lr·m̂ / (√v̂ + eps)"))
 
 
 # the right rules, as plain functions: for replaying a constructor argument ignored
