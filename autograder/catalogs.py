@@ -5,7 +5,10 @@
 `extract_course_yml` below. What goes into which catalog (see autograder.i18n):
 
     course.po    autograder/*.py, autograder/checks/__init__.py, course.yml
-    <lab>.po     reference/notebooks/<lab>.py.j2, autograder/checks/<lab>.py
+    <lab>.po     reference/notebooks/<lab>.py.j2, autograder/checks/<lab>.py, and the strings of
+                 reference/<lab>.py marked `N_("...")`: data of the reference that the template
+                 shows as prose, translated where it is shown (`{{ _(bug.symptom) }}`: the
+                 debugging lab's table of symptoms); a reference module without marks adds none
 
 `make messages LAB=<lab> TO=<lang>` (or `LAB=course`) runs `pybabel extract` and then
 `pybabel init` (a new catalog) or `pybabel update` (an existing one) with these files.
@@ -26,7 +29,8 @@ def domain_sources(domain: str) -> list[Path]:
     """The files whose msgids make up catalog `domain` (a lab's id, or "course")."""
     if domain == COURSE_DOMAIN:
         return [*sorted(PACKAGE.glob("*.py")), PACKAGE / "checks" / "__init__.py", ROOT / "course.yml"]
-    return [ROOT / "reference" / "notebooks" / f"{domain}.py.j2", PACKAGE / "checks" / f"{domain}.py"]
+    return [ROOT / "reference" / "notebooks" / f"{domain}.py.j2", PACKAGE / "checks" / f"{domain}.py",
+            *[p for p in [ROOT / "reference" / f"{domain}.py"] if p.is_file()]]
 
 
 def extract_course_yml(fileobj: Any, keywords: Any, comment_tags: Any, options: dict) -> Iterator[tuple]:
