@@ -335,12 +335,19 @@ CELLS: dict[str, tuple[str, ...]] = {
 }
 
 
+def N_(message: str) -> str:
+    """Marks `message` as a msgid of the lab's catalog (Babel's `N_` keyword: babel.cfg extracts
+    it from this module into autograder/locale/<lang>/LC_MESSAGES/debugging.po) and returns it
+    unchanged: the template translates a symptom where it shows it, `_(bug.symptom)`."""
+    return message
+
+
 class SeedBug(NamedTuple):
     check: str        # the check (course.yml) that finds it
     cell: str         # the answer cell it lives in (a key of CELLS)
     fixed: str        # text of fixed_source(cell), exactly once (after the bugs listed before it)
     broken: str       # what the seed wrote instead
-    symptom: str      # what running the broken script shows (the student's notebook): never the fix
+    symptom: str      # what running the broken script shows (the student's notebook, translated: N_): never the fix
     explanation: str  # why it is a bug, and the fix (the solution and the instructor only)
 
 
@@ -357,40 +364,40 @@ SEED_BUGS: list[SeedBug] = [
     SeedBug("network_assignment", "Net",
             "self.network = nn.Sequential(  # `=` stores the layers (the seed's `==` compared them with nothing)",
             "self.network==nn.Sequential(",
-            "`Net()` fails at once: AttributeError: 'Net' object has no attribute 'network'.",
+            N_("`Net()` fails at once: AttributeError: 'Net' object has no attribute 'network'."),
             "`==` compares and throws the result away: the layers are built and never stored, so "
             "`Net()` fails on reading `self.network`, which was never assigned. Fix: "
             "`self.network = nn.Sequential(...)`."),
     SeedBug("flatten_size", "Net",
             "nn.Linear(64 * 3 * 3, 256),  # 28 -> 14 -> 7 -> 3 after three poolings",
             "nn.Linear(64 * 29 * 29, 256),",
-            "the first batch fails in the classifier's first Linear layer: \"mat1 and mat2 shapes cannot be "
-            "multiplied (64x576 and 53824x256)\".",
+            N_("the first batch fails in the classifier's first Linear layer: \"mat1 and mat2 shapes cannot be "
+               "multiplied (64x576 and 53824x256)\"."),
             "three 2×2 poolings take 28 to 14, 7 and 3 (the convolutions are padded): the flattened "
             "map has 64·3·3 = 576 values, not 64·29·29. Fix: `nn.Linear(64 * 3 * 3, 256)`."),
     SeedBug("dropout_rate", "Net",
             "nn.Dropout(0.2),  # drop 20% of the 256 nodes", "nn.Dropout(0,2),  # drop 20% of the 256 nodes",
-            "nothing fails; printed, the layer after the first hidden layer reads `Dropout(p=0, inplace=2)`, "
-            "where its comment promises 20%.",
+            N_("nothing fails; printed, the layer after the first hidden layer reads `Dropout(p=0, inplace=2)`, "
+               "where its comment promises 20%."),
             "`nn.Dropout(0,2)` is two arguments, p=0 and inplace=2: it drops nothing. A comma is not a "
             "decimal point. Fix: `nn.Dropout(0.2)`."),
     SeedBug("dropout_rate", "Net",
             "nn.Dropout(0.2),  # drop 20% of the 64 nodes", "nn.Dropout(0,2),  # drop 20% of the 64 nodes",
-            "the second dropout layer prints the same.",
+            N_("the second dropout layer prints the same."),
             "the same comma in the second dropout layer. Fix: `nn.Dropout(0.2)`."),
     SeedBug("softmax_before_loss", "Net",
             "nn.Linear(64, 10),  # logits: nn.CrossEntropyLoss applies log-softmax itself",
             "nn.Linear(64, 10), nn.Softmax(dim=1),  # classification: the outputs sum to 1 (probabilities)",
-            "training runs, but no loss can fall below 1.46, even on samples the network gets right: after two "
-            "epochs the validation loss is 1.719 and the accuracy 0.748 (0.405 and 0.896 once fixed; seed 0).",
+            N_("training runs, but no loss can fall below 1.46, even on samples the network gets right: after two "
+               "epochs the validation loss is 1.719 and the accuracy 0.748 (0.405 and 0.896 once fixed; seed 0)."),
             "nn.CrossEntropyLoss applies log-softmax to what it gets: after a softmax the scores are "
             "squashed into [0, 1], the loss cannot fall below ln(1 + 9/e) ≈ 1.46 and the gradients "
             "shrink. Fix: remove the softmax; the network returns logits."),
     SeedBug("block_wiring", "Net",
             "x2 = self.block2(x1)     # [N, 32, 7, 7]: block 2 reads block 1's output, not the input x",
             "x2 = self.block2(x)      # [N, 32, 7, 7]",
-            "the first batch fails in block 2: \"expected input[64, 1, 28, 28] to have 16 channels, but got 1 "
-            "channels instead\".",
+            N_("the first batch fails in block 2: \"expected input[64, 1, 28, 28] to have 16 channels, but got 1 "
+               "channels instead\"."),
             "seed 003's Keras CNN feeds its second block `il`, the input, instead of the first block's "
             "output; written in PyTorch, Net's forward feeds block 2 `x`. Keras adapts the convolution to 1 "
             "channel and silently drops block 1; PyTorch's convolution expects 16 channels and fails. "
@@ -400,69 +407,69 @@ SEED_BUGS: list[SeedBug] = [
             "        return self.network(x)",
             "def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
             "    return self.network(x)",
-            "`MLP()` builds, but calling it fails: NotImplementedError: Module [MLP] is missing the required "
-            "\"forward\" function.",
+            N_("`MLP()` builds, but calling it fails: NotImplementedError: Module [MLP] is missing the required "
+               "\"forward\" function."),
             "`def forward` at module level (seed 000's dropout MLP and its AlexNet) defines a plain function, "
             "not a method of the class: nn.Module finds no forward. Fix: indent it into the class body."),
     SeedBug("accuracy_denominator", "training",
             "return total_loss / count, correct / count  # over the samples this loader holds",
             "return total_loss / count, correct / len(train_loader)",
-            "the validation accuracy printed after each epoch is above 1: 6.073, then 8.145 (seed 0).",
+            N_("the validation accuracy printed after each epoch is above 1: 6.073, then 8.145 (seed 0)."),
             "the accuracy is the number right over the number of samples of *this* loader; the seed "
             "divides by len(train_loader), the number of *training batches*. Fix: `correct / count`."),
     SeedBug("patience_counter", "EarlyStopping",
             "self.counter += 1  # add 1 (the seed's `= 1` set it to 1 again and again)", "self.counter = 1",
-            "fed 1.0, 0.9, 0.95, 0.96 with patience 2, `step` never says stop and the counter stays at 1.",
+            N_("fed 1.0, 0.9, 0.95, 0.96 with patience 2, `step` never says stop and the counter stays at 1."),
             "`counter = 1` sets the counter instead of adding to it: it never reaches a patience of "
             "2, and training never stops early. Fix: `self.counter += 1`."),
     SeedBug("validation_per_epoch", "fit",
             "        # validation: inside the epoch loop, after every epoch (not once, after the loop)\n" + _VALIDATION,
             "    # validation\n" + textwrap.dedent(_VALIDATION).replace("\n", "\n    ").join(["    ", ""]),
-            "the epochs train one after another without a word; the validation loss and accuracy are printed "
-            "once, after the last epoch, and early stopping never stops anything.",
+            N_("the epochs train one after another without a word; the validation loss and accuracy are printed "
+               "once, after the last epoch, and early stopping never stops anything."),
             "the validation block is dedented out of the epoch loop (seed 000's `model.eval()` at the loop's "
             "level): it runs once, after training, and early stopping sees one loss. Fix: indent it into the loop."),
     SeedBug("fit_runs", "fit",
             "evaluate(model, valid_loader, device)", "evaluate(model, val_loader, device)",
-            "the first epoch trains, then fit stops: NameError: name 'val_loader' is not defined.",
+            N_("the first epoch trains, then fit stops: NameError: name 'val_loader' is not defined."),
             "the lecture names the loader `valid_loader` and reads `val_loader` (seed 000). Fix: pass "
             "`valid_loader`, fit's own argument, to evaluate."),
     SeedBug("best_epoch_report", "fit",
             '.format(best, best_epoch)  # the loss, not best_epoch.best',
             ".format(best_epoch.best, best_epoch)",
-            "the first epoch trains and validates, then fit stops: AttributeError: 'int' object has no "
-            "attribute 'best'.",
+            N_("the first epoch trains and validates, then fit stops: AttributeError: 'int' object has no "
+               "attribute 'best'."),
             "`best_epoch` is an epoch number, an int, with no `.best`; the seed's `best_epoch.best` meant "
             "`best`, the best validation loss. Fix: `.format(best, best_epoch)`."),
     SeedBug("percent_correct", "percent_correct",
             "100.0 * correct / len(test_loader.dataset)  # the test set's size, the loader it counted",
             "100.0 * correct / len(train_loader.dataset)",
-            "after training, the accuracy printed is 25.31 (percent), where the last epoch's validation "
-            "accuracy was 0.896 (seed 0).",
+            N_("after training, the accuracy printed is 25.31 (percent), where the last epoch's validation "
+               "accuracy was 0.896 (seed 0)."),
             "seed 000's AlexNet counts the right answers over the test loader and divides by "
             "len(train_loader.dataset), the size of the training set (3,500 here, 1,000 test digits). "
             "Fix: `len(test_loader.dataset)`."),
     SeedBug("percent_correct", "percent_correct",
             'print("test accuracy:", accuracy)  # what was measured: the test set',
             'print("train accuracy:", accuracy)',
-            "the figure is printed as \"train accuracy\", though no training sample was counted.",
+            N_("the figure is printed as \"train accuracy\", though no training sample was counted."),
             "the seed prints its test accuracy as \"train accuracy\". Fix: `print(\"test accuracy:\", accuracy)`."),
     SeedBug("class_accuracy", "class_accuracy",
             "total_pred[classes[label]] += 1  # every sample counts, right or wrong: outside the if",
             "    total_pred[classes[label]] += 1",
-            "every class prints 100.0 %, while the test accuracy overall is 88.6 (seed 0); a class with no "
-            "right answer raises ZeroDivisionError.",
+            N_("every class prints 100.0 %, while the test accuracy overall is 88.6 (seed 0); a class with no "
+               "right answer raises ZeroDivisionError."),
             "seed 001 indents `total_pred[...] += 1` under `if label == prediction`: only the right "
             "answers are counted in each class's total, so right / total is 1 (or 0 / 0). Fix: dedent it "
             "to the loop's level."),
     SeedBug("nms_names", "nms_rows",
             "chosen_box = bboxes.pop(0)", "chose_box = bboxes.pop(0)",
-            "NMS of two boxes fails: NameError: name 'chosen_box' is not defined.",
+            N_("NMS of two boxes fails: NameError: name 'chosen_box' is not defined."),
             "the box is stored as `chose_box` and used as `chosen_box`: a NameError. Fix: one name, "
             "`chosen_box`."),
     SeedBug("nms_names", "nms_rows",
             "iou(chosen_box[2:], box[2:])", "iou(chosen_box[2:], bbox[2:])",
-            "once that runs, two boxes of one class fail: NameError: name 'bbox' is not defined.",
+            N_("once that runs, two boxes of one class fail: NameError: name 'bbox' is not defined."),
             "the loop variable is `box`, the comparison reads `bbox`: another NameError, met once "
             "two boxes of one class meet. Fix: `box[2:]`."),
 ]

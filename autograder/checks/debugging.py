@@ -17,6 +17,8 @@ and a script with one bug left fails only that bug's check:
   is fed, with the course's own train, evaluate, EarlyStopping and epoch_report standing in (so
   that their bugs cost their own checks); `gpu` reads what the notebook's training recorded.
 No check trains a model: the record that `gpu` reads comes from the notebook's training alone.
+Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/debugging.po); like
+the English, a translation says what a check observes and never the fix.
 """
 from __future__ import annotations
 
@@ -32,12 +34,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from autograder import witness
 from autograder.checks import call_student as _call
 from autograder.checks import error_line, expect, expect_gpu_execution, fail, given, keeps_rng, shape_text
+from autograder.i18n import Domain
+
+_ = Domain("debugging").gettext
 
 __all__ = ["network_assignment", "flatten_size", "dropout_rate", "softmax_before_loss", "block_wiring",
            "mlp_forward", "accuracy_denominator", "patience_counter", "best_epoch_report", "fit_runs",
            "validation_per_epoch", "gpu", "percent_correct", "class_accuracy", "nms_names"]
 
-_FLOOR = "the loss cannot fall below ln(1 + 9/e) ≈ 1.46 on such outputs: look at what the network returns"
+
+def _floor() -> str:
+    """Hint: what a loss does on outputs that went through a softmax (a msgid, made in the language of
+    the moment)."""
+    return _("the loss cannot fall below ln(1 + 9/e) ≈ 1.46 on such outputs: look at what the network returns")
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -66,7 +75,7 @@ def _build(Net: Callable) -> nn.Module:
 
 def _build_here(Net: Callable) -> nn.Module:
     if not isinstance(Net, type) or not issubclass(Net, nn.Module):
-        fail("Net", "an nn.Module class", type(Net).__name__, "pass the class Net itself")
+        fail("Net", _("an nn.Module class"), type(Net).__name__, _("pass the class Net itself"))
 
     class Probe(Net):  # type: ignore[misc, valid-type]
         def __getattr__(self, name: str) -> Any:
@@ -78,7 +87,7 @@ def _build_here(Net: Callable) -> nn.Module:
                 return _Unassigned(self, name)
 
     Probe.__name__, Probe.__qualname__ = Net.__name__, Net.__qualname__   # the student's messages read as theirs
-    model = _call(Probe, "Net()", hint="the constructor must run without arguments")
+    model = _call(Probe, "Net()", hint=_("the constructor must run without arguments"))
     model.__class__ = Net  # from here on, a plain Net
     return model
 
@@ -112,7 +121,7 @@ def _runs(items: list[str]) -> str:
             runs[-1][1] += 1
         else:
             runs.append([item, 1])
-    return ", then ".join(f"{name} ×{n}" if n > 1 else name for name, n in runs) or "nothing"
+    return _(", then ").join(f"{name} ×{n}" if n > 1 else name for name, n in runs) or _("nothing")
 
 
 # --- Net ----------------------------------------------------------------------------------------
@@ -127,17 +136,17 @@ def network_assignment(Net: Callable) -> None:
         raise
     except AttributeError as err:
         unset = f"'{getattr(Net, '__name__', 'Net')}' object has no attribute" in str(err)
-        fail("Net()", "a model", error_line(err),
-             "the constructor reads an attribute that nothing ever stored: look closely at the line that "
-             "builds it, character by character" if unset else
-             "read the error: a name that does not exist where it is used")
+        fail("Net()", _("a model"), error_line(err),
+             _("the constructor reads an attribute that nothing ever stored: look closely at the line that "
+               "builds it, character by character") if unset else
+             _("read the error: a name that does not exist where it is used"))
     except Exception as err:  # noqa: BLE001
-        fail("Net()", "a model", error_line(err), "the constructor must run without arguments")
-    expect(isinstance(model, nn.Module), "Net()", "an nn.Module", type(model).__name__,
-           "subclass nn.Module and call super().__init__() first")
+        fail("Net()", _("a model"), error_line(err), _("the constructor must run without arguments"))
+    expect(isinstance(model, nn.Module), "Net()", _("an nn.Module"), type(model).__name__,
+           _("subclass nn.Module and call super().__init__() first"))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    expect(len(linears) > 0, "Net() fully connected layers", "the classifier's nn.Linear layers", "none",
-           "the classifier is built, yet the model does not hold it: look closely at the line that builds it")
+    expect(len(linears) > 0, _("Net() fully connected layers"), _("the classifier's nn.Linear layers"), _("none"),
+           _("the classifier is built, yet the model does not hold it: look closely at the line that builds it"))
 
 
 @keeps_rng
@@ -147,7 +156,7 @@ def flatten_size(Net: Callable) -> None:
     model = _build(Net)
     model.eval()
     layers = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
-    what = "Net's layers, one by one, on a [2, 1, 28, 28] batch"
+    what = _("Net's layers, one by one, on a [2, 1, 28, 28] batch")
     x: Any = torch.zeros(2, 1, 28, 28)
     for name, layer in layers:
         before = shape_text(x, "[]")
@@ -157,11 +166,13 @@ def flatten_size(Net: Callable) -> None:
         except NotImplementedError:
             raise
         except Exception as err:  # noqa: BLE001 — the student's layers may raise anything
-            fail(what, "outputs of shape (2, 10)", f"{error_line(err)} (in {name}, given {before})",
-                 f"print the shape after each layer: what does {name} receive, and what was it built for?")
+            fail(what, _("outputs of shape (2, 10)"),
+                 _("{error} (in {name}, given {shape})").format(error=error_line(err), name=name, shape=before),
+                 _("print the shape after each layer: what does {name} receive, and what was it built for?").format(
+                     name=name))
     got = shape_text(x)
-    expect(got == "(2, 10)", what, "outputs of shape (2, 10)", got,
-           "the classifier ends with 10 outputs, one per digit")
+    expect(got == "(2, 10)", what, _("outputs of shape (2, 10)"), got,
+           _("the classifier ends with 10 outputs, one per digit"))
 
 
 @keeps_rng
@@ -171,13 +182,13 @@ def dropout_rate(Net: Callable) -> None:
     layers = [(name, m) for name, m in model.named_modules()
               if isinstance(m, nn.modules.dropout._DropoutNd) or
               ("dropout" in type(m).__name__.lower() and isinstance(getattr(m, "p", None), (int, float)))]
-    expect(len(layers) > 0, "Net dropout layers", "a dropout layer after each hidden layer", "none",
-           "the lecture's classifier has dropout after both hidden layers")
+    expect(len(layers) > 0, _("Net dropout layers"), _("a dropout layer after each hidden layer"), _("none"),
+           _("the lecture's classifier has dropout after both hidden layers"))
     for name, m in layers:
         if m.p != 0.2:
             extra = f", inplace={m.inplace!r}" if getattr(m, "inplace", False) else ""
-            fail(f"Net dropout layer {name}", "p = 0.2 (20% of the nodes, as the comment says)", f"p = {m.p}{extra}",
-                 "print the layer: what did each number you passed become?")
+            fail(_("Net dropout layer {name}").format(name=name), _("p = 0.2 (20% of the nodes, as the comment says)"),
+                 f"p = {m.p}{extra}", _("print the layer: what did each number you passed become?"))
 
 
 @keeps_rng
@@ -187,15 +198,16 @@ def softmax_before_loss(Net: Callable) -> None:
     model = _build(Net)
     for name, m in model.named_modules():
         if isinstance(m, (nn.Softmax, nn.Softmin, nn.Softmax2d)):
-            fail(f"Net layer {name}", "logits: scores of any size, as nn.CrossEntropyLoss takes them",
-                 f"{m!r}, whose outputs are probabilities", _FLOOR)
+            fail(_("Net layer {name}").format(name=name),
+                 _("logits: scores of any size, as nn.CrossEntropyLoss takes them"),
+                 _("{layer}, whose outputs are probabilities").format(layer=repr(m)), _floor())
     gen = torch.Generator().manual_seed(0)
     out, err = _forward(model, torch.rand(16, 1, 28, 28, generator=gen))
     if err is not None or not isinstance(out, torch.Tensor) or out.dim() != 2:
         return  # the forward pass is flatten_size's and block_wiring's to check
     rows = out.double().sum(dim=1)
     if bool(((out >= 0) & (out <= 1)).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
-        fail("Net outputs on 16 images", "logits (any real numbers)", "rows in [0, 1] that sum to 1", _FLOOR)
+        fail(_("Net outputs on 16 images"), _("logits (any real numbers)"), _("rows in [0, 1] that sum to 1"), _floor())
 
 
 # what each part of Net receives from forward on a [N, 1, 28, 28] batch (after the batch dimension)
@@ -210,34 +222,35 @@ def block_wiring(Net: Callable) -> None:
     model = _build(Net)
     parts = dict(model.named_children())
     missing = [name for name in _PART_INPUTS if name not in parts]
-    expect(not missing, "Net's parts", ", ".join(_PART_INPUTS), ", ".join(parts) or "none",
-           f"the lecture's Net has three blocks and a classifier; missing: {', '.join(missing)}")
+    expect(not missing, _("Net's parts"), ", ".join(_PART_INPUTS), ", ".join(parts) or _("none"),
+           _("the lecture's Net has three blocks and a classifier; missing: {names}").format(names=", ".join(missing)))
     seen: dict[str, str] = {}
 
     def record(name: str):
         def hook(_module, args) -> None:  # must return None, or it would replace the input
             if name not in seen:
-                seen[name] = shape_text(args[0], "[]") if args and isinstance(args[0], torch.Tensor) else "no tensor"
+                seen[name] = shape_text(args[0], "[]") if args and isinstance(args[0], torch.Tensor) else _("no tensor")
         return hook
 
     handles = [parts[name].register_forward_pre_hook(record(name)) for name in _PART_INPUTS]
     try:
-        _, err = _forward(model, torch.zeros(2, 1, 28, 28))
+        _output, err = _forward(model, torch.zeros(2, 1, 28, 28))
     finally:
         for h in handles:
             h.remove()
-    what = "Net's forward on a [2, 1, 28, 28] batch"
+    what = _("Net's forward on a [2, 1, 28, 28] batch")
     expected = {name: shape_text((2, *dims), "[]") for name, dims in _PART_INPUTS.items()}
     for name in _PART_INPUTS:   # what the parts got, then the parts that got nothing
         if name in seen and seen[name] != expected[name]:
-            origin = " (the input batch's shape)" if seen[name] == "[2, 1, 28, 28]" else ""
-            fail(f"{what}: the input of {name}", expected[name], f"{seen[name]}{origin}",
-                 f"look at what forward hands to {name}")
+            origin = _(" (the input batch's shape)") if seen[name] == "[2, 1, 28, 28]" else ""
+            fail(_("{what}: the input of {name}").format(what=what, name=name), expected[name], f"{seen[name]}{origin}",
+                 _("look at what forward hands to {name}").format(name=name))
     for name in _PART_INPUTS:
         if name not in seen:
-            fail(f"{what}: the input of {name}", expected[name],
-                 f"forward stopped first: {error_line(err)}" if err is not None else f"{name} never called",
-                 "look at what forward hands to each block, one line at a time")
+            fail(_("{what}: the input of {name}").format(what=what, name=name), expected[name],
+                 _("forward stopped first: {error}").format(error=error_line(err)) if err is not None
+                 else _("{name} never called").format(name=name),
+                 _("look at what forward hands to each block, one line at a time"))
 
 
 # --- MLP ----------------------------------------------------------------------------------------
@@ -246,8 +259,8 @@ def block_wiring(Net: Callable) -> None:
 @keeps_rng
 def mlp_forward(MLP: Callable) -> None:
     """MLP() builds and, called on a [2, 1, 28, 28] batch, returns [2, 10] logits."""
-    model = _call(MLP, "MLP()", hint="the constructor must run without arguments")
-    what = "MLP()(x), x of shape [2, 1, 28, 28]"
+    model = _call(MLP, "MLP()", hint=_("the constructor must run without arguments"))
+    what = _("MLP()(x), x of shape [2, 1, 28, 28]")
     try:
         model.eval()
         with torch.no_grad():
@@ -255,12 +268,12 @@ def mlp_forward(MLP: Callable) -> None:
     except NotImplementedError as err:
         if 'missing the required "forward" function' not in str(err):
             raise  # an answer cell not filled in yet
-        fail(what, "outputs of shape (2, 10)", error_line(err),
-             "MLP() builds, yet nn.Module finds no forward in it: look at where forward is written, and whose it is")
+        fail(what, _("outputs of shape (2, 10)"), error_line(err),
+             _("MLP() builds, yet nn.Module finds no forward in it: look at where forward is written, and whose it is"))
     except Exception as err:  # noqa: BLE001
-        fail(what, "outputs of shape (2, 10)", error_line(err), "read the error: the last line names the problem")
+        fail(what, _("outputs of shape (2, 10)"), error_line(err), _("read the error: the last line names the problem"))
     got = shape_text(out)
-    expect(got == "(2, 10)", what, "outputs of shape (2, 10)", got, "forward returns the network's output")
+    expect(got == "(2, 10)", what, _("outputs of shape (2, 10)"), got, _("forward returns the network's output"))
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -283,24 +296,26 @@ def accuracy_denominator(evaluate: Callable) -> None:
     expected = (F.cross_entropy(logits, y).item(), right / len(y))
     for batch_size in (100, 32, 7):
         loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
-        what = f"evaluate(model, loader, 'cpu') on 100 samples in batches of {batch_size}"
+        what = _("evaluate(model, loader, 'cpu') on 100 samples in batches of {size}").format(size=batch_size)
         with torch.no_grad():  # whatever evaluate does, no training forward pass is recorded (see gpu)
             got = _call(evaluate, what, model, loader, "cpu", hint="evaluate(model, loader, device) -> (loss, accuracy)")
         if not (isinstance(got, tuple) and len(got) == 2):
-            fail(what, "a tuple (loss, accuracy)", repr(got)[:80], "return loss, accuracy")
+            fail(what, _("a tuple (loss, accuracy)"), repr(got)[:80], _("return loss, accuracy"))
         loss, acc = got
         try:
             loss, acc = float(loss), float(acc)
         except (TypeError, ValueError):
-            fail(what, "two numbers (loss, accuracy)", repr(got)[:80], "return Python floats (.item())")
+            fail(what, _("two numbers (loss, accuracy)"), repr(got)[:80], _("return Python floats (.item())"))
         if abs(acc - expected[1]) > 1e-6:
-            hint = "look at how the right answers are counted, and what divides them"
+            hint = _("look at how the right answers are counted, and what divides them")
             if acc > 0 and abs(right / acc - round(right / acc)) < 1e-6:
-                hint = f"that is {right} / {round(right / acc)}: look at where {round(right / acc)} comes from"
-            fail(f"{what}: accuracy", f"{expected[1]:.4f} ({right} right of 100)", f"{acc:.6g}", hint)
+                hint = _("that is {right} / {divisor}: look at where {divisor} comes from").format(
+                    right=right, divisor=round(right / acc))
+            fail(_("{what}: accuracy").format(what=what),
+                 _("{value} ({right} right of 100)").format(value=f"{expected[1]:.4f}", right=right), f"{acc:.6g}", hint)
         if abs(loss - expected[0]) > 1e-4 * max(1.0, abs(expected[0])):
-            fail(f"{what}: loss", f"{expected[0]:.4f}", f"{loss:.6g}",
-                 "the mean loss per sample: batches of different sizes must weigh what they hold")
+            fail(_("{what}: loss").format(what=what), f"{expected[0]:.4f}", f"{loss:.6g}",
+                 _("the mean loss per sample: batches of different sizes must weigh what they hold"))
 
 
 def patience_counter(EarlyStopping: Callable) -> None:
@@ -315,11 +330,12 @@ def patience_counter(EarlyStopping: Callable) -> None:
             counter = getattr(stopper, "counter", None)
             counters.append(repr(counter) if isinstance(counter, (int, float)) else "?")
         if [bool(g) for g in got] != expected or not all(isinstance(g, bool) for g in got):
-            hint = (f"after each step the counter reads {', '.join(counters)}: follow it through the steps; "
-                    "when would it reach the patience of 2?")
+            hint = _("after each step the counter reads {counters}: follow it through the steps; "
+                     "when would it reach the patience of 2?").format(counters=", ".join(counters))
             if not any(got) and _call(stopper.step, "EarlyStopping(patience=2).step(2.0)", 2.0) is True:
-                hint = f"it says stop one epoch later than the patience of 2 (counter {', '.join(counters)})"
-            fail(f"EarlyStopping(patience=2).step(...) for val losses {losses}", str(expected),
+                hint = _("it says stop one epoch later than the patience of 2 (counter {counters})").format(
+                    counters=", ".join(counters))
+            fail(_("EarlyStopping(patience=2).step(...) for val losses {losses}").format(losses=losses), str(expected),
                  str([g if isinstance(g, bool) else repr(g) for g in got]), hint)
 
 
@@ -337,11 +353,12 @@ def best_epoch_report(epoch_report: Callable) -> None:
     validation loss so far, for the best epoch itself and for a later one."""
     for (epoch, best_epoch), expected in _REPORTS.items():
         history = {key: values[:epoch] for key, values in _REPORT_HISTORY.items()}
-        what = f"epoch_report({epoch}, 6, history, best_epoch={best_epoch}) with val losses {history['val_loss']}"
+        what = _("epoch_report({epoch}, 6, history, best_epoch={best_epoch}) with val losses {losses}").format(
+            epoch=epoch, best_epoch=best_epoch, losses=history["val_loss"])
         got = _call(epoch_report, what, epoch, 6, history, best_epoch, wanted=repr(expected),
-                    hint="read the error: which object is asked for the attribute, and what is it?")
+                    hint=_("read the error: which object is asked for the attribute, and what is it?"))
         expect(got == expected, what, repr(expected), repr(got)[:200],
-               "compare the two lines: which number differs, and where does the function take it from?")
+               _("compare the two lines: which number differs, and where does the function take it from?"))
 
 
 # What fit is given: a model that logs what it is fed and answers with these figures, per epoch.
@@ -417,7 +434,11 @@ def _epoch_report_given(epoch: int, epochs: int, history: Any, best_epoch: int) 
 
 
 _FIT = f"fit(model, train_loader, valid_loader, optimizer, 'cpu', epochs={_EPOCHS}, patience={_PATIENCE})"
-_SCRIPT = f"(val losses {', '.join(map(str, _VAL_LOSSES))})"
+
+
+def _script() -> str:
+    """The validation losses the check's model reports, for a message."""
+    return _("(val losses {losses})").format(losses=", ".join(map(str, _VAL_LOSSES)))
 
 
 def _run_fit(fit: Callable) -> tuple[list[tuple[str, str]], Any, BaseException | None]:
@@ -443,18 +464,20 @@ def fit_runs(fit: Callable) -> None:
     course's own train, evaluate, EarlyStopping and epoch_report while it runs)."""
     fed, history, err = _run_fit(fit)
     if err is not None:
-        fail(_FIT, f"a history of {_STOP} epochs", f"{error_line(err)} (after: {_runs([h for h, _ in fed])})",
-             "read the error: where in fit is that name meant to come from?" if isinstance(err, NameError) else
-             "read the error: the last line names the problem")
+        fail(_FIT, _("a history of {n} epochs").format(n=_STOP),
+             _("{error} (after: {fed})").format(error=error_line(err), fed=_runs([h for h, _ in fed])),
+             _("read the error: where in fit is that name meant to come from?") if isinstance(err, NameError) else
+             _("read the error: the last line names the problem"))
     loaders = [loader for helper, loader in fed if helper == "evaluate"]
-    expect(bool(loaders), f"{_FIT}: validation", "batches of valid_loader", "none: evaluate was never called",
-           "fit evaluates the model on valid_loader after training")
+    expect(bool(loaders), _("{fit}: validation").format(fit=_FIT), _("batches of valid_loader"),
+           _("none: evaluate was never called"), _("fit evaluates the model on valid_loader after training"))
     wrong = sorted({loader for loader in loaders if loader != "valid_loader"})
-    expect(not wrong, f"{_FIT}: what evaluate got", "valid_loader", ", ".join(wrong),
-           "look at which loader fit hands to evaluate")
+    expect(not wrong, _("{fit}: what evaluate got").format(fit=_FIT), "valid_loader",
+           ", ".join(_("another loader") if loader == "another loader" else loader for loader in wrong),
+           _("look at which loader fit hands to evaluate"))
     keys = ["train_loss", "val_loss", "val_acc"]
     expect(isinstance(history, dict) and all(isinstance(history.get(k), list) for k in keys), _FIT,
-           "a dict of lists train_loss, val_loss, val_acc", repr(history)[:120], "fit returns its history")
+           _("a dict of lists train_loss, val_loss, val_acc"), repr(history)[:120], _("fit returns its history"))
 
 
 def validation_per_epoch(fit: Callable) -> None:
@@ -463,25 +486,27 @@ def validation_per_epoch(fit: Callable) -> None:
     fed, history, err = _run_fit(fit)
     order = [helper.replace("evaluate", "valid") for helper, _ in fed]
     expected = ", ".join(["train, valid"] * _STOP)
-    hint = "look at which lines run inside the epoch loop, and which once, after it"
+    hint = _("look at which lines run inside the epoch loop, and which once, after it")
     for k in range(1, len(order)):
         if order[k] == order[k - 1] == "train":
-            fail(f"{_FIT}: what the model was fed", f"a validation after every epoch ({expected})", _runs(order), hint)
+            fail(_("{fit}: what the model was fed").format(fit=_FIT),
+                 _("a validation after every epoch ({order})").format(order=expected), _runs(order), hint)
     if err is not None:
         return  # fit stopped before its second epoch: fit_runs says why
-    expect(order == ["train", "valid"] * _STOP, f"{_FIT} {_SCRIPT}: what the model was fed",
-           f"{expected} (no improvement in epochs 3 and 4: stop)", _runs(order),
-           "follow what the early stopper says after each epoch" if len(order) > 2 * _STOP else hint)
+    expect(order == ["train", "valid"] * _STOP,
+           _("{fit} {losses}: what the model was fed").format(fit=_FIT, losses=_script()),
+           _("{order} (no improvement in epochs 3 and 4: stop)").format(order=expected), _runs(order),
+           _("follow what the early stopper says after each epoch") if len(order) > 2 * _STOP else hint)
     if isinstance(history, dict):
         for key, values in (("train_loss", _TRAIN_LOSSES), ("val_loss", _VAL_LOSSES), ("val_acc", _VAL_ACCS)):
             got = history.get(key)
-            expect(got == values[:_STOP], f"{_FIT} {_SCRIPT}: history['{key}']", str(values[:_STOP]),
-                   repr(got)[:120], "one value per epoch, appended as each epoch ends")
+            expect(got == values[:_STOP], f"{_FIT} {_script()}: history['{key}']", str(values[:_STOP]),
+                   repr(got)[:120], _("one value per epoch, appended as each epoch ends"))
 
 
 def gpu() -> None:
     """The notebook's Net training ran on the device the grader offered (skipped without CUDA)."""
-    expect_gpu_execution("Net training")
+    expect_gpu_execution(_("Net training"))
 
 
 # --- test accuracy, overall and per class -------------------------------------------------------
@@ -506,26 +531,27 @@ def percent_correct(percent_correct: Callable) -> None:
     rows = [(k % 3, k % 3) for k in range(30)] + [(k % 3, (k + 1) % 3) for k in range(10)]
     model, x, y = _classifier(rows)
     loader = DataLoader(TensorDataset(x, y), batch_size=16)
-    what = "percent_correct(model, test_loader, 'cpu'), test_loader: 40 samples in batches of 16"
+    what = _("percent_correct(model, test_loader, 'cpu'), test_loader: 40 samples in batches of 16")
     try:
         got, printed = witness.boundary("printed", _printed, percent_correct, model, loader, "cpu")
     except NotImplementedError:
         raise
     except Exception as err:  # noqa: BLE001
-        fail(what, "75.0 (30 right of 40)", error_line(err), "read the error: the last line names the problem")
+        fail(what, _("75.0 (30 right of 40)"), error_line(err), _("read the error: the last line names the problem"))
     try:
         accuracy = float(got)
     except (TypeError, ValueError):
-        fail(what, "a number, 75.0", repr(got)[:80], "return the percentage")
+        fail(what, _("a number, 75.0"), repr(got)[:80], _("return the percentage"))
     if abs(accuracy - 75.0) > 1e-6:
-        hint = "look at what the number right is divided by"
+        hint = _("look at what the number right is divided by")
         if accuracy > 0 and abs(3000 / accuracy - round(3000 / accuracy)) < 1e-6:
-            hint = f"that is 100 · 30 / {round(3000 / accuracy)}: the loader holds 40 samples; where does {round(3000 / accuracy)} come from?"
-        fail(what, "75.0 (30 right of 40)", f"{accuracy:.6g}", hint)
+            hint = _("that is 100 · 30 / {divisor}: the loader holds 40 samples; "
+                     "where does {divisor} come from?").format(divisor=round(3000 / accuracy))
+        fail(what, _("75.0 (30 right of 40)"), f"{accuracy:.6g}", hint)
     line = printed.strip() if isinstance(printed, str) else ""
-    expect("test" in line.lower() and "train" not in line.lower(), f"{what}: the line it prints",
-           "the test accuracy, called so", repr(line[:120]) or "nothing printed",
-           "every sample counted came from test_loader: read how the line names the figure")
+    expect("test" in line.lower() and "train" not in line.lower(), _("{what}: the line it prints").format(what=what),
+           _("the test accuracy, called so"), repr(line[:120]) or _("nothing printed"),
+           _("every sample counted came from test_loader: read how the line names the figure"))
 
 
 @keeps_rng
@@ -546,15 +572,17 @@ def class_accuracy(class_accuracy: Callable) -> None:
         expected = {name: 100.0 * r / (r + w) for name, (r, w) in zip(classes, counts)}
         total_right = sum(r for r, _ in counts)
         what = (f"class_accuracy(model, test_loader, {classes}, 'cpu'), test_loader: "
-                + ", ".join(f"{name} {r} right of {r + w}" for name, (r, w) in zip(classes, counts)))
+                + ", ".join(_("{name} {right} right of {total}").format(name=name, right=r, total=r + w)
+                            for name, (r, w) in zip(classes, counts)))
         got = _call(class_accuracy, what, model, loader, classes, "cpu", wanted=str(expected),
-                    hint=f"{total_right} of the {len(rows)} samples are right: follow one class's counts through the loop")
+                    hint=_("{right} of the {total} samples are right: follow one class's counts through the loop").format(
+                        right=total_right, total=len(rows)))
         same = isinstance(got, dict) and set(got) == set(expected) and all(
             isinstance(got[k], (int, float)) and abs(got[k] - v) < 1e-6 for k, v in expected.items())
-        hint = "follow one class's counts through the loop: which samples add to its total?"
+        hint = _("follow one class's counts through the loop: which samples add to its total?")
         if isinstance(got, dict) and got and all(v == 100 for v in got.values()):
-            hint = (f"{total_right} of the {len(rows)} samples are right, yet every class scores 100%: "
-                    "which samples add to a class's total?")
+            hint = _("{right} of the {total} samples are right, yet every class scores 100%: "
+                     "which samples add to a class's total?").format(right=total_right, total=len(rows))
         expect(same, what, str(expected), repr(got)[:160], hint)
 
 
@@ -563,7 +591,7 @@ def class_accuracy(class_accuracy: Callable) -> None:
 
 def _show(rows: Any) -> str:
     try:
-        return "[" + ", ".join(f"(class {int(r[0])}, score {float(r[1]):g})" for r in rows) + "]"
+        return "[" + ", ".join(_("(class {c}, score {s})").format(c=int(r[0]), s=f"{float(r[1]):g}") for r in rows) + "]"
     except (TypeError, ValueError, IndexError):
         return repr(rows)[:120]
 
@@ -586,16 +614,17 @@ def nms_names(nms_rows: Callable) -> None:
             raise
         except NameError as err:
             fail(what, _show([snapshot[i] for i in keep]), error_line(err),
-                 "read the error: which name is missing, and under which name was that value stored?")
+                 _("read the error: which name is missing, and under which name was that value stored?"))
         except Exception as err:  # noqa: BLE001
             fail(what, _show([snapshot[i] for i in keep]), error_line(err),
-                 "rows are [class, score, x1, y1, x2, y2]; compare boxes with iou(row[2:], other[2:])")
+                 _("rows are [class, score, x1, y1, x2, y2]; compare boxes with iou(row[2:], other[2:])"))
         expected = [snapshot[i] for i in keep]
         same = isinstance(got, list) and len(got) == len(expected) and all(
             [float(v) for v in g] == [float(v) for v in e] for g, e in zip(got, expected))
-        hint = "sort by score, keep the best row, drop the rows of its class with IoU > threshold, repeat"
+        hint = _("sort by score, keep the best row, drop the rows of its class with IoU > threshold, repeat")
         if len(rows) == 4:
-            hint = "rows 0 and 1 overlap with IoU exactly 0.5: a row survives when IoU <= threshold (torchvision's rule)"
+            hint = _("rows 0 and 1 overlap with IoU exactly 0.5: a row survives when IoU <= threshold "
+                     "(torchvision's rule)")
         expect(same, what, _show(expected), _show(got), hint)
-        expect(rows == snapshot, f"{what}: the rows passed in", "left as they were", _show(rows),
-               "sort a copy (sorted(rows, ...)) instead of the list itself")
+        expect(rows == snapshot, _("{what}: the rows passed in").format(what=what), _("left as they were"), _show(rows),
+               _("sort a copy (sorted(rows, ...)) instead of the list itself"))
