@@ -21,11 +21,21 @@ from torchvision.models import resnet as _tv
 from autograder.checks import close, count_params, expect_module, shape_text, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_gpu_execution, expect_split_accuracy,
                                fail)
+from autograder.i18n import Domain
+
+_ = Domain("resnet").gettext
+
+
+def N_(message: str) -> str:
+    """A msgid of the lab's catalog kept in English where it is defined (Babel extracts `N_("...")`),
+    translated with `_()` where it is shown."""
+    return message
+
 
 __all__ = ["basic_block", "bottleneck", "make_layer", "param_counts", "torchvision_match", "accuracy", "gpu"]
 
-_CRASH = "the model cannot run on [N, 1, 28, 28] digits: check SmallResNet's layer sizes (and BasicBlock, make_layer)"
-_LOW = "train it as the notebook does (3 epochs, one-cycle lr 1e-2), and check SmallResNet's layers"
+_CRASH = N_("the model cannot run on [N, 1, 28, 28] digits: check SmallResNet's layer sizes (and BasicBlock, make_layer)")
+_LOW = N_("train it as the notebook does (3 epochs, one-cycle lr 1e-2), and check SmallResNet's layers")
 SCORED = {"accuracy": Scored(model="SmallResNet", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
 
 # Parameters of torchvision's networks (num_classes=1000) per top-level module.
@@ -38,7 +48,7 @@ _PARAMS: dict[str, dict[str, int]] = {
                  "layer4": 14_964_736, "fc": 2_049_000},
 }
 _TOTALS = {name: sum(parts.values()) for name, parts in _PARAMS.items()}  # 11,689,512 / 21,797,672 / 25,557,032
-_BLOCK_HINT = "a block returns relu(bn(last conv) + identity): the skip is added before the last ReLU, and only there"
+_BLOCK_HINT = N_("a block returns relu(bn(last conv) + identity): the skip is added before the last ReLU, and only there")
 _LAYERS = {"resnet18": "BasicBlock, [2, 2, 2, 2]", "resnet34": "BasicBlock, [3, 4, 6, 3]",
            "resnet50": "Bottleneck, [3, 4, 6, 3]"}
 
@@ -78,21 +88,23 @@ def _state_dict_difference(what: str, expected: nn.Module, got: nn.Module, hint:
     exp, mine = state_shapes(expected), state_shapes(got)
     for key, shape in exp.items():
         if key not in mine:
-            fail(f"{what} state_dict", f"an entry {key} {shape}", "no such key", hint)
+            fail(f"{what} state_dict", _("an entry {key} {shape}").format(key=key, shape=shape), _("no such key"), hint)
         if mine[key] != shape:
-            fail(f"{what} state_dict {key}", f"shape {shape}", f"shape {mine[key]}", hint)
+            fail(f"{what} state_dict {key}", _("shape {shape}").format(shape=shape),
+                 _("shape {shape}").format(shape=mine[key]), hint)
     for key, shape in mine.items():
         if key not in exp:
-            fail(f"{what} state_dict", "only torchvision's entries", f"an extra entry {key} {shape}",
-                 "name the layers as torchvision does and add no others")
+            fail(f"{what} state_dict", _("only torchvision's entries"),
+                 _("an extra entry {key} {shape}").format(key=key, shape=shape),
+                 _("name the layers as torchvision does and add no others"))
 
 
 def _load(what: str, model: nn.Module, state: dict) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except Exception as err:  # noqa: BLE001 — a student's module may refuse in any way
-        fail(f"{what}.load_state_dict(torchvision's, strict=True)", "success", error_line(err),
-             "name the layers as torchvision does")
+        fail(_("{what}.load_state_dict(torchvision's, strict=True)").format(what=what), _("success"), error_line(err),
+             _("name the layers as torchvision does"))
 
 
 def _record(model: nn.Module, names: list[str] | None = None) -> tuple[dict[str, torch.Tensor], list[str], list]:
@@ -122,7 +134,7 @@ def _run(what: str, model: nn.Module, x: torch.Tensor, hint: str) -> torch.Tenso
     except NotImplementedError:
         raise
     except Exception as err:  # noqa: BLE001
-        fail(what, "an output", error_line(err), hint)
+        fail(what, _("an output"), error_line(err), hint)
         raise  # unreachable
 
 
@@ -133,10 +145,12 @@ def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def _compare_forward(what: str, expected: nn.Module, got: nn.Module, x: torch.Tensor, hint: str,
-                     block_hint: str = _BLOCK_HINT) -> None:
+                     block_hint: str | None = None) -> None:
     """Run both on `x`; fail at the first layer (in torchvision's order) whose output differs.
     `hint` is for a layer whose output differs (its input came out wrong), `block_hint` for a
-    block, or the whole of `got`, whose layers all agree but whose output does not."""
+    block, or the whole of `got`, whose layers all agree but whose output does not (default:
+    _BLOCK_HINT, in the language of the moment)."""
+    block_hint = _(_BLOCK_HINT) if block_hint is None else block_hint
     exp_out, exp_order, handles = _record(expected)
     try:
         with torch.no_grad():
@@ -144,9 +158,9 @@ def _compare_forward(what: str, expected: nn.Module, got: nn.Module, x: torch.Te
     finally:
         for h in handles:
             h.remove()
-    got_out, _, handles = _record(got, exp_order)
+    got_out, _order, handles = _record(got, exp_order)
     try:
-        result = _run(f"{what} forward", got, x, "it must run wherever torchvision's does: " + block_hint)
+        result = _run(f"{what} forward", got, x, _("it must run wherever torchvision's does: {hint}").format(hint=block_hint))
     finally:
         for h in handles:
             h.remove()
@@ -154,21 +168,24 @@ def _compare_forward(what: str, expected: nn.Module, got: nn.Module, x: torch.Te
     for name in exp_order:
         e = exp_out[name]
         if name not in got_out:
-            fail(f"{what} output of {name}", f"shape {tuple(e.shape)}", f"{name} never called",
-                 f"forward must pass the input through {name}")
+            fail(_("{what} output of {name}").format(what=what, name=name), _("shape {shape}").format(shape=tuple(e.shape)),
+                 _("{name} never called").format(name=name), _("forward must pass the input through {name}").format(name=name))
         g = got_out[name]
+        first = _("{what} output of {name} (the first that differs)").format(what=what, name=name)
         if g.shape != e.shape:
-            fail(f"{what} output of {name} (the first that differs)", f"shape {tuple(e.shape)}",
-                 f"shape {tuple(g.shape)}", "a stride, padding or pooling before it differs from torchvision's")
+            fail(first, _("shape {shape}").format(shape=tuple(e.shape)), _("shape {shape}").format(shape=tuple(g.shape)),
+                 _("a stride, padding or pooling before it differs from torchvision's"))
         if not _close(g, e):
             i = int((g - e).abs().flatten().argmax())
-            fail(f"{what} output of {name} (the first that differs)", f"{float(e.flatten()[i]):.5g} at flat index {i}",
+            fail(first, _("{value} at flat index {index}").format(value=f"{float(e.flatten()[i]):.5g}", index=i),
                  f"{float(g.flatten()[i]):.5g}",
-                 f"its layers agree with torchvision's, its output does not — {block_hint}" if name in blocks else hint)
+                 _("its layers agree with torchvision's, its output does not — {hint}").format(hint=block_hint)
+                 if name in blocks else hint)
     if not isinstance(result, torch.Tensor) or not _close(result.detach(), reference):
-        fail(f"{what} output", f"torchvision's, shape {tuple(reference.shape)}",
+        fail(_("{what} output").format(what=what), _("torchvision's, shape {shape}").format(shape=tuple(reference.shape)),
              shape_text(result) if not isinstance(result, torch.Tensor) or result.shape != reference.shape
-             else "different values", f"its layers agree with torchvision's, its output does not — {block_hint}")
+             else _("different values"),
+             _("its layers agree with torchvision's, its output does not — {hint}").format(hint=block_hint))
 
 
 def _zero_residual(block: nn.Module, bn: str) -> None:
@@ -181,8 +198,8 @@ def _zero_residual(block: nn.Module, bn: str) -> None:
 def _expect_layers(what: str, block: nn.Module, layers: dict[str, type]) -> None:
     for name, kind in layers.items():
         if not isinstance(getattr(block, name, None), kind):
-            fail(f"{what}.{name}", f"an nn.{kind.__name__}", type(getattr(block, name, None)).__name__,
-                 f"keep torchvision's names: {', '.join(layers)}")
+            fail(f"{what}.{name}", _("an {layer}").format(layer=f"nn.{kind.__name__}"), type(getattr(block, name, None)).__name__,
+                 _("keep torchvision's names: {names}").format(names=", ".join(layers)))
 
 
 def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict[str, type],
@@ -191,10 +208,11 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     """The checks basic_block and bottleneck share: expansion, layers, shapes, the skip path,
     and torchvision's outputs in train and eval mode."""
     if not isinstance(cls, type):
-        fail(kind, "the class", type(cls).__name__, f"pass the class {kind}, not an instance")
+        fail(kind, _("the class"), type(cls).__name__, _("pass the class {kind}, not an instance").format(kind=kind))
     expect(getattr(cls, "expansion", None) == expansion, f"{kind}.expansion", expansion,
            repr(getattr(cls, "expansion", None)),
-           f"a {kind} outputs planes·{expansion} channels: a class attribute expansion = {expansion}")
+           _("a {kind} outputs planes·{expansion} channels: a class attribute expansion = {expansion}").format(
+               kind=kind, expansion=expansion))
     # 1. a block that keeps the shape: identity skip
     inplanes, planes = plain
     what = f"{kind}({inplanes}, {planes})"
@@ -203,13 +221,16 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     block.eval()
     x = torch.randn(2, inplanes, 8, 8)
     out = _run(what, block, x, hint)
-    expect(isinstance(out, torch.Tensor) and out.shape == x.shape, f"{what} output", f"shape {tuple(x.shape)}",
-           shape_text(out), f"with stride 1 and {inplanes} = {planes}·{expansion} channels the block keeps the shape")
+    expect(isinstance(out, torch.Tensor) and out.shape == x.shape, _("{what} output").format(what=what),
+           _("shape {shape}").format(shape=tuple(x.shape)), shape_text(out),
+           _("with stride 1 and {inplanes} = {planes}·{expansion} channels the block keeps the shape").format(
+               inplanes=inplanes, planes=planes, expansion=expansion))
     _zero_residual(block, bn_last)
     out = _run(what, block, x, hint)
     if not _close(out, torch.relu(x)):
-        fail(f"{what} with its residual branch zeroed ({bn_last} = 0)", "relu(x): the input through the skip",
-             "something else", f"add the input x to {bn_last}'s output, then apply the last ReLU")
+        fail(_("{what} with its residual branch zeroed ({bn} = 0)").format(what=what, bn=bn_last),
+             _("relu(x): the input through the skip"), _("something else"),
+             _("add the input x to {bn}'s output, then apply the last ReLU").format(bn=bn_last))
     # 2. a downsampling block: stride 2 and a downsample module for the skip
     inplanes, planes = down
     out_planes = planes * expansion
@@ -218,7 +239,7 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     _expect_layers(what, block, {**layers, "downsample": nn.Module})
     block.eval()
     x = torch.randn(2, inplanes, 8, 8)
-    outputs, _, handles = _record(block, list(inner))
+    outputs, _order, handles = _record(block, list(inner))
     try:
         out = _run(what, block, x, hint)
     finally:
@@ -227,17 +248,19 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
     for name, why in inner.items():
         expected = {"conv1": (2, planes, 8, 8) if kind == "Bottleneck" else (2, planes, 4, 4),
                     "conv2": (2, planes, 4, 4), "conv3": (2, out_planes, 4, 4)}[name]
-        got = tuple(outputs[name].shape) if name in outputs else "never called"
-        expect(got == expected, f"{what} {name} output", f"shape {expected}", str(got), why)
-    expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (2, out_planes, 4, 4), f"{what} output",
-           f"shape {(2, out_planes, 4, 4)}", shape_text(out), "the first convolution that strides halves height and width")
+        got = tuple(outputs[name].shape) if name in outputs else _("never called")
+        expect(got == expected, _("{what} {name} output").format(what=what, name=name),
+               _("shape {shape}").format(shape=expected), str(got), why)
+    expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (2, out_planes, 4, 4), _("{what} output").format(what=what),
+           _("shape {shape}").format(shape=(2, out_planes, 4, 4)), shape_text(out),
+           _("the first convolution that strides halves height and width"))
     _zero_residual(block, bn_last)
     out = _run(what, block, x, hint)
     with torch.no_grad():
         skip = torch.relu(block.downsample(x))
     if not _close(out, skip):
-        fail(f"{what} with its residual branch zeroed", "relu(downsample(x))", "something else",
-             "when a downsample module is given, the skip adds downsample(x) instead of x")
+        fail(_("{what} with its residual branch zeroed").format(what=what), "relu(downsample(x))", _("something else"),
+             _("when a downsample module is given, the skip adds downsample(x) instead of x"))
     # 3. torchvision's block with the same weights: the same outputs, in train and eval mode
     for inplanes, planes, stride in ((plain[0], plain[1], 1), (down[0], down[1], 2)):
         what = f"{kind}({inplanes}, {planes}{', stride=2, downsample' if stride == 2 else ''})"
@@ -251,8 +274,8 @@ def _check_block(cls: Any, kind: str, expansion: int, bn_last: str, layers: dict
         for mode in ("eval", "train"):
             theirs.train(mode == "train")
             mine.train(mode == "train")
-            _compare_forward(f"{what} in {mode} mode", theirs, mine, x, f"the input reaching this layer differs — {hint}",
-                             block_hint=hint)
+            _compare_forward(_("{what} in {mode} mode").format(what=what, mode=mode), theirs, mine, x,
+                             _("the input reaching this layer differs — {hint}").format(hint=hint), block_hint=hint)
 
 
 # ------------------------------------------------------------------------------------ checks
@@ -263,8 +286,8 @@ def basic_block(BasicBlock: Any) -> None:
     _check_block(BasicBlock, "BasicBlock", 1, "bn2",
                  {"conv1": nn.Conv2d, "bn1": nn.BatchNorm2d, "conv2": nn.Conv2d, "bn2": nn.BatchNorm2d},
                  _tv.BasicBlock, plain=(16, 16), down=(16, 32),
-                 inner={"conv1": "conv1 is 3×3 with the block's stride (padding 1)",
-                        "conv2": "conv2 is 3×3, stride 1, padding 1"},
+                 inner={"conv1": _("conv1 is 3×3 with the block's stride (padding 1)"),
+                        "conv2": _("conv2 is 3×3, stride 1, padding 1")},
                  hint="out = relu(bn1(conv1(x))); out = bn2(conv2(out)); return relu(out + identity)")
 
 
@@ -276,9 +299,9 @@ def bottleneck(Bottleneck: Any) -> None:
                  {"conv1": nn.Conv2d, "bn1": nn.BatchNorm2d, "conv2": nn.Conv2d, "bn2": nn.BatchNorm2d,
                   "conv3": nn.Conv2d, "bn3": nn.BatchNorm2d},
                  _tv.Bottleneck, plain=(64, 16), down=(64, 32),
-                 inner={"conv1": "v1.5: conv1 is the 1×1 reduction and never strides",
-                        "conv2": "v1.5: the stride sits on the 3×3 conv2",
-                        "conv3": "conv3 is 1×1 and expands to planes·4 channels"},
+                 inner={"conv1": _("v1.5: conv1 is the 1×1 reduction and never strides"),
+                        "conv2": _("v1.5: the stride sits on the 3×3 conv2"),
+                        "conv3": _("conv3 is 1×1 and expands to planes·4 channels")},
                  hint="1×1 → bn → relu, 3×3 (stride) → bn → relu, 1×1 (×4) → bn, + identity, relu")
 
 
@@ -287,35 +310,36 @@ def make_layer(make_layer: Callable) -> None:
     """make_layer on torchvision's blocks: `blocks` blocks, only the first strides, a downsample
     (1×1 conv with the stride + BatchNorm) exactly when the shape changes, torchvision's names
     and outputs."""
-    hint = ("first block: block(inplanes, planes, stride, downsample), downsample = Sequential(conv1x1(inplanes, "
-            "planes·expansion, stride), BatchNorm2d) when stride != 1 or inplanes != planes·expansion; "
-            "then block(planes·expansion, planes)")
+    hint = _("first block: block(inplanes, planes, stride, downsample), downsample = Sequential(conv1x1(inplanes, "
+             "planes·expansion, stride), BatchNorm2d) when stride != 1 or inplanes != planes·expansion; "
+             "then block(planes·expansion, planes)")
     for block, inplanes, planes, blocks, stride in ((_tv.BasicBlock, 8, 8, 2, 1), (_tv.BasicBlock, 8, 16, 2, 2),
                                                      (_tv.Bottleneck, 8, 8, 2, 1), (_tv.Bottleneck, 32, 16, 3, 2)):
         what = f"make_layer({block.__name__}, {inplanes}, {planes}, {blocks}, stride={stride})"
         stage = expect_module(call_student(make_layer, what, block, inplanes, planes, blocks, stride, hint=hint), what,
                         "return nn.Sequential(*blocks)")
         children = list(stage.children())
-        expect(len(children) == blocks and all(isinstance(c, block) for c in children), f"{what} blocks",
+        expect(len(children) == blocks and all(isinstance(c, block) for c in children), _("{what} blocks").format(what=what),
                f"{blocks} × {block.__name__}", f"{len(children)}: " + ", ".join(type(c).__name__ for c in children)[:80],
-               "one block per count, all of the class given")
+               _("one block per count, all of the class given"))
         out_planes = planes * block.expansion
         needs = stride != 1 or inplanes != out_planes
         expected = nn.Sequential(block(inplanes, planes, stride, _down(inplanes, out_planes, stride) if needs else None),
-                                 *[block(out_planes, planes) for _ in range(1, blocks)])
+                                 *[block(out_planes, planes) for _i in range(1, blocks)])
         for i, (mine, theirs) in enumerate(zip(children, expected)):
             expect(mine.stride == theirs.stride, f"{what}[{i}] stride", theirs.stride, mine.stride,
-                   "only the first block strides")
+                   _("only the first block strides"))
         _state_dict_difference(what, expected, stage,
-                               hint if needs else "no downsample when neither the stride nor the width changes")
+                               hint if needs else _("no downsample when neither the stride nor the width changes"))
         _load(what, stage, _randomize_batchnorm(expected).state_dict())
         stage.eval(), expected.eval()
         _compare_forward(what, expected, stage, torch.randn(2, inplanes, 8, 8), hint, block_hint=hint)
 
 
 def _build(builder: Callable, name: str) -> nn.Module:
-    return expect_module(call_student(builder, f"{name}()", hint=f"{name}() returns ResNet({_LAYERS[name]})"), f"{name}()",
-                   f"{name}() returns ResNet({_LAYERS[name]}) — a model, not the class")
+    return expect_module(call_student(builder, f"{name}()", hint=_("{name}() returns ResNet({layers})").format(
+        name=name, layers=_LAYERS[name])), f"{name}()",
+        _("{name}() returns ResNet({layers}) — a model, not the class").format(name=name, layers=_LAYERS[name]))
 
 
 @_seeded
@@ -331,13 +355,14 @@ def param_counts(resnet18: Callable, resnet34: Callable, resnet50: Callable) -> 
         for part, expected in _PARAMS[name].items():
             got = count_params(children[part]) if part in children else None
             if got != expected:
-                why = {"conv1": "7×7, 3 → 64, no bias", "bn1": "BatchNorm2d(64)",
-                       "fc": f"Linear(512·expansion, 1000)"}.get(part, f"ResNet({_LAYERS[name]}): check that stage's "
-                                                                   "blocks and its downsample")
-                fail(f"{name} parameters", f"{_TOTALS[name]:,}", f"{total:,}",
-                     f"{part} has {'none' if got is None else f'{got:,}'}, expected {expected:,} ({why})")
-        fail(f"{name} parameters", f"{_TOTALS[name]:,}", f"{total:,}",
-             "conv1, bn1, layer1-4 and fc are right: remove the extra module")
+                why = {"conv1": _("7×7, 3 → 64, no bias"), "bn1": "BatchNorm2d(64)",
+                       "fc": "Linear(512·expansion, 1000)"}.get(
+                    part, _("ResNet({layers}): check that stage's blocks and its downsample").format(layers=_LAYERS[name]))
+                fail(_("{name} parameters").format(name=name), f"{_TOTALS[name]:,}", f"{total:,}",
+                     _("{part} has {got}, expected {expected} ({why})").format(
+                         part=part, got=_("none") if got is None else f"{got:,}", expected=f"{expected:,}", why=why))
+        fail(_("{name} parameters").format(name=name), f"{_TOTALS[name]:,}", f"{total:,}",
+             _("conv1, bn1, layer1-4 and fc are right: remove the extra module"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -357,21 +382,22 @@ def torchvision_match(resnet18: Callable, resnet34: Callable, resnet50: Callable
     for name, builder in (("resnet18", resnet18), ("resnet34", resnet34), ("resnet50", resnet50)):
         model = _build(builder, name)
         theirs = _torchvision(name)
-        _state_dict_difference(name, theirs, model, f"ResNet({_LAYERS[name]}) with torchvision's layer names")
+        _state_dict_difference(name, theirs, model,
+                               _("ResNet({layers}) with torchvision's layer names").format(layers=_LAYERS[name]))
         _load(name, model, theirs.state_dict())
         model.eval()
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
         _compare_forward(f"{name} (eval)", theirs, model, x,
-                         "the input reaching this layer differs: check the order conv → bn → ReLU and the max pool "
-                         "after the stem", block_hint=_BLOCK_HINT)
+                         _("the input reaching this layer differs: check the order conv → bn → ReLU and the max pool "
+                           "after the stem"), block_hint=_(_BLOCK_HINT))
 
 
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
     """Accuracy of the trained SmallResNet on `autograder.data.mnist_splits()[split]` ≥ threshold
     (while grading, the hidden split is scored in a separate process)."""
-    expect_split_accuracy(model, split, threshold, "SmallResNet", _CRASH, _LOW)
+    expect_split_accuracy(model, split, threshold, "SmallResNet", _(_CRASH), _(_LOW))
 
 
 def gpu(model: nn.Module) -> None:
     """`model` was trained on the device the grader offered (skipped without CUDA)."""
-    expect_gpu_execution("SmallResNet training", model)
+    expect_gpu_execution(_("SmallResNet training"), model)
