@@ -2,7 +2,8 @@
 
 Per lab: how many handed in, the mean and median score, full marks, zeros, grader errors; the
 score distribution (a histogram per lab); each check's pass rate, lowest first (the exercise that
-confused the class); and the slowest notebooks. Plots are matplotlib PNGs inlined as data URLs,
+confused the class); the leaderboard of each check that measures an accuracy on the hidden split
+(the capstone's: its top `LEADERS`); and the slowest notebooks. Plots are matplotlib PNGs inlined as data URLs,
 so the page opens anywhere, offline, and can be mailed as one file.
 """
 from __future__ import annotations
@@ -12,9 +13,11 @@ import html
 import io
 import statistics
 
+from .report import leaderboard
 from .results import Result
 
 SLOWEST = 10
+LEADERS = 10
 
 
 def _png(fig) -> str:
@@ -97,7 +100,7 @@ img {{ max-width: 100%; }}
 <table id="check-rates"><thead><tr><th>lab</th><th>check</th><th>passed</th></tr></thead><tbody>
 {check_rows}
 </tbody></table>
-<h2>Slowest notebooks</h2>
+{leaders}<h2>Slowest notebooks</h2>
 <table id="slowest"><thead><tr><th>student</th><th>lab</th><th>seconds</th><th>of which its cells</th></tr></thead><tbody>
 {slow_rows}
 </tbody></table>
@@ -132,7 +135,16 @@ def class_report_html(results: list[Result], title: str = "Class report") -> str
     slow = sorted((r for r in results if r.handed_in), key=lambda r: -r.seconds)[:SLOWEST]
     slow_rows = [f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td class='n'>{r.seconds:.1f}</td>"
                  f"<td class='n'>{r.compute_seconds:.1f}</td></tr>" for r in slow]
+    leaders = []
+    for (lab, check), ranked in leaderboard(results).items():
+        rows = "\n".join(f"<tr><td class='n'>{rank}</td><td>{e(r.student)}</td><td class='n'>{value:.4f}</td>"
+                         f"<td class='n'>{r.score:g} / {r.max_score:g}</td></tr>" for rank, value, r in ranked[:LEADERS])
+        leaders.append(f"<h3>{e(lab)} · {e(check)}</h3>\n<table id='leaderboard-{e(lab)}-{e(check)}'><thead><tr><th>rank</th><th>student</th>"
+                       f"<th>accuracy (hidden split)</th><th>score</th></tr></thead><tbody>\n{rows}\n</tbody></table>\n")
+    if leaders:
+        leaders.insert(0, f"<h2 id='leaderboard'>Leaderboard</h2>\n<p>The best {LEADERS} of each check that measures an "
+                          "accuracy on the hidden split (all of them in <code>leaderboard.csv</code>).</p>\n")
     figs = _figures(labs, by_lab, rates)
     return _PAGE.format(title=e(title), count=len(results), students=len({r.student for r in results}),
-                        lab_rows="\n".join(lab_rows), check_rows="\n".join(check_rows), slow_rows="\n".join(slow_rows),
+                        lab_rows="\n".join(lab_rows), check_rows="\n".join(check_rows), slow_rows="\n".join(slow_rows), leaders="".join(leaders),
                         distribution=figs["distribution"], checks=figs["checks"])

@@ -143,6 +143,38 @@ def totals_csv(results: list[Result], labs: list[str]) -> str:
     return buf.getvalue()
 
 
+LEADERBOARD_FIELDS = ["lab", "check", "rank", "student", "accuracy", "score", "max_score"]
+
+
+def leaderboard(results: list[Result]) -> dict[tuple[str, str], list[tuple[int, float, Result]]]:
+    """{(lab, check): [(rank, value, result)]}: the handed-in results ranked by what that scored
+    check measured on the hidden split (an accuracy), best first; equal values share a rank and
+    keep the higher score, then the student's id, first. Only the checks that measure (the labs
+    with a hidden-split accuracy, the capstone's among them)."""
+    boards: dict[tuple[str, str], list[tuple[float, Result]]] = {}
+    for r in results:
+        for c in r.checks:
+            if c.measured is not None and r.handed_in and not r.grader_error:
+                boards.setdefault((r.lab, c.name), []).append((c.measured, r))
+    ranked = {}
+    for key, rows in boards.items():
+        rows.sort(key=lambda m: (-m[0], -m[1].score, m[1].student))
+        ranked[key] = [(next(i for i, (v, _) in enumerate(rows, 1) if v == value), value, r) for value, r in rows]
+    return ranked
+
+
+def leaderboard_csv(results: list[Result]) -> str:
+    """Every measured check's ranking, one row per submission."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, LEADERBOARD_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for (lab, check), ranked in leaderboard(results).items():
+        for rank, value, r in ranked:
+            writer.writerow({"lab": lab, "check": check, "rank": rank, "student": _cell(r.student),
+                             "accuracy": f"{value:.4f}", "score": f"{r.score:g}", "max_score": f"{r.max_score:g}"})
+    return buf.getvalue()
+
+
 def _cell(text: str) -> str:
     """A CSV field no spreadsheet runs as a formula (OWASP: a leading = + - @ tab or CR is quoted)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -323,6 +355,11 @@ def write_reports(out: Path, results: list[Result], titles: dict[str, str] | Non
     atomic_write(out / "grades.csv", grades_csv(results))
     atomic_write(out / "totals.csv", totals_csv(results, list(titles or {}) or sorted({r.lab for r in results})))
     atomic_write(out / "junit.xml", junit_xml(results))
+    board = leaderboard_csv(results)
+    if board.count("\n") > 1:
+        atomic_write(out / "leaderboard.csv", board)
+    else:
+        (out / "leaderboard.csv").unlink(missing_ok=True)
     if results and class_report:
         atomic_write(out / "class_report.html", class_report_html(results, f"{course_title or 'Class'}: class report"))
     for r in results:

@@ -257,7 +257,7 @@ class _Page(HTMLParser):
 
     def handle_endtag(self, tag):
         if tag == "table":
-            self._table = None
+            self._table = self._row = None
 
     def handle_data(self, data):
         if self._row is not None and self._row:
@@ -288,6 +288,39 @@ def test_class_report_shows_each_lab_the_hardest_checks_and_the_slowest_notebook
         width, height = struct.unpack(">II", png[16:24])
         assert width > 300 and height > 100
     assert not [link for link in page.links if not link.startswith("data:")]
+
+
+def test_leaderboard_ranks_the_hidden_split_accuracies(course, tmp_path):
+    """Issue 14: the capstone's accuracy on the hidden split, ranked for the class (ties share a
+    rank and keep the higher score first), in leaderboard.csv and in the class report; a lab
+    whose checks measure nothing has no leaderboard (and an old leaderboard.csv goes)."""
+    from autograder.classreport import class_report_html
+    from autograder.report import write_reports
+    lab = course.lab("capstone")
+
+    def result(student, accuracy, lost=()):
+        checks = [CheckResult(n, 0 if n in lost else p, p, "no" if n in lost else "",
+                              measured=accuracy if n == "accuracy" else None) for n, p in lab.checks.items()]
+        return Result(student, lab.id, f"{student}.ipynb", checks)
+
+    results = [result("ada", 0.971), result("bob", 0.9833), result("cyd", 0.971, lost=("time_budget",)),
+               result("dee", 0.412, lost=("accuracy",)), Result("eve", lab.id, "", [], handed_in=False),
+               Result("fay", lab.id, "f.ipynb", [], grader_error="the judge did not start")]
+    write_reports(tmp_path, results)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
+    assert [(r["rank"], r["student"], r["accuracy"]) for r in rows] == [
+        ("1", "bob", "0.9833"), ("2", "ada", "0.9710"), ("2", "cyd", "0.9710"), ("4", "dee", "0.4120")]
+    assert {r["lab"] for r in rows} == {"capstone"} and {r["check"] for r in rows} == {"accuracy"}
+    page = _Page()
+    page.feed(class_report_html(results, "CNN: class report"))
+    board = page.tables["leaderboard-capstone-accuracy"]
+    assert board[1:] == [["1", "bob", "0.9833", f"{lab.max_points:g} / {lab.max_points:g}"],
+                         ["2", "ada", "0.9710", f"{lab.max_points:g} / {lab.max_points:g}"],
+                         ["2", "cyd", "0.9710", f"{lab.max_points - lab.checks['time_budget']:g} / {lab.max_points:g}"],
+                         ["4", "dee", "0.4120", f"{lab.max_points - lab.checks['accuracy']:g} / {lab.max_points:g}"]]
+    write_reports(tmp_path, list(_results(course)))          # nothing measured: no leaderboard
+    assert not (tmp_path / "leaderboard.csv").exists()
+    assert "leaderboard" not in class_report_html(list(_results(course)))
 
 
 def test_feedback_page_shows_the_answer_a_lost_check_tested_and_the_comment(course, tmp_path):
