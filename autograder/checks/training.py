@@ -10,6 +10,7 @@ model of their own, not on the student's MLP. `fit` calls the student's train_on
 evaluate (as it should), so it uses data on which their averaging does not matter: a
 train_one_epoch that never steps, or an evaluate off by a factor even on one batch, fails `fit`
 too. `accuracy` scores the trained model itself, without the student's evaluate.
+Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/training.po).
 """
 from __future__ import annotations
 
@@ -24,7 +25,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from autograder.checks import count_params
 from autograder.checks import call_student as _call
 from autograder.checks import Scored, as_number, close, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, given, keeps_rng, model_device
+from autograder.i18n import Domain
 from autograder.runtime import get_device
+
+_ = Domain("training").gettext
+
+
+def N_(message: str) -> str:
+    """A msgid of the lab's catalog kept in English where it is defined (Babel extracts `N_("...")`),
+    translated with `_()` where it is shown."""
+    return message
+
 
 __all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy", "gpu"]
 
@@ -66,7 +77,7 @@ def mlp(model: nn.Module) -> None:
     """MLP() maps [N, 1, 28, 28] digits (N = 5 and N = 1) to logits [N, 10]: flattened inside,
     no softmax (or log-softmax) at the end."""
     if not isinstance(model, nn.Module):
-        fail("MLP", "an nn.Module", type(model).__name__, "pass an instance, MLP(), not the class")
+        fail("MLP", _("an nn.Module"), type(model).__name__, _("pass an instance, MLP(), not the class"))
     device = model_device(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
@@ -78,46 +89,48 @@ def mlp(model: nn.Module) -> None:
             what = f"MLP()(x [{n}, 1, 28, 28])"
             with torch.no_grad():
                 out = _call(model, what, x[:n].to(device),
-                            hint="flatten the image first: torch.flatten(x, 1) gives [N, 784]")
+                            hint=_("flatten the image first: torch.flatten(x, 1) gives [N, 784]"))
             if not isinstance(out, torch.Tensor):
-                fail(what, f"a tensor of shape ({n}, 10)", type(out).__name__, "forward returns fc3's output")
+                fail(what, _("a tensor of shape ({n}, 10)").format(n=n), type(out).__name__, _("forward returns fc3's output"))
             if tuple(out.shape) != (n, 10):
-                fail(what, f"shape ({n}, 10)", f"shape {tuple(out.shape)}",
-                     "flatten to [N, 784] with torch.flatten(x, 1) (keep the batch dimension), end with 10 outputs")
+                fail(what, _("shape ({n}, 10)").format(n=n), _("shape {shape}").format(shape=tuple(out.shape)),
+                     _("flatten to [N, 784] with torch.flatten(x, 1) (keep the batch dimension), end with 10 outputs"))
         with torch.no_grad():
             out = model(x.to(device)).detach().double().cpu()
     finally:
         model.train(was_training)
     rows = out.sum(dim=1)
     if bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
-        fail("MLP output rows", "logits (any real numbers)", "probabilities (every row in [0, 1], summing to 1)",
-             "no softmax at the end: return fc3's output; F.cross_entropy applies log-softmax itself")
+        fail(_("MLP output rows"), _("logits (any real numbers)"), _("probabilities (every row in [0, 1], summing to 1)"),
+             _("no softmax at the end: return fc3's output; F.cross_entropy applies log-softmax itself"))
     lse = torch.logsumexp(out, dim=1)
     if torch.allclose(lse, torch.zeros_like(lse), atol=1e-4):
-        fail("MLP output rows", "logits (any real numbers)", "log-probabilities (logsumexp 0 in every row)",
-             "no log_softmax at the end: return fc3's output; F.cross_entropy applies log-softmax itself")
+        fail(_("MLP output rows"), _("logits (any real numbers)"), _("log-probabilities (logsumexp 0 in every row)"),
+             _("no log_softmax at the end: return fc3's output; F.cross_entropy applies log-softmax itself"))
 
 
 def param_count(model: nn.Module) -> None:
     """The MLP has 235,146 parameters: Linear layers 784→256, 256→128, 128→10 with biases."""
     if not isinstance(model, nn.Module):
-        fail("MLP", "an nn.Module", type(model).__name__, "pass an instance, MLP(), not the class")
+        fail("MLP", _("an nn.Module"), type(model).__name__, _("pass an instance, MLP(), not the class"))
     total = count_params(model)
     if total == _TOTAL:
         return
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for k, (n_in, n_out) in enumerate(_LAYERS):
         if k >= len(linears):
-            fail("MLP parameters", f"{_TOTAL:,}", f"{total:,}",
-                 f"{len(linears)} Linear layers; expected 3: 784→256, 256→128, 128→10")
+            fail(_("MLP parameters"), f"{_TOTAL:,}", f"{total:,}",
+                 _("{n} Linear layers; expected 3: 784→256, 256→128, 128→10").format(n=len(linears)))
         m = linears[k]
         if (m.in_features, m.out_features) != (n_in, n_out):
-            fail("MLP parameters", f"{_TOTAL:,}", f"{total:,}",
-                 f"Linear layer {k + 1} is {m.in_features}→{m.out_features}, expected {n_in}→{n_out}")
+            fail(_("MLP parameters"), f"{_TOTAL:,}", f"{total:,}",
+                 _("Linear layer {k} is {got}, expected {expected}").format(
+                     k=k + 1, got=f"{m.in_features}→{m.out_features}", expected=f"{n_in}→{n_out}"))
         if m.bias is None:
-            fail("MLP parameters", f"{_TOTAL:,}", f"{total:,}", f"Linear layer {k + 1} has no bias: keep bias=True")
-    fail("MLP parameters", f"{_TOTAL:,}", f"{total:,}",
-         "784·256 + 256 = 200,960, 256·128 + 128 = 32,896, 128·10 + 10 = 1,290: remove any extra layer")
+            fail(_("MLP parameters"), f"{_TOTAL:,}", f"{total:,}",
+                 _("Linear layer {k} has no bias: keep bias=True").format(k=k + 1))
+    fail(_("MLP parameters"), f"{_TOTAL:,}", f"{total:,}",
+         _("784·256 + 256 = 200,960, 256·128 + 128 = 32,896, 128·10 + 10 = 1,290: remove any extra layer"))
 
 
 # --- train_one_epoch ----------------------------------------------------------------------------
@@ -153,42 +166,46 @@ def train_one_epoch(train_one_epoch: Callable) -> None:
     device = get_device()
     model, X, y = _case(10, 11, device)
     w0 = model.linear.weight.detach().clone()
-    exp_w, _, losses = _sgd_epoch(model, X, y)
-    acc_w, _, _ = _sgd_epoch(model, X, y, zero_grad=False)  # what forgetting zero_grad gives
+    exp_w, _bias, losses = _sgd_epoch(model, X, y)
+    acc_w, _bias, _losses = _sgd_epoch(model, X, y, zero_grad=False)  # what forgetting zero_grad gives
     model.eval()  # train_one_epoch must switch it to training mode itself
     loader = DataLoader(TensorDataset(X, y), batch_size=4)
     optimizer = torch.optim.SGD(model.parameters(), lr=_LR)
-    what = "train_one_epoch(model, loader of 10 samples in batches of 4, SGD(lr=0.01), device)"
+    what = _("train_one_epoch(model, loader of 10 samples in batches of 4, SGD(lr=0.01), device)")
     got = _call(train_one_epoch, what, model, loader, optimizer, device,
-                hint="for x, y in loader: move x, y to device, zero_grad, loss = F.cross_entropy(model(x), y), backward, step")
+                hint=_("for x, y in loader: move x, y to device, zero_grad, loss = F.cross_entropy(model(x), y), "
+                       "backward, step"))
 
-    expect(len(model.calls) > 0, f"{what}: forward passes", "one per batch (3)", "none",
-           "call model(x) for every batch of the loader")
-    expect(all(training for training, _ in model.calls), f"{what}: the model's mode during forward",
-           "training mode", "eval mode", "call model.train() first: the model may come from evaluate, in eval mode")
+    expect(len(model.calls) > 0, _("{what}: forward passes").format(what=what), _("one per batch (3)"), _("none"),
+           _("call model(x) for every batch of the loader"))
+    expect(all(training for training, _mode in model.calls), _("{what}: the model's mode during forward").format(what=what),
+           _("training mode"), _("eval mode"), _("call model.train() first: the model may come from evaluate, in eval mode"))
     w1 = model.linear.weight.detach()
-    expect(not torch.equal(w1, w0), f"{what}: the weights after the epoch", "updated", "unchanged",
-           "for every batch: loss.backward(), then optimizer.step()")
+    expect(not torch.equal(w1, w0), _("{what}: the weights after the epoch").format(what=what), _("updated"), _("unchanged"),
+           _("for every batch: loss.backward(), then optimizer.step()"))
     if not torch.allclose(w1, exp_w, atol=1e-5, rtol=1e-4):
-        hint = "per batch, in this order: optimizer.zero_grad(), loss.backward(), optimizer.step()"
+        hint = _("per batch, in this order: optimizer.zero_grad(), loss.backward(), optimizer.step()")
         if torch.allclose(w1, acc_w, atol=1e-5, rtol=1e-4):
-            hint = "call optimizer.zero_grad() for every batch: without it the gradients of all batches add up"
+            hint = _("call optimizer.zero_grad() for every batch: without it the gradients of all batches add up")
         err = (w1 - exp_w).abs().max().item()
-        fail(f"{what}: the weights after the epoch", "3 SGD steps, one per batch, each on that batch's gradient",
-             f"weights off by up to {err:.3g}", hint)
+        fail(_("{what}: the weights after the epoch").format(what=what),
+             _("3 SGD steps, one per batch, each on that batch's gradient"),
+             _("weights off by up to {err}").format(err=f"{err:.3g}"), hint)
 
-    loss = as_number(got, f"{what} returned", "return the mean loss as a Python float: total / number of samples")
+    loss = as_number(got, _("{what} returned").format(what=what),
+                     _("return the mean loss as a Python float: total / number of samples"))
     expected = sum(l * n for l, n in zip(losses, _SIZES)) / sum(_SIZES)
     if not close(loss, expected):
-        hint = "the loss per sample: add loss.item() * len(y) for each batch, divide by the number of samples"
+        hint = _("the loss per sample: add loss.item() * len(y) for each batch, divide by the number of samples")
         if close(loss, sum(losses) / len(losses)):
-            hint = ("that is the mean of the batch losses: weigh each by its size, sum(loss.item() * len(y)) / "
-                    "len(loader.dataset) — the last batch holds 2 samples, not 4")
+            hint = _("that is the mean of the batch losses: weigh each by its size, sum(loss.item() * len(y)) / "
+                     "len(loader.dataset) — the last batch holds 2 samples, not 4")
         elif close(loss, sum(l * n for l, n in zip(losses, _SIZES))) or close(loss, sum(losses)):
-            hint = "a total: divide by the number of samples to get the mean"
+            hint = _("a total: divide by the number of samples to get the mean")
         elif close(loss, losses[-1]):
-            hint = "that is the last batch's loss: accumulate the loss of every batch"
-        fail(f"{what} returned loss", f"{expected:.6g} (per-sample mean over the epoch)", f"{loss:.6g}", hint)
+            hint = _("that is the last batch's loss: accumulate the loss of every batch")
+        fail(_("{what} returned loss").format(what=what),
+             _("{value} (per-sample mean over the epoch)").format(value=f"{expected:.6g}"), f"{loss:.6g}", hint)
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -197,7 +214,7 @@ def train_one_epoch(train_one_epoch: Callable) -> None:
 def _ordered_case(device: torch.device) -> tuple[_Probe, torch.Tensor, torch.Tensor]:
     """500 samples on a probe model; half of the labels are the model's own predictions, and the
     samples are sorted by loss: per-batch means over-weigh the hard samples of a short last batch."""
-    model, X, _ = _case(500, 21, device)
+    model, X, _labels = _case(500, 21, device)
     with torch.no_grad():
         logits = model.linear(torch.flatten(X, 1).to(device)).cpu()
     with torch.random.fork_rng(devices=[]):
@@ -223,48 +240,54 @@ def evaluate(evaluate: Callable) -> None:
     for bs in (1000, 64, 37):
         loader = DataLoader(TensorDataset(X, y), batch_size=bs)
         model.train()  # evaluate must switch it to eval mode itself
-        what = f"evaluate(model, DataLoader(500 samples, batch_size={bs}), device)"
+        what = _("evaluate(model, DataLoader(500 samples, batch_size={bs}), device)").format(bs=bs)
         got = _call(evaluate, what, model, loader, device,
-                    hint="move x, y to device; sum the losses with reduction='sum', count the right predictions")
+                    hint=_("move x, y to device; sum the losses with reduction='sum', count the right predictions"))
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
-            fail(what, "a pair (loss, accuracy)", type(got).__name__ if not isinstance(got, (tuple, list))
-                 else f"{len(got)} values", "return loss, accuracy")
-        loss = as_number(got[0], f"{what} loss", "return the mean loss as a Python float")
-        acc = as_number(got[1], f"{what} accuracy", "return the accuracy as a Python float")
-        expect(bool(model.calls) and not any(training for training, _ in model.calls),
-               f"{what}: the model's mode during forward", "eval mode", "training mode",
-               "call model.eval() first: dropout and batch norm behave differently in training mode")
-        expect(not any(grad for _, grad in model.calls), f"{what}: autograd during forward", "disabled", "enabled",
-               "wrap the loop in `with torch.no_grad():` — evaluation needs no graph")
+            fail(what, _("a pair (loss, accuracy)"), type(got).__name__ if not isinstance(got, (tuple, list))
+                 else _("{n} values").format(n=len(got)), _("return loss, accuracy"))
+        loss = as_number(got[0], _("{what} loss").format(what=what), _("return the mean loss as a Python float"))
+        acc = as_number(got[1], _("{what} accuracy").format(what=what), _("return the accuracy as a Python float"))
+        expect(bool(model.calls) and not any(training for training, _grad in model.calls),
+               _("{what}: the model's mode during forward").format(what=what), _("eval mode"), _("training mode"),
+               _("call model.eval() first: dropout and batch norm behave differently in training mode"))
+        expect(not any(grad for _mode, grad in model.calls), _("{what}: autograd during forward").format(what=what),
+               _("disabled"), _("enabled"), _("wrap the loop in `with torch.no_grad():` — evaluation needs no graph"))
         model.calls.clear()
         n_batches, rest = len(loader), 500 % bs
-        short = f"the last batch of {bs} holds {rest} samples" if rest else "one batch"
+        short = _("the last batch of {bs} holds {rest} samples").format(bs=bs, rest=rest) if rest else _("one batch")
         if not (0.0 <= acc <= 1.0):
-            hint = "a fraction in [0, 1]: correct / number of samples"
+            hint = _("a fraction in [0, 1]: correct / number of samples")
             if close(acc, 100 * exp_acc):
-                hint = "a fraction in [0, 1], not a percentage: correct / number of samples"
+                hint = _("a fraction in [0, 1], not a percentage: correct / number of samples")
             elif close(acc, exp_acc * 500 / n_batches):
-                hint = (f"divide by the number of samples (len(loader.dataset) = 500), not of batches "
-                        f"(len(loader) = {n_batches}) — the seed's bug")
-            fail(f"{what} accuracy", f"{exp_acc:.4g} (a fraction in [0, 1])", f"{acc:.4g}", hint)
+                hint = _("divide by the number of samples (len(loader.dataset) = 500), not of batches "
+                         "(len(loader) = {n}) — the seed's bug").format(n=n_batches)
+            fail(_("{what} accuracy").format(what=what), _("{value} (a fraction in [0, 1])").format(value=f"{exp_acc:.4g}"),
+                 f"{acc:.4g}", hint)
         if not close(acc, exp_acc, rtol=0.0, atol=1e-6):
-            hint = f"accuracy per sample: count the right predictions over all batches, divide by 500 ({short})"
+            hint = _("accuracy per sample: count the right predictions over all batches, divide by 500 ({short})").format(
+                short=short)
             per_batch = torch.stack([(logits[i:i + bs].argmax(1).cpu() == y[i:i + bs]).double().mean()
                                      for i in range(0, 500, bs)]).mean().item()
             if close(acc, per_batch):
-                hint = f"that is the mean of the batch accuracies: count right predictions, divide by 500 ({short})"
-            fail(f"{what} accuracy", f"{exp_acc:.4g} (the same for every batch size)", f"{acc:.4g}", hint)
+                hint = _("that is the mean of the batch accuracies: count right predictions, divide by 500 ({short})").format(
+                    short=short)
+            fail(_("{what} accuracy").format(what=what),
+                 _("{value} (the same for every batch size)").format(value=f"{exp_acc:.4g}"), f"{acc:.4g}", hint)
         if not close(loss, exp_loss):
-            hint = f"loss per sample: F.cross_entropy(..., reduction='sum') over all batches, divided by 500 ({short})"
+            hint = _("loss per sample: F.cross_entropy(..., reduction='sum') over all batches, divided by 500 ({short})").format(
+                short=short)
             per_batch = torch.stack([F.cross_entropy(logits[i:i + bs], y[i:i + bs].to(device)).cpu()
                                      for i in range(0, 500, bs)]).mean().item()
             if close(loss, per_batch):
-                hint = f"that is the mean of the batch means: weigh each batch by its size ({short})"
+                hint = _("that is the mean of the batch means: weigh each batch by its size ({short})").format(short=short)
             elif close(loss, exp_loss * 500 / n_batches):
-                hint = f"divide the summed loss by the number of samples (500), not of batches ({n_batches})"
+                hint = _("divide the summed loss by the number of samples (500), not of batches ({n})").format(n=n_batches)
             elif close(loss, exp_loss * 500):
-                hint = "a total: divide by the number of samples to get the mean"
-            fail(f"{what} loss", f"{exp_loss:.6g} (the same for every batch size)", f"{loss:.6g}", hint)
+                hint = _("a total: divide by the number of samples to get the mean")
+            fail(_("{what} loss").format(what=what),
+                 _("{value} (the same for every batch size)").format(value=f"{exp_loss:.6g}"), f"{loss:.6g}", hint)
 
 
 # --- fit ----------------------------------------------------------------------------------------
@@ -310,25 +333,27 @@ def _fit(fit: Callable) -> None:
     train_loader = DataLoader(TensorDataset(X[:24], y[:24]), batch_size=8)
     val_loader = DataLoader(TensorDataset(X[24:], y[24:]), batch_size=8)  # one batch: averaging cannot matter
     what = "fit(model, train_loader, val_loader, epochs=3, lr=0.01, device)"
-    hint = "Adam over model.parameters(); per epoch train_one_epoch, then evaluate; append to the history lists"
+    hint = _("Adam over model.parameters(); per epoch train_one_epoch, then evaluate; append to the history lists")
     history = _call(fit, what, model, train_loader, val_loader, 3, 0.01, device, hint=hint)
-    expect(isinstance(history, dict), what, "a dict with keys train_loss, val_loss, val_acc",
-           type(history).__name__, "return the history dict")
+    expect(isinstance(history, dict), what, _("a dict with keys train_loss, val_loss, val_acc"),
+           type(history).__name__, _("return the history dict"))
     missing = [k for k in _KEYS if k not in history]
-    expect(not missing, f"{what} keys", "train_loss, val_loss, val_acc", ", ".join(map(str, history)) or "none",
-           f"add {', '.join(missing)}: one list each, one value per epoch")
+    expect(not missing, _("{what} keys").format(what=what), "train_loss, val_loss, val_acc",
+           ", ".join(map(str, history)) or _("none"),
+           _("add {keys}: one list each, one value per epoch").format(keys=", ".join(missing)))
     for key in _KEYS:
         values = history[key]
-        expect(isinstance(values, list), f"{what}['{key}']", "a list", type(values).__name__,
-               "one list per key, one value appended per epoch")
-        expect(len(values) == 3, f"{what}['{key}']", "3 values (one per epoch)", f"{len(values)}",
-               "run `epochs` epochs and append once per epoch")
-        numbers = [as_number(v, f"{what}['{key}'] values", "append Python floats (loss.item(), correct / total)")
+        expect(isinstance(values, list), f"{what}['{key}']", _("a list"), type(values).__name__,
+               _("one list per key, one value appended per epoch"))
+        expect(len(values) == 3, f"{what}['{key}']", _("3 values (one per epoch)"), f"{len(values)}",
+               _("run `epochs` epochs and append once per epoch"))
+        numbers = [as_number(v, _("{what}['{key}'] values").format(what=what, key=key),
+                             _("append Python floats (loss.item(), correct / total)"))
                    for v in values]
-        expect(all(math.isfinite(v) for v in numbers), f"{what}['{key}']", "finite numbers", fmt(numbers), hint)
+        expect(all(math.isfinite(v) for v in numbers), f"{what}['{key}']", _("finite numbers"), fmt(numbers), hint)
         if key == "val_acc":
-            expect(all(0.0 <= v <= 1.0 for v in numbers), f"{what}['val_acc']", "fractions in [0, 1]",
-                   fmt(numbers), "accuracy = correct / number of samples, not a percentage")
+            expect(all(0.0 <= v <= 1.0 for v in numbers), f"{what}['val_acc']", _("fractions in [0, 1]"),
+                   fmt(numbers), _("accuracy = correct / number of samples, not a percentage"))
 
     # lr = 0: Adam must not move the weights (a fixed learning rate would)
     model, X, y = _case(8, 32, device)
@@ -337,28 +362,29 @@ def _fit(fit: Callable) -> None:
     what = "fit(model, loader, loader, epochs=1, lr=0.0, device)"
     _call(fit, what, model, loader, loader, 1, 0.0, device, hint=hint)
     moved = (model.linear.weight.detach() - w0).abs().max().item()
-    expect(moved == 0.0, f"{what}: the weights", "unchanged (a step of size 0)", f"moved by up to {moved:.3g}",
-           "use the lr argument: torch.optim.Adam(model.parameters(), lr=lr)")
+    expect(moved == 0.0, _("{what}: the weights").format(what=what), _("unchanged (a step of size 0)"),
+           _("moved by up to {moved}").format(moved=f"{moved:.3g}"),
+           _("use the lr argument: torch.optim.Adam(model.parameters(), lr=lr)"))
 
     # one Adam step from fresh moments moves every weight by lr (times sign(grad)); SGD by lr·grad
     model, X, y = _case(8, 33, device)
     w0 = model.linear.weight.detach().clone()
-    what = "fit(model, one batch of 8, ..., epochs=1, lr=0.01, device)"
+    what = _("fit(model, one batch of 8, ..., epochs=1, lr=0.01, device)")
     _call(fit, what, model, DataLoader(TensorDataset(X, y), batch_size=8), loader, 1, 0.01, device, hint=hint)
     step = (model.linear.weight.detach() - w0).abs()
-    expect(step.max().item() > 0, f"{what}: the weights", "updated", "unchanged",
-           "fit trains: train_one_epoch(model, train_loader, optimizer, device) once per epoch")
+    expect(step.max().item() > 0, _("{what}: the weights").format(what=what), _("updated"), _("unchanged"),
+           _("fit trains: train_one_epoch(model, train_loader, optimizer, device) once per epoch"))
     typical = step.median().item()
-    expect(abs(typical - 0.01) <= 0.001, f"{what}: the typical weight change of the one step",
-           "0.01 (Adam's first step moves each weight by lr)", f"{typical:.3g}",
-           "use torch.optim.Adam(model.parameters(), lr=lr)")
+    expect(abs(typical - 0.01) <= 0.001, _("{what}: the typical weight change of the one step").format(what=what),
+           _("0.01 (Adam's first step moves each weight by lr)"), f"{typical:.3g}",
+           _("use torch.optim.Adam(model.parameters(), lr=lr)"))
 
 
 # --- accuracy -----------------------------------------------------------------------------------
 
 
-_CRASH = "the model cannot run on [N, 1, 28, 28] digits: fix MLP first"
-_LOW = "check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits"
+_CRASH = N_("the model cannot run on [N, 1, 28, 28] digits: fix MLP first")
+_LOW = N_("check the training loop: zero_grad every batch, Adam at the given lr, the loss on logits")
 # the hidden split is scored by the grader, outside the notebook (autograder.scoring)
 SCORED = {"accuracy": Scored(model="MLP", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
 
@@ -366,9 +392,9 @@ SCORED = {"accuracy": Scored(model="MLP", threshold="accuracy", crash_hint=_CRAS
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.85) -> None:
     """Accuracy of the trained `model` on `autograder.data.mnist_splits()[split]` (eval mode, no
     grad, on the model's device, counted here rather than by the student's evaluate) ≥ threshold."""
-    expect_split_accuracy(model, split, threshold, "MLP", _CRASH, _LOW)
+    expect_split_accuracy(model, split, threshold, "MLP", _(_CRASH), _(_LOW))
 
 
 def gpu(model: nn.Module) -> None:
     """`model` was trained on the device the grader offered (skipped without CUDA)."""
-    expect_gpu_execution("MLP training", model)
+    expect_gpu_execution(_("MLP training"), model)
