@@ -90,8 +90,12 @@ class _Helpers:
     def exercise(self, name: str) -> str:
         return f"# %% [solution] id={name}\n{exercise_source(self._object(name))}"
 
+    def code(self, name: str) -> str:
+        """The reference's source of `name`, as text (for an `answer` cell's solution)."""
+        return textwrap.dedent(inspect.getsource(self._object(name))).rstrip()
+
     def source(self, name: str) -> str:
-        return "# %%\n" + textwrap.dedent(inspect.getsource(self._object(name))).rstrip()
+        return "# %%\n" + self.code(name)
 
     def answer(self, cell_id: str, code: str, starter: str | None = None) -> str:
         text = f"# %% [answer] id={cell_id}\n### BEGIN SOLUTION\n{code.strip()}\n### END SOLUTION"
@@ -184,7 +188,7 @@ def render(lab: Lab, course: Course, translator: Translator | None = None) -> tu
     try:
         template = env.get_template(f"{lab.id}.py.j2")
         text = template.render(lab=lab, course=course, exercise=helpers.exercise, source=helpers.source,
-                               answer=helpers.answer, check=helpers.check, written=helpers.written, reference=module)
+                               answer=helpers.answer, code=helpers.code, check=helpers.check, written=helpers.written, reference=module)
     except jinja2.TemplateNotFound:
         raise CourseError(f"reference/notebooks/{lab.id}.py.j2: no such template for lab {lab.id!r}") from None
     except jinja2.TemplateError as e:

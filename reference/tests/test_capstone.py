@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -21,7 +22,9 @@ from autograder.data import DATASETS, capstone_dataset, dataset_splits, mnist_sp
 from reference import capstone
 from reference.capstone import (
     TRAIN_SETTINGS,
+    BaselineCNN,
     CapstoneCNN,
+    baseline_train,
     SeedCifarNet,
     SeedLeNetAsWritten,
     augment,
@@ -131,6 +134,34 @@ def test_seed_lenet_as_written_has_no_forward():
     assert count_params(model) == 62_006             # the layers are there: 3·6·25+6 + 6·16·25+16 + 400·120+120 + ...
     with pytest.raises(NotImplementedError, match='missing the required "forward" function'):
         model(torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("in_channels, size, params", [(1, 28, 44_426), (3, 32, 62_006)])
+def test_baseline_is_the_seeds_lenet_with_its_forward(in_channels, size, params):
+    """BaselineCNN is seed 001's network: on CIFAR-10 its layers are SeedLeNetAsWritten's, shape
+    for shape; its forward is a method; on the digits the flattened map is 16·4·4."""
+    model = BaselineCNN(in_channels, size)
+    assert "forward" in vars(BaselineCNN) and count_params(model) == _hand_count(model) == params
+    assert model(torch.zeros(2, in_channels, size, size)).shape == (2, 10)
+    if size == 32:
+        seed = SeedLeNetAsWritten().state_dict()
+        assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in seed.items()}
+    else:
+        assert model.fc1.in_features == 16 * 4 * 4
+
+
+def test_baseline_train_is_plain_and_stays_below_the_threshold():
+    """The plain recipe (Adam 1e-3, 3 epochs) learns, and stays below the accuracy the capstone
+    asks for: a baseline to beat, not an answer (seed 0: 0.88-0.91 over seeds 0-4)."""
+    seed_everything(0)
+    train, val = make_loaders(mnist_splits())
+    model = BaselineCNN()
+    history = baseline_train(model, train, val, "cpu")
+    assert [len(v) for v in history.values()] == [3, 3, 3]
+    threshold = yaml.safe_load((Path(capstone.__file__).parents[1] / "course.yml").read_text())
+    threshold = next(lab for lab in threshold["labs"] if lab["id"] == "capstone")["thresholds"]["accuracy_mnist"]
+    assert 0.5 < history["val_acc"][-1] < threshold
+    assert evaluate(model, val, "cpu") == pytest.approx((history["val_loss"][-1], history["val_acc"][-1]))
 
 
 # ---------------------------------------------------------------------------- augmentation
