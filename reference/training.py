@@ -33,6 +33,8 @@ __all__ = [
     "train_one_epoch",
     "evaluate",
     "fit",
+    "confusion_matrix",
+    "per_class_accuracy",
     "make_loaders",
     "deep_mlp",
     "layer_grad_norms",
@@ -129,6 +131,30 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         history["val_loss"].append(val_loss)
         history["val_acc"].append(val_acc)
     return history
+
+
+def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int,
+                     device: torch.device | str) -> torch.Tensor:
+    """How often each true class is predicted as each class, over every sample of `loader`.
+
+    Returns an int64 tensor [num_classes, num_classes] on the CPU: entry [t, p] counts the samples
+    of true class t that the model (in eval mode, without gradients) predicted as p. Rows sum to
+    each class's number of samples; the diagonal holds the right predictions.
+    """
+    model.eval()
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+    with torch.no_grad():
+        for x, y in loader:
+            predicted = model(x.to(device)).argmax(dim=1).cpu()                     # [B]
+            counts += torch.bincount(y * num_classes + predicted, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
+    """The accuracy of each true class: the diagonal over each row's sum, float64 [num_classes].
+    A class with no samples has no accuracy: nan, never 0 or 1."""
+    confusion = confusion.to(torch.float64)
+    return confusion.diagonal() / confusion.sum(dim=1)
 
 
 def make_loaders(batch_size: int = 64, seed: int = 0) -> tuple[DataLoader, DataLoader, DataLoader]:

@@ -23,7 +23,7 @@ from autograder.checks import training as checks
 from tests.planted.training import BUGS
 from tests.judging import fails, fails_here
 
-CHECKS = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy"]
+CHECKS = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "confusion_matrix", "per_class_accuracy", "accuracy"]
 THRESHOLD = 0.85  # course.yml: labs.training.thresholds.accuracy
 
 
@@ -391,13 +391,42 @@ def test_accuracy_broken_model_fails_with_a_message():
     fails(checks.accuracy, NoFlatten(), "val", THRESHOLD, contains=("validation split", "RuntimeError", "fix MLP"))
 
 
+# --- the confusion matrix and per-class accuracy -------------------------------------------------
+
+def test_confusion_matrix_and_per_class_accuracy_pass_the_reference():
+    checks.confusion_matrix(R.confusion_matrix)
+    checks.per_class_accuracy(R.per_class_accuracy)
+
+
+@pytest.mark.parametrize("wrong, contains", [
+    (lambda m, loader, n, d: R.confusion_matrix(m, loader, n, d).T, ("row 0 (true class 0)", "swapped")),
+    (lambda m, loader, n, d: R.confusion_matrix(m, loader, n, d).float(), ("an integer dtype", "torch.float32")),
+    (lambda m, loader, n, d: R.confusion_matrix(m, loader, n, d)[:9], ("shape (10, 10)", "(9, 10)")),
+    (lambda m, loader, n, d: R.confusion_matrix(m, [next(iter(loader))], n, d), ("add up to 64, not to the 500",)),
+    (lambda m, loader, n, d: [[0] * 10] * 10, ("a tensor [10, 10]", "list")),
+])
+def test_confusion_matrix_failures_say_what_is_wrong(wrong, contains):
+    fails(checks.confusion_matrix, wrong, contains=contains)
+
+
+@pytest.mark.parametrize("wrong, contains", [
+    (lambda c: c.diagonal() / c.sum(dim=0), ("column sums", "precision")),
+    (lambda c: c.diagonal() / c.sum(dim=1).clamp(min=1), ("nan (0 / 0)",)),
+    (lambda c: c.diagonal() // c.sum(dim=1), ("floats", "torch.int64")),
+    (lambda c: 100 * c.diagonal().double() / c.sum(dim=1), ("not a percentage",)),
+    (lambda c: (c.diagonal() / c.sum(dim=1)).tolist(), ("a tensor [3]", "list")),
+])
+def test_per_class_accuracy_failures_say_what_is_wrong(wrong, contains):
+    fails(checks.per_class_accuracy, wrong, contains=contains)
+
+
 # --- planted bugs, applied to the reference source, through the notebook's pipeline -------------
 
-CELLS = ["MLP", "train_one_epoch", "evaluate", "fit"]
+CELLS = ["MLP", "train_one_epoch", "evaluate", "fit", "confusion_matrix", "per_class_accuracy"]
 
 
 def _namespace(b) -> dict:
-    """The four exercise cells executed in one namespace, as in the notebook, with bug `b` planted."""
+    """The exercise cells executed in one namespace, as in the notebook, with bug `b` planted."""
     namespace = {"torch": torch, "nn": nn, "F": F, "DataLoader": DataLoader, "__name__": "planted"}
     for cell in CELLS:
         src = textwrap.dedent(inspect.getsource(getattr(R, cell)))
@@ -412,13 +441,15 @@ def test_planted_bug_fails_exactly_its_checks(b, trained):
     assert b.fails <= set(CHECKS)
     ns = _namespace(b)
     # an evaluate bug cannot change the weights training gives: reuse the reference's model
-    model = trained if b.cell == "evaluate" else _train(ns)
+    model = trained if b.cell in ("evaluate", "confusion_matrix", "per_class_accuracy") else _train(ns)
     calls = {
         "mlp": lambda: checks.mlp(ns["MLP"]()),
         "param_count": lambda: checks.param_count(ns["MLP"]()),
         "train_one_epoch": lambda: checks.train_one_epoch(ns["train_one_epoch"]),
         "evaluate": lambda: checks.evaluate(ns["evaluate"]),
         "fit": lambda: checks.fit(ns["fit"]),
+        "confusion_matrix": lambda: checks.confusion_matrix(ns["confusion_matrix"]),
+        "per_class_accuracy": lambda: checks.per_class_accuracy(ns["per_class_accuracy"]),
         "accuracy": lambda: checks.accuracy(model, "test", THRESHOLD),
     }
     failed = set()

@@ -37,7 +37,8 @@ def N_(message: str) -> str:
     return message
 
 
-__all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "accuracy", "gpu"]
+__all__ = ["mlp", "param_count", "train_one_epoch", "evaluate", "fit", "confusion_matrix", "per_class_accuracy",
+           "accuracy", "gpu"]
 
 # the MLP's layers (in, out) and the parameter count: 200,960 + 32,896 + 1,290 = 235,146
 _LAYERS = ((784, 256), (256, 128), (128, 10))
@@ -288,6 +289,82 @@ def evaluate(evaluate: Callable) -> None:
                 hint = _("a total: divide by the number of samples to get the mean")
             fail(_("{what} loss").format(what=what),
                  _("{value} (the same for every batch size)").format(value=f"{exp_loss:.6g}"), f"{loss:.6g}", hint)
+
+
+# --- the confusion matrix and per-class accuracy ----------------------------------------------
+
+def _as_counts(value: Any, what: str, n: int) -> torch.Tensor:
+    """`value` as an int64 tensor [n, n] on the CPU, or a failure saying what it is."""
+    if not isinstance(value, torch.Tensor):
+        fail(what, _("a tensor [{n}, {n}]").format(n=n), type(value).__name__, _("return a torch.Tensor of counts"))
+    expect(tuple(value.shape) == (n, n), what, _("shape ({n}, {n})").format(n=n), str(tuple(value.shape)),
+           _("one row per true class, one column per predicted class"))
+    expect(not value.is_floating_point() and not value.is_complex(), what, _("whole counts (an integer dtype)"),
+           str(value.dtype), _("count with integers, e.g. torch.zeros(n, n, dtype=torch.int64)"))
+    return value.detach().cpu().to(torch.int64)
+
+
+@keeps_rng
+def confusion_matrix(confusion_matrix: Callable) -> None:
+    """On a fixed probe model and 500 samples, in batches of 64 and of 37: the counts [10, 10] of
+    true class (row) against predicted class (column), in eval mode, without gradients."""
+    device = get_device()
+    model, X, y = _ordered_case(device)
+    with torch.no_grad():
+        predicted = model.linear(torch.flatten(X, 1).to(device)).argmax(dim=1).cpu()
+    expected = torch.bincount(y * 10 + predicted, minlength=100).reshape(10, 10)
+    for bs in (64, 37):
+        loader = DataLoader(TensorDataset(X, y), batch_size=bs)
+        model.train()
+        model.calls.clear()
+        what = _("confusion_matrix(model, DataLoader(500 samples, batch_size={bs}), 10, device)").format(bs=bs)
+        got = _as_counts(_call(confusion_matrix, what, model, loader, 10, device,
+                               hint=_("predicted = model(x).argmax(dim=1); count each (true, predicted) pair")), what, 10)
+        expect(bool(model.calls) and not any(training for training, _grad in model.calls),
+               _("{what}: the model's mode during forward").format(what=what), _("eval mode"), _("training mode"),
+               _("call model.eval() first: dropout and batch norm behave differently in training mode"))
+        if torch.equal(got, expected):
+            continue
+        hint = _("entry [t, p] counts the samples of true class t predicted as p, over every batch")
+        if torch.equal(got, expected.T):
+            hint = _("rows and columns are swapped: the row is the true class, the column the predicted one")
+        elif int(got.sum()) != 500:
+            hint = _("the counts add up to {total}, not to the 500 samples: count every sample of every batch once").format(
+                total=int(got.sum()))
+        elif torch.equal(got.sum(dim=1), expected.sum(dim=1)):
+            hint = _("each row holds its class's samples, but not where they were predicted: use the argmax of the logits")
+        row = int((got != expected).any(dim=1).nonzero()[0])
+        fail(_("{what}, row {row} (true class {row})").format(what=what, row=row), str(expected[row].tolist()),
+             str(got[row].tolist()), hint)
+
+
+def per_class_accuracy(per_class_accuracy: Callable) -> None:
+    """On two confusion matrices: each true class's share predicted right (the diagonal over the
+    row sums), floats; nan for a class without samples (never 0 or 1)."""
+    cases = (torch.tensor([[8, 1, 1], [2, 6, 2], [0, 3, 27]]),     # rows 10, 10, 30; columns 10, 10, 30 differ per class
+             torch.tensor([[3, 1, 0], [0, 0, 0], [1, 0, 4]]))      # class 1 has no samples
+    for counts in cases:
+        what = _("per_class_accuracy({counts})").format(counts=counts.tolist())
+        got = _call(per_class_accuracy, what, counts.clone(), hint=_("the diagonal divided by each row's sum"))
+        if not isinstance(got, torch.Tensor):
+            fail(what, _("a tensor [3]"), type(got).__name__, _("return a torch.Tensor, one accuracy per class"))
+        got = got.detach().cpu()
+        expected = counts.double().diagonal() / counts.double().sum(dim=1)
+        expect(tuple(got.shape) == (3,), what, _("shape (3,)"), str(tuple(got.shape)), _("one accuracy per true class"))
+        expect(got.is_floating_point(), what, _("floats"), str(got.dtype),
+               _("integer division loses the fractions: convert the counts to float first"))
+        got = got.double()
+        if torch.allclose(got, expected, equal_nan=True):
+            continue
+        hint = _("the diagonal divided by each row's sum: the row holds the class's samples")
+        if torch.allclose(got, counts.double().diagonal() / counts.double().sum(dim=0), equal_nan=True):
+            hint = _("that divides by the column sums (how often a class was predicted: precision); "
+                     "an accuracy per true class divides by the row sums")
+        elif torch.isnan(expected).any() and not torch.isnan(got[torch.isnan(expected)]).all():
+            hint = _("a class with no samples has no accuracy: nan (0 / 0), not a number that looks measured")
+        elif torch.allclose(got, 100 * expected, equal_nan=True):
+            hint = _("a fraction in [0, 1], not a percentage")
+        fail(what, fmt(expected.float()), fmt(got.float()), hint)
 
 
 # --- fit ----------------------------------------------------------------------------------------

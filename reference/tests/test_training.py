@@ -14,6 +14,7 @@ from autograder import runtime
 from reference.training import (
     MLP,
     TRAIN_SETTINGS,
+    confusion_matrix,
     count_params,
     deep_mlp,
     evaluate,
@@ -21,6 +22,7 @@ from reference.training import (
     layer_grad_norms,
     make_loaders,
     mnist_splits,
+    per_class_accuracy,
     seed_everything,
     train_one_epoch,
 )
@@ -146,6 +148,52 @@ def test_the_seeds_division_by_len_train_loader_is_wrong():
     seed_style = sum(batch_accs) / len(train_loader)
     assert (len(train_loader), len(val_loader)) == (55, 8)
     assert seed_style < acc / 5  # 8 batches over 55: about a seventh of the true accuracy
+
+
+# --- the confusion matrix and per-class accuracy -------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [500, 64, 37])
+def test_confusion_matrix_equals_sklearns_whatever_the_batches(batch_size):
+    """scikit-learn's confusion_matrix is the oracle (rows: true class, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    seed_everything(0)
+    model = MLP()
+    val = mnist_splits()["val"]
+    model.train()
+    got = confusion_matrix(model, DataLoader(val, batch_size=batch_size), 10, "cpu")
+    assert not model.training and got.dtype == torch.int64 and got.shape == (10, 10)
+    with torch.no_grad():
+        predicted = model(val.tensors[0]).argmax(1)
+    expected = sk_confusion(val.tensors[1].numpy(), predicted.numpy(), labels=list(range(10)))
+    assert torch.equal(got, torch.from_numpy(expected))
+    assert got.sum(1).tolist() == [50] * 10              # the validation split: 50 digits a class
+
+
+def test_per_class_accuracy_is_recall_and_the_seeds_loop_fixed():
+    """sklearn's recall per class; seed 001's per-class loop with `total_pred` counted for every
+    sample (the notes count it only for right ones: every class 100%); nan for an empty class."""
+    from sklearn.metrics import recall_score
+
+    seed_everything(0)
+    model = MLP()
+    fit(model, *make_loaders(64)[:2], epochs=1, lr=1e-3, device="cpu")
+    val = mnist_splits()["val"]
+    confusion = confusion_matrix(model, DataLoader(val, batch_size=64), 10, "cpu")
+    accuracy = per_class_accuracy(confusion)
+    with torch.no_grad():
+        predicted = model(val.tensors[0]).argmax(1)
+    recall = recall_score(val.tensors[1].numpy(), predicted.numpy(), average=None, labels=list(range(10)))
+    assert torch.allclose(accuracy, torch.from_numpy(recall).double())
+    correct, total = [0] * 10, [0] * 10
+    for label, prediction in zip(val.tensors[1].tolist(), predicted.tolist()):
+        if label == prediction:
+            correct[label] += 1
+        total[label] += 1
+    assert accuracy.tolist() == pytest.approx([c / t for c, t in zip(correct, total)])
+    assert 0.5 < accuracy.min() < accuracy.max() <= 1.0      # one epoch: some digits are harder than others
+    empty = per_class_accuracy(torch.tensor([[3, 1], [0, 0]]))
+    assert empty[0] == 0.75 and torch.isnan(empty[1])
 
 
 # --- fit ----------------------------------------------------------------------------------------

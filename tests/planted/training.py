@@ -36,4 +36,13 @@ BUGS = [
     bug("fit-sgd-instead-of-adam", "fit", "torch.optim.Adam(model.parameters(), lr=lr)",
         "torch.optim.SGD(model.parameters(), lr=lr)", {"fit", "accuracy"}),
     bug("fit-fixed-lr", "fit", "lr=lr)", "lr=1e-3)", {"fit"}),
+    bug("confusion-rows-are-predictions", "confusion_matrix", "torch.bincount(y * num_classes + predicted",
+        "torch.bincount(predicted * num_classes + y", {"confusion_matrix"}),
+    bug("confusion-no-eval-mode", "confusion_matrix", "    model.eval()\n", "", {"confusion_matrix"}),
+    bug("confusion-last-batch-only", "confusion_matrix", "counts += torch.bincount", "counts = torch.bincount",
+        {"confusion_matrix"}),
+    bug("per-class-divides-by-columns", "per_class_accuracy", "confusion.sum(dim=1)", "confusion.sum(dim=0)",
+        {"per_class_accuracy"}),
+    bug("per-class-empty-class-zero", "per_class_accuracy", "return confusion.diagonal() / confusion.sum(dim=1)",
+        "return confusion.diagonal() / confusion.sum(dim=1).clamp(min=1)", {"per_class_accuracy"}),
 ]
