@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Course, CourseError, Lab
+from .i18n import Domain
 from .i18n import gettext as _
 from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
@@ -298,27 +299,31 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
             continue                        # the cell failed: its message says why
         dataset = resolve_dataset(spec, course)
         key = spec.threshold.format(dataset=dataset)
-        what = f"{spec.model} accuracy on the hidden test split"
+        lab_ = Domain(lab.id).gettext             # the lab's own words (its model's name, its hints)
+        what = _("{name} accuracy on {split}").format(name=lab_(spec.model), split=_("the hidden test split"))
         if key not in lab.thresholds:
             raise CourseError(f"{course.path}: labs.{lab.id}.thresholds.{key}: missing (check {name!r} is scored against it)")
         threshold = lab.thresholds[key]
         got = predictions.get(submission_stem(spec.model, dataset))
-        message = ""
+        failed = None                              # (expected, got, hint)
         if got is None:
-            message = f"{what}: expected a model submitted by the check cell, got none — do not delete files the grader writes"
+            failed = (_("a model submitted by the check cell"), _("none"), _("do not delete files the grader writes"))
         elif isinstance(got, str):
-            message = f"{what}: expected {at_least(threshold)}, got {got} — {spec.crash_hint}"
+            failed = (at_least(threshold), got, lab_(spec.crash_hint))
         else:
             labels = scoring_labels(dataset, course)
             if len(got) != len(labels):
-                message = f"{what}: expected {len(labels)} predictions, got {len(got)} — the model must keep the batch size"
+                failed = (_("{n} predictions").format(n=len(labels)), str(len(got)), _("the model must keep the batch size"))
             else:
                 accuracy = float(np.mean(np.asarray(got) == labels))
                 check.measured = round(accuracy, 4)
                 if accuracy < threshold:
-                    message = f"{what}: expected {at_least(threshold)}, got {accuracy:.3f} — {spec.low_hint}"
+                    failed = (at_least(threshold), f"{accuracy:.3f}", lab_(spec.low_hint))
                 else:
-                    check.message = f"accuracy {accuracy:.3f} on the hidden test split ({at_least(threshold)})"
+                    check.message = _("accuracy {accuracy} on the hidden test split ({threshold})").format(
+                        accuracy=f"{accuracy:.3f}", threshold=at_least(threshold))
+        message = "" if failed is None else _("{what}: expected {expected}, got {got}").format(
+            what=what, expected=failed[0], got=failed[1]) + f" — {failed[2]}"
         if message:
             check.points, check.message = 0, message
     return result

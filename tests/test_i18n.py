@@ -103,8 +103,13 @@ def test_korean_notebook_has_the_english_cells_ids_and_code(course, kind, lab_id
     assert path(lab_id, "ko") == ROOT / "ko" / f"{kind}s" / lab_id / f"{lab_id}.ipynb"
     assert path(lab_id, "en") == ROOT / f"{kind}s" / lab_id / f"{lab_id}.ipynb"
     assert _cells(en) == _cells(ko)
-    prose = [(a.source, b.source) for a, b in zip(en.cells, ko.cells) if a.cell_type == "markdown"]
-    assert all(a != b and HANGUL.search(b) for a, b in prose)     # every markdown cell translated
+    # every markdown cell translated, but a written answer's cell in the exercise: nbgrader's
+    # "YOUR ANSWER HERE" in every language (the Korean release README names it so)
+    prose = [(a.source, b.source) for a, b in zip(en.cells, ko.cells) if a.cell_type == "markdown"
+             and not (kind == "exercise" and a.metadata.get("nbgrader", {}).get("grade_id", "").startswith("written_"))]
+    assert all(a != b and HANGUL.search(b) for a, b in prose)
+    stubs = [b.source for a, b in zip(en.cells, ko.cells) if (a.cell_type, a.source) == ("markdown", "YOUR ANSWER HERE")]
+    assert stubs == ["YOUR ANSWER HERE"] * len(course.lab(lab_id).written) * (kind == "exercise")
     title = i18n.lab_title(course.lab(lab_id).title, "ko")
     assert HANGUL.search(title) and ko.metadata.course == {**en.metadata.course, "language": "ko", "title": title}
 
@@ -315,3 +320,31 @@ def test_a_submission_in_either_language_is_graded(graded):
     for result in (english_by_korean_course, ko_by_english_course):
         assert not result.grader_error and result.score == result.max_score, [(c.name, c.message) for c in result.checks]
         assert result.notes == []
+
+
+@pytest.mark.parametrize("lab_id, expected", [("training", "MLP"), ("capstone", "여러분의 CNN")])
+def test_hidden_split_verdicts_follow_the_language(course, lab_id, expected):
+    """The grader's own verdict on a scored check (its accuracy on the hidden test split) is made
+    in the grader's language, with the lab's hints from the lab's catalog; English as before."""
+    from autograder.checks import submission_stem
+    from autograder.grade import apply_scores
+    from autograder.results import CheckResult, Result
+    from autograder.scoring import resolve_dataset, scored_checks, scoring_labels
+
+    lab = course.lab(lab_id)
+    name, spec = next(iter(scored_checks(lab_id).items()))
+    dataset = resolve_dataset(spec, course)
+    wrong = [int(v + 1) % 10 for v in scoring_labels(dataset, course)]
+    messages = {}
+    for lang in ("en", "ko"):
+        result = Result("s", lab_id, "s.ipynb", [CheckResult(name, lab.checks[name], lab.checks[name])])
+        i18n.set_language(lang)
+        try:
+            apply_scores(result, {submission_stem(spec.model, dataset): wrong}, course, lab)
+        finally:
+            i18n.set_language(None)
+        assert result.checks[0].points == 0 and result.checks[0].measured == 0.0
+        messages[lang] = result.checks[0].message
+    assert messages["en"].startswith(f"{spec.model} accuracy on the hidden test split: expected ≥ ")
+    assert messages["en"].endswith(f"got 0.000 — {spec.low_hint}")
+    assert HANGUL.search(messages["ko"]) and expected in messages["ko"] and spec.low_hint not in messages["ko"]
