@@ -19,6 +19,17 @@ from autograder.checks import error_line as _error
 from autograder.checks import (Scored, count_params, expect, expect_gpu_execution, expect_module, expect_split_accuracy,
                                fail, model_device, shape_text, worst)
 from autograder.data import draw_zip_code, mnist_splits
+from autograder.i18n import Domain
+
+_ = Domain("lenet").gettext
+ngettext = Domain("lenet").ngettext
+
+
+def N_(message: str) -> str:
+    """A msgid of the lab's catalog kept in English where it is defined (Babel extracts `N_("...")`),
+    translated with `_()` where it is shown."""
+    return message
+
 
 __all__ = ["shapes", "param_count", "standardize", "accuracy", "gpu", "zip_code", "grad_cam"]
 
@@ -26,22 +37,22 @@ _N = 2  # dummy batch size
 
 # layer name → (expected output shape without N, hint)
 _LAYERS: dict[str, tuple[tuple[int, ...], str]] = {
-    "conv1": ((6, 28, 28), "conv1 has 6 filters of 5×5 and padding 2, so 28 − 5 + 2·2 + 1 = 28"),
-    "pool1": ((6, 14, 14), "pool1 is 2×2 max pooling with stride 2: it halves height and width"),
-    "conv2": ((16, 10, 10), "conv2 has 16 filters of 5×5 and no padding: 14 − 5 + 1 = 10"),
-    "pool2": ((16, 5, 5), "pool2 is 2×2 max pooling with stride 2: it halves height and width"),
-    "fc1": ((120,), "fc1 maps the flattened 16·5·5 = 400 features to 120"),
-    "fc2": ((84,), "fc2 maps 120 features to 84"),
-    "fc3": ((10,), "fc3 maps 84 features to the 10 classes"),
+    "conv1": ((6, 28, 28), N_("conv1 has 6 filters of 5×5 and padding 2, so 28 − 5 + 2·2 + 1 = 28")),
+    "pool1": ((6, 14, 14), N_("pool1 is 2×2 max pooling with stride 2: it halves height and width")),
+    "conv2": ((16, 10, 10), N_("conv2 has 16 filters of 5×5 and no padding: 14 − 5 + 1 = 10")),
+    "pool2": ((16, 5, 5), N_("pool2 is 2×2 max pooling with stride 2: it halves height and width")),
+    "fc1": ((120,), N_("fc1 maps the flattened 16·5·5 = 400 features to 120")),
+    "fc2": ((84,), N_("fc2 maps 120 features to 84")),
+    "fc3": ((10,), N_("fc3 maps 84 features to the 10 classes")),
 }
 
 # layer name → (expected parameter count, how it is made up)
 _PARAMS = {
-    "conv1": (6 * 25 + 6, "6 filters of 1·5·5 weights + 6 biases"),
-    "conv2": (16 * 6 * 25 + 16, "16 filters of 6·5·5 weights + 16 biases"),
-    "fc1": (400 * 120 + 120, "400·120 weights + 120 biases; its input is the flattened 16·5·5 = 400"),
-    "fc2": (120 * 84 + 84, "120·84 weights + 84 biases"),
-    "fc3": (84 * 10 + 10, "84·10 weights + 10 biases"),
+    "conv1": (6 * 25 + 6, N_("6 filters of 1·5·5 weights + 6 biases")),
+    "conv2": (16 * 6 * 25 + 16, N_("16 filters of 6·5·5 weights + 16 biases")),
+    "fc1": (400 * 120 + 120, N_("400·120 weights + 120 biases; its input is the flattened 16·5·5 = 400")),
+    "fc2": (120 * 84 + 84, N_("120·84 weights + 84 biases")),
+    "fc3": (84 * 10 + 10, N_("84·10 weights + 10 biases")),
 }
 _TOTAL = sum(n for n, _ in _PARAMS.values())  # 61,706
 
@@ -49,12 +60,12 @@ _TOTAL = sum(n for n, _ in _PARAMS.values())  # 61,706
 def shapes(model: nn.Module) -> None:
     """Each of conv1, pool1, conv2, pool2, fc1, fc2, fc3 outputs LeNet-5's shape on a [2, 1, 28, 28] batch."""
     if not isinstance(model, nn.Module):
-        fail("LeNet5", "an nn.Module", type(model).__name__, "pass an instance, LeNet5(), not the class")
+        fail("LeNet5", _("an nn.Module"), type(model).__name__, _("pass an instance, LeNet5(), not the class"))
     modules = dict(model.named_children())
     for name in _LAYERS:
         if not isinstance(modules.get(name), nn.Module):
-            fail(f"LeNet5 submodule {name}", f"a layer named {name}", "none",
-                 "assign the layers as self.conv1, self.pool1, self.conv2, self.pool2, self.fc1, self.fc2, self.fc3")
+            fail(_("LeNet5 submodule {name}").format(name=name), _("a layer named {name}").format(name=name), _("none"),
+                 _("assign the layers as self.conv1, self.pool1, self.conv2, self.pool2, self.fc1, self.fc2, self.fc3"))
     outputs: dict[str, tuple[int, ...]] = {}
 
     def record(name: str):
@@ -80,26 +91,27 @@ def shapes(model: nn.Module) -> None:
         model.train(was_training)
     for name, (dims, hint) in _LAYERS.items():
         expected = (_N, *dims)
+        what = _("LeNet5 {name} output").format(name=name)
         if name in outputs:
             if outputs[name] != expected:
-                got = shape_text(("N", *outputs[name][1:])) if outputs[name] else "no tensor"
-                fail(f"LeNet5 {name} output", shape_text(("N", *dims)), got, hint)
+                got = shape_text(("N", *outputs[name][1:])) if outputs[name] else _("no tensor")
+                fail(what, shape_text(("N", *dims)), got, _(hint))
         elif error is not None:
-            fail(f"LeNet5 {name} output", shape_text(("N", *dims)), _error(error), hint)
+            fail(what, shape_text(("N", *dims)), _error(error), _(hint))
         else:
-            fail(f"LeNet5 {name} output", shape_text(("N", *dims)), f"{name} never called",
-                 f"forward must pass the input through self.{name}")
+            fail(what, shape_text(("N", *dims)), _("{name} never called").format(name=name),
+                 _("forward must pass the input through self.{name}").format(name=name))
     if error is not None:
-        fail("LeNet5 forward", "logits of shape (N, 10)", _error(error), "look at what forward does after fc3")
+        fail("LeNet5 forward", _("logits of shape (N, 10)"), _error(error), _("look at what forward does after fc3"))
     got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-    expect(got == (_N, 10), "LeNet5 logits", "shape (N, 10)", str(got),
-           "forward returns fc3's output (no softmax: the loss applies it)")
+    expect(got == (_N, 10), _("LeNet5 logits"), _("shape (N, 10)"), str(got),
+           _("forward returns fc3's output (no softmax: the loss applies it)"))
 
 
 def param_count(model: nn.Module) -> None:
     """The model has LeNet-5's 61,706 parameters (counted like count_params)."""
     if not isinstance(model, nn.Module):
-        fail("LeNet5", "an nn.Module", type(model).__name__, "pass an instance, LeNet5(), not the class")
+        fail("LeNet5", _("an nn.Module"), type(model).__name__, _("pass an instance, LeNet5(), not the class"))
     total = count_params(model)
     if total == _TOTAL:
         return
@@ -107,10 +119,12 @@ def param_count(model: nn.Module) -> None:
     for name, (expected, parts) in _PARAMS.items():
         got = count_params(modules[name]) if name in modules else None
         if got != expected:
-            fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
-                 f"{name} has {'no parameters' if got is None else f'{got:,}'}, expected {expected:,} ({parts})")
-    fail("LeNet5 parameters", f"{_TOTAL:,}", f"{total:,}",
-         "conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer")
+            has = (_("{name} has no parameters, expected {expected} ({parts})") if got is None else
+                   _("{name} has {got}, expected {expected} ({parts})"))
+            fail(_("LeNet5 parameters"), f"{_TOTAL:,}", f"{total:,}",
+                 has.format(name=name, got=f"{got:,}" if got is not None else "", expected=f"{expected:,}", parts=_(parts)))
+    fail(_("LeNet5 parameters"), f"{_TOTAL:,}", f"{total:,}",
+         _("conv1 156, conv2 2,416, fc1 48,120, fc2 10,164, fc3 850: remove any extra layer"))
 
 
 def standardize(Standardize) -> None:
@@ -118,46 +132,49 @@ def standardize(Standardize) -> None:
     for any shape and values; mean and std are buffers (in the state_dict, moved by .to())."""
     for mean, std in ((0.1307, 0.3081), (-2.0, 4.0)):
         what = f"Standardize({mean:g}, {std:g})"
-        module = expect_module(_call(Standardize, what, mean, std), what, "Standardize must subclass nn.Module")
-        trained = [name for name, _ in module.named_parameters()]
-        expect(not trained, f"{what}: trainable parameters", "none", ", ".join(trained),
-               "keep mean and std with self.register_buffer(...): buffers are saved, never trained")
+        module = expect_module(_call(Standardize, what, mean, std), what, _("Standardize must subclass nn.Module"))
+        trained = [name for name, _p in module.named_parameters()]
+        expect(not trained, _("{what}: trainable parameters").format(what=what), _("none"), ", ".join(trained),
+               _("keep mean and std with self.register_buffer(...): buffers are saved, never trained"))
         buffers = {name: b for name, b in module.named_buffers()}
-        expect(len(buffers) == 2 and all(b.numel() == 1 for b in buffers.values()), f"{what}: buffers",
-               "two one-number buffers (mean and std)", ", ".join(buffers) or "none",
-               "self.register_buffer('mean', torch.tensor(float(mean))), and the same for std: a plain "
-               "attribute is not saved in the state_dict and does not follow .to(device)")
+        expect(len(buffers) == 2 and all(b.numel() == 1 for b in buffers.values()), _("{what}: buffers").format(what=what),
+               _("two one-number buffers (mean and std)"), ", ".join(buffers) or _("none"),
+               _("self.register_buffer('mean', torch.tensor(float(mean))), and the same for std: a plain "
+                 "attribute is not saved in the state_dict and does not follow .to(device)"))
         values = sorted(float(b) for b in buffers.values())
         expect(all(abs(v - w) <= 1e-6 * max(1.0, abs(w)) for v, w in zip(values, sorted((mean, std)))),
-               f"{what}: buffer values", f"{mean:g} and {std:g}", ", ".join(f"{float(b):g}" for b in buffers.values()),
-               "store the mean and the std you were given")
+               _("{what}: buffer values").format(what=what), _("{mean} and {std}").format(mean=f"{mean:g}", std=f"{std:g}"),
+               ", ".join(f"{float(b):g}" for b in buffers.values()),
+               _("store the mean and the std you were given"))
         x = torch.linspace(-1, 2, 24).reshape(2, 1, 3, 4)
-        y = _call(module, f"{what}(x) for x of shape [2, 1, 3, 4]", x)
+        call = _("{what}(x) for x of shape [2, 1, 3, 4]").format(what=what)
+        y = _call(module, call, x)
         expected = (x - mean) / std
         if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            fail(f"{what}(x) for x of shape [2, 1, 3, 4]", "a tensor of the same shape",
-                 shape_text(y) if isinstance(y, torch.Tensor) else type(y).__name__, "standardize elementwise: (x - mean) / std")
+            fail(call, _("a tensor of the same shape"),
+                 shape_text(y) if isinstance(y, torch.Tensor) else type(y).__name__,
+                 _("standardize elementwise: (x - mean) / std"))
         if not torch.allclose(y.detach().to(torch.float64), expected.to(torch.float64), atol=1e-5, rtol=1e-5):
             want, got = worst(y.detach(), expected)
-            hint = "(x - mean) / std: subtract first, then divide"
+            hint = _("(x - mean) / std: subtract first, then divide")
             if torch.allclose(y.detach(), x * std + mean, atol=1e-5):
-                hint = "that undoes a standardization: subtract the mean and divide by the std"
+                hint = _("that undoes a standardization: subtract the mean and divide by the std")
             elif torch.allclose(y.detach(), x / std - mean, atol=1e-5):
-                hint = "subtract the mean before dividing: (x - mean) / std, with the parentheses"
+                hint = _("subtract the mean before dividing: (x - mean) / std, with the parentheses")
             elif torch.allclose(y.detach(), (x - mean) * std, atol=1e-5):
-                hint = "divide by the std, do not multiply"
-            fail(f"{what}(x) for x of shape [2, 1, 3, 4]", want, got, hint)
+                hint = _("divide by the std, do not multiply")
+            fail(call, want, got, hint)
 
 
-_CRASH = "the model cannot run on [N, 1, 28, 28] digits: fix its shapes first"
-_LOW = "train longer or check the learning rate"
+_CRASH = N_("the model cannot run on [N, 1, 28, 28] digits: fix its shapes first")
+_LOW = N_("train longer or check the learning rate")
 # the hidden split is scored by the grader, outside the notebook (autograder.scoring)
 SCORED = {"accuracy": Scored(model="LeNet5", threshold="accuracy", crash_hint=_CRASH, low_hint=_LOW)}
 
 
 def accuracy(model: nn.Module, split: str = "test", threshold: float = 0.9) -> None:
     """Accuracy of `model` on `autograder.data.mnist_splits()[split]` (eval mode, the model's device) ≥ threshold."""
-    expect_split_accuracy(model, split, threshold, "LeNet5", _CRASH, _LOW)
+    expect_split_accuracy(model, split, threshold, "LeNet5", _(_CRASH), _(_LOW))
 
 def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
     """`read_zip_code` reads canvases drawn from test-split digits at no less than the model's own
@@ -174,8 +191,8 @@ def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
         model.train(was_training)
         if isinstance(err, NotImplementedError):
             raise
-        fail("zip-code reader", "a model that classifies [N, 1, 28, 28] digits", _error(err),
-             "the model cannot run: fix LeNet5 first")
+        fail(_("zip-code reader"), _("a model that classifies [N, 1, 28, 28] digits"), _error(err),
+             _("the model cannot run: fix LeNet5 first"))
     right = 0
     try:
         for k in range(len(y) // 5):
@@ -187,24 +204,25 @@ def zip_code(read_zip_code, model: nn.Module, n_digits: int = 500) -> None:
             except NotImplementedError:
                 raise  # read_zip_code not written yet
             except Exception as err:  # noqa: BLE001 — the student's function may raise anything
-                fail(f"read_zip_code on a {layout} uint8 canvas", "five digits", _error(err),
-                     "crop rows 51:149 and columns 11+100*i : 9+100*(i+1) of a [200, 520] or [200, 520, 3] canvas")
+                fail(_("read_zip_code on a {layout} uint8 canvas").format(layout=layout), _("five digits"), _error(err),
+                     _("crop rows 51:149 and columns 11+100*i : 9+100*(i+1) of a [200, 520] or [200, 520, 3] canvas"))
             if not (isinstance(got, str) and len(got) == 5 and got.isdigit()):
-                fail(f"read_zip_code on a {layout} canvas", f"a string of 5 digits like {truth!r}", repr(got)[:60],
-                     "return ''.join(str(d) for d in predictions)")
+                fail(_("read_zip_code on a {layout} canvas").format(layout=layout),
+                     _("a string of 5 digits like {truth}").format(truth=repr(truth)), repr(got)[:60],
+                     _("return ''.join(str(d) for d in predictions)"))
             right += sum(a == b for a, b in zip(got, truth))
     finally:
         model.train(was_training)
     read = right / len(y)
-    expect(read >= own - 0.02, f"zip-code digits read right ({len(y)} test digits)",
-           f"≥ {own - 0.02:.3f} (the model's own accuracy {own:.3f} minus 0.02)", f"{read:.3f}",
-           "crop each box inside its border, invert (dark ink on white → white on black), "
-           "resize to 28×28 and scale to [0, 1] like the training data")
+    expect(read >= own - 0.02, _("zip-code digits read right ({n} test digits)").format(n=len(y)),
+           _("≥ {bar:.3f} (the model's own accuracy {own:.3f} minus 0.02)").format(bar=own - 0.02, own=own), f"{read:.3f}",
+           _("crop each box inside its border, invert (dark ink on white → white on black), "
+             "resize to 28×28 and scale to [0, 1] like the training data"))
 
 
 def gpu(model: nn.Module) -> None:
     """`model` was trained on the device the grader offered (skipped without CUDA)."""
-    expect_gpu_execution("LeNet5 training", model)
+    expect_gpu_execution(_("LeNet5 training"), model)
 
 
 # --- grad_cam -----------------------------------------------------------------------------------
@@ -262,8 +280,8 @@ def _hooks_left(model: nn.Module) -> int:
                for m in model.modules())
 
 
-_CAM_HINT = ("the layer's maps weighted by the mean over the map of the class logit's gradient, summed over the "
-             "channels, ReLU, each map divided by its own maximum; the model in eval() mode")
+_CAM_HINT = N_("the layer's maps weighted by the mean over the map of the class logit's gradient, summed over the "
+               "channels, ReLU, each map divided by its own maximum; the model in eval() mode")
 
 
 def grad_cam(grad_cam) -> None:
@@ -293,37 +311,41 @@ def grad_cam(grad_cam) -> None:
         what = f"grad_cam(model, model.{name}, x [4, 1, 12, 12], target={text})"
         given = x.clone()
         out = _call(grad_cam, what, model, layer, given, target,
-                    hint="model maps x to logits [N, 10]; the layer's output is a feature map [N, Ck, h, w]")
+                    hint=_("model maps x to logits [N, 10]; the layer's output is a feature map [N, Ck, h, w]"))
         expected = _cam(model, layer, x, as_tensor)
         if not isinstance(out, torch.Tensor):
-            fail(what, f"a tensor of shape (4, {size}, {size})", type(out).__name__, "return the heatmaps as one tensor")
+            fail(what, _("a tensor of shape (4, {size}, {size})").format(size=size), type(out).__name__,
+                 _("return the heatmaps as one tensor"))
         shape_hints = {
-            (4, 1, size, size): "one map per image, [N, h, w]: sum over the channels without keepdim",
-            (4, channels, size, size): "weight each channel's map and add them up: one map per image, [N, h, w]",
-            (size, size): "one map per image: [N, h, w], not one for the batch",
-            (4, 12, 12): "at the layer's resolution [N, h, w]: do not upsample (the plot does that)",
+            (4, 1, size, size): _("one map per image, [N, h, w]: sum over the channels without keepdim"),
+            (4, channels, size, size): _("weight each channel's map and add them up: one map per image, [N, h, w]"),
+            (size, size): _("one map per image: [N, h, w], not one for the batch"),
+            (4, 12, 12): _("at the layer's resolution [N, h, w]: do not upsample (the plot does that)"),
         }
         got_shape = tuple(out.shape)
         if got_shape != tuple(expected.shape):
             fail(what, shape_text(("N", size, size)), shape_text(got_shape),
-                 shape_hints.get(got_shape, f"the layer's output is [N, {channels}, {size}, {size}]: one {size}×{size} map per image"))
+                 shape_hints.get(got_shape, _("the layer's output is [N, {channels}, {size}, {size}]: one {size}×{size} map "
+                                              "per image").format(channels=channels, size=size)))
         got = out.detach().to(torch.float64).cpu()
         if not bool(torch.isfinite(got).all()):
             bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(got))[:, 0]})
-            fail(what, "finite values (0 where there is no evidence)", f"NaN or inf in image{'s' if len(bad) > 1 else ''} "
-                 f"{', '.join(map(str, bad))}", "an image with no evidence for its class gets 0 everywhere: do not divide "
-                 "by a maximum of 0")
+            fail(what, _("finite values (0 where there is no evidence)"),
+                 ngettext("NaN or inf in image {images}", "NaN or inf in images {images}", len(bad)).format(
+                     images=", ".join(map(str, bad))),
+                 _("an image with no evidence for its class gets 0 everywhere: do not divide by a maximum of 0"))
         if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
-            hint = _CAM_HINT
-            slips = [("no_relu", "keep only the evidence for the class: ReLU the weighted sum before normalizing"),
-                     ("abs", "ReLU, not the absolute value: negative evidence is evidence against the class"),
-                     ("raw", "divide each map by its own maximum, so that its largest value is 1"),
-                     ("batch_max", "divide each image's map by its own maximum, not by the batch's"),
-                     ("min_max", "divide by the maximum only: do not subtract the minimum"),
-                     ("pixelwise", "one weight per channel: the mean of the gradient over the whole map, not pixel by pixel"),
-                     ("softmax", "the gradient of the class's logit (the model's output), not of a softmax probability")]
+            hint = _(_CAM_HINT)
+            slips = [("no_relu", _("keep only the evidence for the class: ReLU the weighted sum before normalizing")),
+                     ("abs", _("ReLU, not the absolute value: negative evidence is evidence against the class")),
+                     ("raw", _("divide each map by its own maximum, so that its largest value is 1")),
+                     ("batch_max", _("divide each image's map by its own maximum, not by the batch's")),
+                     ("min_max", _("divide by the maximum only: do not subtract the minimum")),
+                     ("pixelwise", _("one weight per channel: the mean of the gradient over the whole map, not pixel by pixel")),
+                     ("softmax", _("the gradient of the class's logit (the model's output), not of a softmax probability"))]
             if target is not None:
-                slips.append(("predicted", f"explain the class you were asked for, target={text}; None means the predicted class"))
+                slips.append(("predicted", _("explain the class you were asked for, target={target}; None means the predicted "
+                                             "class").format(target=text)))
             for slip, slip_hint in slips:
                 variant = (_cam(model, layer, x, predicted) if slip == "predicted" else _cam(model, layer, x, as_tensor, slip))
                 if torch.allclose(got, variant, atol=1e-4, rtol=1e-4):
@@ -331,15 +353,17 @@ def grad_cam(grad_cam) -> None:
                     break
             want, have = worst(got, expected)
             fail(what, want, have, hint)
-        expect(not out.requires_grad, f"{what}: the heatmap", "a detached tensor", "a tensor that requires grad",
-               "return cam.detach(): a heatmap is a picture, not part of a graph")
-        expect(model.training, f"{what}: the model's mode afterwards", "train (as it was given)", "eval",
-               "remember model.training and put it back with model.train(was_training) when done")
+        expect(not out.requires_grad, _("{what}: the heatmap").format(what=what), _("a detached tensor"),
+               _("a tensor that requires grad"), _("return cam.detach(): a heatmap is a picture, not part of a graph"))
+        expect(model.training, _("{what}: the model's mode afterwards").format(what=what), _("train (as it was given)"), "eval",
+               _("remember model.training and put it back with model.train(was_training) when done"))
         with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
-        expect(not with_grad, f"{what}: the parameters' .grad afterwards", "None (untouched)", f"set on {', '.join(with_grad)}",
-               ".backward() leaves gradients in the model (the next optimizer.step() would use them): "
-               "take the gradient with torch.autograd.grad(score, maps)")
+        expect(not with_grad, _("{what}: the parameters' .grad afterwards").format(what=what), _("None (untouched)"),
+               _("set on {names}").format(names=", ".join(with_grad)),
+               _(".backward() leaves gradients in the model (the next optimizer.step() would use them): "
+                 "take the gradient with torch.autograd.grad(score, maps)"))
         left = witness.boundary("hooks", _hooks_left, model)
-        expect(left == 0, f"{what}: hooks on the model afterwards", "none", str(left),
-               "remove the hook once the maps are kept: handle = layer.register_forward_hook(...); handle.remove()")
-        expect(bool(torch.equal(given, x)), f"{what}: x after the call", "unchanged", "modified", "do not write into x")
+        expect(left == 0, _("{what}: hooks on the model afterwards").format(what=what), _("none"), str(left),
+               _("remove the hook once the maps are kept: handle = layer.register_forward_hook(...); handle.remove()"))
+        expect(bool(torch.equal(given, x)), _("{what}: x after the call").format(what=what), _("unchanged"), _("modified"),
+               _("do not write into x"))
