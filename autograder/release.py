@@ -35,6 +35,7 @@ STUDENT_FILES = (
     "runtime.py",
     "witness.py",
     "data.py",
+    "mnist_split.json",
     "pretrained.py",
     "handin.py",
     "checks/*.py",

@@ -72,6 +72,26 @@ def test_deterministic_and_seeded():
     assert torch.equal(a["train"].tensors[0], again["train"].tensors[0])
 
 
+def test_shipped_split_is_scikit_learns(monkeypatch):
+    """autograder/mnist_split.json (read instead of importing scikit-learn in every grading
+    worker) holds exactly the indices scikit-learn's stratified split gives for seed 0; without
+    the file the split is computed, the same."""
+    import json
+    _, y = data._mnist_5k()
+    computed = data._split_indices(0, y)
+    shipped = json.loads(data.SHIPPED_SPLIT.read_text())
+    assert {k: list(v) for k, v in computed.items()} == shipped
+    assert sorted(sum(shipped.values(), [])) == list(range(5000))
+    first = mnist_splits()
+    monkeypatch.setattr(data, "SHIPPED_SPLIT", data.SHIPPED_SPLIT.with_name("nowhere.json"))
+    data._mnist_split_tensors.cache_clear()
+    try:
+        again = mnist_splits()
+    finally:
+        data._mnist_split_tensors.cache_clear()
+    assert all(torch.equal(first[n].tensors[i], again[n].tensors[i]) for n in first for i in (0, 1))
+
+
 def test_callers_cannot_corrupt_the_cache():
     first = mnist_splits()
     first["test"].tensors[0].zero_()
