@@ -73,9 +73,13 @@ def test_generated_notebooks(course, lab_id):
         assert points == {f"check_{k}": v for k, v in lab.checks.items()} | {f"written_{k}": v for k, v in lab.written.items()}
     ex_text = course.exercise_path(lab_id).read_text()
     assert "BEGIN SOLUTION" not in ex_text and "BEGIN HIDDEN TESTS" not in ex_text
-    starters = any("starter" in c.metadata.get("course", {}) for c in solution.cells)
-    # each answer cell holds nbgrader's stub, or (a debugging lab) the starter code to fix
-    assert ("raise NotImplementedError()" in ex_text) != starters
+    # each code answer cell holds nbgrader's stub, or its starter (the debugging lab's code to fix,
+    # the capstone's skeleton of a network of one's own), and never the solution
+    starters = {c.id: c.metadata["course"]["starter"] for c in solution.cells if "starter" in c.metadata.get("course", {})}
+    answers = [c for c in exercise.cells if c.metadata.nbgrader["solution"] and c.cell_type == "code"]
+    assert answers
+    for cell in answers:
+        assert cell.source.strip() == starters[cell.id].strip() if cell.id in starters else "raise NotImplementedError()" in cell.source
     assert "### BEGIN SOLUTION" in course.solution_path(lab_id).read_text()
     # every cell but the answers is locked in the exercise
     for cell in exercise.cells:
