@@ -148,3 +148,21 @@ def test_grade_warns_once_per_lab_when_course_yml_changed_since_the_build(course
     submitted[0][2].write_text(json.dumps(nb))
     warnings = changed_since_built(course, submitted)
     assert len(warnings) == 1 and "a submitted notebook shows (points train_xor: 2 there, 3 in course.yml)" in warnings[0]
+
+
+def test_notebooks_validate_as_before_without_rfc3987_syntax():
+    """autograder leaves rfc3987_syntax out (2.5 s of grammar building on import, for jsonschema's
+    "iri" formats alone): nbformat still validates notebooks, and rejects an invalid one."""
+    code = ("import autograder, sys, nbformat\n"
+            "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+            "nbformat.validate(nb)\n"
+            "nb.cells[0]['cell_type'] = 'spreadsheet'\n"
+            "try:\n"
+            "    nbformat.validate(nb)\n"
+            "except nbformat.ValidationError:\n"
+            "    print('rejected')\n"
+            "print(sys.modules.get('rfc3987_syntax'))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "solutions" / "tensors" / "tensors.ipynb")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["rejected", "None"]
