@@ -99,8 +99,8 @@ def test_build_is_deterministic(course):
 def test_build_check_names_every_stale_file(tmp_path):
     shutil.copy(ROOT / "course.yml", tmp_path / "course.yml")
     lab_ids = [lab.id for lab in load_course(ROOT / "course.yml").labs][:2]   # two labs keep it quick
-    cli = [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path / "course.yml"), "build",
-           *(arg for lab_id in lab_ids for arg in ("--lab", lab_id))]
+    cli = [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path / "course.yml"), "build", "--lang", "en",
+           *(arg for lab_id in lab_ids for arg in ("--lab", lab_id))]   # English: test_i18n checks the Korean build
     fresh = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 1
     stale = set(fresh.stdout.split())
