@@ -16,8 +16,9 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import TensorDataset
 
-__all__ = ["Dropout", "EarlyStopping", "BatchNorm2d", "augment", "MLP", "run_epoch"]
+__all__ = ["Dropout", "EarlyStopping", "BatchNorm2d", "augment", "kfold_indices", "cross_validate", "MLP", "run_epoch"]
 
 
 class Dropout(nn.Module):
@@ -139,6 +140,42 @@ def augment(x: torch.Tensor, max_shift: float = 0.1, max_degrees: float = 15.0) 
     ], dim=1)  # [N, 2, 3]
     grid = F.affine_grid(theta, [N, x.shape[1], H, W], align_corners=False)  # [N, H, W, 2]
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def kfold_indices(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """k-fold cross-validation splits of n samples: a list of k (train_idx, val_idx) int64 pairs.
+
+    The samples are shuffled once (`torch.randperm(n)` with a generator seeded with `seed`: the
+    same folds on every call with the same seed) and cut into k consecutive folds, the first
+    n % k of them one sample larger (scikit-learn's KFold sizes). Fold i is the validation set of
+    split i and the other k - 1 folds, in their shuffled order, its training set: every sample is
+    validated exactly once and trained on k - 1 times.
+    """
+    if not 2 <= k <= n:
+        raise ValueError(f"k must be between 2 and n = {n}, got {k}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    folds = list(torch.split(order, sizes))
+    return [(torch.cat(folds[:i] + folds[i + 1:]), folds[i]) for i in range(k)]
+
+
+def cross_validate(make_model, dataset, k: int, train, seed: int = 0) -> list[float]:
+    """The accuracy of k models, each trained on k - 1 folds of `dataset` and measured on the fold
+    it never saw: one number per fold, in fold order.
+
+    make_model() -> a fresh nn.Module; dataset: a TensorDataset (X, y); train(model, TensorDataset)
+    trains the model in place. Accuracy: the share of the validation fold classified right, in
+    eval mode, without gradients.
+    """
+    X, y = dataset.tensors
+    accuracies = []
+    for train_idx, val_idx in kfold_indices(len(y), k, seed):
+        model = make_model()
+        train(model, TensorDataset(X[train_idx], y[train_idx]))
+        model.eval()
+        with torch.no_grad():
+            accuracies.append((model(X[val_idx]).argmax(dim=1) == y[val_idx]).double().mean().item())
+    return accuracies
 
 
 # --- given code: the model and the epoch loop the notebook's demos use ----------------------------

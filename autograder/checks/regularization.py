@@ -16,13 +16,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from autograder.checks import call_student as _call
-from autograder.checks import close, expect, expect_close, expect_module, expect_shape, fail, fmt, keeps_rng
+from autograder.checks import close, expect, expect_close, expect_module, expect_shape, fail, fmt, given, keeps_rng
 from autograder.checks import backward as _backward
 from autograder.i18n import Domain
 
 _ = Domain("regularization").gettext
 
-__all__ = ["dropout", "early_stopping", "batchnorm", "augment"]
+__all__ = ["dropout", "early_stopping", "batchnorm", "augment", "kfold", "cross_validate"]
 
 
 # --- helpers (private) --------------------------------------------------------------------------
@@ -475,3 +475,122 @@ def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
            "≥ 0.8", f"{median:.3f}",
            _("keep the content: small shifts (about 10% of the size) and small rotations (about 15°)"))
     expect(mirrored <= N // 5, flip_what, at_most, str(mirrored), flip_hint)
+
+
+# --- k-fold cross-validation ----------------------------------------------------------------------
+
+def _index_list(value: Any, what: str) -> list[int]:
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.dim() != 1:
+        fail(what, _("a 1-D tensor of integer indices"), type(value).__name__ if not isinstance(value, torch.Tensor)
+             else f"{value.dtype} {tuple(value.shape)}", _("index tensors, e.g. from torch.randperm"))
+    return [int(i) for i in value]
+
+
+def kfold(kfold_indices: Callable) -> None:
+    """For n = 10, k = 3 and n = 23, k = 5: k (train, val) pairs; the validation folds partition the
+    samples (sizes differing by at most one, the larger first), each train set is every other
+    sample; the folds are shuffled (not 0, 1, 2, ... in order), the same for the same seed and
+    different for another one."""
+    for n, k in ((10, 3), (23, 5)):
+        what = _("kfold_indices({n}, {k}, seed=0)").format(n=n, k=k)
+        splits = _call(kfold_indices, what, n, k, 0, hint=_("shuffle once, cut into k folds, pair each fold with the rest"))
+        if not isinstance(splits, (list, tuple)) or len(splits) != k:
+            fail(what, _("a list of {k} (train, val) pairs").format(k=k),
+                 type(splits).__name__ if not isinstance(splits, (list, tuple)) else str(len(splits)),
+                 _("one pair per fold"))
+        vals = []
+        for i, pair in enumerate(splits):
+            expect(isinstance(pair, (list, tuple)) and len(pair) == 2, _("{what}[{i}]").format(what=what, i=i),
+                   _("a pair (train_idx, val_idx)"), type(pair).__name__, _("return (train, val) for each fold"))
+            train = _index_list(pair[0], _("{what}[{i}] train").format(what=what, i=i))
+            val = _index_list(pair[1], _("{what}[{i}] val").format(what=what, i=i))
+            expect(sorted(train + val) == list(range(n)), _("{what}[{i}]").format(what=what, i=i),
+                   _("train and val together: every sample once"),
+                   _("{t} train + {v} val indices, {u} distinct").format(t=len(train), v=len(val), u=len(set(train + val))),
+                   _("the training set of fold i is every sample outside fold i"))
+            vals.append(val)
+        every = sorted(i for val in vals for i in val)
+        expect(every == list(range(n)), _("{what}: the validation folds").format(what=what),
+               _("each of the {n} samples validated exactly once").format(n=n),
+               _("{m} validations of {u} distinct samples").format(m=len(every), u=len(set(every))),
+               _("the folds must not overlap and must cover every sample"))
+        sizes = [len(v) for v in vals]
+        expected = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        expect(sizes == expected, _("{what}: fold sizes").format(what=what), str(expected), str(sizes),
+               _("n // k each, and one more in the first n % k folds"))
+        expect(vals[0] != list(range(sizes[0])) or vals[1] != list(range(sizes[0], sizes[0] + sizes[1])),
+               _("{what}: the folds").format(what=what), _("shuffled samples"), _("0, 1, 2, ... in order"),
+               _("shuffle before cutting: data sets are often sorted (by class, by date)"))
+    what = _("kfold_indices(23, 5, seed)")
+    again = _call(kfold_indices, what, 23, 5, 0)
+    other = _call(kfold_indices, what, 23, 5, 1)
+    same = [_index_list(v, what) for _, v in again] == vals
+    expect(same, what, _("the same folds for the same seed"), _("other folds"),
+           _("draw the permutation from a generator seeded with `seed`: torch.Generator().manual_seed(seed)"))
+    expect([_index_list(v, what) for _, v in other] != vals, what, _("other folds for another seed"), _("the same folds"),
+           _("use `seed`: the folds should depend on it"))
+
+
+def _kfold_stand_in(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Given to cross_validate while its check runs: consecutive, unshuffled folds (valid folds,
+    not kfold_indices' answer), so that a wrong kfold_indices costs only its own check."""
+    folds = list(torch.split(torch.arange(n), [n // k + (1 if i < n % k else 0) for i in range(k)]))
+    return [(torch.cat(folds[:i] + folds[i + 1:]), folds[i]) for i in range(k)]
+
+
+class _Memorizer(nn.Module):
+    """A 'model' that answers, for each sample, the label it saw for it in training (else 0); it
+    counts the calls and records what it was trained on."""
+
+    def __init__(self, registry: list) -> None:
+        super().__init__()
+        self.table: dict[int, int] = {}
+        self.weight = nn.Parameter(torch.zeros(1))
+        registry.append(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x[:, 0].round().long().tolist()
+        out = torch.zeros(len(ids), 4)
+        for row, i in enumerate(ids):
+            out[row, self.table.get(i, 0)] = 1.0
+        return out
+
+
+@keeps_rng
+def cross_validate(cross_validate: Callable) -> None:
+    """On 12 samples, 4 classes, k = 3: a fresh model per fold, each trained on the 8 samples
+    outside its fold; the scores are the accuracies on the unseen folds, in fold order. The
+    'model' remembers its training samples' labels and answers class 0 for any other, so a score
+    measured on training data (or a model reused across folds) shows."""
+    X = torch.arange(12, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor([1, 2, 3, 1, 2, 3, 0, 1, 2, 3, 0, 0])
+    from torch.utils.data import TensorDataset
+    models: list[_Memorizer] = []
+    trained: list[list[int]] = []
+
+    def train(model, subset):
+        xs, ys = subset.tensors
+        trained.append(sorted(int(v) for v in xs[:, 0].round().long()))
+        model.table = {int(i): int(label) for i, label in zip(xs[:, 0].round().long(), ys)}
+
+    what = _("cross_validate(make_model, 12 samples, k=3, train, seed=0)")
+    with given(cross_validate, kfold_indices=_kfold_stand_in):
+        scores = _call(cross_validate, what, lambda: _Memorizer(models), TensorDataset(X, y), 3, train, 0,
+                       hint=_("for each fold: a new model, train on the other folds, score on this one"))
+    if not isinstance(scores, (list, tuple)) or len(scores) != 3:
+        fail(what, _("a list of 3 accuracies"), type(scores).__name__ if not isinstance(scores, (list, tuple))
+             else str(len(scores)), _("one score per fold"))
+    expect(len(models) == 3 and len({id(m) for m in models}) == 3, what, _("3 fresh models, one per fold"),
+           _("{n} made").format(n=len(models)), _("call make_model() inside the loop: a model reused across folds has seen the next fold"))
+    expect(len(trained) == 3 and all(len(t) == 8 for t in trained), what, _("3 trainings on 8 samples each"),
+           str([len(t) for t in trained]), _("train on the k - 1 folds outside the validation fold"))
+    held_out = [sorted(set(range(12)) - set(t)) for t in trained]
+    expect(sorted(i for h in held_out for i in h) == list(range(12)), what, _("each sample held out once"),
+           str(held_out), _("the validation folds must partition the samples"))
+    expected = [float((y[h] == 0).double().mean()) for h in held_out]
+    got = [float(s) for s in scores]
+    if not all(math.isclose(g, e, abs_tol=1e-9) for g, e in zip(got, expected)):
+        hint = _("score each model on its own validation fold, the samples it did not train on")
+        if all(math.isclose(g, 1.0) for g in got):
+            hint = _("every model scores 1.0: that is its accuracy on the data it trained on")
+        fail(_("{what}: the scores").format(what=what), str([round(e, 4) for e in expected]), str([round(g, 4) for g in got]), hint)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from reference.regularization import MLP, BatchNorm2d, Dropout, EarlyStopping, augment, run_epoch
+from reference.regularization import MLP, BatchNorm2d, Dropout, EarlyStopping, augment, cross_validate, kfold_indices, run_epoch
 
 
 @pytest.fixture(autouse=True)
@@ -332,3 +332,60 @@ def test_global_average_pooling_head_counts():
     assert sum(p.numel() for p in nn.Linear(64, 10).parameters()) == 650
     f = torch.randn(2, 64, 7, 7)
     torch.testing.assert_close(nn.AdaptiveAvgPool2d(1)(f).flatten(1), f.mean(dim=(2, 3)))
+
+
+# --- k-fold cross-validation ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, k", [(10, 3), (3500, 5), (7, 7)])
+def test_kfold_is_scikit_learns_kfold_on_the_shuffled_samples(n, k):
+    """scikit-learn's KFold (unshuffled) applied to the seeded permutation gives the same folds:
+    the same sizes (the first n % k one larger), and every sample validated exactly once."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    splits = kfold_indices(n, k, seed=3)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(3))
+    expected = [(order[train], order[val]) for train, val in KFold(k).split(np.arange(n))]
+    assert len(splits) == k
+    for (train, val), (exp_train, exp_val) in zip(splits, expected):
+        assert train.dtype == val.dtype == torch.int64
+        assert torch.equal(val, exp_val) and torch.equal(train, exp_train)
+    assert sorted(torch.cat([val for _, val in splits]).tolist()) == list(range(n))
+    assert kfold_indices(n, k, seed=3)[0][1].tolist() == splits[0][1].tolist()          # repeatable
+    assert n < 8 or kfold_indices(n, k, seed=4)[0][1].tolist() != splits[0][1].tolist()  # seeded
+
+
+def test_kfold_rejects_impossible_k():
+    for n, k in ((5, 1), (5, 6)):
+        with pytest.raises(ValueError, match="k must be between 2 and n"):
+            kfold_indices(n, k)
+
+
+def test_cross_validate_trains_a_fresh_model_per_fold_and_scores_the_unseen_fold():
+    """On the embedded digits' validation split (500, k = 5): each model is new, trains on the
+    400 others, and its score is its accuracy on the 100 it never saw, as a manual loop gives."""
+    from torch.utils.data import TensorDataset
+    from autograder.data import mnist_splits
+    from autograder.runtime import seed_everything
+
+    data = mnist_splits()["val"]
+    seen, made = [], []
+
+    def make_model():
+        made.append(MLP())
+        return made[-1]
+
+    def train(model, subset):
+        seen.append(len(subset))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(3):
+            run_epoch(model, torch.utils.data.DataLoader(subset, batch_size=50, shuffle=True), optimizer)
+
+    seed_everything(0)
+    scores = cross_validate(make_model, data, 5, train, seed=0)
+    assert seen == [400] * 5 and len({id(m) for m in made}) == 5
+    X, y = data.tensors
+    for model, (_, val), score in zip(made, kfold_indices(500, 5, seed=0), scores):
+        with torch.no_grad():
+            assert score == pytest.approx((model.eval()(X[val]).argmax(1) == y[val]).double().mean().item())
+    assert all(0.5 < s < 1.0 for s in scores) and isinstance(scores[0], float)

@@ -17,4 +17,11 @@ BUGS = [
     bug("augment-horizontal-flip", "augment", "return F.grid_sample(x, grid,", "return F.grid_sample(x.flip(-1), grid,",
         {"augment"}),
     bug("dropout-also-in-eval", "Dropout", "if not self.training or self.p == 0.0:", "if self.p == 0.0:", {"dropout"}),
+    bug("kfold-no-shuffle", "kfold_indices", "order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))",
+        "order = torch.arange(n)", {"kfold"}),
+    bug("kfold-validation-fold-also-trained", "kfold_indices", "torch.cat(folds[:i] + folds[i + 1:])", "torch.cat(folds)",
+        {"kfold"}),
+    bug("cross-validate-scores-the-training-folds", "cross_validate",
+        "(model(X[val_idx]).argmax(dim=1) == y[val_idx])", "(model(X[train_idx]).argmax(dim=1) == y[train_idx])",
+        {"cross_validate"}),
 ]
