@@ -19,7 +19,7 @@ from autograder.cluster import open_cluster  # noqa: E402
 from autograder.config import CourseError  # noqa: E402
 from autograder.grade import grade_class  # noqa: E402
 from autograder.pipeline import GradeOptions, grade_to_folder  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, full_marks  # noqa: E402
 from tests.test_config import run_cli  # noqa: E402
 
 # student -> (lab, what they hand in)
@@ -69,7 +69,7 @@ def graded(course, client, tmp_path_factory):
 def test_a_local_cluster_grades_as_local_grading_does(graded):
     root, local, on_dask = graded
     assert _comparable(on_dask.results) == _comparable(local.results)
-    full = {r.student: r.score == r.max_score for r in on_dask.results}
+    full = {r.student: full_marks(r) for r in on_dask.results}
     scores = {r.student: r.score for r in on_dask.results}
     assert full["ann"] and full["slow"] and scores["bob"] == scores["eve"] == 0
     assert 0 < scores["dee"] < scores["ann"]

@@ -19,7 +19,7 @@ from autograder import sandbox
 from autograder.build import dumps
 from autograder.cli import main
 from autograder.report import read_results
-from tests.conftest import ROOT
+from tests.conftest import ROOT, full_marks
 
 LAB, FIRST = "backprop", "worked_example"        # the lab the attacks use, and its first answer cell
 SECRET = "s3cret-grader-token-5521"
@@ -229,7 +229,7 @@ except OSError:
 def test_an_honest_classmate_graded_after_every_attack_keeps_full_marks(attacked):
     rc, results, *_ = attacked
     victim = results["z-victim"]
-    assert victim.score == victim.max_score, _lost(victim)
+    assert full_marks(victim), _lost(victim)
     assert victim.sandboxed and not victim.grader_error
 
 
@@ -267,8 +267,8 @@ def test_cells_a_student_adds_are_never_checks(attacked):
 
 def test_nothing_a_notebook_plants_in_tmp_reaches_the_next_one(attacked):
     planter = attacked[1]["m-plant-bdb"]
-    assert planter.score == planter.max_score       # its own notebook ran; the victim after it too
-    assert attacked[1]["z-victim"].score == attacked[1]["z-victim"].max_score
+    assert full_marks(planter)       # its own notebook ran; the victim after it too
+    assert full_marks(attacked[1]["z-victim"])
 
 
 def test_the_previous_students_results_are_not_in_memory(attacked):
@@ -279,7 +279,7 @@ def test_the_previous_students_results_are_not_in_memory(attacked):
 
 def test_kernel_objects_die_with_their_notebook(attacked):
     observer = attacked[1]["p-ipc-observe"]
-    assert observer.score == observer.max_score, _lost(observer)
+    assert full_marks(observer), _lost(observer)
 
 
 def test_messages_carry_no_formula_and_no_escape_sequence(attacked):
@@ -366,7 +366,7 @@ def survived(course, tmp_path_factory):
 def test_a_classmate_running_beside_or_after_an_attacker_is_untouched(survived):
     rc, results, _ = survived
     for student in ("b-victim", "d-victim", "e-victim"):
-        assert results[student].score == results[student].max_score, (student, _lost(results[student]))
+        assert full_marks(results[student]), (student, _lost(results[student]))
 
 
 def test_a_notebook_cannot_reach_its_worker(survived):
@@ -438,7 +438,7 @@ def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, tm
     assert rc == 3
     assert "died" in results["a-killed"].grader_error, results["a-killed"].grader_error
     assert "stopped answering" in results["b-stopped"].grader_error, results["b-stopped"].grader_error
-    assert results["c-victim"].score == results["c-victim"].max_score
+    assert full_marks(results["c-victim"])
     assert (out / "grades.csv").exists() and len(results) == 3
 
 
@@ -483,7 +483,7 @@ def test_huge_and_deeply_nested_files_get_one_line_each(course, tmp_path):
     assert rc == 0
     assert results["huge"].checks[0].message.startswith("not graded: refused: the file is 21.0 MB, over the 20 MB limit")
     assert results["nested"].checks[0].message.startswith("not graded: not a notebook: JSON nested too deeply")
-    assert results["odd"].score == results["odd"].max_score      # the source decides what is graded
+    assert full_marks(results["odd"])      # the source decides what is graded
 
 
 # --- no sandbox: refuse, or grade with every result saying so -------------------------------
@@ -502,7 +502,7 @@ def test_unsafe_no_sandbox_grades_and_every_result_says_so(course, tmp_path):
     _write(tmp_path / "class", "s", _solution(course))
     rc, results = _grade(tmp_path / "class", tmp_path / "out", "--unsafe-no-sandbox")
     result = results["s"]
-    assert rc == 0 and result.score == result.max_score
+    assert rc == 0 and full_marks(result)
     assert not result.sandboxed and any("WITHOUT a sandbox" in n for n in result.notes)
 
 
@@ -563,7 +563,7 @@ def test_an_ordinary_user_grades_in_a_user_namespace(course, tmp_path, ordinary_
         pytest.skip(f"user namespaces unavailable to an ordinary user here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr[-3000:]
     results = {s: r for (s, _), r in read_results(work / "out").items()}
-    assert results["honest"].score == results["honest"].max_score and results["honest"].sandboxed
+    assert full_marks(results["honest"]) and results["honest"].sandboxed
     assert results["cheat"].score == 0
     assert "No module named 'reference'" in results["cheat"].checks[0].message
     assert sys.executable  # (the grader ran with this interpreter)
@@ -582,7 +582,7 @@ def test_answers_that_lost_their_metadata_are_matched_by_content(course, tmp_pat
     _write(root, "blank", stripped(nbformat.read(course.exercise_path(LAB), as_version=4)))
     rc, results = _grade(root, out)
     solution, blank = results["solution"], results["blank"]
-    assert solution.score == solution.max_score, _lost(solution)
+    assert full_marks(solution), _lost(solution)
     assert any("matched to the exercise by content and order" in n for n in solution.notes)
     assert blank.score == 0
     assert all(m.startswith("not answered yet") for m in _lost(blank).values()), _lost(blank)
