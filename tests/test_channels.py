@@ -84,14 +84,17 @@ def test_gradescope_run_grades_solution_blank_and_planted_bug(course, autograder
         proc, doc = run_autograder(autograder_zip, tmp_path / who, {f"{LAB}.ipynb": texts[who]})
         assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
         tests = {t["name"]: t for t in doc["tests"]}
-        assert list(tests) == list(lab.checks)
-        lost = {name for name, t in tests.items() if t["status"] == "failed"}
+        assert list(tests) == list(lab.checks) + list(lab.written)       # a written answer: a person grades it
+        lost = {name for name, t in tests.items() if t.get("status") == "failed"}
         assert lost == expected_lost, (who, {n: tests[n]["output"] for n in lost})
-        assert doc["score"] == lab.max_points - sum(lab.checks[n] for n in expected_lost)
+        assert doc["score"] == sum(lab.checks.values()) - sum(lab.checks[n] for n in expected_lost)
         for name, t in tests.items():
-            assert t["max_score"] == lab.checks[name]
+            assert t["max_score"] == (lab.checks | lab.written)[name]
             assert t["visibility"] == (course.hidden_visibility if name in hidden else "visible")
-            assert (t["output"] == "passed") == (name not in expected_lost)
+            if name in lab.written:
+                assert "status" not in t and t["score"] == 0
+            else:
+                assert (t["output"] == "passed") == (name not in expected_lost)
         assert doc["execution_time"] > 0 and "graded without the sandbox" not in doc["output"]
         assert str(tmp_path) not in json.dumps(doc)            # no server path reaches the student
     assert "expected" in tests["softmax"]["output"] and len(tests["softmax"]["output"].splitlines()) <= 2
@@ -125,7 +128,7 @@ def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tm
     proc, doc = run_autograder(autograder_zip, tmp_path / "forge",
                                {f"{LAB} (2).ipynb": dumps(forged), "scratch.ipynb": course.exercise_path(LAB).read_text()})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert doc["score"] == 0 and len(doc["tests"]) == len(lab.checks)
+    assert doc["score"] == 0 and len(doc["tests"]) == len(lab.checks) + len(lab.written)
     assert f"graded {LAB} (2).ipynb; also uploaded, not graded: scratch.ipynb" in doc["output"]
 
 
@@ -141,7 +144,7 @@ def test_gradescope_without_a_sandbox_grades_nothing(course, autograder_zip, tmp
                                {f"{LAB}.ipynb": course.solution_path(LAB).read_text()}, path_first=fake)
     assert proc.returncode == 3 and "nothing graded" in proc.stderr
     assert doc["score"] == 0 and "could not isolate your notebook" in doc["output"]
-    assert {t["status"] for t in doc["tests"]} == {"failed"} and len(doc["tests"]) == len(course.lab(LAB).checks)
+    assert {t["status"] for t in doc["tests"]} == {"failed"} and len(doc["tests"]) == len(course.lab(LAB).checks) + len(course.lab(LAB).written)
 
 
 def test_cli_gradescope(tmp_path):
@@ -210,7 +213,7 @@ def test_classroom_workflow_commands_give_the_public_points(course, template, tm
     outcomes = run_workflow(template, notebooks(course)[who], tmp_path)
     assert set(outcomes) == set(lab.checks)
     earned = sum(lab.checks[name] for name, (code, _) in outcomes.items() if code == 0)
-    assert earned == (lab.max_points if who == "solution" else 0), outcomes
+    assert earned == (sum(lab.checks.values()) if who == "solution" else 0), outcomes   # written answers: by hand
     for name, (code, line) in outcomes.items():
         assert line.startswith(f"{name}: ") and len(line.splitlines()) == 1
         if who == "blank":

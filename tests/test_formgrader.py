@@ -90,10 +90,10 @@ def test_formgrader_lists_the_scores_and_renders_the_autograded_notebook(course,
     status, text = request(server, f"/formgrader/api/submitted_notebooks/{LAB}/{LAB}")
     assert status == 200
     notebooks = {n["student"]: n for n in json.loads(text)}
-    max_points = course.lab(LAB).max_points
-    assert (notebooks["ann"]["score"], notebooks["ann"]["max_score"], notebooks["ann"]["failed_tests"]) == (max_points, max_points, False)
+    max_points, automatic = course.lab(LAB).max_points, sum(course.lab(LAB).checks.values())
+    assert (notebooks["ann"]["score"], notebooks["ann"]["max_score"], notebooks["ann"]["failed_tests"]) == (automatic, max_points, False)
     assert (notebooks["bob"]["score"], notebooks["bob"]["failed_tests"]) == (0, True)
-    assert not notebooks["ann"]["needs_manual_grade"]
+    assert notebooks["ann"]["needs_manual_grade"] == bool(course.lab(LAB).written)     # the written answer waits for a TA
     status, page = request(server, f"/formgrader/submissions/{notebooks['bob']['id']}/")
     assert status == 200
     assert all(f"check_{name}" in page for name in course.lab(LAB).checks)
@@ -113,7 +113,7 @@ def test_a_manual_score_entered_in_formgrader_reaches_the_next_reports(course, g
 
     proc = _grade(graded / "class", graded / "out")          # nothing changed: nothing regraded
     assert proc.returncode == 0 and "unchanged since the last run" in proc.stderr, proc.stderr[-2000:]
-    expected = course.lab(LAB).max_points - first["max_score"] + 0.5
+    expected = sum(course.lab(LAB).checks.values()) - first["max_score"] + 0.5
     totals = list(csv.reader(io.StringIO((graded / "out" / "totals.csv").read_text())))
     assert totals[2] == ["ann", f"{expected:g}", f"{expected:g}"]
     assert "changed by hand" in (graded / "out" / "feedback" / "ann" / LAB / f"{LAB}.html").read_text()

@@ -127,7 +127,7 @@ def test_late_work_loses_the_share_course_yml_says(course):
     def graded(submitted_at, on=strict):
         r = Result("s", LAB, "x", [CheckResult(n, p, p) for n, p in lab.checks.items()], submitted_at=submitted_at)
         return submission_facts(r, Path(f"/nowhere/{LAB}.ipynb"), on)
-    full = lab.max_points
+    full = sum(lab.checks.values())
     assert graded("2026-12-10T14:59:59+00:00").score == full and graded("").score == full      # on time; no time known
     late = graded("2026-12-11T18:00:00+00:00")                                                   # 1 day 3 h: 2 started days
     assert late.late_penalty == round(0.2 * full, 2) and late.score == pytest.approx(0.8 * full)
@@ -195,6 +195,6 @@ def test_nbgrader_exchange_round_trip_with_the_shipped_config(course, tmp_path):
     proc = nbgrader(tmp_path / "nbgrader-feedback", "generate_feedback", LAB)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     page = (tmp_path / "nbgrader-feedback" / "feedback" / alice / LAB / f"{LAB}.html").read_text()
-    max_points = course.lab(LAB).max_points
-    assert f"Score: {max_points:.1f} / {max_points:.1f}" in page                 # the gradebook's total
+    max_points, automatic = course.lab(LAB).max_points, sum(course.lab(LAB).checks.values())
+    assert f"Score: {automatic:.1f} / {max_points:.1f}" in page                  # the gradebook's total (written: by hand)
     assert page.count("passed") == len(course.lab(LAB).checks) and "BEGIN HIDDEN" not in page

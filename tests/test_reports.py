@@ -36,8 +36,8 @@ def test_totals_are_one_row_per_student_in_the_shape_an_lms_imports(course):
     other = Result("bob", second.id, "z.ipynb", [CheckResult(n, p, p) for n, p in second.checks.items()])
     rows = list(csv.reader(io.StringIO(totals_csv([full, lost, other], [lab.id for lab in course.labs]))))
     assert rows[0] == ["Student", first.id, second.id, "Total"]
-    assert rows[1] == ["Points Possible", f"{first.max_points:g}", f"{second.max_points:g}",
-                       f"{first.max_points + second.max_points:g}"]
+    assert rows[1] == ["Points Possible", f"{full.max_score:g}", f"{other.max_score:g}",      # the results' (here: checks only)
+                       f"{full.max_score + other.max_score:g}"]
     assert rows[2] == ["ada", f"{full.score:g}", "", f"{full.score:g}"]            # not handed in: empty, not 0
     assert rows[3] == ["bob", f"{lost.score:g}", f"{other.score:g}", f"{lost.score + other.score:g}"]
 
@@ -186,7 +186,10 @@ def test_a_regrade_keeps_what_a_ta_entered_and_records_the_submission_time(cours
     with Gradebook(f"sqlite:///{db}") as gb:
         submission = gb.find_submission(lost.lab, "bob")
         assert str(submission.timestamp) == "2026-12-01 10:00:00.250000"
-        assert not submission.needs_manual_grade and all(not nb.needs_manual_grade for nb in submission.notebooks)
+        # only the written answers wait for a person, never an autograded cell
+        assert submission.needs_manual_grade == bool(course.labs[0].written)
+        assert not any(gb.find_grade(f"check_{n}", lost.lab, lost.lab, "bob").needs_manual_grade for n in course.labs[0].checks)
+        assert all(gb.find_grade(f"written_{n}", lost.lab, lost.lab, "bob").needs_manual_grade for n in course.labs[0].written)
         assert submission.notebooks[0].late_submission_penalty == 0.5
         grade = gb.find_grade(first, lost.lab, lost.lab, "bob")
         grade.manual_score, grade.extra_credit = 1.5, 0.5                   # a TA, in formgrader
@@ -276,7 +279,7 @@ def test_class_report_shows_each_lab_the_hardest_checks_and_the_slowest_notebook
     page = _Page()
     page.feed(class_report_html([full, lost, missing, other], "CNN: class report"))
     labs = page.tables["labs"]
-    assert labs[1][:4] == [first.id, "2", "1", f"{(full.score + lost.score) / 2:.1f} / {first.max_points:g}"]
+    assert labs[1][:4] == [first.id, "2", "1", f"{(full.score + lost.score) / 2:.1f} / {full.max_score:g}"]
     assert labs[1][5:] == ["1", "0", "0"] and labs[2][:3] == [second.id, "1", "0"] and labs[2][6] == "1"
     rates = page.tables["check-rates"][1:]
     assert rates[0] == [first.id, names[0], "50%"] and all(r[2] == "100%" for r in rates[1:len(names)])

@@ -46,7 +46,7 @@ def test_a_killed_run_resumes_where_it_stopped(course, tmp_path):
     assert set(after) == {"s0", "s1", "s2"}
     assert all(after[s] == first[s] for s in first)  # finished results were not redone
     rows = (out / "grades.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * len(course.lab(LAB).checks)
+    assert len(rows) == 1 + 3 * (len(course.lab(LAB).checks) + len(course.lab(LAB).written))
 
 
 def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path):
