@@ -57,7 +57,7 @@ def attacked(course, tmp_path_factory):
 
 
 def _lost(result):
-    return {c.name: c.message for c in result.checks if not c.passed}
+    return {c.name: c.message for c in result.checks if not c.passed and not c.pending}     # written: by hand
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))

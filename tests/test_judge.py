@@ -171,7 +171,7 @@ GOLDEN = (
 
 
 def _lost(result) -> dict[str, str]:
-    return {c.name: c.message for c in result.checks if not c.passed}
+    return {c.name: c.message for c in result.checks if not c.passed and not c.pending}     # written: by hand
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def graded(course, tmp_path_factory):
 def test_a_blank_notebook_that_attacks_the_grader_scores_zero(graded, attack):
     result = graded[attack]
     assert not result.grader_error
-    assert result.score == 0 and len(_lost(result)) == len(result.checks)
+    assert result.score == 0 and len(_lost(result)) == len([c for c in result.checks if not c.pending])
 
 
 @pytest.mark.parametrize("attack", sorted(ON_WRONG))

@@ -104,7 +104,7 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
     assert full_marks(bob) and bob.submitted_at == "2026-12-01T09:59:30.500000+00:00"
     assert full_marks(cy) and any("its name differs" in n for n in cy.notes)
     totals = (out / "totals.csv").read_text().splitlines()
-    assert totals[2:] == [f"bob,{bob.max_score:g},{bob.max_score:g}", f"cy,{cy.max_score:g},{cy.max_score:g}",
+    assert totals[2:] == [f"bob,{bob.score:g},{bob.score:g}", f"cy,{cy.score:g},{cy.score:g}",
                           "dee,0,0"]                                          # on the roster, nothing handed in
     grades = (out / "grades.csv").read_text()
     assert grades.count("dee,tensors,") == len(course.lab(LAB).checks) and "not handed in" in grades
