@@ -159,7 +159,7 @@ def test_a_memory_bomb_is_stopped(source, tmp_path_factory):
 
 
 def test_a_megabyte_of_output_costs_nothing(graded):
-    assert graded[0]["megabyte-output"]["score"] == graded[0]["megabyte-output"]["max_score"]
+    assert graded[0]["megabyte-output"]["score"] == graded[0]["megabyte-output"]["max_score"] - graded[0]["megabyte-output"]["pending_points"]
 
 
 def test_deleted_answer_cell(graded):
@@ -169,7 +169,7 @@ def test_deleted_answer_cell(graded):
 
 
 def test_tests_and_points_are_restored_from_the_source(graded, course):
-    assert graded[0]["deleted-test"]["score"] == graded[0]["deleted-test"]["max_score"]
+    assert graded[0]["deleted-test"]["score"] == graded[0]["deleted-test"]["max_score"] - graded[0]["deleted-test"]["pending_points"]
     for student in ("edited-test", "edited-points"):
         result = graded[0][student]
         assert result["score"] == 0 and result["max_score"] == course.lab(LAB).max_points
@@ -177,16 +177,16 @@ def test_tests_and_points_are_restored_from_the_source(graded, course):
 
 
 def test_stderr_and_warnings_never_cost_points(graded):
-    assert graded[0]["stderr-noise"]["score"] == graded[0]["stderr-noise"]["max_score"]
+    assert graded[0]["stderr-noise"]["score"] == graded[0]["stderr-noise"]["max_score"] - graded[0]["stderr-noise"]["pending_points"]
 
 
 def test_cells_the_student_added_are_kept(graded):
-    assert graded[0]["extra-cell"]["score"] == graded[0]["extra-cell"]["max_score"]
+    assert graded[0]["extra-cell"]["score"] == graded[0]["extra-cell"]["max_score"] - graded[0]["extra-cell"]["pending_points"]
 
 
 def test_an_old_format_notebook_is_graded(graded):
     result = graded[0]["v3-format"]   # the solution saved as nbformat 3: read as v4, full marks
-    assert result["score"] == result["max_score"] and not result["grader_error"]
+    assert result["score"] == result["max_score"] - result["pending_points"] and not result["grader_error"]
 
 
 def test_the_class_report_lists_everyone(graded):

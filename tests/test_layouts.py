@@ -107,7 +107,7 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
     assert totals[2:] == [f"bob,{bob.score:g},{bob.score:g}", f"cy,{cy.score:g},{cy.score:g}",
                           "dee,0,0"]                                          # on the roster, nothing handed in
     grades = (out / "grades.csv").read_text()
-    assert grades.count("dee,tensors,") == len(course.lab(LAB).checks) and "not handed in" in grades
+    assert grades.count("dee,tensors,") == len(course.lab(LAB).checks) + len(course.lab(LAB).written) and "not handed in" in grades
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"   # nbgrader runs alembic
     from nbgrader.api import Gradebook, MissingEntry
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:   # as nbgrader keeps missing work: a student, no submission
