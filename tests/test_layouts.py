@@ -182,7 +182,7 @@ def test_nbgrader_exchange_round_trip_with_the_shipped_config(course, tmp_path):
     # nbgrader's own tools on what course grade wrote: the autograded notebook, our feedback page
     # released through the exchange and fetched by the student, and nbgrader's generate_feedback
     autograded = nbformat.read(out / "autograded" / alice / LAB / f"{LAB}.ipynb", as_version=4)
-    checks = [c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    checks = [c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
     assert [c.outputs[0].text.strip() for c in checks] == ["passed"] * len(course.lab(LAB).checks)
     assert not [c for c in checks if "HIDDEN" in c.source]
     proc = nbgrader(out, "release_feedback", LAB)
