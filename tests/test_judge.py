@@ -227,7 +227,7 @@ def test_the_kernel_engine_probes_with_a_check_process_too(course, tmp_path):
     (tmp_path / "thief" / "backprop.ipynb").write_text(dumps(_append(blank, "worked_example", STEAL)))
     results, _ = grade_class(tmp_path, course, ["backprop"], jobs=1, engine="kernel")
     assert not results[0].grader_error and results[0].score == 0
-    assert all("expected" in c.message for c in results[0].checks), [c.message for c in results[0].checks]
+    assert all("expected" in c.message for c in results[0].checks if not c.pending), [c.message for c in results[0].checks]
 
 
 def test_the_check_process_is_out_of_the_notebooks_reach(graded):
