@@ -93,10 +93,14 @@ def _mnist_split_tensors(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tenso
     import json
 
     X, y = _mnist_5k()                                    # X float64 [5000, 784] in 0..255, y [5000]
-    try:
-        shipped = json.loads(SHIPPED_SPLIT.read_text()) if seed == 0 else None
-        indices = {name: np.asarray(shipped[name], dtype=np.int64) for name in MNIST_SPLIT_SIZES}
-    except (OSError, ValueError, TypeError, KeyError):
+    indices = None
+    if seed == 0:
+        try:
+            shipped = json.loads(SHIPPED_SPLIT.read_text())
+            indices = {name: np.asarray(shipped[name], dtype=np.int64) for name in MNIST_SPLIT_SIZES}
+        except (OSError, ValueError, TypeError, KeyError):
+            pass                                          # no readable file: compute it
+    if indices is None:
         indices = _split_indices(seed, y)
     out = {}
     for name, idx in indices.items():

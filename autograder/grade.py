@@ -322,10 +322,10 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
                 else:
                     check.message = _("accuracy {accuracy} on the hidden test split ({threshold})").format(
                         accuracy=f"{accuracy:.3f}", threshold=at_least(threshold))
-        message = "" if failed is None else _("{what}: expected {expected}, got {got}").format(
-            what=what, expected=failed[0], got=failed[1]) + f" — {failed[2]}"
-        if message:
-            check.points, check.message = 0, message
+        if failed is not None:
+            check.points = 0
+            check.message = _("{what}: expected {expected}, got {got}").format(
+                what=what, expected=failed[0], got=failed[1]) + f" — {failed[2]}"
     return result
 
 

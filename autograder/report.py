@@ -159,16 +159,19 @@ def leaderboard(results: list[Result]) -> dict[tuple[str, str], list[tuple[int, 
     ranked = {}
     for key, rows in boards.items():
         rows.sort(key=lambda m: (-m[0], -m[1].score, m[1].student))
-        ranked[key] = [(next(i for i, (v, _) in enumerate(rows, 1) if v == value), value, r) for value, r in rows]
+        ranks = []
+        for i, (value, r) in enumerate(rows, 1):
+            ranks.append((ranks[-1][0] if ranks and ranks[-1][1] == value else i, value, r))
+        ranked[key] = ranks
     return ranked
 
 
-def leaderboard_csv(results: list[Result]) -> str:
-    """Every measured check's ranking, one row per submission."""
+def leaderboard_csv(boards: dict[tuple[str, str], list[tuple[int, float, Result]]]) -> str:
+    """Every measured check's ranking (`leaderboard`), one row per submission."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, LEADERBOARD_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for (lab, check), ranked in leaderboard(results).items():
+    for (lab, check), ranked in boards.items():
         for rank, value, r in ranked:
             writer.writerow({"lab": lab, "check": check, "rank": rank, "student": _cell(r.student),
                              "accuracy": f"{value:.4f}", "score": f"{r.score:g}", "max_score": f"{r.max_score:g}"})
@@ -355,9 +358,9 @@ def write_reports(out: Path, results: list[Result], titles: dict[str, str] | Non
     atomic_write(out / "grades.csv", grades_csv(results))
     atomic_write(out / "totals.csv", totals_csv(results, list(titles or {}) or sorted({r.lab for r in results})))
     atomic_write(out / "junit.xml", junit_xml(results))
-    board = leaderboard_csv(results)
-    if board.count("\n") > 1:
-        atomic_write(out / "leaderboard.csv", board)
+    boards = leaderboard(results)
+    if boards:
+        atomic_write(out / "leaderboard.csv", leaderboard_csv(boards))
     else:
         (out / "leaderboard.csv").unlink(missing_ok=True)
     if results and class_report:
