@@ -104,11 +104,11 @@ def _write_idx(path, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def hidden_root(tmp_path_factory):
-    """A private test set in torchvision's MNIST layout: the embedded test digits shifted by one
-    pixel (so they are not the public ones), 300 of them."""
+    """A private test set in torchvision's MNIST layout: 300 of the embedded test digits, 10 %
+    dimmer (so they are not the public ones; an MLP is not robust to shifted digits)."""
     from autograder.data import mnist_splits
     X, y = mnist_splits()["test"].tensors
-    images = (np.roll(X[:300, 0].numpy(), 1, axis=2) * 255).round()
+    images = (X[:300, 0].numpy() * 0.9 * 255).round()
     root = tmp_path_factory.mktemp("hidden")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -117,9 +117,11 @@ def hidden_root(tmp_path_factory):
     return root
 
 
-# A LeNet5 that always answers 0, and zeroes every label the notebook's process holds: the
-# visible validation check, counted in the notebook, is fooled; the hidden split is not.
-CHEAT = bug("cheat", "LeNet5", "return self.fc3(x)", "return self.fc3(x) * 0", {"accuracy"})
+# The training lab's MLP (the quickest scored lab to grade) that always answers 0, and zeroes
+# every label the notebook's process holds: the visible validation check, counted in the
+# notebook, is fooled; the hidden split is not.
+SCORED_LAB, MODEL = "training", "MLP"
+CHEAT = bug("cheat", MODEL, "return self.fc3(x)", "return self.fc3(x) * 0", {"accuracy"})
 ZERO_LABELS = ("import autograder.data as _data\n"
                "for _images, _labels in _data._mnist_split_tensors(0).values():\n"
                "    _labels.zero_()")
@@ -129,7 +131,7 @@ ZERO_LABELS = ("import autograder.data as _data\n"
 # (the scorer of an unsandboxed grader could): in the sandbox the file is not there.
 PEEK = """
 _LABELS = {labels!r}
-_forward = LeNet5.forward
+_forward = MLP.forward
 def _peek(self, x):
     import os, torch
     if os.path.exists(_LABELS) and not self.training:
@@ -138,7 +140,7 @@ def _peek(self, x):
         y = torch.tensor(list(open(_LABELS, 'rb').read()[8 + start:8 + start + len(x)]))
         return torch.nn.functional.one_hot(y, 10).float()
     return _forward(self, x)
-LeNet5.forward = _peek
+MLP.forward = _peek
 """
 
 
@@ -146,15 +148,15 @@ LeNet5.forward = _peek
 def scored(course, hidden_root, tmp_path_factory):
     # also: a GPU the grader lacks, required by course.yml
     private = dataclasses.replace(course, data_hidden=str(hidden_root), gpu="required")
-    solution = nbformat.read(course.solution_path("lenet"), as_version=4)
-    root = tmp_path_factory.mktemp("lenet")
+    solution = nbformat.read(course.solution_path(SCORED_LAB), as_version=4)
+    root = tmp_path_factory.mktemp(SCORED_LAB)
     peek = PEEK.format(labels=str(hidden_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"))
-    notebooks = {"honest": solution, "cheat": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS),
-                 "peek": _append(plant(solution, CHEAT), "LeNet5", ZERO_LABELS + "\n" + peek)}
+    notebooks = {"honest": solution, "cheat": _append(plant(solution, CHEAT), MODEL, ZERO_LABELS),
+                 "peek": _append(plant(solution, CHEAT), MODEL, ZERO_LABELS + "\n" + peek)}
     for student, nb in notebooks.items():
         (root / student).mkdir()
-        (root / student / "lenet.ipynb").write_text(dumps(nb))
-    results, _ = grade_class(root, private, ["lenet"], jobs=2)
+        (root / student / f"{SCORED_LAB}.ipynb").write_text(dumps(nb))
+    results, _ = grade_class(root, private, [SCORED_LAB], jobs=2)
     return {r.student: {c.name: c for c in r.checks} for r in results}
 
 
@@ -172,8 +174,8 @@ def test_required_gpu_on_a_grader_without_cuda_costs_exactly_the_gpu_point(score
 
 
 def _at_chance(course, message):
-    threshold = course.lab("lenet").thresholds["accuracy"]
-    return re.match(rf"LeNet5 accuracy on the (hidden test|validation) split: expected ≥ {threshold:g}, got 0.1", message)
+    threshold = course.lab(SCORED_LAB).thresholds["accuracy"]
+    return re.match(rf"{MODEL} accuracy on the (hidden test|validation) split: expected ≥ {threshold:g}, got 0.1", message)
 
 
 def test_labels_changed_in_the_notebook_do_not_count(scored, course):
