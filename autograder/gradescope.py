@@ -200,7 +200,7 @@ def run(root: Path) -> int:
         except SubmissionError as e:
             (submissions / f"{lab.id}.ipynb").write_bytes(b"")
             notes.append(str(e))
-        options = GradeOptions([lab.id], jobs=1, sandboxed=sandboxed, gradebook=False, device="auto")
+        options = GradeOptions([lab.id], jobs=1, sandboxed=sandboxed, gradebook=False, reports=False, device="auto")
         graded = grade_to_folder(submissions.parent, course, Path(tmp, "out"), options)
     result = graded.results[0]
     doc = results_json(result, spec, course.hidden_visibility, notes, sandboxed)

@@ -37,6 +37,8 @@ class GradeOptions:
     sandboxed: bool = True
     force: bool = False
     gradebook: bool = True
+    reports: bool = True            # False: the signed results only, no report or gradebook (a Gradescope
+                                    # run writes its own results.json; `course merge` needs no more)
     roster: Path | None = None      # the class list: whoever has no submission gets 0, marked missing
     shard: tuple[int, int] | None = None   # grade only slice K of N (`course merge` joins the slices)
     cluster: object = None                 # a Dask scheduler's address, "local" (autograder.cluster), or a Client
@@ -52,7 +54,7 @@ class ClassGrades:
 def grade_to_folder(submissions: Path, course: Course, out: Path, options: GradeOptions = GradeOptions(),
                     progress=None, found: tuple[list, list[str]] | None = None) -> ClassGrades:
     """Grade every submission under `submissions` into `out`: one signed result per submission
-    as soon as it is known, then the class reports and the gradebook. `progress(result)` is
+    as soon as it is known, then (with `options.reports`) the class reports and the gradebook. `progress(result)` is
     called for each result. Reuses unchanged results unless `options.force`. `found`: what
     `find_submissions` returned for these options, where the caller has it (the class is walked once)."""
     from .report import read_results, write_outputs, write_result
@@ -88,7 +90,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         for result in results:
             if not result.handed_in:        # kept with the others, so that `course merge` has them too
                 write_result(out, result)
-    results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
+    if options.reports:
+        results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
     return ClassGrades(results, warnings, reused)
 
 

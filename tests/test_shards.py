@@ -28,7 +28,8 @@ def runs(course, tmp_path_factory):
     (root / "roster.txt").write_text("\n".join([*STUDENTS, "zed"]) + "\n")      # zed hands in nothing
     options = dict(lab_ids=[LAB], jobs=2, roster=root / "roster.txt")
     one = grade_to_folder(root / "class", course, root / "one", GradeOptions(**options))
-    shards = [grade_to_folder(root / "class", course, root / f"shard{k}", GradeOptions(**options, shard=(k, 2)))
+    # a slice needs only its signed results for `course merge`: no reports
+    shards = [grade_to_folder(root / "class", course, root / f"shard{k}", GradeOptions(**options, shard=(k, 2), reports=False))
               for k in (1, 2)]
     merged = merge_folders(root / "merged", [root / "shard1", root / "shard2"], course)
     return root, one, shards, merged
@@ -52,6 +53,8 @@ def test_merged_reports_equal_one_run_and_nothing_is_regraded(runs):
         source = graded[r.student, r.lab]
         assert (r.seconds, r.fingerprint, r.checks) == (source.seconds, source.fingerprint, source.checks)
     assert merged.warnings == [] and (root / "merged" / "gradebook.db").is_file()
+    for report in ("grades.csv", "class_report.html", "feedback", "gradebook.db"):               # reports=False
+        assert not (root / "shard1" / report).exists() and (root / "merged" / report).exists(), report
     assert [(r.student, r.score) for r in merged.results] == [(r.student, r.score) for r in one.results]
 
 
