@@ -50,8 +50,9 @@ def _grade(args, course) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     found = find_submissions(Path(args.submissions), course, args.lab, shard)      # the class, walked once
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
-                           args.device, not args.unsafe_no_sandbox, args.force, not args.no_gradebook,
-                           Path(args.roster) if args.roster else None, shard, args.cluster)
+                           args.device, sandboxed=not args.unsafe_no_sandbox, force=args.force,
+                           gradebook=not args.no_gradebook, roster=Path(args.roster) if args.roster else None,
+                           shard=shard, cluster=args.cluster)
     with Progress(len(found[0]), "grading") as bar:
         graded = grade_to_folder(Path(args.submissions), course, out, options, progress=bar.update, found=found)
     results, warnings, reused = graded.results, graded.warnings, graded.reused

@@ -34,6 +34,7 @@ class GradeOptions:
     memory_mb: float | None = None
     engine: str = "fork"
     device: str | None = "auto"
+    _: dataclasses.KW_ONLY          # the switches below by name only: a new one cannot shift another
     sandboxed: bool = True
     force: bool = False
     gradebook: bool = True

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from autograder.cli import main
 from tests.conftest import ROOT
 
 LAB = "backprop"
@@ -49,18 +50,21 @@ def test_a_killed_run_resumes_where_it_stopped(course, tmp_path):
     assert len(rows) == 1 + 3 * (len(course.lab(LAB).checks) + len(course.lab(LAB).written))
 
 
-def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path):
+def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path, capsys):
     root, out = tmp_path / "class", tmp_path / "out"
     _class(course, root, 2)
-    assert _grade(root, out).returncode == 0
-    assert "(2 unchanged" in _grade(root, out).stderr
+
+    def grade(*extra) -> str:           # `course grade` in this process (no process to kill here): its stderr
+        capsys.readouterr()
+        assert main(["grade", str(root), "--out", str(out), "--lab", LAB, "--no-gradebook", *extra]) == 0
+        return capsys.readouterr().err
+    grade()
+    assert "(2 unchanged" in grade()
     blank = course.exercise_path(LAB).read_text()
     (root / "s1" / f"{LAB}.ipynb").write_text(blank)           # a new submission from s1
-    proc = _grade(root, out)
-    assert "(1 unchanged" in proc.stderr
+    assert "(1 unchanged" in grade()
     assert json.loads((out / "results" / "s1" / f"{LAB}.json").read_text())["score"] == 0
-    forced = _grade(root, out, "--force")
-    assert "not graded again" not in forced.stderr
+    assert "not graded again" not in grade("--force")
 
 
 def test_a_submission_the_grader_stopped_on_twice_is_set_aside(course, tmp_path):
