@@ -201,7 +201,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
     nothing of the notebook's processes is left); the worker enforces the time and memory limits."""
     import numpy as np
 
-    from .forked import HiddenMemory, cpu_budget, end_child, notebook_memory_mb, zygote
+    from .forked import HiddenMemory, cpu_budget, end_child, over_memory, zygote
     timeout, memory_mb = job["cell_timeout"], job.get("memory_mb")
     count = int(np.prod(header["shape"][:1]))
     task = {"path": str(path), "shape": header["shape"], "device": job.get("device", "cpu"),
@@ -219,7 +219,7 @@ def _predict(path: Path, header: dict, blob: bytes, job: dict, sandboxed: bool, 
                 error = f"scoring ran past its {timeout:g} s limit"
                 break
             try:
-                over = bool(memory_mb) and notebook_memory_mb(pid, sandboxed) > memory_mb
+                over = bool(memory_mb) and over_memory(pid, sandboxed, memory_mb)
             except HiddenMemory:
                 error = "the model hid its memory from the grader (PR_SET_DUMPABLE 0)"
                 break

@@ -193,3 +193,36 @@ def test_the_class_report_lists_everyone(graded):
     results, proc = graded
     for student in results:
         assert student in proc.stdout
+
+
+def test_memory_is_counted_in_proportional_sizes_and_read_cheaply():
+    """The memory poll reads /proc/<pid>/status (microseconds) and smaps_rollup (tens of ms for a
+    process that imported torch) only where the resident size, which bounds the proportional
+    one, passes the limit: a fork sharing this process's pages counts half of them, as before."""
+    import os
+    import signal
+    import time
+
+    import torch  # noqa: F401  (pages worth sharing)
+
+    from autograder import forked
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        time.sleep(60)
+        os._exit(0)
+    try:
+        time.sleep(0.2)
+        resident, proportional = forked._resident_mb(pid), forked._memory_mb(pid)
+        assert proportional < 0.7 * resident, (proportional, resident)     # pages shared with this process
+        reads = []
+        exact = forked._memory_mb
+        forked._memory_mb = lambda p: reads.append(p) or exact(p)
+        try:
+            assert not forked.over_memory(pid, False, resident * 2) and reads == []          # the bound settles it
+            assert not forked.over_memory(pid, False, (resident + proportional) / 2) and reads == [pid]
+            assert forked.over_memory(pid, False, proportional / 2)
+        finally:
+            forked._memory_mb = exact
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
