@@ -55,8 +55,8 @@ class ClassGrades:
 def grade_to_folder(submissions: Path, course: Course, out: Path, options: GradeOptions = GradeOptions(),
                     progress=None, found: tuple[list, list[str]] | None = None) -> ClassGrades:
     """Grade every submission under `submissions` into `out`: one signed result per submission
-    as soon as it is known, then (with `options.reports`) the class reports and the gradebook. `progress(result)` is
-    called for each result. Reuses unchanged results unless `options.force`. `found`: what
+    as soon as it is known, then (with `options.reports`) the class reports and the gradebook.
+    `progress(result)` is called for each result. Reuses unchanged results unless `options.force`. `found`: what
     `find_submissions` returned for these options, where the caller has it (the class is walked once)."""
     from .report import read_results, write_outputs, write_result
     if options.memory_mb is not None:

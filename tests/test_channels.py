@@ -76,33 +76,41 @@ def test_gradescope_zip_holds_the_grader_for_one_lab_and_no_student_file(course,
     assert spec["hidden"], "the test wants a lab whose checks have hidden tests"
 
 
-def test_gradescope_run_grades_solution_blank_and_planted_bug(course, autograder_zip, tmp_path):
+def _graded_as(course, doc: dict, expected_lost: set[str], tmp_path: Path) -> dict:
+    """Asserts that results.json lost exactly `expected_lost`, shows each check as course.yml
+    says, and names no server path; returns its tests by name."""
     lab = course.lab(LAB)
-    texts = notebooks(course)
     hidden = set(hidden_checks(course, lab))
-    for who, expected_lost in (("solution", set()), ("blank", set(lab.checks)), ("bug", {"softmax"})):
+    tests = {t["name"]: t for t in doc["tests"]}
+    assert list(tests) == list(lab.checks) + list(lab.written)       # a written answer: a person grades it
+    lost = {name for name, t in tests.items() if t.get("status") == "failed"}
+    assert lost == expected_lost, {n: tests[n]["output"] for n in lost}
+    assert doc["score"] == sum(lab.checks.values()) - sum(lab.checks[n] for n in expected_lost)
+    for name, t in tests.items():
+        assert t["max_score"] == (lab.checks | lab.written)[name]
+        assert t["visibility"] == (course.hidden_visibility if name in hidden else "visible")
+        if name in lab.written:
+            assert "status" not in t and t["score"] == 0
+        else:
+            assert (t["output"] == "passed") == (name not in expected_lost)
+    assert doc["execution_time"] > 0 and "graded without the sandbox" not in doc["output"]
+    assert str(tmp_path) not in json.dumps(doc)            # no server path reaches the student
+    return tests
+
+
+def test_gradescope_run_grades_solution_and_planted_bug(course, autograder_zip, tmp_path):
+    """(A blank notebook: the forged one of the next test.)"""
+    texts = notebooks(course)
+    for who, expected_lost in (("solution", set()), ("bug", {"softmax"})):
         proc, doc = run_autograder(autograder_zip, tmp_path / who, {f"{LAB}.ipynb": texts[who]})
         assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-        tests = {t["name"]: t for t in doc["tests"]}
-        assert list(tests) == list(lab.checks) + list(lab.written)       # a written answer: a person grades it
-        lost = {name for name, t in tests.items() if t.get("status") == "failed"}
-        assert lost == expected_lost, (who, {n: tests[n]["output"] for n in lost})
-        assert doc["score"] == sum(lab.checks.values()) - sum(lab.checks[n] for n in expected_lost)
-        for name, t in tests.items():
-            assert t["max_score"] == (lab.checks | lab.written)[name]
-            assert t["visibility"] == (course.hidden_visibility if name in hidden else "visible")
-            if name in lab.written:
-                assert "status" not in t and t["score"] == 0
-            else:
-                assert (t["output"] == "passed") == (name not in expected_lost)
-        assert doc["execution_time"] > 0 and "graded without the sandbox" not in doc["output"]
-        assert str(tmp_path) not in json.dumps(doc)            # no server path reaches the student
+        tests = _graded_as(course, doc, expected_lost, tmp_path)
     assert "expected" in tests["softmax"]["output"] and len(tests["softmax"]["output"].splitlines()) <= 2
 
 
 def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tmp_path):
-    """Nothing to grade, a renamed notebook among others, and a notebook that writes full marks
-    into results.json: each gets an honest results.json."""
+    """Nothing to grade, a renamed notebook among others, and a blank notebook that writes full
+    marks into results.json: each gets an honest results.json (the blank one: every check lost)."""
     lab = course.lab(LAB)
     _, doc = run_autograder(autograder_zip, tmp_path / "none", {"notes.txt": "hello"})
     assert doc["score"] == 0 and f"upload {LAB}.ipynb" in doc["output"]
@@ -128,7 +136,7 @@ def test_gradescope_run_survives_what_students_upload(course, autograder_zip, tm
     proc, doc = run_autograder(autograder_zip, tmp_path / "forge",
                                {f"{LAB} (2).ipynb": dumps(forged), "scratch.ipynb": course.exercise_path(LAB).read_text()})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert doc["score"] == 0 and len(doc["tests"]) == len(lab.checks) + len(lab.written)
+    _graded_as(course, doc, set(lab.checks), tmp_path)
     assert f"graded {LAB} (2).ipynb; also uploaded, not graded: scratch.ipynb" in doc["output"]
 
 

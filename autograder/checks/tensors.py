@@ -52,9 +52,9 @@ def _first_difference(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, s
 
 
 def _iris() -> dict[str, np.ndarray]:
-    """load_iris()'s data (float64 [150, 4]), target (int [150]) and feature_names, read from the CSV file that
-    scikit-learn ships, without importing scikit-learn: its import (scipy's) costs 1.2 s in every
-    check process and judge."""
+    """load_iris()'s data (float64 [150, 4]), target (int [150]) and feature_names, read from
+    the CSV file that scikit-learn ships, without importing scikit-learn: its import (scipy's)
+    costs 1.2 s in every check process and judge."""
     from importlib.util import find_spec
 
     origin = find_spec("sklearn").origin            # finds the package without running it
