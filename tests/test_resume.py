@@ -56,7 +56,7 @@ def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path, capsys):
 
     def grade(*extra) -> str:           # `course grade` in this process (no process to kill here): its stderr
         capsys.readouterr()
-        assert main(["grade", str(root), "--out", str(out), "--lab", LAB, "--no-gradebook", *extra]) == 0
+        assert main(["grade", str(root), "--out", str(out), "--lab", LAB, "--no-gradebook", "--jobs", "1", *extra]) == 0
         return capsys.readouterr().err
     grade()
     assert "(2 unchanged" in grade()

@@ -28,9 +28,9 @@ def runs(course, tmp_path_factory):
     (root / "roster.txt").write_text("\n".join([*STUDENTS, "zed"]) + "\n")      # zed hands in nothing
     options = dict(lab_ids=[LAB], jobs=2, roster=root / "roster.txt")
     one = grade_to_folder(root / "class", course, root / "one", GradeOptions(**options))
-    # a slice needs only its signed results for `course merge`: no reports
-    shards = [grade_to_folder(root / "class", course, root / f"shard{k}", GradeOptions(**options, shard=(k, 2), reports=False))
-              for k in (1, 2)]
+    # a slice (two or three notebooks: one worker) needs only its signed results for `course merge`: no reports
+    shards = [grade_to_folder(root / "class", course, root / f"shard{k}",
+                              GradeOptions(**{**options, "jobs": 1}, shard=(k, 2), reports=False)) for k in (1, 2)]
     merged = merge_folders(root / "merged", [root / "shard1", root / "shard2"], course)
     return root, one, shards, merged
 
