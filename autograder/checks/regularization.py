@@ -479,6 +479,11 @@ def augment(augment: Callable, size: int = 28, channels: int = 1) -> None:
 
 # --- k-fold cross-validation ----------------------------------------------------------------------
 
+def _fold_sizes(n: int, k: int) -> list[int]:
+    """scikit-learn's KFold sizes: n // k each, one more in the first n % k folds."""
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
 def _index_list(value: Any, what: str) -> list[int]:
     if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.dim() != 1:
         fail(what, _("a 1-D tensor of integer indices"), type(value).__name__ if not isinstance(value, torch.Tensor)
@@ -515,7 +520,7 @@ def kfold(kfold_indices: Callable) -> None:
                _("{m} validations of {u} distinct samples").format(m=len(every), u=len(set(every))),
                _("the folds must not overlap and must cover every sample"))
         sizes = [len(v) for v in vals]
-        expected = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        expected = _fold_sizes(n, k)
         expect(sizes == expected, _("{what}: fold sizes").format(what=what), str(expected), str(sizes),
                _("n // k each, and one more in the first n % k folds"))
         expect(vals[0] != list(range(sizes[0])) or vals[1] != list(range(sizes[0], sizes[0] + sizes[1])),
@@ -534,7 +539,7 @@ def kfold(kfold_indices: Callable) -> None:
 def _kfold_stand_in(n: int, k: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Given to cross_validate while its check runs: consecutive, unshuffled folds (valid folds,
     not kfold_indices' answer), so that a wrong kfold_indices costs only its own check."""
-    folds = list(torch.split(torch.arange(n), [n // k + (1 if i < n % k else 0) for i in range(k)]))
+    folds = list(torch.split(torch.arange(n), _fold_sizes(n, k)))
     return [(torch.cat(folds[:i] + folds[i + 1:]), folds[i]) for i in range(k)]
 
 
