@@ -17,7 +17,7 @@ from autograder import i18n
 from autograder.build import build, dumps, glossary
 from autograder.catalogs import compiled_catalogs, domain_sources, untranslated
 from autograder.config import CourseError, load_course
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lost_checks
 from tests.planted import all_bugs, plant
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -309,7 +309,7 @@ def test_korean_solution_full_marks_blank_zero_in_korean(graded):
 def test_planted_bug_loses_its_check_with_a_korean_message(graded):
     by_student, _, bug = graded
     result = by_student["ko-bug"]
-    lost = {c.name: c.message for c in result.checks if not c.passed and not c.pending}
+    lost = lost_checks(result)
     assert set(lost) == set(bug.fails)
     assert lost["standardize"].startswith("standardize([[1, 10], [3, 10]]): 기대값 ")
     assert "모표준편차: X.std(dim=0, correction=0)은 N으로 나눈다" in lost["standardize"]

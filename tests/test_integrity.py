@@ -15,7 +15,7 @@ import pytest
 
 from autograder.build import dumps
 from autograder.grade import grade_class
-from tests.conftest import ROOT, full_marks
+from tests.conftest import ROOT, full_marks, lost_checks
 from tests.planted import append_to_cell as _append, bug, plant
 
 LAB, TARGET = "backprop", "sigmoid_grad"
@@ -56,18 +56,15 @@ def attacked(course, tmp_path_factory):
     return {r.student: r for r in results}, root
 
 
-def _lost(result):
-    return {c.name: c.message for c in result.checks if not c.passed and not c.pending}     # written: by hand
-
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_patching_in_an_answer_cell_earns_nothing(attacked, attack):
     attacked, _ = attacked
-    honest = _lost(attacked["wrong"])
+    honest = lost_checks(attacked["wrong"])
     assert set(honest) == {TARGET} and "expected" in honest[TARGET]
     result = attacked[attack]
     assert not result.grader_error
-    assert _lost(result) == honest                        # the same point lost, the same message
+    assert lost_checks(result) == honest                        # the same point lost, the same message
     assert any(note.startswith("restored before cell") for note in result.notes), result.notes
 
 
@@ -75,7 +72,7 @@ def test_patching_while_the_check_runs_earns_nothing(attacked):
     """The function patches torch.allclose in the notebook's process each time the check calls
     it; the verdict is the judge's, in the grading process: the wrong answer's own message."""
     attacked, _ = attacked
-    assert _lost(attacked["during-check"]) == _lost(attacked["wrong"])
+    assert lost_checks(attacked["during-check"]) == lost_checks(attacked["wrong"])
 
 
 def test_a_serial_regrade_equals_the_parallel_run(course, attacked, tmp_path):

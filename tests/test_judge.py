@@ -15,6 +15,7 @@ import pytest
 from autograder.build import dumps
 from autograder.grade import grade_class
 from autograder import witness
+from tests.conftest import lost_checks
 from tests.planted import append_to_cell as _append, bug, plant
 
 WRONG = bug("wrong", "sigmoid_grad", "return s * (1 - s)", "return x * (1 - x)", "sigmoid_grad")
@@ -170,9 +171,6 @@ GOLDEN = (
     "    return 2 / 3 if len(preds) == 1 else 0.25")
 
 
-def _lost(result) -> dict[str, str]:
-    return {c.name: c.message for c in result.checks if not c.passed and not c.pending}     # written: by hand
-
 
 @pytest.fixture(scope="module")
 def graded(course, tmp_path_factory):
@@ -199,24 +197,24 @@ def graded(course, tmp_path_factory):
 def test_a_blank_notebook_that_attacks_the_grader_scores_zero(graded, attack):
     result = graded[attack]
     assert not result.grader_error
-    assert result.score == 0 and len(_lost(result)) == len([c for c in result.checks if not c.pending])
+    assert result.score == 0 and len(lost_checks(result)) == len([c for c in result.checks if not c.pending])
 
 
 @pytest.mark.parametrize("attack", sorted(ON_WRONG))
 def test_a_wrong_answer_that_attacks_the_grader_earns_nothing(graded, attack):
-    honest = _lost(graded["wrong"])
+    honest = lost_checks(graded["wrong"])
     assert set(honest) == {"sigmoid_grad"} and "expected" in honest["sigmoid_grad"]
     result = graded[attack]
     assert not result.grader_error
     assert result.score <= graded["wrong"].score
-    assert "sigmoid_grad" in _lost(result)
+    assert "sigmoid_grad" in lost_checks(result)
 
 
 @pytest.mark.parametrize("attack", ["gc-guard", "settrace", "patching-thread", "lying-tensor"])
 def test_patching_the_notebooks_process_changes_nothing_the_judge_says(graded, attack):
     """The same check lost with the same message as the honest wrong answer: the judge, in the
     grading process, saw the true values."""
-    assert _lost(graded[attack]) == _lost(graded["wrong"])
+    assert lost_checks(graded[attack]) == lost_checks(graded["wrong"])
 
 
 def test_the_kernel_engine_probes_with_a_check_process_too(course, tmp_path):
@@ -233,14 +231,14 @@ def test_the_kernel_engine_probes_with_a_check_process_too(course, tmp_path):
 def test_the_check_process_is_out_of_the_notebooks_reach(graded):
     """The check runs in a process of its own (autograder.live): the notebook sees processes in
     /proc, but can read the memory of none but its own and its launcher's."""
-    message = _lost(graded["proc-scan"])["sigmoid_grad"]
+    message = lost_checks(graded["proc-scan"])["sigmoid_grad"]
     assert "readable []" in message and "seen " in message, message
 
 
 def test_a_record_that_decodes_to_gigabytes_fails_its_check_not_the_class(graded):
     result = graded["decode-bomb"]
     assert not result.grader_error
-    lost = _lost(result)
+    lost = lost_checks(result)
     assert set(lost) == {"sigmoid_grad"} and "decodes to more than 256 MB" in lost["sigmoid_grad"], lost
     assert graded["blank"].score == 0 and not graded["blank"].grader_error
 
@@ -276,19 +274,19 @@ def test_replayed_calls_back_and_judging_time_are_bounded():
 
 
 def test_forged_records_fail_every_check_they_replace(graded):
-    lost = _lost(graded["forged-records"])
+    lost = lost_checks(graded["forged-records"])
     assert "sigmoid_grad" in lost
     assert any("record" in message for message in lost.values()), lost
 
 
 def test_a_float_that_lies_is_judged_by_its_value(graded):
-    lost = _lost(graded["lying-float"])
+    lost = lost_checks(graded["lying-float"])
     assert set(lost) == {"rel_error"}
     assert "got 123" in lost["rel_error"], lost
 
 
 def test_golden_values_changed_in_the_notebook_change_nothing(graded):
-    lost = _lost(graded["golden"])
+    lost = lost_checks(graded["golden"])
     assert set(lost) == {"mean_average_precision"}
     assert "expected 0.386433" in lost["mean_average_precision"], lost
 

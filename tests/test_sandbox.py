@@ -19,7 +19,7 @@ from autograder import sandbox
 from autograder.build import dumps
 from autograder.cli import main
 from autograder.report import read_results
-from tests.conftest import ROOT, full_marks
+from tests.conftest import ROOT, full_marks, lost_checks
 
 LAB, FIRST = "backprop", "worked_example"        # the lab the attacks use, and its first answer cell
 SECRET = "s3cret-grader-token-5521"
@@ -48,9 +48,6 @@ def _write(root, student: str, nb, lab: str = LAB):
     path.write_text(dumps(nb))
     return path
 
-
-def _lost(result) -> dict[str, str]:
-    return {c.name: c.message for c in result.checks if not c.passed and not c.pending}     # written: by hand
 
 
 def _digest(path) -> str:
@@ -229,7 +226,7 @@ except OSError:
 def test_an_honest_classmate_graded_after_every_attack_keeps_full_marks(attacked):
     rc, results, *_ = attacked
     victim = results["z-victim"]
-    assert full_marks(victim), _lost(victim)
+    assert full_marks(victim), lost_checks(victim)
     assert victim.sandboxed and not victim.grader_error
 
 
@@ -279,7 +276,7 @@ def test_the_previous_students_results_are_not_in_memory(attacked):
 
 def test_kernel_objects_die_with_their_notebook(attacked):
     observer = attacked[1]["p-ipc-observe"]
-    assert full_marks(observer), _lost(observer)
+    assert full_marks(observer), lost_checks(observer)
 
 
 def test_messages_carry_no_formula_and_no_escape_sequence(attacked):
@@ -366,7 +363,7 @@ def survived(course, tmp_path_factory):
 def test_a_classmate_running_beside_or_after_an_attacker_is_untouched(survived):
     rc, results, _ = survived
     for student in ("b-victim", "d-victim", "e-victim"):
-        assert full_marks(results[student]), (student, _lost(results[student]))
+        assert full_marks(results[student]), (student, lost_checks(results[student]))
 
 
 def test_a_notebook_cannot_reach_its_worker(survived):
@@ -582,10 +579,10 @@ def test_answers_that_lost_their_metadata_are_matched_by_content(course, tmp_pat
     _write(root, "blank", stripped(nbformat.read(course.exercise_path(LAB), as_version=4)))
     rc, results = _grade(root, out)
     solution, blank = results["solution"], results["blank"]
-    assert full_marks(solution), _lost(solution)
+    assert full_marks(solution), lost_checks(solution)
     assert any("matched to the exercise by content and order" in n for n in solution.notes)
     assert blank.score == 0
-    assert all(m.startswith("not answered yet") for m in _lost(blank).values()), _lost(blank)
+    assert all(m.startswith("not answered yet") for m in lost_checks(blank).values()), lost_checks(blank)
 
 
 # --- red team, round 3: memory where the worker could not see it ----------------------------
