@@ -103,22 +103,23 @@ def avg_pool2d(x: torch.Tensor, k: int, s: int | None = None) -> torch.Tensor:
 
 
 def conv_params(c_in: int, c_out: int, k: int) -> int:
-    """Learnable parameters of a k×k convolution from c_in to c_out channels (with bias).
+    """Learnable parameters (weights and biases) of a k×k convolution from c_in to c_out channels,
+    as `count_params(nn.Conv2d(c_in, c_out, k))` counts them. Returns a Python int.
 
-    Each of the c_out filters has c_in*k*k weights (it spans every input channel) and one bias:
-    c_out * (c_in*k*k + 1) (the lecture: 3 → 64 channels, 3×3: 64 * 28 = 1,792). The image size
-    does not appear: the same weights are shared by every position. Returns a Python int.
+    The lecture's step 1 (3 → 64 channels, 3×3) has 1,792.
     """
+    # each of the c_out filters spans every input channel (c_in*k*k weights) and has one bias;
+    # the image size does not appear: every position shares the same weights
     return c_out * (c_in * k * k + 1)
 
 
 def conv_macs(c_in: int, c_out: int, k: int, h_out: int, w_out: int) -> int:
-    """Multiply-accumulate operations of a k×k convolution producing c_out × h_out × w_out values.
+    """Multiply-accumulate operations of a k×k convolution from c_in channels producing
+    c_out × h_out × w_out values (the bias is an addition, not counted). Returns a Python int.
 
-    Every output value takes c_in*k*k multiplications (the bias is an addition, not counted):
-    c_out * h_out * w_out * c_in * k * k (the lecture: 64 * 128 * 128 * 27 = 28,311,552).
-    Returns a Python int.
+    The lecture's step 1 (3 → 64 channels, 3×3, output 128×128) takes 28,311,552.
     """
+    # every output value is a dot product of c_in*k*k weights with as many inputs
     return c_out * h_out * w_out * c_in * k * k
 
 
