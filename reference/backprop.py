@@ -78,10 +78,11 @@ def worked_example(lr: float = 0.01) -> dict:
 
 
 def mlp_forward(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Forward pass of Linear → Sigmoid → Linear, in `nn.Linear` layout.
+    """Forward pass of Linear → Sigmoid → Linear, by hand (no nn layers).
 
-    x: [N, D]; params: W1 [H, D], b1 [H], W2 [O, H], b2 [O].
-    Returns out: [N, O] where out = sigmoid(x @ W1.T + b1) @ W2.T + b2.
+    x: [N, D]; params: W1 [H, D], b1 [H], W2 [O, H], b2 [O], in `nn.Linear`'s layout.
+    Returns out: [N, O], what `nn.Sequential(nn.Linear(D, H), nn.Sigmoid(), nn.Linear(H, O))`
+    returns for x with these weights and biases.
     """
     h = torch.sigmoid(x @ params["W1"].T + params["b1"])  # [N, H]
     return h @ params["W2"].T + params["b2"]  # [N, O]
@@ -146,9 +147,10 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def sigmoid_grad(x: torch.Tensor) -> torch.Tensor:
-    """Derivative of the sigmoid at x: s * (1 - s) with s = sigmoid(x); same shape as x.
+    """Derivative of the sigmoid at every element of x; same shape as x.
 
-    Its maximum is 0.25 (at x = 0) and it goes to 0 for large |x|: finite for |x| = 1000.
+    Finite for any x, |x| = 1000 included (what autograd gives for torch.sigmoid).
     """
+    # d/dx 1 / (1 + e^-x) = e^-x / (1 + e^-x)^2 = s * (1 - s): written with s, no exp overflows
     s = torch.sigmoid(x)
     return s * (1 - s)
