@@ -60,10 +60,10 @@ class LeNet5(nn.Module):
     """LeNet-5 with ReLU and max pooling, for 1x28x28 digits.
 
     x: [N, 1, 28, 28] → logits [N, num_classes] (no softmax: CrossEntropyLoss applies it).
-    Submodules conv1, pool1, conv2, pool2, fc1, fc2, fc3 (checks hook each one):
-    conv1 [N, 6, 28, 28] (5x5, padding 2) → pool1 [N, 6, 14, 14] → conv2 [N, 16, 10, 10]
-    (5x5, no padding) → pool2 [N, 16, 5, 5] → flatten [N, 400] → fc1 [N, 120] → fc2 [N, 84]
-    → fc3 [N, num_classes]; ReLU after every conv and after fc1 and fc2. 61,706 parameters.
+    Submodules, in order (checks hook each one by name): conv1 (6 filters 5x5, padding 2),
+    pool1 (2x2 max), conv2 (16 filters 5x5, no padding), pool2 (2x2 max), then flattened,
+    fc1 (120 units), fc2 (84 units), fc3 (num_classes); ReLU after every conv and after fc1 and
+    fc2. Work out each layer's output shape and parameters in the table above (61,706 in all).
     """
 
     def __init__(self, num_classes: int = 10):
