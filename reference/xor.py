@@ -40,8 +40,8 @@ def make_single_layer() -> nn.Sequential:
 def make_xor_mlp() -> nn.Sequential:
     """The lecture's multilayer perceptron 2-10-10-10-1 with a Sigmoid after every layer.
 
-    Maps x: [N, 2] to probabilities [N, 1] in (0, 1). Parameters: 2*10+10 + 10*10+10 + 10*10+10
-    + 10*1+1 = 30 + 110 + 110 + 11 = 261.
+    Maps x: [N, 2] to probabilities [N, 1] in (0, 1), as one nn.Sequential of nn.Linear and
+    nn.Sigmoid layers.
     """
     return nn.Sequential(
         nn.Linear(2, 10),  # input -> hidden 1: 30 parameters
