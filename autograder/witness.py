@@ -56,6 +56,7 @@ MAX_ITEMS = 100_000        # items of one iterator, elements of one container
 BIG = 1 << 20              # elements: a larger result reaches the judge as its shape only (a meta
                            # tensor: full-size networks' weights, whose values no check reads)
 MAX_DEPTH = 32
+ARRAY_COPY_BYTES = 8 << 20  # an array the check handed over is watched through a copy up to this size
 MAX_DECODED = 256 << 20    # bytes the judge may make from one cell's record, repeats counted
 MAX_DECODED_ITEMS = 2_000_000   # values and container items the judge may make from one record
 MAX_CALLBACKS = 20_000     # calls back into the check the judge replays for one cell
@@ -393,8 +394,13 @@ def _container_signature(c: list | dict) -> tuple:
 
 
 def _array_signature(a: np.ndarray) -> tuple:
-    """An array's dtype, shape and a digest of its values (a student's code may write into it)."""
-    return a.dtype.str, a.shape, hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
+    """An array's dtype, shape and values (a student's code may write into it): a copy of its
+    bytes, compared at memcmp speed (it is taken before and after every call of the student's
+    code, for every array the check handed over), or a digest of them for a large array."""
+    data = np.ascontiguousarray(a).tobytes()
+    if len(data) > ARRAY_COPY_BYTES:
+        data = hashlib.blake2b(data, digest_size=16).digest()
+    return a.dtype.str, a.shape, data
 
 
 def watched_signature(value: Any) -> Any:

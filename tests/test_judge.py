@@ -395,6 +395,41 @@ def test_a_dict_changed_in_place_is_seen_by_the_judge():
     assert "modified in place" in here and judged == here
 
 
+def _array_writes(record) -> list:
+    """The changes a probe's record holds to arrays the check handed over ({"a": ...})."""
+    if isinstance(record, dict):
+        found = [change for change in record.get("ch", []) if "a" in change[1]]
+        return found + [w for v in record.values() for w in _array_writes(v)]
+    if isinstance(record, list):
+        return [w for v in record for w in _array_writes(v)]
+    return []
+
+
+@pytest.mark.parametrize("copy_bytes", [witness.ARRAY_COPY_BYTES, 0], ids=["copied", "digested"])
+def test_a_write_into_an_array_handed_over_calls_ago_is_recorded(monkeypatch, copy_bytes):
+    """Every array the check handed over is compared after each call of the student's code, not
+    only the call's own: lenet's zip_code hands over a canvas per call, and a reader that
+    scribbles into the canvas of the call before is seen each time (arrays up to
+    ARRAY_COPY_BYTES by a copy of their bytes, larger ones by a digest)."""
+    from reference.lenet import LeNet5, read_zip_code
+    from autograder.runtime import seed_everything
+    monkeypatch.setattr(witness, "ARRAY_COPY_BYTES", copy_bytes)
+    held = []
+
+    def scribbling_reader(canvas, model):
+        if held:
+            held[-1][0, 0] = 7 + len(held)        # into the previous call's canvas
+        held.append(canvas)
+        return read_zip_code(canvas, model)
+    seed_everything(0)
+    source = "checks.zip_code(read_zip_code, model, n_digits=25)"
+    namespace = {"read_zip_code": scribbling_reader, "model": LeNet5().eval()}
+    header, _ = witness.probe_cell("lenet", source, namespace)
+    assert len(held) == 5 and len(_array_writes(header)) == 4
+    here, judged = _verdicts("lenet", source, {**namespace, "model": LeNet5().eval()})
+    assert judged == here
+
+
 def test_global_settings_the_students_code_changes_do_not_reach_the_check():
     import torch
 
