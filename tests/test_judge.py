@@ -144,10 +144,12 @@ ON_WRONG = {
 }
 
 # the red team's: one 8 MB tensor, returned a thousand times (an honest record of 8 MB that would
-# decode to 8 GB in the grader)
+# decode to 8 GB in the grader), to the check's first input only: the notebook's own plot of the
+# derivative would spend 40 s of the run turning the list into an 8 GB array
 ON_SOLUTION = {
     "decode-bomb": "_big = torch.zeros(1 << 20, dtype=torch.float64)\n"
-                   "def sigmoid_grad(x):\n    return [_big] * 1000",
+                   "def sigmoid_grad(x):\n"
+                   "    return [_big] * 1000 if x.shape == (5, 5) else torch.sigmoid(x) * (1 - torch.sigmoid(x))",
 }
 
 # rel_error returning a float that says it equals anything
