@@ -32,7 +32,7 @@ from torch import nn
 
 from autograder.data import mnist_splits
 from autograder.runtime import count_params, get_device, seed_everything
-from reference.lenet import accuracy, train_classifier  # the training loop of lab 10 (lenet)
+from reference.lenet import accuracy, random_shift, train_classifier  # the training loop of lab 10 (lenet)
 
 __all__ = [
     "conv_output_size",
@@ -43,6 +43,7 @@ __all__ = [
     "vgg11",
     "vgg16",
     "SmallVGG",
+    "random_shift",
     "train_classifier",
     "accuracy",
     "count_params",

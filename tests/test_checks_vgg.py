@@ -24,7 +24,7 @@ from tests.planted.vgg import BUGS
 from tests.judging import fails, passes
 
 CHECKS = ["vgg_block", "param_counts", "torchvision_match", "accuracy", "gpu"]
-CELLS = ["AlexNet", "vgg_block", "VGG", "vgg11", "vgg16", "SmallVGG", "train_classifier"]
+CELLS = ["AlexNet", "vgg_block", "VGG", "vgg11", "vgg16", "SmallVGG", "random_shift", "train_classifier"]
 
 
 @pytest.fixture(scope="module", autouse=True)
