@@ -10,6 +10,7 @@ student's data).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from .results import Outcome
 from .witness import JUDGE_SECONDS
 
+SOCKET_FOLDER_PREFIX = "course-judges-"
 JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up
 
 
@@ -102,14 +104,30 @@ def _exactly(sock: socket.socket, n: int) -> bytes:
 
 # --- the server, in a process of its own ----------------------------------------------------------
 
-def _die_with_parent() -> None:
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
     import ctypes
-    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
+    ctypes.CDLL(None).prctl(1, int(sig), 0, 0, 0)      # PR_SET_PDEATHSIG
+
+
+def _remove_socket(path: str) -> None:
+    """The server's socket, and the grader's folder for it (a grader killed with SIGKILL cannot
+    remove it itself): run when the grader is gone."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    folder = os.path.dirname(path)
+    if os.path.basename(folder).startswith(SOCKET_FOLDER_PREFIX):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def serve(path: str) -> None:
-    """Accept connections at `path`; fork a judge for each. Ends with the grader (its parent)."""
-    _die_with_parent()
+    """Accept connections at `path`; fork a judge for each. Ends with the grader (its parent),
+    removing its socket's folder."""
+    def parent_gone(*_args) -> None:
+        _remove_socket(path)
+        os._exit(0)
+    signal.signal(signal.SIGTERM, parent_gone)
+    _die_with_parent(signal.SIGTERM)
     _warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)            # judges are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -123,6 +141,7 @@ def serve(path: str) -> None:
             try:
                 listener.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _die_with_parent()                           # a judge ends with the server
                 signal.alarm(_FIRST_MESSAGE_SECONDS)
                 _judge_connection(conn)
@@ -181,7 +200,7 @@ class Judges:
 
     def __init__(self, command: list[str] | None = None) -> None:
         self.command = command or [sys.executable, "-m", "autograder.judges"]
-        self._tmp = tempfile.TemporaryDirectory(prefix="course-judges-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, ignore_cleanup_errors=True)
         self.path = str(Path(self._tmp.name) / "judges.sock")
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None

@@ -566,3 +566,27 @@ def _judges_running(script) -> list[int]:
         except (OSError, ValueError):
             pass
     return sorted(pids)
+
+
+def test_a_grader_killed_outright_leaves_no_judge_socket_behind():
+    """SIGKILL gives the grader no chance to clean up: its judge server, told by the kernel that
+    its parent is gone, removes its socket and the folder the grader made for it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    code = ("from autograder.judges import Judges\nimport time\n"
+            "j = Judges()\nprint(j._server(), flush=True)\ntime.sleep(120)")
+    grader = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        folder = os.path.dirname(grader.stdout.readline().strip())
+        assert os.path.basename(folder).startswith("course-judges-") and os.listdir(folder) == ["judges.sock"]
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 20
+    while os.path.exists(folder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(folder)
