@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -244,25 +245,46 @@ class RunSettings:
     threads: int | None = None
 
 
-def run_submission(path: Path, lab: Lab, student: str, worker: Worker, graders: "Graders") -> tuple[Result, dict]:
-    """Restore one submitted notebook of `lab` here, run it in `worker`'s sandbox, judge its
-    checks here; also return the predictions of the models it submitted for scoring (see
-    `apply_scores`). Never raises for a bad submission; WorkerLost when the worker is lost."""
-    course, settings = graders.course, graders.settings
-    device = settings.device
+@dataclass
+class Submission:
+    """One submitted notebook of `lab`, read and restored from the source: ready to run."""
+    student: str
+    lab: Lab
+    path: Path
+    nb: Any
+    restore_notes: list[str]
+    stamp: str
+    seconds: float                  # reading and restoring it took
+
+
+def prepare_submission(path: Path, lab: Lab, student: str, course: Course, device: str,
+                       sandboxed: bool) -> Submission | Result:
+    """Read one submitted notebook and restore it from the lab's source notebook, here; a file
+    that is not a gradable notebook gets its result at once (it never waits for a worker)."""
     start = time.monotonic()
     student = student or path.parent.name
     source_path = course.solution_path(lab.id)
     if not source_path.exists():
         raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
-    sandboxed = worker.options.sandboxed
     stamp = fingerprint(path, lab, course, device, sandboxed)
-    notes = [] if sandboxed else [UNSANDBOXED]
     try:
-        submission = read_submission(path)
-        nb, restore_notes = restore(submission, load_source(source_path))
+        nb, restore_notes = restore(read_submission(path), load_source(source_path))
     except SubmissionError as e:
-        return not_graded(student, lab, path, e, stamp, sandboxed, time.monotonic() - start), {}
+        return not_graded(student, lab, path, e, stamp, sandboxed, time.monotonic() - start)
+    return Submission(student, lab, path, nb, restore_notes, stamp, time.monotonic() - start)
+
+
+def run_submission(submission: Submission, worker: Worker, graders: "Graders") -> tuple[Result, dict]:
+    """Run one restored notebook in `worker`'s sandbox, judge its checks here; also return the
+    predictions of the models it submitted for scoring (see `apply_scores`). Never raises for a
+    bad submission; WorkerLost when the worker is lost."""
+    course, settings = graders.course, graders.settings
+    device = settings.device
+    start = time.monotonic() - submission.seconds
+    student, lab, path, nb, restore_notes, stamp = (submission.student, submission.lab, submission.path, submission.nb,
+                                                    submission.restore_notes, submission.stamp)
+    sandboxed = worker.options.sandboxed
+    notes = [] if sandboxed else [UNSANDBOXED]
     limits = (settings.cell_timeout, settings.notebook_timeout)
     job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
@@ -339,6 +361,7 @@ class Graders:
         if sandboxed:
             require_sandbox()
         self.course = course
+        self.sandboxed = sandboxed
         set_language(course.language)     # the messages this process makes: the judges', pages, the README
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
@@ -368,13 +391,21 @@ class Graders:
     def grade(self, student: str, lab: Lab, path: Path) -> Result:
         """Grade one submission on an idle worker: run and probe it there, judge it and count its
         accuracy here, the points computed once. A lost worker costs this submission only."""
+        try:
+            submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed)
+        except CourseError:
+            raise
+        except Exception as e:  # noqa: BLE001 — a grader bug: record it on the submission, keep the class going
+            return _grader_error(student, lab.id, str(path), self.course, e)
+        if isinstance(submission, Result):
+            return submission             # not a gradable notebook: no worker needed
         worker = self.idle.get()
         try:
             if not worker.alive:
                 worker.start()
             elif not worker.ready:
                 worker.wait_ready()
-            result, predictions = run_submission(path, lab, student, worker, self)
+            result, predictions = run_submission(submission, worker, self)
             if not result.grader_error:   # the labels are read here, in this process, never in a sandbox
                 apply_scores(result, predictions, self.course, lab)
             return result

@@ -226,3 +226,20 @@ def test_memory_is_counted_in_proportional_sizes_and_read_cheaply():
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def test_a_file_that_is_not_a_notebook_never_waits_for_a_worker(course, tmp_path, monkeypatch):
+    """Unreadable files are answered from the file alone: with no worker that could start, they
+    still get their one-line "not graded" result, and no grader error."""
+    from autograder import grade, sandbox
+
+    def no_worker(self, *args, **kwargs):
+        raise OSError("no worker starts on this machine")
+    monkeypatch.setattr(sandbox.Worker, "launch", no_worker)      # (grading starts it again when needed)
+    monkeypatch.setattr(sandbox.Worker, "start", no_worker)
+    for student, content in (("ann", '{"cells": [ not json'), ("bob", "")):
+        (tmp_path / student).mkdir()
+        (tmp_path / student / f"{LAB}.ipynb").write_text(content)
+    results, _ = grade.grade_class(tmp_path, course, [LAB], jobs=1)
+    assert [(r.student, r.grader_error) for r in results] == [("ann", ""), ("bob", "")]
+    assert all(c.message.startswith("not graded: ") for r in results for c in r.checks)
