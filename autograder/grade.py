@@ -280,9 +280,8 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     bad submission; WorkerLost when the worker is lost."""
     course, settings = graders.course, graders.settings
     device = settings.device
-    start = time.monotonic() - submission.seconds
-    student, lab, path, nb, restore_notes, stamp = (submission.student, submission.lab, submission.path, submission.nb,
-                                                    submission.restore_notes, submission.stamp)
+    start = time.monotonic() - submission.seconds      # (waiting for the worker is not counted)
+    lab, nb = submission.lab, submission.nb
     sandboxed = worker.options.sandboxed
     notes = [] if sandboxed else [UNSANDBOXED]
     limits = (settings.cell_timeout, settings.notebook_timeout)
@@ -297,8 +296,9 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets}
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
-    return Result(student, lab.id, str(path), checks, restore_notes + run_notes + notes, round(time.monotonic() - start, 2),
-                  compute, fingerprint=stamp, sandboxed=sandboxed, outputs=shown), predictions
+    return Result(submission.student, lab.id, str(submission.path), checks, submission.restore_notes + run_notes + notes,
+                  round(time.monotonic() - start, 2), compute, fingerprint=submission.stamp, sandboxed=sandboxed,
+                  outputs=shown), predictions
 
 
 def not_graded(student: str, lab: Lab, path: Path, error: SubmissionError, stamp: str, sandboxed: bool,
