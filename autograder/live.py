@@ -618,7 +618,7 @@ class Servant(w.Probe):
             torch.set_grad_enabled(bool(grad))
             if device != str(torch.get_default_device()):     # the check's `with torch.device("meta"):`
                 notebook_device = torch.get_default_device()
-                torch.set_default_device(device)
+                _set_default_device(device)
         obj = self.objects[handle] if isinstance(handle, int) and 0 <= handle < len(self.objects) else None
         record: dict = {"op": kind}
         if handle is not None:
@@ -634,7 +634,7 @@ class Servant(w.Probe):
             pass
         finally:
             if notebook_device is not None:
-                torch.set_default_device(notebook_device)
+                _set_default_device(notebook_device)
         self.send({"done": {key: record[key] for key in ("r", "x", "ch") if key in record}})
 
     def probe_cell(self, lab: str, source: str, namespace: dict) -> tuple[dict, bytes]:
@@ -661,6 +661,14 @@ class Servant(w.Probe):
         if lost:
             raise lost[0]
         return record
+
+
+def _set_default_device(device: Any) -> None:
+    """torch.set_default_device, with the CPU as torch's own default (None): setting "cpu" would
+    leave a DeviceContext on the torch-function mode stack, through which every later torch call
+    of the notebook would go."""
+    device = torch.device(device)
+    torch.set_default_device(None if device.type == "cpu" else device)
 
 
 def _operation(kind: str, obj: Any, detail: Any, payload: Any):

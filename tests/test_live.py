@@ -117,3 +117,20 @@ def test_each_check_call_of_the_notebook_runs_once():
         _verdict("backprop", source, *again)
     with pytest.raises(witness.ReplayMismatch):
         _verdict("backprop", "checks.sigmoid_grad(rel_error)", *other)
+
+
+def test_a_check_on_the_meta_device_leaves_the_notebooks_torch_as_it_was(checks_process):
+    """The check process builds the student's models under `with torch.device("meta")`; the
+    notebook's process follows it for the call, then goes back to torch's own default device with
+    no mode left on the torch-function stack (every later torch call of the notebook, its
+    training included, would go through it)."""
+    import torch
+
+    import reference.vgg as R
+    before = torch._C._len_torch_function_stack()
+    source = "checks.param_counts(AlexNet, vgg11, vgg16)"
+    header, blob = live.probe_cell("vgg", source, {"AlexNet": R.AlexNet, "vgg11": R.vgg11, "vgg16": R.vgg16},
+                                   checks_process)
+    assert _verdict("vgg", source, header, blob) == "pass"
+    assert torch._C._len_torch_function_stack() == before == 0
+    assert torch.get_default_device() == torch.device("cpu") and torch.empty(1).device.type == "cpu"
