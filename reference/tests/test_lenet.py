@@ -256,6 +256,44 @@ def test_max_shift_and_label_smoothing_reach_the_loss():
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
 
+def test_standardize_matches_torchvisions_normalize_and_keeps_its_statistics_as_buffers():
+    from torchvision.transforms import Normalize
+
+    x = torch.rand(4, 1, 28, 28)
+    module = lenet.Standardize(0.1307, 0.3081)
+    torch.testing.assert_close(module(x), Normalize((0.1307,), (0.3081,))(x))
+    assert list(module.parameters()) == []
+    assert set(module.state_dict()) == {"mean", "std"}
+    assert module.to(torch.float64).mean.dtype == torch.float64      # buffers follow .to()
+
+
+def test_one_cycle_schedule_is_pytorchs():
+    """one_cycle=True steps OneCycleLR after every batch: the learning rates the optimizer used
+    are those of a OneCycleLR over epochs · batches steps."""
+    data = TensorDataset(torch.rand(100, 1, 28, 28), torch.randint(0, 10, (100,)))
+    used = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        train_classifier(LeNet5(), data, epochs=2, lr=1e-2, batch_size=32, device="cpu", one_cycle=True)
+    finally:
+        torch.optim.Adam.step = original
+    oracle_opt = torch.optim.Adam(nn.Linear(1, 1).parameters(), lr=1e-2)
+    oracle = torch.optim.lr_scheduler.OneCycleLR(oracle_opt, max_lr=1e-2, total_steps=8)
+    expected = []
+    for _ in range(8):
+        expected.append(oracle_opt.param_groups[0]["lr"])
+        oracle_opt.step()
+        oracle.step()
+    assert used == pytest.approx(expected)
+    assert used[0] == pytest.approx(1e-2 / 25) and max(used) == pytest.approx(1e-2, rel=0.05)
+
+
 @pytest.fixture(scope="module")
 def fast_model():
     """The notebook's fast_model: Standardize in front of LeNet5, FAST_SETTINGS, seed 0 (under 2 s)."""
