@@ -393,12 +393,16 @@ class Graders:
         accuracy here, the points computed once. A lost worker costs this submission only."""
         try:
             submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed)
+            if isinstance(submission, Result):
+                return submission             # not a gradable notebook: no worker needed
+            return self._run(submission)
         except CourseError:
             raise
-        except Exception as e:  # noqa: BLE001 — a grader bug: record it on the submission, keep the class going
+        except Exception as e:  # noqa: BLE001 — WorkerLost, or a grader bug: recorded on the submission, the class goes on
             return _grader_error(student, lab.id, str(path), self.course, e)
-        if isinstance(submission, Result):
-            return submission             # not a gradable notebook: no worker needed
+
+    def _run(self, submission: Submission) -> Result:
+        """Run, judge and score a prepared submission on an idle worker (given back afterwards)."""
         worker = self.idle.get()
         try:
             if not worker.alive:
@@ -407,14 +411,8 @@ class Graders:
                 worker.wait_ready()
             result, predictions = run_submission(submission, worker, self)
             if not result.grader_error:   # the labels are read here, in this process, never in a sandbox
-                apply_scores(result, predictions, self.course, lab)
+                apply_scores(result, predictions, self.course, submission.lab)
             return result
-        except WorkerLost as e:
-            return _grader_error(student, lab.id, str(path), self.course, e)
-        except CourseError:
-            raise
-        except Exception as e:  # noqa: BLE001 — a grader bug: record it on the submission, keep the class going
-            return _grader_error(student, lab.id, str(path), self.course, e)
         finally:
             self.idle.put(worker)
 
