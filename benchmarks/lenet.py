@@ -55,10 +55,12 @@ def main() -> None:
     X = splits["train"].tensors[0]
     mean, std = X.mean().item(), X.std().item()
     print(f"{args.threads} threads, torch {torch.__version__}")
+
+    def standardized() -> nn.Module:
+        return nn.Sequential(Standardize(mean, std), LeNet5())
     recipes = (("LeNet5, plain", LeNet5, TRAIN_SETTINGS),
-               ("LeNet5, trained well", lambda: nn.Sequential(Standardize(mean, std), LeNet5()), FAST_SETTINGS),
-               ("LeNet5, trained well and regularized", lambda: nn.Sequential(Standardize(mean, std), LeNet5()),
-                REGULARIZED_SETTINGS),
+               ("LeNet5, trained well", standardized, FAST_SETTINGS),
+               ("LeNet5, trained well and regularized", standardized, REGULARIZED_SETTINGS),
                ("MnistFC, plain", MnistFC, TRAIN_SETTINGS))
     for name, make, settings in recipes:
         rows = [(seed, *run(make, seed, splits, settings)) for seed in args.seeds]
