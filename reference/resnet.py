@@ -214,15 +214,13 @@ def resnet50(num_classes: int = 1000) -> ResNet:
 class SmallResNet(nn.Module):
     """A ResNet for 1x28x28 digits, built from the same BasicBlock and make_layer.
 
-    x [N, 1, 28, 28] → conv1 (3x3, 1 → 8, padding 1, no bias), bn1, relu  [N, 8, 28, 28]
-      → maxpool 2x2                                                        [N, 8, 14, 14]
-      → layer1: make_layer(BasicBlock, 8, 8, 1)                            [N, 8, 14, 14]
-      → layer2: make_layer(BasicBlock, 8, 16, 1, stride=2)                 [N, 16, 7, 7]
-      → layer3: make_layer(BasicBlock, 16, 32, 1, stride=2)                [N, 32, 4, 4]
-      → avgpool (global) + flatten                                         [N, 32]
-      → fc                                                                 [N, num_classes]
-    The ImageNet stem (7x7 stride 2, then a stride-2 max pool) would shrink 28 pixels to 7
-    before the first block; a 3x3 conv and one 2x2 pool keep 14x14. 19,810 parameters.
+    x: [N, 1, 28, 28] → logits [N, num_classes] (no softmax).
+    Submodules, in order (torchvision's names): conv1 (3x3, 1 → 8 channels, padding 1, no bias),
+    bn1, relu, maxpool (2x2), then three stages of one BasicBlock each, made by make_layer:
+    layer1 8 → 8 channels (stride 1), layer2 8 → 16 (stride 2), layer3 16 → 32 (stride 2);
+    avgpool (global average), flatten, fc (32 → num_classes). Work out each stage's output and
+    skip in the table above (19,810 parameters in all). The ImageNet stem (7x7 stride 2, then a
+    stride-2 max pool) would shrink 28 pixels to 7 before the first block.
     """
 
     def __init__(self, num_classes: int = 10):
