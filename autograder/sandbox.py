@@ -218,6 +218,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.buffer = bytearray()
         self.ready = False
+        self.scratch: Path | None = None   # unsandboxed: the worker's folder, made and removed here
 
     def start(self) -> None:
         self.launch()
@@ -228,7 +229,9 @@ class Worker:
         if self.options.sandboxed:
             cmd, env = bwrap_command(self.runtime, self.slot, self.options), None
         else:
-            cmd = [sys.executable, "-m", "autograder.worker"]
+            # its folder in the shared /tmp is made and removed here: close() kills it with SIGKILL
+            self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
+            cmd = [sys.executable, "-m", "autograder.worker", "--scratch", str(self.scratch)]
             env = {**os.environ, "OMP_NUM_THREADS": str(self.options.threads), "MKL_NUM_THREADS": str(self.options.threads)}
         log = os.environ.get("COURSE_WORKER_LOG")
         stderr = open(log, "ab") if log else subprocess.DEVNULL
@@ -265,6 +268,9 @@ class Worker:
                 pass
         self.proc.wait()
         self.proc = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def _send(self, header: dict, blob: bytes = b"") -> None:
         try:

@@ -284,7 +284,9 @@ def _scorer_entry(payload: bytes, write_fd: int) -> None:
         out.write(payload)
 
 
-def serve(sandboxed: bool, uid: int | None) -> int:
+def serve(sandboxed: bool, uid: int | None, scratch: Path | None = None) -> int:
+    """Serve jobs from stdin until it closes. `scratch`: an unsandboxed worker's own folder in the
+    shared /tmp (its grader makes and removes it); a sandboxed one has the sandbox's /tmp."""
     channel_in = os.fdopen(os.dup(0), "rb", buffering=0)   # no buffer that would keep a job's bytes
     channel_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -296,11 +298,9 @@ def serve(sandboxed: bool, uid: int | None) -> int:
     drop_privileges(uid)
     if sandboxed:
         scratch = SCRATCH
-    else:                             # unsandboxed workers share /tmp: each gets a folder of its own
-        import atexit
-        import tempfile
-        scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
-        atexit.register(shutil.rmtree, scratch, True)
+    elif scratch is None or not scratch.is_dir():
+        send(channel_out, {"error": "an unsandboxed worker needs --scratch, a folder of its own"})
+        return 2
     if sandboxed:
         KEEP.update(p.name for p in SCRATCH.iterdir())
         BASELINE.update(_tree([SCRATCH, Path("/dev/shm")]))
@@ -334,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder.worker")
     p.add_argument("--uid", type=int)
     p.add_argument("--sandboxed", action="store_true")
+    p.add_argument("--scratch", type=Path, help="unsandboxed: the folder for the jobs' files")
     args = p.parse_args(argv)
-    return serve(args.sandboxed, args.uid)
+    return serve(args.sandboxed, args.uid, args.scratch)
 
 
 if __name__ == "__main__":

@@ -503,6 +503,24 @@ def test_unsafe_no_sandbox_grades_and_every_result_says_so(course, tmp_path):
     assert not result.sandboxed and any("WITHOUT a sandbox" in n for n in result.notes)
 
 
+def test_unsandboxed_workers_leave_no_folder_in_tmp_even_when_killed(course, tmp_path, monkeypatch):
+    """Unsandboxed workers share /tmp, each with a folder of its own. Closing a worker kills it
+    (SIGKILL), so it cannot remove its folder: every run left one per worker, and one more per
+    worker a notebook killed. The grader makes and removes them now."""
+    import tempfile
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))          # this process's folders and the workers'
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    _write(tmp_path / "class", "a-kills-its-worker", _with(_solution(course), "import os, signal\n"
+                                                          "os.kill(os.getsid(0), signal.SIGKILL)"))
+    _write(tmp_path / "class", "b-honest", _solution(course))
+    rc, results = _grade(tmp_path / "class", tmp_path / "out", "--unsafe-no-sandbox", "--jobs", "1")
+    assert rc == 3 and full_marks(results["b-honest"])          # 3: a grader error (the lost worker)
+    assert "worker died" in results["a-kills-its-worker"].grader_error
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("course-") and not p.name.startswith("course-judges-")] == []
+
+
 # --- as an ordinary user: bwrap makes a user namespace ---------------------------------------
 
 USER = "course-grade-test"
