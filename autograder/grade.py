@@ -395,11 +395,11 @@ class Graders:
             submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed)
             if isinstance(submission, Result):
                 return submission             # not a gradable notebook: no worker needed
-            return self._run(submission)
+            return self._run(submission).with_valid_text()   # a student's text that UTF-8 cannot write: U+FFFD
         except CourseError:
             raise
         except Exception as e:  # noqa: BLE001 — WorkerLost, or a grader bug: recorded on the submission, the class goes on
-            return _grader_error(student, lab.id, str(path), self.course, e)
+            return _grader_error(student, lab.id, str(path), self.course, e).with_valid_text()
 
     def _run(self, submission: Submission) -> Result:
         """Run, judge and score a prepared submission on an idle worker (given back afterwards)."""

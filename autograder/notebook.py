@@ -10,10 +10,15 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import nbformat
+
+from .results import valid_text
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def is_grade(cell) -> bool:
@@ -71,12 +76,20 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
         raise SubmissionError("not a notebook: JSON nested too deeply") from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise SubmissionError("not a notebook: JSON without notebook cells")
+    if _SURROGATE_ESCAPE.search(text):     # "\ud800" alone: a str UTF-8 cannot write, in a cell or output
+        try:
+            text = json.dumps(valid_text(raw))
+        except RecursionError:
+            raise SubmissionError("not a notebook: JSON nested too deeply") from None
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except RecursionError:
         raise SubmissionError("not a valid notebook: nested too deeply") from None
     except Exception as e:  # nbformat raises several types for malformed notebooks
+        if raw.get("nbformat") != 4:          # its conversion's errors say nothing (KeyError((None, None)))
+            raise SubmissionError(f"not a valid notebook: a notebook of format {str(raw.get('nbformat'))[:20]} that "
+                                  "cannot be converted to format 4 (open it in Jupyter and save it again)") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SubmissionError(f"not a valid notebook: {first[:200]}") from None
     return nb

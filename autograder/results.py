@@ -77,6 +77,23 @@ class NotebookRun:
     sandboxed: bool = False
 
 
+def valid_text(value):
+    """`value` (a str, or lists and dicts of them) with each lone surrogate replaced by U+FFFD.
+    JSON's escapes ("\\ud800") and Python's str allow one; UTF-8 does not, so one in a message,
+    an output or a cell would stop every report of the class from being written."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return type(value)(valid_text(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)({valid_text(k): valid_text(v) for k, v in value.items()})
+    return value
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -130,5 +147,11 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Result":
-        d = {k: v for k, v in d.items() if k not in ("score", "max_score", "pending_points")}
+        d = {k: valid_text(v) for k, v in d.items() if k not in ("score", "max_score", "pending_points")}
         return cls(**{**d, "checks": [CheckResult(**c) for c in d["checks"]]})
+
+    def with_valid_text(self) -> "Result":
+        """This result with every text UTF-8 can write (`valid_text`): what reaches the reports."""
+        result = Result.from_dict(self.to_dict())
+        result.outputs = valid_text(self.outputs)
+        return result

@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -74,6 +75,13 @@ def graded(course, source, tmp_path_factory):
         "extra-cell": _insert_helper(solution),
         "megabyte-output": _edit(solution, TARGET, _prepend("for _ in range(20):\n    print('x' * 2**20)")),
         "v3-format": nbformat.writes(copy.deepcopy(solution), version=3),
+        "v3-broken": json.dumps({"nbformat": 3, "nbformat_minor": 5, "metadata": {},     # no v3.5 exists
+                                 "worksheets": [{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "hi"}]}]}),
+        # a lone surrogate ("\ud800": JSON and Python's str allow one, UTF-8 does not) in a cell's
+        # source, in what a cell prints and in a message stopped the reports of the whole class
+        "surrogates": dumps(_insert_cell(_edit(solution, TARGET, _prepend("# LONE")), 'print("\\ud800")'))
+        .replace("LONE", "\\ud800"),
+        "surrogate-error": _edit(solution, TARGET, _prepend('raise ValueError("\\ud800")')),
     }
     return _grade_class(notebooks, tmp_path_factory, CELL_TIMEOUT)
 
@@ -96,6 +104,14 @@ def _grade_class(notebooks, tmp_path_factory, cell_timeout):
     results = {p.parent.name: json.loads(p.read_text()) for p in (out / "results").glob(f"*/{LAB}.json")}
     assert set(results) == set(notebooks)
     return results, proc
+
+
+def _insert_cell(nb, code):
+    """The student adds a code cell of their own before the answer cell TARGET."""
+    nb = copy.deepcopy(nb)
+    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
+    nb.cells.insert(i, nbformat.v4.new_code_cell(code))
+    return nb
 
 
 def _insert_helper(nb):
@@ -121,6 +137,7 @@ def _lost(result):
     ("empty", "not graded: the file is empty"),
     ("not-utf8", "not graded: not a notebook: not UTF-8 text"),
     ("not-a-notebook", "not graded: not a notebook: JSON without notebook cells"),
+    ("v3-broken", "not graded: not a valid notebook: a notebook of format 3 that cannot be converted to format 4"),
 ])
 def test_unreadable_files_score_zero_with_a_message(graded, student, message):
     result = graded[0][student]
@@ -187,6 +204,17 @@ def test_cells_the_student_added_are_kept(graded):
 def test_an_old_format_notebook_is_graded(graded):
     result = graded[0]["v3-format"]   # the solution saved as nbformat 3: read as v4, full marks
     assert result["score"] == result["max_score"] - result["pending_points"] and not result["grader_error"]
+
+
+def test_text_utf8_cannot_write_is_replaced_and_every_report_is_written(graded):
+    results, proc = graded
+    assert _lost(results["surrogates"]) == set()
+    assert _lost(results["surrogate-error"]) == {TARGET}
+    assert "ValueError: \ufffd" in _by_name(results["surrogate-error"])[TARGET]["message"]
+    out = Path(proc.args[proc.args.index("--out") + 1])
+    assert "surrogates" in (out / "grades.csv").read_text(encoding="utf-8")
+    assert (out / "feedback" / "surrogates" / LAB / f"{LAB}.html").is_file()
+    assert "\ufffd" in (out / "autograded" / "surrogates" / LAB / f"{LAB}.ipynb").read_text(encoding="utf-8")
 
 
 def test_the_class_report_lists_everyone(graded):
