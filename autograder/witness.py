@@ -1233,6 +1233,8 @@ class Judge(_Session):
                 t.grad = self._tensor({**spec["g"], "g": None, "p": False, "rg": False})
             except RuntimeError as err:
                 raise ReplayMismatch(f"a gradient that does not fit its tensor ({err})") from None
+        if t.is_meta and spec.get("dv") in ("cpu", "cuda"):
+            t.recorded_device = spec["dv"]    # shape only (BIG): where the student's tensor is (checks.model_device)
         return t
 
     def decode(self, value: Any, depth: int = 0) -> Any:

@@ -73,6 +73,18 @@ def test_interface_passes(trained):
     passes(checks.interface, lambda: CapstoneCNN(1, 10, (8, 8, 8), hidden=16), {"train_loss": [1], "val_loss": [2.0], "val_acc": [1]})
 
 
+def _wide_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 2000), nn.ReLU(), nn.Linear(2000, 10))
+
+
+def test_a_model_over_the_budget_loses_the_budget_only():
+    """Its first weight (1,568,000 values, over witness.BIG) reaches a probed check as its shape
+    only, a meta tensor: the interface check fed the student's CPU model a batch on `meta` and
+    failed it too (red team: over budget cost interface, budget and accuracy)."""
+    passes(checks.interface, _wide_mlp, _history())
+    fails(checks.param_budget, _wide_mlp(), MAX_PARAMS, contains=("≤ 250,000", "got 1,590,010"))
+
+
 def _history(**changes):
     h = {"train_loss": [1.0, 0.5], "val_loss": [0.9, 0.6], "val_acc": [0.7, 0.8]}
     h.update(changes)

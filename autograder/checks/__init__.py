@@ -268,11 +268,13 @@ def torch_calls(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """Where `model`'s parameters live (CPU for a model without parameters)."""
+    """Where `model`'s parameters live (CPU for a model without parameters). A parameter too
+    large to reach a probed check whole (witness.BIG) is a meta tensor that knows where it is."""
     try:
-        return next(model.parameters()).device
+        p = next(model.parameters())
     except StopIteration:
         return torch.device("cpu")
+    return torch.device(getattr(p, "recorded_device", "meta")) if p.is_meta else p.device
 
 
 def error_line(err: BaseException) -> str:
