@@ -161,19 +161,23 @@ def restore(submission: nbformat.NotebookNode, source: nbformat.NotebookNode) ->
     pending: list = []
     source_ids = {_grade_id(c) for c in source.cells} - {None}
     course_code = {_visible(c.source) for c in source.cells if c.cell_type == "code" and not is_solution(c)}
+    copies: dict[str, int] = {}
     for cell in submission.cells:
         gid = _grade_id(cell)
-        if gid in source_ids:
-            if gid not in answers:  # a duplicated cell counts once, the first copy
-                answers[gid] = cell
+        if gid in source_ids and gid not in answers:
+            answers[gid] = cell
             added_before.setdefault(gid, []).extend(pending)
             pending = []
         elif (cell.get("cell_type") == "code" and isinstance(cell.get("source"), str) and cell.source.strip()
               and _visible(cell.source) not in course_code):    # the course's own code comes from the source
-            pending.append(_added(cell))
+            pending.append(_added(cell))    # a later copy of a cell too: it runs where the student ran it
+            if gid in source_ids:
+                copies[gid] = copies.get(gid, 1) + 1
     added_before.setdefault(None, []).extend(pending)
 
     notes, cells = [], []
+    notes += [f"cell {gid!r} appears {n} times: the first is graded as that cell, the later copies run after it "
+              "as your own code" for gid, n in copies.items()]
     if relabelled:
         notes.append(f"{relabelled} answer cell(s) had lost their nbgrader metadata and were matched to the "
                      "exercise by content and order")

@@ -75,6 +75,7 @@ def graded(course, source, tmp_path_factory):
         "extra-cell": _insert_helper(solution),
         "megabyte-output": _edit(solution, TARGET, _prepend("for _ in range(20):\n    print('x' * 2**20)")),
         "v3-format": nbformat.writes(copy.deepcopy(solution), version=3),
+        "duplicated-answer": _duplicate(solution, f"def {TARGET}(*args, **kwargs):\n    raise ValueError('the second copy')"),
         "v3-broken": json.dumps({"nbformat": 3, "nbformat_minor": 5, "metadata": {},     # no v3.5 exists
                                  "worksheets": [{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "hi"}]}]}),
         # a lone surrogate ("\ud800": JSON and Python's str allow one, UTF-8 does not) in a cell's
@@ -104,6 +105,16 @@ def _grade_class(notebooks, tmp_path_factory, cell_timeout):
     results = {p.parent.name: json.loads(p.read_text()) for p in (out / "results").glob(f"*/{LAB}.json")}
     assert set(results) == set(notebooks)
     return results, proc
+
+
+def _duplicate(nb, code):
+    """A copy of the answer cell TARGET, metadata and all, holding `code`, right after it."""
+    nb = copy.deepcopy(nb)
+    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
+    twin = copy.deepcopy(nb.cells[i])
+    twin.id, twin.source = "twin", code
+    nb.cells.insert(i + 1, twin)
+    return nb
 
 
 def _insert_cell(nb, code):
@@ -215,6 +226,15 @@ def test_text_utf8_cannot_write_is_replaced_and_every_report_is_written(graded):
     assert "surrogates" in (out / "grades.csv").read_text(encoding="utf-8")
     assert (out / "feedback" / "surrogates" / LAB / f"{LAB}.html").is_file()
     assert "\ufffd" in (out / "autograded" / "surrogates" / LAB / f"{LAB}.ipynb").read_text(encoding="utf-8")
+
+
+def test_a_duplicated_answer_cell_is_graded_as_the_student_ran_it(graded):
+    """Its later copy redefines the answer in the student's notebook: it was dropped, and the
+    grader graded a program the student never ran (red team: a wrong copy after a right one kept
+    the points). It now runs after the first, as the student's own code, and a note says so."""
+    result = graded[0]["duplicated-answer"]
+    assert _lost(result) == {TARGET} and "the second copy" in _by_name(result)[TARGET]["message"]
+    assert any(f"cell '{TARGET}' appears 2 times" in n for n in result["notes"])
 
 
 def test_the_class_report_lists_everyone(graded):
