@@ -33,6 +33,29 @@ def no_torch_mode_left_behind():
                     "not exited)")
 
 
+def _torch_state() -> dict:
+    """torch's process-wide switches that a check or a probe run here could leave changed."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    return {"default dtype": torch.get_default_dtype(), "grad mode": torch.is_grad_enabled(),
+            "inference mode": torch.is_inference_mode_enabled(),
+            "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+            "anomaly detection": torch.is_anomaly_enabled()}    # (threads: fixtures set them on purpose)
+
+
+@pytest.fixture(autouse=True)
+def no_torch_state_left_changed():
+    """A check or probe run here that leaves grad mode off or another dtype on would change what
+    every later test of this worker computes (as a real notebook's later cells)."""
+    before = _torch_state()
+    yield
+    after = _torch_state()
+    changed = {k: (before[k], after[k]) for k in before if k in after and before[k] != after[k]}
+    if changed:
+        pytest.fail(f"torch state left changed: {changed}")
+
+
 @pytest.fixture(scope="session")
 def course():
     return load_course(ROOT / "course.yml")
