@@ -446,6 +446,15 @@ def lab_name(stem: str) -> str:
     return _COPY_SUFFIX.sub("", stem).strip().lower()
 
 
+def shown(name: str) -> str:
+    """A file or folder name as text every report can write: bytes that are not UTF-8 (Python
+    keeps them as lone surrogates) become `\\xff`, so two such names stay two names."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:          # a surrogate no file name holds
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:
     """Each student folder's id: its name, except for cloned repositories (a `.git` inside), which
     GitHub Classroom names `<assignment>-<login>` in a folder `<assignment>-submissions`: there
@@ -462,7 +471,7 @@ def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:
         taken = {f.name for f in folders}
         ids.update({f: f.name[len(prefix):] for f in folders if f.name in clones and f.name.startswith(prefix)
                     and len(f.name) > len(prefix) and f.name[len(prefix):] not in taken})   # never two with one id
-    return ids
+    return {folder: shown(i) for folder, i in ids.items()}
 
 
 def find_submissions(root: Path, course: Course, lab_ids: list[str] | None,
@@ -503,6 +512,7 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None,
         which = ", ".join(labs) if lab_ids else "any lab"
         raise CourseError(f"{root}: no submissions for {which} (expected {root}/<student>/<lab>.ipynb "
                           f"or nbgrader's {root}/<student>/<lab>/<lab>.ipynb)")
+    warnings = [shown(w) for w in warnings]     # (file names that are not UTF-8)
     order = {lab.id: i for i, lab in enumerate(course.labs)}
     found.sort(key=lambda f: (f[0], order[f[1].id]))
     if shard is not None:                 # a slice of the class may be empty; the class may not

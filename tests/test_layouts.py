@@ -116,6 +116,26 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
             gb.find_submission(LAB, "dee")
 
 
+def test_file_names_that_are_not_utf8_are_graded_and_reported(course, tmp_path):
+    """A class folder unpacked from an archive made elsewhere can hold names that are not UTF-8:
+    a stray file named so stopped `course grade` with a traceback while writing warnings.txt,
+    after the grades. Such names are shown with `\\xff` escapes, two of them still two names."""
+    root = tmp_path / "class"
+    for student in (b"ada\xff", b"ada\xfe"):
+        folder = Path(os.fsdecode(bytes(root) + b"/" + student))
+        _hand_in(course, folder, f"{LAB}.ipynb")
+    _hand_in(course, root, os.fsdecode(b"bob/notes\xfe.ipynb"))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out), "--jobs", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = read_results(out)
+    assert sorted(results) == [("ada\\xfe", LAB), ("ada\\xff", LAB)]
+    assert all(full_marks(r) for r in results.values())
+    assert "skipped bob/notes\\xfe.ipynb: no lab" in (out / "warnings.txt").read_text(encoding="utf-8")
+    assert (out / "feedback" / "ada\\xff" / LAB / f"{LAB}.html").is_file()
+
+
 def test_late_work_loses_the_share_course_yml_says(course):
     """Past a lab's due time, each started day costs grading.late.per_day of the points earned,
     all past max_days; without a policy lateness is only noted; a rerun does not stack it."""
