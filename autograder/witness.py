@@ -1233,8 +1233,10 @@ class Judge(_Session):
                 t.grad = self._tensor({**spec["g"], "g": None, "p": False, "rg": False})
             except RuntimeError as err:
                 raise ReplayMismatch(f"a gradient that does not fit its tensor ({err})") from None
-        if t.is_meta and spec.get("dv") in ("cpu", "cuda"):
-            t.recorded_device = spec["dv"]    # shape only (BIG): where the student's tensor is (checks.model_device)
+        if t.is_meta:                         # shape only (BIG): where the student's tensor is, as a
+            dv = spec.get("dv")               # recorded one would be here (checks.model_device)
+            cuda = dv == "cuda" and self.device == "cuda" and torch.cuda.is_available()
+            t.recorded_device = "meta" if dv == "meta" else "cuda" if cuda else "cpu"
         return t
 
     def decode(self, value: Any, depth: int = 0) -> Any:
