@@ -230,6 +230,8 @@ class Worker:
             cmd, env = bwrap_command(self.runtime, self.slot, self.options), None
         else:
             # its folder in the shared /tmp is made and removed here: close() kills it with SIGKILL
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
             cmd = [sys.executable, "-m", "autograder.worker", "--scratch", str(self.scratch)]
             env = {**os.environ, "OMP_NUM_THREADS": str(self.options.threads), "MKL_NUM_THREADS": str(self.options.threads)}
@@ -255,20 +257,19 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)     # bwrap and, with it, the whole sandbox
-        except (ProcessLookupError, PermissionError):
-            pass
-        for stream in (self.proc.stdin, self.proc.stdout):
+        if self.proc is not None:
             try:
-                stream.close()
-            except OSError:
+                os.killpg(self.proc.pid, signal.SIGKILL)     # bwrap and, with it, the whole sandbox
+            except (ProcessLookupError, PermissionError):
                 pass
-        self.proc.wait()
-        self.proc = None
-        if self.scratch is not None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            self.proc.wait()
+            self.proc = None
+        if self.scratch is not None:                         # (also where the start itself failed)
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 
