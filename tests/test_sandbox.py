@@ -476,8 +476,22 @@ def test_huge_and_deeply_nested_files_get_one_line_each(course, tmp_path):
     odd.cells[0].metadata["nbgrader"] = "not a dict"
     odd.cells[1].metadata["nbgrader"] = {"grade_id": ["a", "list"], "grade": "yes"}
     (root / "odd" / f"{LAB}.ipynb").write_text(json.dumps(odd))
-    rc, results = _grade(root, out)
+    (root / "fifo").mkdir()        # red team: the fingerprint read it whole first, and a FIFO blocked the class
+    os.mkfifo(root / "fifo" / f"{LAB}.ipynb")
+    graded = {}
+    grading = threading.Thread(target=lambda: graded.update(zip(("rc", "results"), _grade(root, out))))
+    grading.start()
+    grading.join(300)
+    if grading.is_alive():
+        try:                                                  # let the blocked reader go
+            os.close(os.open(root / "fifo" / f"{LAB}.ipynb", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        grading.join()
+        pytest.fail("a FIFO named like a notebook blocked the grading of the class")
+    rc, results = graded["rc"], graded["results"]
     assert rc == 0
+    assert results["fifo"].checks[0].message.startswith("not graded: refused: the submission is not a regular file")
     assert results["huge"].checks[0].message.startswith("not graded: refused: the file is 21.0 MB, over the 20 MB limit")
     assert results["nested"].checks[0].message.startswith("not graded: not a notebook: JSON nested too deeply")
     assert full_marks(results["odd"])      # the source decides what is graded
