@@ -183,7 +183,9 @@ def render(lab: Lab, course: Course, translator: Translator | None = None) -> tu
     helpers = _Helpers(lab, module, [])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False, extensions=["jinja2.ext.i18n"])
-    env.install_gettext_translations(translator or Translator(SOURCE, lab.id), newstyle=False)
+    translator = translator or Translator(SOURCE, lab.id)
+    env.install_gettext_translations(translator, newstyle=False)
+    env.globals["answer_"] = translator.gettext      # a model answer (catalogs.answer_msgids: never in a .mo)
     env.filters["markdown"] = _markdown
     try:
         template = env.get_template(f"{lab.id}.py.j2")
@@ -437,7 +439,9 @@ def build(course: Course, lab_ids: list[str] | None = None, check: bool = False,
     for language in languages:
         if language not in LANGUAGES:
             raise CourseError(f"unknown language {language!r} (known: {', '.join(LANGUAGES)})")
-    compiled = compiled_catalogs() if any(language != SOURCE for language in languages) else {}
+    translated_anywhere = any(language != SOURCE for language in languages)
+    compiled = compiled_catalogs(answers=True) if translated_anywhere else {}     # what the build translates with
+    shipped = compiled_catalogs() if translated_anywhere else {}                  # the .mo files: no model answers
     outputs: dict[Path, str | bytes] = {}
     for language in languages:
         built = [lab for lab in labs if translated(lab.id, language)]
@@ -459,8 +463,8 @@ def build(course: Course, lab_ids: list[str] | None = None, check: bool = False,
         if language != SOURCE:
             for domain in [COURSE_DOMAIN, *(lab.id for lab in built)]:
                 mo = catalog_path(language, domain, ".mo")
-                if mo in compiled:
-                    outputs[mo] = compiled[mo]
+                if mo in shipped:
+                    outputs[mo] = shipped[mo]
     for lab in labs:
         golden = golden_json(lab)
         if golden is not None:

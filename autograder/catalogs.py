@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from .i18n import COURSE_DOMAIN, LOCALE_DIR, SOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
+ANSWER_KEYWORD = "answer_"      # a template's model answer to a written question (answer_msgids)
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -63,19 +64,38 @@ def read_catalog(path: Path):
         return read_po(f, abort_invalid=True)
 
 
-def compiled(path: Path) -> bytes:
-    """The `.mo` of the `.po` at `path`, as Babel writes it (fuzzy entries left out: untranslated).
-    The same `.po` gives the same bytes."""
+def answer_msgids(domain: str) -> set[str]:
+    """The model answers of the lab's written questions: `answer_("...")` in its template. Their
+    translations live in its `.po` for the build (the solutions), never in a `.mo`, which ships
+    to students and serves the grader."""
+    from babel.messages.extract import extract_from_file
+
+    template = ROOT / "reference" / "notebooks" / f"{domain}.py.j2"
+    if not template.is_file():
+        return set()
+    return {message for _line, message, _comments, _context in
+            extract_from_file("jinja2", str(template), keywords={ANSWER_KEYWORD: None})}
+
+
+def compiled(path: Path, answers: bool = False) -> bytes:
+    """The `.mo` of the `.po` at `path`, as Babel writes it (fuzzy entries left out: untranslated),
+    without the model answers unless `answers` (the build's own translations). The same `.po`
+    gives the same bytes."""
     from babel.messages.mofile import write_mo
 
+    catalog = read_catalog(path)
+    if not answers:
+        for msgid in answer_msgids(path.stem):
+            if msgid in catalog:
+                del catalog[msgid]
     buf = io.BytesIO()
-    write_mo(buf, read_catalog(path), use_fuzzy=False)
+    write_mo(buf, catalog, use_fuzzy=False)
     return buf.getvalue()
 
 
-def compiled_catalogs() -> dict[Path, bytes]:
-    """Every catalog's `.mo` path → its bytes, compiled from the `.po` beside it."""
-    return {po.with_suffix(".mo"): compiled(po) for po in sorted(LOCALE_DIR.glob("*/LC_MESSAGES/*.po"))}
+def compiled_catalogs(answers: bool = False) -> dict[Path, bytes]:
+    """Every catalog's `.mo` path → its bytes, compiled from the `.po` beside it (`compiled`)."""
+    return {po.with_suffix(".mo"): compiled(po, answers) for po in sorted(LOCALE_DIR.glob("*/LC_MESSAGES/*.po"))}
 
 
 def languages() -> list[str]:
@@ -87,7 +107,7 @@ def languages() -> list[str]:
 def msgids(paths: list[Path]) -> dict[str, str]:
     """msgid → where it is used, extracted from `paths` with babel.cfg's extractors (a plural
     entry by its singular)."""
-    from babel.messages.extract import extract_from_file
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_file
     from babel.messages.frontend import parse_mapping_cfg
     from babel.util import pathmatch
 
@@ -99,7 +119,8 @@ def msgids(paths: list[Path]) -> dict[str, str]:
         pattern, method = next(((p, m) for p, m in method_map if pathmatch(p, rel)), (None, None))
         if method is None:
             continue
-        for lineno, message, _comments, _context in extract_from_file(method, str(path), options=options_map.get(pattern, {})):
+        for lineno, message, _comments, _context in extract_from_file(
+                method, str(path), keywords={**DEFAULT_KEYWORDS, ANSWER_KEYWORD: None}, options=options_map.get(pattern, {})):
             key = message[0] if isinstance(message, tuple) else message
             found.setdefault(key, f"{rel}:{lineno}")
     return found
@@ -139,7 +160,7 @@ def messages(domain: str, lang: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="course-messages-") as tmp:
         pot = str(Path(tmp, f"{domain}.pot"))
         run = CommandLineInterface().run
-        run(["pybabel", "-q", "extract", "-F", "babel.cfg", "--add-location=file", "--sort-by-file",
+        run(["pybabel", "-q", "extract", "-F", "babel.cfg", "-k", ANSWER_KEYWORD, "--add-location=file", "--sort-by-file",
              "--project=cnn-course", "-o", pot, *sources])
         run(["pybabel", "-q", "update", "--init-missing", "-i", pot, "-d", str(LOCALE_DIR.relative_to(ROOT)),
              "-D", domain, "-l", lang])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import io
 import json
 import os
 import signal
@@ -176,6 +177,34 @@ def test_bundle_holds_no_solution_body(course, bundle):
         detectable = [r for r in regions if any(len(s) > MIN_LINE and s not in given for s in r[1])]
         assert len(leaks(detectable, given, solution_text)) == len(detectable)
     assert not problems, "\n".join(problems)
+
+
+def test_bundle_catalogs_hold_no_model_answer(course, bundle):
+    """Red team: every lab's written questions' model answers (English msgid and Korean
+    translation) shipped in the compiled catalogs, one `GNUTranslations(...)._catalog` away. The
+    build still translates them: the Korean solutions hold them."""
+    import gettext
+
+    from autograder.catalogs import answer_msgids, compiled
+    from autograder.i18n import LOCALE_DIR
+    out, _ = bundle
+    catalogs = sorted(out.rglob("LC_MESSAGES/*.mo"))
+    assert {p.stem for p in catalogs} >= {lab.id for lab in course.labs if lab.written}
+    for path in catalogs:
+        if path.stem == "course":
+            continue
+        answers = answer_msgids(path.stem)
+        assert len(answers) == len(course.lab(path.stem).written), path.stem     # extraction finds them
+        with path.open("rb") as f:
+            assert not answers & set(gettext.GNUTranslations(f)._catalog), path
+        po = LOCALE_DIR / path.parent.parent.name / "LC_MESSAGES" / f"{path.stem}.po"
+        full = gettext.GNUTranslations(io.BytesIO(compiled(po, answers=True)))
+        solution = "\n".join(c.source for c in nbformat.read(course.solution_path(path.stem, path.parent.parent.name),
+                                                             as_version=4).cells)
+        for answer in answers:
+            translated = next(line for line in full.gettext(answer).splitlines() if line.strip())
+            assert translated != next(line for line in answer.splitlines() if line.strip()), path   # translated ...
+            assert translated in solution, path                                                        # ... and built
 
 
 def test_student_pyproject_declares_what_the_bundle_imports(bundle):
