@@ -449,13 +449,18 @@ def lab_name(stem: str) -> str:
     return _COPY_SUFFIX.sub("", stem).strip().lower()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def shown(name: str) -> str:
     """A file or folder name as text every report can write: bytes that are not UTF-8 (Python
-    keeps them as lone surrogates) become `\\xff`, so two such names stay two names."""
+    keeps them as lone surrogates) and control characters (which XML cannot hold) become
+    `\\xff`, so two such names stay two names."""
     try:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:          # a surrogate no file name holds
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:

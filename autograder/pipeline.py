@@ -331,13 +331,25 @@ def read_roster(path: Path) -> list[str]:
         rows = list(csv.reader(io.StringIO("\n".join(lines))))
         header = [h.strip().lower() for h in rows[0]]
         column = next((header.index(k) for k in ("student", "id", "username") if k in header), None)
-        ids = [row[column or 0].strip() for row in rows[1 if column is not None else 0:] if row]
+        ids = [row[column or 0].strip() if len(row) > (column or 0) else "" for row in rows[1 if column is not None else 0:]
+               if row]
     else:
         ids = [line.strip() for line in lines]
+        if ids and ids[0].lower() in ("student", "id", "username"):     # a one-column CSV's header
+            ids = ids[1:]
+    bad = next((i for i in ids if not _plain_id(i)), None)
+    if bad is not None:
+        raise CourseError(f"--roster {path}: {bad!r} is not a student id (ids name folders of the output: no '/', "
+                          "'\\', control characters, nor '.' or '..' alone)")
     ids = list(dict.fromkeys(i for i in ids if i))
     if not ids:
         raise CourseError(f"--roster {path}: no student ids in it")
     return ids
+
+
+def _plain_id(student: str) -> bool:
+    """Usable as one folder name of the output (`results/<student>/`): or blank (a row without one)."""
+    return student not in (".", "..") and not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in student)
 
 
 def _with_roster(results: list[Result], warnings: list[str], roster: list[str], labs,

@@ -12,11 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import nbformat
 import pytest
 
+from autograder.config import CourseError
 from autograder.grade import find_submissions, submission_facts
+from autograder.pipeline import read_roster
 from autograder.report import grades_csv, read_results
 from autograder.results import CheckResult, Result
 from tests.conftest import ROOT, full_marks
@@ -121,7 +124,7 @@ def test_file_names_that_are_not_utf8_are_graded_and_reported(course, tmp_path):
     a stray file named so stopped `course grade` with a traceback while writing warnings.txt,
     after the grades. Such names are shown with `\\xff` escapes, two of them still two names."""
     root = tmp_path / "class"
-    for student in (b"ada\xff", b"ada\xfe"):
+    for student in (b"ada\xff", b"ada\xfe", b"cy\x01"):      # (a control character: XML cannot hold it)
         folder = Path(os.fsdecode(bytes(root) + b"/" + student))
         _hand_in(course, folder, f"{LAB}.ipynb")
     _hand_in(course, root, os.fsdecode(b"bob/notes\xfe.ipynb"))
@@ -130,10 +133,28 @@ def test_file_names_that_are_not_utf8_are_graded_and_reported(course, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     results = read_results(out)
-    assert sorted(results) == [("ada\\xfe", LAB), ("ada\\xff", LAB)]
+    assert sorted(results) == [("ada\\xfe", LAB), ("ada\\xff", LAB), ("cy\\x01", LAB)]
     assert all(full_marks(r) for r in results.values())
     assert "skipped bob/notes\\xfe.ipynb: no lab" in (out / "warnings.txt").read_text(encoding="utf-8")
     assert (out / "feedback" / "ada\\xff" / LAB / f"{LAB}.html").is_file()
+    ElementTree.parse(out / "junit.xml")                      # well-formed
+
+
+@pytest.mark.parametrize("text", ["alice\n../../elsewhere\n", "alice\n/tmp/abs\n", "name,student\nA,zzz/../alice\n",
+                                  "alice\n..\n", "alice\nbo\x01b\n"])
+def test_a_roster_id_that_is_not_a_folder_name_is_refused(tmp_path, text):
+    """Red team: roster ids became paths of the output: `../../x` wrote outside it, `zzz/../alice`
+    replaced alice's result with "not handed in"."""
+    (tmp_path / "roster.csv").write_text(text)
+    with pytest.raises(CourseError, match="is not a student id"):
+        read_roster(tmp_path / "roster.csv")
+
+
+def test_roster_rows_without_an_id_and_a_one_column_header(tmp_path):
+    (tmp_path / "short.csv").write_text("name,student\nAlice,alice\nBob\n")          # a traceback before
+    assert read_roster(tmp_path / "short.csv") == ["alice"]
+    (tmp_path / "one.csv").write_text("student\nalice\nbob\n")                       # "student" was a student
+    assert read_roster(tmp_path / "one.csv") == ["alice", "bob"]
 
 
 def test_late_work_loses_the_share_course_yml_says(course):
