@@ -504,6 +504,11 @@ def find_submissions(root: Path, course: Course, lab_ids: list[str] | None,
                   if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
         for nb_path in [*sorted(student_dir.glob("*.ipynb")), *(p for d in nested for p in sorted(d.glob("*.ipynb")))]:
             name = lab_name(nb_path.stem)
+            folder = lab_name(nb_path.parent.name) if nb_path.parent != student_dir else None
+            if folder in known and folder != name:    # nbgrader's folder of another lab: submitted at its time
+                if name in labs:
+                    warnings.append(f"skipped {nb_path.relative_to(root)}: handed in with lab {folder}, not as lab {name}")
+                continue
             if name in labs:
                 candidates.setdefault(name, []).append(nb_path)
             elif name not in known:

@@ -64,6 +64,18 @@ def test_both_layouts_and_renamed_files_are_found_and_nothing_is_dropped_silentl
     ]
 
 
+def test_a_notebook_handed_in_with_another_lab_is_not_graded_for_its_own(course, tmp_path):
+    """Red team: `tensors.ipynb` submitted inside nbgrader's `forward/` folder (newer than the late
+    `tensors/` one, or alone) was graded for tensors with no timestamp: no late penalty."""
+    _hand_in(course, tmp_path, "mal/tensors/tensors.ipynb", age=60)
+    _hand_in(course, tmp_path, "mal/forward/tensors.ipynb")
+    _hand_in(course, tmp_path, "eve/forward/tensors.ipynb")
+    found, warnings = _found(course, tmp_path)
+    assert found == {"mal": "mal/tensors/tensors.ipynb"}
+    assert sorted(warnings) == ["skipped eve/forward/tensors.ipynb: handed in with lab forward, not as lab tensors",
+                                "skipped mal/forward/tensors.ipynb: handed in with lab forward, not as lab tensors"]
+
+
 def test_a_renamed_file_is_noted_and_nbgraders_timestamp_is_kept(course, tmp_path):
     def facts(path):
         return submission_facts(Result("s", LAB, str(path), []), path)
