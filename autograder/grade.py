@@ -396,13 +396,13 @@ class Graders:
         accuracy here, the points computed once. A lost worker costs this submission only."""
         try:
             submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed)
-            if isinstance(submission, Result):
-                return submission             # not a gradable notebook: no worker needed
-            return self._run(submission).with_valid_text()   # a student's text that UTF-8 cannot write: U+FFFD
+            # not a gradable notebook: its result at once, no worker needed
+            result = submission if isinstance(submission, Result) else self._run(submission)
         except CourseError:
             raise
         except Exception as e:  # noqa: BLE001 — WorkerLost, or a grader bug: recorded on the submission, the class goes on
-            return _grader_error(student, lab.id, str(path), self.course, e).with_valid_text()
+            result = _grader_error(student, lab.id, str(path), self.course, e)
+        return result.with_valid_text()     # a student's text (or a file name) UTF-8 cannot write: U+FFFD
 
     def _run(self, submission: Submission) -> Result:
         """Run, judge and score a prepared submission on an idle worker (given back afterwards)."""
@@ -449,7 +449,7 @@ def lab_name(stem: str) -> str:
     return _COPY_SUFFIX.sub("", stem).strip().lower()
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")     # (XML cannot hold them; no folder name should)
 
 
 def shown(name: str) -> str:
@@ -460,7 +460,7 @@ def shown(name: str) -> str:
         text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:          # a surrogate no file name holds
         text = name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _student_ids(folders: list[Path], root: Path) -> dict[Path, str]:
