@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Course, CourseError, Lab
-from .grade import CheckResult, Result, find_submissions, grade_class, written_answers
+from .grade import CONTROL_CHARS, CheckResult, Result, find_submissions, grade_class, written_answers
 from .notebook import SubmissionError, read_capped
 from .report import instructor_comment
 
@@ -349,7 +349,7 @@ def read_roster(path: Path) -> list[str]:
 
 def _plain_id(student: str) -> bool:
     """Usable as one folder name of the output (`results/<student>/`): or blank (a row without one)."""
-    return student not in (".", "..") and not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in student)
+    return student not in (".", "..") and "/" not in student and "\\" not in student and not CONTROL_CHARS.search(student)
 
 
 def _with_roster(results: list[Result], warnings: list[str], roster: list[str], labs,
