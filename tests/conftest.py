@@ -16,23 +16,6 @@ def _torch_modes() -> int:
     return torch._C._len_torch_function_stack() if torch is not None else 0
 
 
-@pytest.fixture(autouse=True)
-def no_torch_mode_left_behind():
-    """A probe run in this process that left a torch-function mode behind (a DeviceContext, a
-    recorder of calls) would slow and skew every later test of this pytest worker, and every
-    later cell of a real notebook: the test that leaves one fails, and the mode is removed."""
-    before = _torch_modes()
-    yield
-    left = _torch_modes() - before
-    if left > 0:
-        import torch
-        torch.set_default_device(None)           # a default device left set (its DeviceContext)
-        while _torch_modes() > before:
-            torch._C._pop_torch_function_stack()
-        pytest.fail(f"{left} torch-function mode(s) left on the stack (torch.device(...) or a TorchFunctionMode "
-                    "not exited)")
-
-
 def _torch_state() -> dict:
     """torch's process-wide switches that a check or a probe run here could leave changed."""
     torch = sys.modules.get("torch")
@@ -45,13 +28,23 @@ def _torch_state() -> dict:
 
 
 @pytest.fixture(autouse=True)
-def no_torch_state_left_changed():
-    """A check or probe run here that leaves grad mode off or another dtype on would change what
-    every later test of this worker computes (as a real notebook's later cells)."""
-    before = _torch_state()
+def torch_left_as_found():
+    """A probe run in this process that left a torch-function mode behind (a DeviceContext, a
+    recorder of calls), grad mode off or another dtype on would skew every later test of this
+    pytest worker, and every later cell of a real notebook: the test that leaves one fails (and
+    the modes are removed)."""
+    modes, state = _torch_modes(), _torch_state()
     yield
+    left = _torch_modes() - modes
+    if left > 0:
+        import torch
+        torch.set_default_device(None)           # a default device left set (its DeviceContext)
+        while _torch_modes() > modes:
+            torch._C._pop_torch_function_stack()
+        pytest.fail(f"{left} torch-function mode(s) left on the stack (torch.device(...) or a TorchFunctionMode "
+                    "not exited)")
     after = _torch_state()
-    changed = {k: (before[k], after[k]) for k in before if k in after and before[k] != after[k]}
+    changed = {k: (state[k], after[k]) for k in state if k in after and state[k] != after[k]}
     if changed:
         pytest.fail(f"torch state left changed: {changed}")
 
