@@ -107,10 +107,14 @@ def _grade_class(notebooks, tmp_path_factory, cell_timeout):
     return results, proc
 
 
+def _target(nb) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
+
+
 def _duplicate(nb, code):
     """A copy of the answer cell TARGET, metadata and all, holding `code`, right after it."""
     nb = copy.deepcopy(nb)
-    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
+    i = _target(nb)
     twin = copy.deepcopy(nb.cells[i])
     twin.id, twin.source = "twin", code
     nb.cells.insert(i + 1, twin)
@@ -120,17 +124,14 @@ def _duplicate(nb, code):
 def _insert_cell(nb, code):
     """The student adds a code cell of their own before the answer cell TARGET."""
     nb = copy.deepcopy(nb)
-    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
-    nb.cells.insert(i, nbformat.v4.new_code_cell(code))
+    nb.cells.insert(_target(nb), nbformat.v4.new_code_cell(code))
     return nb
 
 
 def _insert_helper(nb):
     """The student adds a cell of their own, and their answer uses it."""
-    nb = copy.deepcopy(nb)
-    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == TARGET)
-    nb.cells.insert(i, nbformat.v4.new_code_cell("def my_helper(s):\n    return s * (1 - s)"))
-    cell = nb.cells[i + 1]
+    nb = _insert_cell(nb, "def my_helper(s):\n    return s * (1 - s)")
+    cell = nb.cells[_target(nb)]
     cell.source = cell.source + f"\n\n_original = {TARGET}\ndef {TARGET}(x):\n    return _original(x) + 0 * my_helper(0.5)"
     return nb
 
