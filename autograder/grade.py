@@ -644,7 +644,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 cluster=None, found: tuple[list, list[str]] | None = None) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
-    with the same fingerprint is not graded again. `device`: where notebooks run ("auto": cuda
+    with the same fingerprint is not graded again (`on_result` has it only where what the file
+    tells beyond its cells changed: `submission_facts`). `device`: where notebooks run ("auto": cuda
     if present). With an `attempts` folder, a mark is kept there while a submission is graded:
     one during which this process stopped (crashed, or was killed) MAX_ATTEMPTS times is set
     aside with a grader error, so that it cannot stop every later run of the class. Returns the
@@ -666,7 +667,10 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
         if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed):
+            before = old.to_dict()
             results[i] = submission_facts(old, path, course)
+            if on_result and results[i].to_dict() != before:     # a new timestamp.txt or due time: its
+                on_result(results[i])                               # stored result is written again
         else:
             todo.append(i)
     if attempts is not None and cluster is None:     # (Dask retries what a lost worker held itself)

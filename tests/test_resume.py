@@ -8,7 +8,12 @@ import subprocess
 import sys
 import time
 
+import dataclasses
+import datetime as dt
+
 from autograder.cli import main
+from autograder.pipeline import GradeOptions, grade_to_folder, merge_folders
+from autograder.report import read_results
 from tests.conftest import ROOT
 
 LAB = "backprop"
@@ -94,3 +99,25 @@ def test_a_submission_the_grader_stopped_on_twice_is_set_aside(course, tmp_path)
     s0 = json.loads((out / "results" / "s0" / f"{LAB}.json").read_text())
     assert s0["score"] == s0["max_score"] - s0["pending_points"] and not s0["grader_error"]
     assert not list((out / ".attempts").rglob("*/*"))
+
+
+def test_a_new_submission_time_rewrites_the_reused_result(course, tmp_path):
+    """Red team: a rerun reused the signed result and applied a new timestamp.txt's late penalty to
+    its reports, but kept the stored result as it was: `course merge` showed the old penalty."""
+    lab = dataclasses.replace(course.lab(LAB), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
+    strict = dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+    root, out = tmp_path / "submitted", tmp_path / "out"
+    folder = root / "s0" / LAB                       # nbgrader's layout: timestamp.txt beside the notebook
+    folder.mkdir(parents=True)
+    (folder / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
+    (folder / "timestamp.txt").write_text("2026-12-10 14:00:00.000000 UTC")
+    options = GradeOptions([LAB], 1, gradebook=False)
+    assert grade_to_folder(root, strict, out, options).results[0].late_penalty == 0
+    (folder / "timestamp.txt").write_text("2026-12-11 18:00:00.000000 UTC")        # handed in again, late
+    again = grade_to_folder(root, strict, out, options)
+    penalty = again.results[0].late_penalty
+    assert again.reused == 1 and penalty == round(0.2 * sum(lab.checks.values()), 2)
+    assert read_results(out)["s0", LAB].late_penalty == penalty                     # 0 before
+    merged = merge_folders(tmp_path / "merged", [out], strict, gradebook=False)
+    assert merged.results[0].late_penalty == penalty
+    assert "late_penalty" in (tmp_path / "merged" / "grades.csv").read_text()
