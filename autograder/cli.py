@@ -52,7 +52,7 @@ def _grade(args, course) -> int:
     options = GradeOptions(args.lab, args.jobs, args.cell_timeout, args.notebook_timeout, args.memory_mb, args.engine,
                            args.device, sandboxed=not args.unsafe_no_sandbox, force=args.force,
                            gradebook=not args.no_gradebook, roster=Path(args.roster) if args.roster else None,
-                           shard=shard, cluster=args.cluster)
+                           shard=shard, cluster=args.cluster, draw=args.draw)
     with Progress(len(found[0]), "grading") as bar:
         graded = grade_to_folder(Path(args.submissions), course, out, options, progress=bar.update, found=found)
     results, warnings, reused = graded.results, graded.warnings, graded.reused
@@ -154,6 +154,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cluster", metavar="ADDR",
                    help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or `local` for a "
                         "LocalCluster of --jobs worker processes here; every worker needs this course at the same path")
+    g.add_argument("--draw", type=int, metavar="N",
+                   help="which random cases the checks give (default: a secret of DIR's key, the same on every rerun "
+                        "into DIR); give every shard of a class graded into other folders the same N, kept to yourself")
     g.add_argument("--force", action="store_true", help="regrade everything, even unchanged submissions already in DIR")
     g.add_argument("--memory-mb", type=float, metavar="MB", help="resident memory per notebook (default: course.yml)")
     g.add_argument("--engine", choices=("fork", "kernel"), default="fork",

@@ -100,7 +100,7 @@ def _engine(run: str, course: Course, settings: RunSettings, sandboxed: bool, th
             worker = get_worker()
             host = worker.address.rsplit("://", 1)[-1].rsplit(":", 1)[0]
             _engines[run] = Graders(course, worker.state.nthreads, settings.device, sandboxed, settings.cell_timeout,
-                                    settings.notebook_timeout, settings.engine, threads.get(host))
+                                    settings.notebook_timeout, settings.engine, threads.get(host), settings.draw)
         return _engines[run]
 
 
@@ -138,7 +138,7 @@ def grade_on_cluster(client, course: Course, items: list[tuple[int, str, Lab, Pa
     threads = _threads_by_host(client)
     futures = {}
     for i, student, lab, path in items:
-        stamp = fingerprint(path, lab, course, settings.device, sandboxed)
+        stamp = fingerprint(path, lab, course, settings.device, sandboxed, settings.draw)
         try:
             data = read_capped(path)
         except SubmissionError as e:

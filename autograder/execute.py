@@ -126,7 +126,7 @@ def run_notebook_cells(cells: list[tuple[int, str, str]], run: NotebookRun, note
         if kind == "test" and run.lab and run.probe_dir:
             if not checks:
                 from autograder.live import check_plan, check_process_at
-                checks = check_process_at(name, check_plan(run.lab, cells))
+                checks = check_process_at(name, check_plan(run.lab, cells), run.draw)
             path = record_path(run.probe_dir, index)
             source = (f"__import__('autograder.live', fromlist=['l']).probe_to_file_at({run.lab!r}, {source!r}, "
                       f"get_ipython().user_ns, {path!r}, {name!r})")

@@ -458,7 +458,8 @@ def run_notebook_forked(cells: list[tuple[int, str, str]], run: NotebookRun, not
     cell_timeout, notebook_timeout, sandboxed = run.cell_timeout, run.notebook_timeout, run.sandboxed
     env = {"MPLBACKEND": "agg", **run.env}
     job = {"cells": cells, "workdir": run.workdir, "env": env, "threads": run.threads, "sandboxed": sandboxed,
-           "lab": run.lab, "probe_dir": run.probe_dir, "cpu_seconds": cpu_budget(notebook_timeout, run.threads)}
+           "lab": run.lab, "probe_dir": run.probe_dir, "cpu_seconds": cpu_budget(notebook_timeout, run.threads),
+           "draw": run.draw}
     pid, read_fd = zygote(sandboxed).spawn("notebook", json.dumps(job).encode())
     try:
         _watch(pid, read_fd, cells, outcomes, cell_timeout, notebook_timeout, run.memory_mb,

@@ -183,10 +183,11 @@ def grader_digest() -> str:
     return h.hexdigest()
 
 
-def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandboxed: bool = True) -> str:
+def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandboxed: bool = True,
+                draw: int = 0) -> str:
     """Changes when the submission, the lab's source notebook, its points and thresholds, the GPU
-    policy, the hidden split, the device, the sandbox or the grader's code change: a result with
-    the same fingerprint need not be graded again."""
+    policy, the hidden split, the device, the sandbox, the draw or the grader's code change: a
+    result with the same fingerprint need not be graded again."""
     h = hashlib.sha256()
     try:          # as the grader reads it: a FIFO would block, a sparse 40 GB file fill the memory
         h.update(read_capped(path))
@@ -197,12 +198,12 @@ def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandb
     except OSError:
         h.update(b"<unreadable>")
     h.update(json.dumps([lab.checks, lab.written, lab.thresholds, course.gpu, course.data_hidden, device, sandboxed,
-                         grader_digest(), course.language], sort_keys=True).encode())
+                         grader_digest(), course.language, draw], sort_keys=True).encode())
     return h.hexdigest()
 
 
 def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int | None, engine: str,
-         device: str) -> dict:
+         device: str, draw: int) -> dict:
     """What the worker needs to run one notebook: plain data, no path of the grader's."""
     from .data import DATASETS
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device}
@@ -213,7 +214,7 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
     cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
             "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
-            "datasets": sorted(DATASETS), "lab": lab.id}
+            "datasets": sorted(DATASETS), "lab": lab.id, "draw": draw}
 
 
 def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], dict]:
@@ -246,6 +247,7 @@ class RunSettings:
     engine: str = "fork"
     device: str = "cpu"
     threads: int | None = None
+    draw: int = 0               # which random cases the checks draw (autograder.checks.drawn)
 
 
 @dataclass
@@ -261,7 +263,7 @@ class Submission:
 
 
 def prepare_submission(path: Path, lab: Lab, student: str, course: Course, device: str,
-                       sandboxed: bool) -> Submission | Result:
+                       sandboxed: bool, draw: int = 0) -> Submission | Result:
     """Read one submitted notebook and restore it from the lab's source notebook, here; a file
     that is not a gradable notebook gets its result at once (it never waits for a worker)."""
     start = time.monotonic()
@@ -269,7 +271,7 @@ def prepare_submission(path: Path, lab: Lab, student: str, course: Course, devic
     source_path = course.solution_path(lab.id)
     if not source_path.exists():
         raise CourseError(f"{source_path}: missing source notebook for lab {lab.id!r} (run `course build`)")
-    stamp = fingerprint(path, lab, course, device, sandboxed)
+    stamp = fingerprint(path, lab, course, device, sandboxed, draw)
     try:
         nb, restore_notes = restore(read_submission(path), load_source(source_path))
     except SubmissionError as e:
@@ -288,7 +290,7 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     sandboxed = worker.options.sandboxed
     notes = [] if sandboxed else [UNSANDBOXED]
     limits = (settings.cell_timeout, settings.notebook_timeout)
-    job = _job(nb, lab, course, limits, settings.threads, settings.engine, device)
+    job = _job(nb, lab, course, limits, settings.threads, settings.engine, device, settings.draw)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions, shown = _parse_reply(reply)
     from .witness import JUDGE_SECONDS, read_records
@@ -296,7 +298,8 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     del blob
     # what the grader knows itself: the notebook's wall time, the data set each scored check uses
     datasets = {spec.dataset: resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}
-    facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets}
+    facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets,
+             "draw": settings.draw}
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(submission.student, lab.id, str(submission.path), checks, submission.restore_notes + run_notes + notes,
@@ -360,7 +363,7 @@ class Graders:
 
     def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True,
                  cell_timeout: float | None = None, notebook_timeout: float | None = None, engine: str = "fork",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, draw: int = 0) -> None:
         if sandboxed:
             require_sandbox()
         self.course = course
@@ -368,7 +371,7 @@ class Graders:
         set_language(course.language)     # the messages this process makes: the judges', pages, the README
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
-                                    engine, device, self.threads)
+                                    engine, device, self.threads, draw)
         self._tmp = tempfile.TemporaryDirectory(prefix="course-runtime-")
         runtime = make_runtime(Path(self._tmp.name))
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
@@ -395,7 +398,8 @@ class Graders:
         """Grade one submission on an idle worker: run and probe it there, judge it and count its
         accuracy here, the points computed once. A lost worker costs this submission only."""
         try:
-            submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed)
+            submission = prepare_submission(path, lab, student, self.course, self.settings.device, self.sandboxed,
+                                            self.settings.draw)
             # not a gradable notebook: its result at once, no worker needed
             result = submission if isinstance(submission, Result) else self._run(submission)
         except CourseError:
@@ -641,7 +645,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
                 done: dict[tuple[str, str], Result] | None = None,
                 device: str | None = None, sandboxed: bool = True,
                 attempts: Path | None = None, shard: tuple[int, int] | None = None,
-                cluster=None, found: tuple[list, list[str]] | None = None) -> tuple[list[Result], list[str]]:
+                cluster=None, found: tuple[list, list[str]] | None = None,
+                draw: int = 0) -> tuple[list[Result], list[str]]:
     """Grade every submission under `root` with `jobs` sandboxed workers; `on_result(result)` is
     called (in this thread) as soon as each one is known. A submission whose result is in `done`
     with the same fingerprint is not graded again (`on_result` has it only where what the file
@@ -652,7 +657,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     results in submission order and warnings. With `shard` (K, N), only the K-th of N
     deterministic slices of the class (`find_submissions`). With `cluster` (a dask.distributed
     Client), the submissions are graded on its workers (autograder.cluster) and `jobs` is unused.
-    `found`: what `find_submissions` returned for these arguments, where the caller has it."""
+    `found`: what `find_submissions` returned for these arguments, where the caller has it.
+    `draw`: which random cases the checks draw (autograder.checks.drawn; 0: a notebook's own)."""
     if engine not in ENGINES:
         raise CourseError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     if cluster is not None:
@@ -666,7 +672,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     todo = []
     for i, (student, lab, path) in enumerate(found):
         old = (done or {}).get((student, lab.id))
-        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed):
+        if old is not None and not old.grader_error and old.fingerprint == fingerprint(path, lab, course, device, sandboxed, draw):
             before = old.to_dict()
             results[i] = submission_facts(old, path, course)
             if on_result and results[i].to_dict() != before:     # a new timestamp.txt or due time: its
@@ -688,7 +694,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
     if cluster is not None:
         from .cluster import grade_on_cluster
         settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
-                               engine, device)
+                               engine, device, draw=draw)
         for i, result in grade_on_cluster(cluster, course, [(i, *found[i]) for i in todo], settings, sandboxed):
             results[i] = submission_facts(result, found[i][2], course)
             if on_result:
@@ -703,7 +709,7 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
         return submission_facts(graders.grade(student, lab, path), path, course)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders, \
+    with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine, draw=draw) as graders, \
             ThreadPoolExecutor(jobs) as pool:
         futures = {pool.submit(grade, *found[i]): i for i in todo}
         for future in as_completed(futures):

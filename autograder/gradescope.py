@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -85,7 +86,9 @@ def write_zip(course: Course, lab_id: str, out: Path, leaderboard: bool = False,
     if stale:
         raise CourseError(f"stale or missing built files ({', '.join(p.name for p in stale)}): run `course build` first")
     spec = {"lab": lab.id, "hidden": hidden_checks(course, lab), "leaderboard": leaderboard,
-            "unsafe_no_sandbox": unsafe_no_sandbox, "language": course.language}
+            "unsafe_no_sandbox": unsafe_no_sandbox, "language": course.language,
+            "draw": secrets.randbelow((1 << 31) - 1) + 1}   # the zip's own (autograder.checks.drawn): every
+                                                            # submission gets the same cases, unknown to students
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -157,6 +160,12 @@ def _nothing_graded(results: Path, checks: dict[str, int], why: str, summary: st
         for name, points in checks.items()]})
 
 
+def _draw(spec: dict) -> int | None:
+    """The zip's draw; None (the output folder's own) for a zip made before it had one."""
+    draw = spec.get("draw")
+    return draw if isinstance(draw, int) and not isinstance(draw, bool) and draw > 0 else None
+
+
 def run(root: Path) -> int:
     """Grade the submission in `root`/submission into `root`/results/results.json. Always writes
     a results.json a student can read (a missing notebook or a grader failure included)."""
@@ -200,7 +209,8 @@ def run(root: Path) -> int:
         except SubmissionError as e:
             (submissions / f"{lab.id}.ipynb").write_bytes(b"")
             notes.append(str(e))
-        options = GradeOptions([lab.id], jobs=1, sandboxed=sandboxed, gradebook=False, reports=False, device="auto")
+        options = GradeOptions([lab.id], jobs=1, sandboxed=sandboxed, gradebook=False, reports=False, device="auto",
+                               draw=_draw(spec))
         graded = grade_to_folder(submissions.parent, course, Path(tmp, "out"), options)
     result = graded.results[0]
     doc = results_json(result, spec, course.hidden_visibility, notes, sandboxed)

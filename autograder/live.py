@@ -219,8 +219,8 @@ class Prober(w.Judge):
     """A judge whose record is the notebook's process, asked live (see the module docstring)."""
     live = True
 
-    def __init__(self, channel: Channel, device: str = "cpu") -> None:
-        super().__init__({"arrays": []}, b"", device)
+    def __init__(self, channel: Channel, device: str = "cpu", draw: int = 0) -> None:
+        super().__init__({"arrays": []}, b"", device, {"draw": draw})
         self.deadline = math.inf               # the notebook's own time limit bounds a probe
         self.channel = channel
         self.blob = bytearray()
@@ -433,9 +433,10 @@ def check_plan(lab: str, cells: list) -> list[tuple[str, str]]:
     return plan
 
 
-def serve_checks(sock: socket.socket, device: str = "cpu", plan: list | None = None) -> None:
+def serve_checks(sock: socket.socket, device: str = "cpu", plan: list | None = None, draw: int = 0) -> None:
     """The check process: probe each check call the notebook's process asks for, until it closes
-    the socket. Nothing the check decides goes back. With a `plan` (check_plan), each call of
+    the socket. Nothing the check decides goes back. `draw`: the grading run's (the grader's,
+    never the notebook's word: witness.draw). With a `plan` (check_plan), each call of
     the notebook's check cells runs once, in order: the student's code, which shares the
     notebook's end of the socket, cannot run a check again and again to learn from the touches
     it asks for which of its comparisons passed (a call it skips ahead to is lost)."""
@@ -448,7 +449,7 @@ def serve_checks(sock: socket.socket, device: str = "cpu", plan: list | None = N
         except (w.ProbeError, OSError, ValueError):
             return
         if "cell" in header:
-            prober = Prober(channel, device)
+            prober = Prober(channel, device, draw)
             continue
         if "call" not in header or prober is None:
             continue                      # what the notebook's process says after its check ended
@@ -716,7 +717,7 @@ def probe_to_file(lab: str, source: str, namespace: dict, path: str, sock: socke
 
 
 def run_check_process(sock: socket.socket, plan: list | None = None, threads: int | None = None,
-                      device: str | None = None) -> None:
+                      device: str | None = None, draw: int = 0) -> None:
     """In a freshly forked child: become a check process (not dumpable: its memory and /proc
     files are not the notebook's to read; dies with its parent) and serve_checks on `sock`.
     `device`: where the check's tensors go (None: cuda when there is one)."""
@@ -728,10 +729,10 @@ def run_check_process(sock: socket.socket, plan: list | None = None, threads: in
     # one thread unless told (the zygote forks before torch ever ran a parallel op): a process
     # forked after OpenMP ran in its parent hangs in its first parallel op with more
     torch.set_num_threads(int(threads) if threads else 1)
-    serve_checks(sock, device or ("cuda" if torch.cuda.is_available() else "cpu"), plan)
+    serve_checks(sock, device or ("cuda" if torch.cuda.is_available() else "cpu"), plan, draw)
 
 
-def check_process_at(name: str, plan: list | None = None) -> int:
+def check_process_at(name: str, plan: list | None = None, draw: int = 0) -> int:
     """Fork a check process that waits for one connection on the abstract Unix socket `name`
     (the kernel engine: the notebook's kernel is not our child, so it connects); its pid. It is
     not dumpable, dies with this process, and is ended by the caller after the notebook."""
@@ -743,7 +744,7 @@ def check_process_at(name: str, plan: list | None = None) -> int:
         try:
             conn, _ = listener.accept()
             listener.close()
-            run_check_process(conn, plan)
+            run_check_process(conn, plan, draw=draw)
         finally:
             os._exit(0)
     listener.close()
@@ -763,14 +764,15 @@ def probe_to_file_at(lab: str, source: str, namespace: dict, path: str, name: st
     probe_to_file(lab, source, namespace, path, _CONNECTED[name])
 
 
-def spawn_check_process(device: str = "cpu", threads: int | None = None, plan: list | None = None) -> socket.socket:
+def spawn_check_process(device: str = "cpu", threads: int | None = None, plan: list | None = None,
+                        draw: int = 0) -> socket.socket:
     """Fork a check process (the tests'): the notebook's end of its socket."""
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (the check process)
         try:
             ours.close()
-            run_check_process(theirs, plan, threads, device)
+            run_check_process(theirs, plan, threads, device, draw)
         finally:
             os._exit(0)
     theirs.close()

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
+import hmac
 import io
 import json
 import shutil
@@ -43,6 +44,8 @@ class GradeOptions:
     roster: Path | None = None      # the class list: whoever has no submission gets 0, marked missing
     shard: tuple[int, int] | None = None   # grade only slice K of N (`course merge` joins the slices)
     cluster: object = None                 # a Dask scheduler's address, "local" (autograder.cluster), or a Client
+    draw: int | None = None                # which random cases the checks draw (None: the output folder's own,
+                                           # `grading_draw`): give every shard of a class the same one
 
 
 @dataclass
@@ -58,7 +61,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     as soon as it is known, then (with `options.reports`) the class reports and the gradebook.
     `progress(result)` is called for each result. Reuses unchanged results unless `options.force`. `found`: what
     `find_submissions` returned for these options, where the caller has it (the class is walked once)."""
-    from .report import read_results, write_outputs, write_result
+    from .report import grader_key, read_results, write_outputs, write_result
     if options.memory_mb is not None:
         if options.memory_mb <= 0:
             raise CourseError(f"--memory-mb must be positive, got {options.memory_mb:g}")
@@ -67,6 +70,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     changed = changed_since_built(course, found[0])                                         # before anything is written
     roster = read_roster(options.roster) if options.roster is not None else None   # and so does a bad roster
     done = {} if options.force else read_results(out)
+    draw = options.draw if options.draw is not None else grading_draw(grader_key(out))
     attempts = out / ".attempts"            # submissions being graded (autograder.grade.grade_class)
     if options.force:
         shutil.rmtree(attempts, ignore_errors=True)
@@ -83,7 +87,7 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
         results, warnings = grade_class(submissions, course, options.lab_ids, options.jobs, options.cell_timeout,
                                         options.notebook_timeout, on_result, options.engine, done, options.device,
                                         sandboxed=options.sandboxed, attempts=attempts, shard=options.shard,
-                                        cluster=client, found=found)
+                                        cluster=client, found=found, draw=draw)
     warnings = changed + warnings
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
@@ -94,6 +98,13 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     if options.reports:
         results, warnings = write_class_outputs(out, results, warnings, course, options.gradebook)
     return ClassGrades(results, warnings, reused)
+
+
+def grading_draw(key: bytes) -> int:
+    """The draw of an output folder (autograder.checks.drawn): from its secret key, so that the
+    random cases a graded check gives are known to nobody before grading (a notebook cannot carry
+    the answers to them), yet the same for every student and every rerun into that folder."""
+    return int.from_bytes(hmac.new(key, b"draw", hashlib.sha256).digest()[:4], "big") % (1 << 31) or 1
 
 
 def _cluster(options: GradeOptions):

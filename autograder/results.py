@@ -75,6 +75,7 @@ class NotebookRun:
     threads: int | None = None
     memory_mb: float | None = None   # the fork engine enforces it
     sandboxed: bool = False
+    draw: int = 0                    # the grading run's (autograder.witness.draw): its check process's
 
 
 def valid_text(value):

@@ -96,6 +96,14 @@ def judging() -> bool:
     return isinstance(SESSION, Judge) and not SESSION.live
 
 
+def draw() -> int:
+    """The grading run's draw (a secret of the grader's: autograder.pipeline.grading_draw) while a
+    check is probed in its check process or judged, else 0: which random cases a check's
+    `autograder.checks.drawn` generators give (the same on both sides)."""
+    value = SESSION.facts.get("draw") if isinstance(SESSION, Judge) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def measured(name: str) -> float | None:
     """A figure the grader measured outside the sandbox (while judging), else None."""
     value = SESSION.facts.get(name) if judging() else None

@@ -150,7 +150,8 @@ def run_job(job: dict, channel_in, channel_out, sandboxed: bool, scratch: Path) 
         send(channel_out, {"alive": True})
 
     run = NotebookRun(float(job["cell_timeout"]), float(job["notebook_timeout"]), str(work), env,
-                      str(job.get("lab", "")), str(probes), job.get("threads"), job.get("memory_mb"), sandboxed)
+                      str(job.get("lab", "")), str(probes), job.get("threads"), job.get("memory_mb"), sandboxed,
+                      int(job.get("draw", 0)))
     started = time.monotonic()
     if job.get("engine") == "kernel":
         from .execute import run_notebook_cells as engine

@@ -170,7 +170,8 @@ def _fork_check_process(payload: bytes) -> tuple[int, int]:
             os.closerange(keep + 1, 1 << 16)
             job = json.loads(payload)
             from autograder.live import check_plan, run_check_process
-            run_check_process(theirs, check_plan(str(job.get("lab", "")), job.get("cells", [])), job.get("threads"))
+            run_check_process(theirs, check_plan(str(job.get("lab", "")), job.get("cells", [])), job.get("threads"),
+                              draw=int(job.get("draw", 0)))
         except BaseException:
             import traceback
             traceback.print_exc()

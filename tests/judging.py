@@ -16,16 +16,16 @@ from typing import Any, Callable
 
 from autograder import live, witness
 
-_CHECK_PROCESS: socket.socket | None = None
+_CHECK_PROCESSES: dict[int, socket.socket] = {}
 
 
-def check_process() -> socket.socket:
-    """The tests' check process (autograder.live), started once per test session."""
-    global _CHECK_PROCESS
-    if _CHECK_PROCESS is None:
-        _CHECK_PROCESS = live.spawn_check_process()
-        atexit.register(_CHECK_PROCESS.close)
-    return _CHECK_PROCESS
+def check_process(draw: int = 0) -> socket.socket:
+    """The tests' check process (autograder.live) for a grading run's `draw`, started once per
+    test session."""
+    if draw not in _CHECK_PROCESSES:
+        _CHECK_PROCESSES[draw] = live.spawn_check_process(draw=draw)
+        atexit.register(_CHECK_PROCESSES[draw].close)
+    return _CHECK_PROCESSES[draw]
 
 
 def in_process(lab: str, source: str, namespace: dict) -> str:
@@ -40,15 +40,17 @@ def in_process(lab: str, source: str, namespace: dict) -> str:
     return "pass"
 
 
-def judged(lab: str, source: str, namespace: dict, checks_process: socket.socket | None = None) -> str:
+def judged(lab: str, source: str, namespace: dict, checks_process: socket.socket | None = None,
+           draw: int = 0) -> str:
     """The judge's verdict on a probe of the cell: with the check in this process, or with
-    `checks_process` (a socket) in the check process."""
+    `checks_process` (a socket) in the check process, started for the grading run's `draw`
+    (`check_process(draw)`)."""
     if checks_process is None:
         header, blob = witness.probe_cell(lab, source, namespace)
     else:
         header, blob = live.probe_cell(lab, source, namespace, checks_process)
     try:
-        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob)
+        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob, facts={"draw": draw})
     except NotImplementedError:
         return "not answered"
     except AssertionError as e:

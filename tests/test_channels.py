@@ -71,6 +71,8 @@ def test_gradescope_zip_holds_the_grader_for_one_lab_and_no_student_file(course,
     other = {lab.id for lab in course.labs} - {LAB}
     assert not [n for n in names if n.startswith(("solutions/", "exercises/")) and n.split("/")[1] in other]
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "examples/", ".venv/"))]
+    draw = spec.pop("draw")              # the zip's own draw of the checks' random cases
+    assert isinstance(draw, int) and 0 < draw < 2**31
     assert spec == {"lab": LAB, "hidden": hidden_checks(course, course.lab(LAB)), "leaderboard": True,
                     "unsafe_no_sandbox": False, "language": course.language}
     assert spec["hidden"], "the test wants a lab whose checks have hidden tests"

@@ -162,16 +162,24 @@ def test_an_unwritten_answer_is_not_answered_on_both_sides(lab, checks_process):
 PLANTED = [(lab, b) for lab, bugs in sorted(all_bugs().items()) for b in bugs]
 
 
-@pytest.mark.parametrize("lab, bug", PLANTED, ids=[f"{lab}:{b.name}" for lab, b in PLANTED])
-def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bug, checks_process):
+def planted(lab: str, bug) -> dict | str:
+    """The reference module of `lab` with `bug` planted, as a notebook holds it; or why it cannot
+    be planted in the reference's text (it edits a notebook cell)."""
     module = importlib.import_module(f"reference.{lab}")
     target = getattr(module, bug.cell, None)
     if target is None:
-        pytest.skip(f"{bug.cell} is a notebook cell, not a reference function")
+        return f"{bug.cell} is a notebook cell, not a reference function"
     original = textwrap.dedent(inspect.getsource(target))
     if original not in inspect.getsource(module) or original.count(bug.old) != 1:
-        pytest.skip(f"bug {bug.name} edits the notebook's cell, not the reference's text")
-    namespace = notebook(lab, (original, bug.apply(original)))
+        return f"bug {bug.name} edits the notebook's cell, not the reference's text"
+    return notebook(lab, (original, bug.apply(original)))
+
+
+@pytest.mark.parametrize("lab, bug", PLANTED, ids=[f"{lab}:{b.name}" for lab, b in PLANTED])
+def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bug, checks_process):
+    namespace = planted(lab, bug)
+    if isinstance(namespace, str):
+        pytest.skip(namespace)
     cells = dict(runnable(lab, namespace))
     for name in sorted(set(cells) - bug.fails):     # exactly its checks: the others pass
         assert in_process(lab, cells[name], namespace) == "pass", name
@@ -183,3 +191,82 @@ def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bu
         checked += 1
     if not checked:
         pytest.skip(f"bug {bug.name} fails only checks of the trained model (tests/test_grading.py)")
+
+
+# --- a grading run's draw: other random cases than the notebook's own --------------------------
+
+DRAWS = (7, 1_234_567_891)      # two grading runs' (autograder.pipeline.grading_draw)
+DRAWING = [lab for lab in LABS if "drawn(" in inspect.getsource(importlib.import_module(f"autograder.checks.{lab}"))]
+
+
+def _draws(lab: str, source: str, namespace: dict) -> bool:
+    """Whether the check cell's cases come (in part) from `autograder.checks.drawn`."""
+    module = importlib.import_module(f"autograder.checks.{lab}")
+    real, seeds = module.drawn, []
+    module.drawn = lambda seed: (seeds.append(seed), real(seed))[1]
+    try:
+        in_process(lab, source, namespace)
+    finally:
+        module.drawn = real
+    return bool(seeds)
+
+
+@pytest.mark.parametrize("lab", DRAWING)
+def test_under_a_grading_draw_the_reference_passes_and_each_planted_bug_fails_exactly_its_checks(lab):
+    """Graded, a check's random cases come from the run's draw (autograder.checks.drawn), in its
+    check process and in the judge alike: cases no notebook saw, on which the reference passes
+    and each planted bug still fails the checks it declares (under another draw; that it fails
+    no other is the planted-bug test's, above)."""
+    namespace = notebook(lab)
+    drawing = {name: source for name, source in runnable(lab, namespace) if _draws(lab, source, namespace)}
+    assert drawing, f"no check of {lab} draws its cases"
+    passing, failing = DRAWS
+    wrong = [name for name, source in drawing.items()
+             if judged(lab, source, namespace, check_process(passing), passing) != "pass"]
+    assert not wrong, wrong
+    for bug in all_bugs().get(lab, []):
+        namespace = planted(lab, bug)
+        if isinstance(namespace, str):
+            continue
+        missed = [name for name in sorted(bug.fails & set(drawing))
+                  if judged(lab, drawing[name], namespace, check_process(failing), failing) == "pass"]
+        assert not missed, (bug.name, missed)
+
+
+def _key(value) -> str:
+    """What a table of recorded answers is looked up by: the call's arguments, tensors by value."""
+    if isinstance(value, torch.Tensor):
+        return f"T{value.dtype}{tuple(value.shape)}{value.detach().cpu().numpy().tobytes().hex()}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_key(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_key(v)}" for k, v in sorted(value.items())) + "}"
+    return repr(value)
+
+
+@pytest.mark.parametrize("lab, answer", [("detection", "iou"), ("detection", "box_iou"), ("convolution", "conv2d"),
+                                         ("convolution", "conv_params"), ("forward", "linear_forward"),
+                                         ("backprop", "rel_error")])
+def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw(lab, answer):
+    """The red team's attack: the checks' code ships with the notebooks, so a notebook can carry
+    the answers to every case the check cell gives (public and hidden, recorded from a working
+    implementation elsewhere) and answer anything else wrongly. It passes where the cases are the
+    notebook's own (draw 0) and fails when graded under any other draw."""
+    namespace = notebook(lab)
+    source = dict(check_cells(lab))[answer]
+    real, table = namespace[answer], {}
+
+    def recording(*args, **kwargs):
+        table[_key([args, kwargs])] = real(*args, **kwargs)
+        return table[_key([args, kwargs])]
+
+    assert in_process(lab, source, {**namespace, answer: recording}) == "pass"
+    assert len(table) >= 3
+
+    def from_the_table(*args, **kwargs):
+        return table.get(_key([args, kwargs]), torch.zeros(()))
+
+    cheat = {**namespace, answer: from_the_table}
+    assert judged(lab, source, cheat, check_process(0), 0) == "pass"
+    for draw in DRAWS:
+        assert judged(lab, source, cheat, check_process(draw), draw) != "pass", draw

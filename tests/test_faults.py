@@ -75,6 +75,8 @@ def graded(course, source, tmp_path_factory):
         "extra-cell": _insert_helper(solution),
         "megabyte-output": _edit(solution, TARGET, _prepend("for _ in range(20):\n    print('x' * 2**20)")),
         "v3-format": nbformat.writes(copy.deepcopy(solution), version=3),
+        "solution": solution,
+        "recorded-answers": _edit(solution, "rel_error", lambda c: setattr(c, "source", _recorded_rel_error(solution))),
         "duplicated-answer": _duplicate(solution, f"def {TARGET}(*args, **kwargs):\n    raise ValueError('the second copy')"),
         "v3-broken": json.dumps({"nbformat": 3, "nbformat_minor": 5, "metadata": {},     # no v3.5 exists
                                  "worksheets": [{"cells": [{"cell_type": "markdown", "metadata": {}, "source": "hi"}]}]}),
@@ -134,6 +136,29 @@ def _insert_helper(nb):
     cell = nb.cells[_target(nb)]
     cell.source = cell.source + f"\n\n_original = {TARGET}\ndef {TARGET}(x):\n    return _original(x) + 0 * my_helper(0.5)"
     return nb
+
+
+# how a table of recorded answers is keyed: the arguments' values (the notebook and this test)
+_KEY = ("def _key(a, b):\n    import torch\n"
+        "    return tuple((tuple(torch.as_tensor(v).shape), torch.as_tensor(v, dtype=torch.float64).numpy().tobytes().hex())"
+        " for v in (a, b))\n")
+
+
+def _recorded_rel_error(solution) -> str:
+    """The red team's attack: an answer cell holding the answers to every case rel_error's check
+    cell gives (the check's code ships with the notebooks), recorded from the reference; anything
+    else is answered 0.5."""
+    from reference.backprop import rel_error
+    from tests.judging import in_process
+    scope: dict = {}
+    exec(_KEY, scope)
+    table = {}
+
+    def recording(a, b):
+        table[scope["_key"](a, b)] = rel_error(a, b)
+        return table[scope["_key"](a, b)]
+    assert in_process(LAB, _cell(solution, "check_rel_error").source, {"rel_error": recording}) == "pass"
+    return f"{_KEY}_TABLE = {table!r}\n\ndef rel_error(a, b):\n    return _TABLE.get(_key(a, b), 0.5)\n"
 
 
 def _by_name(result):
@@ -227,6 +252,15 @@ def test_text_utf8_cannot_write_is_replaced_and_every_report_is_written(graded):
     assert "surrogates" in (out / "grades.csv").read_text(encoding="utf-8")
     assert (out / "feedback" / "surrogates" / LAB / f"{LAB}.html").is_file()
     assert "\ufffd" in (out / "autograded" / "surrogates" / LAB / f"{LAB}.ipynb").read_text(encoding="utf-8")
+
+
+def test_answers_recorded_for_the_checks_own_cases_lose_the_check(graded):
+    """Graded, the check's random cases come from the output folder's secret draw, not the ones
+    its code gives in a notebook: the recorded answers lose exactly that check (the reference,
+    graded in the same run, passes it: the draw is the same in the check process and the judge)."""
+    results, _ = graded
+    assert _lost(results["recorded-answers"]) == {"rel_error"}
+    assert _lost(results["solution"]) == set()
 
 
 def test_a_duplicated_answer_cell_is_graded_as_the_student_ran_it(graded):

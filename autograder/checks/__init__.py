@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from autograder.i18n import gettext as _
 __all__ = ["CheckFailed", "fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
            "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst",
-           "close", "shape_text", "as_number", "expect_module", "keeps_rng", "torch_calls", "lazy_parameters"]
+           "close", "shape_text", "as_number", "expect_module", "keeps_rng", "drawn", "torch_calls", "lazy_parameters"]
 
 
 def fmt(value: Any) -> str:
@@ -243,6 +244,18 @@ def keeps_rng(check: Any) -> Any:
         with torch.random.fork_rng(devices=[]):
             return check(*args, **kwargs)
     return wrapper
+
+
+def drawn(seed: int) -> torch.Generator:
+    """A private generator for a check's random cases, seeded with `seed` where a student runs the
+    check; when it is graded, with `seed` and the grading run's draw (a secret of the grader's,
+    the same in the probe and the judge: autograder.witness.draw). The graded cases are then not
+    the ones the notebook's own run showed, and no notebook can carry recorded answers to them."""
+    from autograder import witness
+    draw = witness.draw()
+    if draw:
+        seed = int.from_bytes(hashlib.blake2b(f"{draw}:{seed}".encode(), digest_size=7).digest(), "big")
+    return torch.Generator().manual_seed(seed)
 
 
 class _TorchCalls(TorchFunctionMode):

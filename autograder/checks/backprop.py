@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import expect, expect_close, fail, float64_tensor, fmt, worst
 from autograder.checks import rel_error as _rel_error  # `rel_error` is also the name of a check
 from autograder.i18n import Domain
@@ -59,7 +59,7 @@ def _worst(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str]:
 
 def _mlp_case(N: int, D: int, H: int, O: int, seed: int):
     """x [N, D], y [N, O] and params W1 [H, D], b1 [H], W2 [O, H], b2 [O], float64."""
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     x = torch.randn(N, D, generator=g, dtype=torch.float64)
     y = torch.randn(N, O, generator=g, dtype=torch.float64)
     params = {
@@ -154,7 +154,7 @@ def _check_update(new: Any, p: torch.Tensor, g: torch.Tensor, before: torch.Tens
 def sgd_step(sgd_step: Callable) -> None:
     """A tensor, a list and a dict of tensors, each updated to param - lr * grad without touching
     the params given; the seed's step (0.6, 0.9) → (0.603, 0.907)."""
-    g = torch.Generator().manual_seed(3)
+    g = drawn(3)
     # the seed's step, on a plain tensor
     w, grad = torch.tensor([0.6, 0.9]), torch.tensor([-0.3, -0.7])
     new = _call(sgd_step, "sgd_step(w, grads, lr=0.01)", w, grad, 0.01)
@@ -286,7 +286,7 @@ def rel_error(rel_error: Callable) -> None:
     """CS231n relative error max(|a-b| / max(1e-8, |a|+|b|)) on cases that tell the max, the
     absolute values and the 1e-8 floor apart; returns a Python float."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    g = torch.Generator().manual_seed(5)
+    g = drawn(5)
     a, b = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
     cases = [
         ("rel_error(a, a)", t(1.0, -2.0, 3.0), t(1.0, -2.0, 3.0), 0.0, _("identical tensors have relative error 0")),
@@ -335,7 +335,7 @@ def numerical_gradient(numerical_gradient: Callable) -> None:
     expect_close(got, expected, what, atol=1e-9, rtol=1e-6, hint=hint)
 
     # a smooth function with curvature, against autograd
-    g = torch.Generator().manual_seed(7)
+    g = drawn(7)
     x = torch.randn(3, 4, generator=g, dtype=torch.float64)
     before = x.clone()
     what = "numerical_gradient(f, x [3, 4])"

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from autograder.checks import call_student, error_line, expect, fail, fmt, shape_text, torch_calls, worst
+from autograder.checks import drawn, call_student, error_line, expect, fail, fmt, shape_text, torch_calls, worst
 from autograder.i18n import Domain
 
 _ = Domain("convolution").gettext
@@ -132,7 +132,7 @@ def conv_output_size(conv_output_size: Callable) -> None:
         ((224, 11, 0, 4, False), 54, _("strict=False floors as PyTorch: the seed AlexNet's (224 - 11)/4 + 1 = 54.25 → 54")),
         ((256, 3, 1, 2, False), 128, _("strict=False floors as PyTorch: (256 + 2 - 3)/2 + 1 = 128.5 → 128")),
     ]
-    g = torch.Generator().manual_seed(9)
+    g = drawn(9)
     for _case in range(6):
         n, f, p, s = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((8, 60), (1, 8), (0, 4), (1, 5)))
         fits.append(((n, f, p, s, False), (n + 2 * p - f) // s + 1, _("with strict=False, floor((n + 2p - f) / s) + 1")))
@@ -197,7 +197,7 @@ def conv2d(conv2d: Callable) -> None:
     """Against F.conv2d within 1e-5: the seed 001 feature map (4 3 4 / 2 4 3 / 2 3 4), batched
     multi-channel input with and without bias, stride and padding, a non-square kernel, and a
     stride that does not fit (floored); by hand (no torch convolution op)."""
-    g = torch.Generator().manual_seed(11)
+    g = drawn(11)
     image, kernel = _seed_image_and_filter()
     cases = [  # what, x, w, b, stride, padding, call keywords
         (_("conv2d(the lecture's 5×5 image, its 3×3 filter)"), image, kernel, None, 1, 0, {}),
@@ -294,7 +294,7 @@ def _pool_shape_hints(x: torch.Tensor, k: int, s: int | None, expected: torch.Te
 
 
 def _pool_check(fn: Callable, op: str, module: str, mean: bool) -> None:
-    g = torch.Generator().manual_seed(13 if mean else 12)
+    g = drawn(13 if mean else 12)
     theirs = F.avg_pool2d if mean else F.max_pool2d
     other = F.max_pool2d if mean else F.avg_pool2d
     for what, x, k, s in _pool_cases(g):
@@ -345,7 +345,7 @@ def conv_params(conv_params: Callable) -> None:
              (64, 128, 5, _("the lecture: 128 filters of 5·5·64 weights + 1 bias = 1601 each")),
              (1, 6, 5, _("LeNet's conv1: 6 filters of 1·5·5 + 1")),
              (6, 16, 5, _("LeNet's conv2: 16 filters of 6·5·5 + 1"))]
-    g = torch.Generator().manual_seed(14)
+    g = drawn(14)
     for _case in range(4):
         c_in, c_out, k = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 65), (1, 129), (1, 8)))
         cases.append((c_in, c_out, k, _("c_out filters of c_in·k·k weights and 1 bias each")))
@@ -373,7 +373,7 @@ def conv_macs(conv_macs: Callable) -> None:
     cases = [(3, 64, 3, 128, 128, _("the lecture: 128·128·64 output values, 3·3·3 = 27 multiplications each")),
              (64, 128, 5, 64, 64, _("the lecture: 64·64·128 output values, 5·5·64 = 1600 multiplications each")),
              (1, 6, 5, 28, 28, _("LeNet's conv1: 6·28·28 output values, 25 multiplications each"))]
-    g = torch.Generator().manual_seed(15)
+    g = drawn(15)
     for _case in range(4):
         c_in, c_out, k, h, w = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 65), (1, 129), (1, 8), (1, 57), (1, 57)))
         cases.append((c_in, c_out, k, h, w, _("c_out·h_out·w_out output values, c_in·k·k multiplications each")))
@@ -437,7 +437,7 @@ def conv2d_backward(conv2d_backward: Callable) -> None:
     output gradient 1 (grad_w 6 7 6 / 4 7 7 / 4 6 6, grad_b 9), batched multi-channel input, stride,
     padding, a non-square kernel and a stride that does not fit; by hand (no autograd, no torch
     convolution op), its inputs left unchanged."""
-    g = torch.Generator().manual_seed(16)
+    g = drawn(16)
     image, kernel = _seed_image_and_filter()
 
     def case(N, C, H, W, O, kh, kw, stride, padding):

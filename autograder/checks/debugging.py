@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder import witness
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import error_line, expect, expect_gpu_execution, fail, given, keeps_rng, shape_text
 from autograder.i18n import Domain
 
@@ -201,7 +201,7 @@ def softmax_before_loss(Net: Callable) -> None:
             fail(_("Net layer {name}").format(name=name),
                  _("logits: scores of any size, as nn.CrossEntropyLoss takes them"),
                  _("{layer}, whose outputs are probabilities").format(layer=repr(m)), _floor())
-    gen = torch.Generator().manual_seed(0)
+    gen = drawn(0)
     out, err = _forward(model, torch.rand(16, 1, 28, 28, generator=gen))
     if err is not None or not isinstance(out, torch.Tensor) or out.dim() != 2:
         return  # the forward pass is flatten_size's and block_wiring's to check
@@ -283,7 +283,7 @@ def mlp_forward(MLP: Callable) -> None:
 def accuracy_denominator(evaluate: Callable) -> None:
     """evaluate(model, loader, device) returns (mean loss per sample, fraction right) for loaders of
     100 samples in batches of 100, 32 (a short last batch) and 7."""
-    gen = torch.Generator().manual_seed(0)
+    gen = drawn(0)
     x = torch.randn(100, 1, 28, 28, generator=gen)
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     with torch.no_grad():

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torchvision import ops
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import as_number, case, expect, expect_close, expect_shape, fail, fmt, given, golden
 from autograder.i18n import Domain
 
@@ -157,7 +157,7 @@ def iou(iou: Callable, seed: int = 0) -> None:
     got = as_number(_call(iou, what, torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])), what, tensors=False)
     expect(abs(got - 1 / 7) <= 1e-6, what, 1 / 7, got, _("boxes may come as tensors of shape [4] too"))
 
-    gen = torch.Generator().manual_seed(1400 + seed)
+    gen = drawn(1400 + seed)
     a, b = _boxes(gen, 40, size=30), _boxes(gen, 40, size=30)
     expected = ops.box_iou(a, b).diagonal()
     for i in range(40):
@@ -181,7 +181,7 @@ def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
     expect_shape(got, (1, 4), what, _("one row (x1, y1, x2, y2) per box"))
     expect_close(got, [[1.0, 2.0, 4.0, 6.0]], what, hint=hint)
 
-    gen = torch.Generator().manual_seed(1410 + seed)
+    gen = drawn(1410 + seed)
     boxes = torch.rand(12, 4, generator=gen) * 50
     before = boxes.clone()
     what = _("xywh_to_xyxy(12 random boxes)")
@@ -221,7 +221,7 @@ def box_iou(box_iou: Callable, seed: int = 0) -> None:
                  hint=_("where the union is 0 return 0, not NaN (torch.where(union > 0, inter / union, 0)); "
                         "torchvision gives NaN here, this lab gives 0"))
 
-    gen = torch.Generator().manual_seed(1420 + seed)
+    gen = drawn(1420 + seed)
     for n, m, size in ((5, 7, 100.0), (9, 4, 20.0), (1, 1, 10.0)):
         a, b = _boxes(gen, n, size), _boxes(gen, m, size)
         what = _("box_iou(a [{n}, 4], b [{m}, 4]) on random boxes").format(n=n, m=m)
@@ -281,7 +281,7 @@ def nms(nms: Callable, seed: int = 0) -> None:
         got = _indices(_call(nms, what, torch.zeros(0, 4), torch.zeros(0), 0.5), what)
         expect(got.shape == (0,), what, _("an empty int64 tensor"), fmt(got), _("no boxes in, no indices out"))
 
-    gen = torch.Generator().manual_seed(1430 + seed)
+    gen = drawn(1430 + seed)
     thresholds = (0.3, 0.5, 0.7)
     with case("random boxes against torchvision"):
         for n in (40, 25):
@@ -321,7 +321,7 @@ def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
                              torch.zeros(0, dtype=torch.int64), 0.5), what)
         expect(got.shape == (0,), what, _("an empty int64 tensor"), fmt(got), _("no boxes in, no indices out"))
 
-    gen = torch.Generator().manual_seed(1440 + seed)
+    gen = drawn(1440 + seed)
     thresholds = (0.3, 0.5, 0.7)
     with case("random boxes against torchvision"):
         for n in (40, 30):
@@ -386,7 +386,7 @@ def nms_rows(nms_rows: Callable, seed: int = 0) -> None:
     got = _call(nms_rows, what, [], 0.5)
     expect(got == [], what, "[]", repr(got), _("no rows in, no rows out"))
 
-    gen = torch.Generator().manual_seed(1450 + seed)
+    gen = drawn(1450 + seed)
     for n, t in ((30, 0.4), (30, 0.6)):
         boxes, scores = _nms_case(gen, n, (t,))
         labels = torch.randint(0, 3, (n,), generator=gen)

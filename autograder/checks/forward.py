@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from autograder import witness
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, torch_calls, worst
 from autograder.checks import backward as _backward
 from autograder.i18n import Domain
@@ -139,7 +139,7 @@ def linear_forward(linear_forward: Callable) -> None:
     """x @ W.T + b against nn.Linear / F.linear: the lecture's nn.Linear(3, 7) at seed 1017
     (output[0] = 0.0314 = sum(x * W[0]) + b[0] = -0.1617 + 0.1931), a square W (tells W from W.T)
     and a batch of one; inputs left unchanged."""
-    g = torch.Generator().manual_seed(2)
+    g = drawn(2)
     lecture = _("linear_forward(the lecture's x [1, 3], nn.Linear(3, 7) at seed 1017)")
     cases = [(lecture, *_seed_layer())]
     for N, fin, fout in ((4, 5, 5), (1, 2, 6)):
@@ -320,7 +320,7 @@ def perceptron(perceptron: Callable) -> None:
     a random [20, 3] batch with a 0-d tensor bias, and AND with b = -1 (sums of exactly 0 give -1:
     +1 only where the sum is > 0)."""
     inputs = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # the lecture's x1..x4
-    g = torch.Generator().manual_seed(4)
+    g = drawn(4)
     xr, wr = torch.randn(20, 3, generator=g), torch.randn(3, generator=g)
     br = torch.randn((), generator=g)
     cases = [

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import error_line as _error
 from autograder.checks import (Scored, count_params, expect, expect_gpu_execution, expect_module, expect_split_accuracy,
                                fail, model_device, shape_text, worst)
@@ -293,7 +293,7 @@ def grad_cam(grad_cam) -> None:
     from autograder import witness
 
     model = _cam_model()
-    g = torch.Generator().manual_seed(18)
+    g = drawn(18)
     x = torch.rand(4, 1, 12, 12, generator=g)
     with torch.no_grad():
         model.eval()

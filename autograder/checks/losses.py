@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import close, expect, fail, float64_tensor, worst
 from autograder.checks import grad_of as _grad_of
 from autograder.i18n import Domain
@@ -100,7 +100,7 @@ def _softmax_case(softmax: Callable, z: torch.Tensor, what: str, dim: int | None
 def softmax(softmax: Callable, seed: int = 0) -> None:
     """Against torch.softmax: a batch [4, 5] along the last dim; logits of ±1000 (finite, no NaN);
     dims 0 and 1 of a [2, 3, 4] tensor; z left unchanged; gradients as torch's."""
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     _softmax_case(softmax, 2 * torch.randn(4, 5, generator=g), "softmax(z [4, 5])", None)
 
     big = torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, 0.0, 1000.0], [-1000.0, -1001.0, -1002.0]])
@@ -169,7 +169,7 @@ def cross_entropy(cross_entropy: Callable, seed: int = 0) -> None:
     exactly 0 at non-target classes (0 · log 0 must count as 0)."""
     _ce_case(cross_entropy, torch.tensor(_SEED_PROBS), torch.tensor(_SEED_LABELS),
              _("cross_entropy(the seed's probs [[.1, .3, .6], [.2, .6, .2], [.3, .4, .3]], classes 2, 1, 0)"))
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     probs = torch.softmax(1.5 * torch.randn(6, 4, generator=g), dim=1)
     _ce_case(cross_entropy, probs, torch.randint(0, 4, (6,), generator=g), "cross_entropy(probs [6, 4], onehot [6, 4])")
     zeros = torch.tensor([[0.0, 0.25, 0.75], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.125, 0.0, 0.875]])
@@ -225,7 +225,7 @@ def _from_logits_case(fn: Callable, logits: torch.Tensor, labels: torch.Tensor, 
 def cross_entropy_from_logits(cross_entropy_from_logits: Callable, seed: int = 0) -> None:
     """Against F.cross_entropy: a random batch [5, 4] (value and gradient), logits of ±1000 and 2000
     (finite: log-sum-exp), and a single sample of 7 classes."""
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     _from_logits_case(cross_entropy_from_logits, 2 * torch.randn(5, 4, generator=g), torch.randint(0, 4, (5,), generator=g),
                       "cross_entropy_from_logits(logits [5, 4], labels [5])", grad=True)
     big = torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 2000.0], [10.0, 10.0, 10.0]])
@@ -290,7 +290,7 @@ def focal_loss(focal_loss: Callable, seed: int = 0) -> None:
     """gamma = 0 equals F.binary_cross_entropy; gamma = 2 and 0.5 against -(1 - p_t)^gamma log p_t
     (mean over a [4, 3] batch of both labels, with its gradient); an easy example (p_t = 0.9) loses
     100x at gamma = 2."""
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     p = 0.02 + 0.96 * torch.rand(4, 3, generator=g)
     y = (torch.rand(4, 3, generator=g) < 0.5).float()
     y[0, 0], y[0, 1] = 1.0, 0.0  # both labels present whatever the seed

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from autograder.checks import expect, fail, fmt
+from autograder.checks import drawn, expect, fail, fmt
 from autograder.i18n import Domain
 
 _ = Domain("optimizers").gettext
@@ -88,7 +88,7 @@ def _functions() -> list[_Problem]:
 
 
 def _three_parameters() -> _Problem:
-    g = torch.Generator().manual_seed(6)
+    g = drawn(6)
     start = [torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64),
              torch.randn(2, generator=g, dtype=torch.float64)]
     stream = [(0.05 * torch.randn(3, 2, generator=g, dtype=torch.float64),
@@ -252,7 +252,7 @@ _MULTI_HYPER = {
 def zero_grad(Optimizer: Callable) -> None:
     """Optimizer(params) keeps a list of the parameters (from a generator, as model.parameters()
     gives), and zero_grad() sets every .grad to None, on every call, without touching the values."""
-    g = torch.Generator().manual_seed(0)
+    g = drawn(0)
     w = torch.randn(2, 3, generator=g, dtype=torch.float64).requires_grad_(True)
     b = torch.randn(2, generator=g, dtype=torch.float64).requires_grad_(True)
     frozen = torch.randn(2, generator=g, dtype=torch.float64).requires_grad_(True)  # never gets a grad

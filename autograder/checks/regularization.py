@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import close, expect, expect_close, expect_module, expect_shape, fail, fmt, given, keeps_rng
 from autograder.checks import backward as _backward
 from autograder.i18n import Domain
@@ -87,7 +87,7 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
                _("the same mask"), _("draw a new random mask at every forward pass (torch.rand_like(x) inside forward)"))
 
         # the gradient flows: d(sum(y))/dx = mask / (1 - p)
-        g = torch.Generator().manual_seed(1)
+        g = drawn(1)
         xr = torch.randn(64, 32, generator=g).requires_grad_(True)
         what = _("{what} in training mode, x = torch.randn(64, 32, requires_grad=True)").format(what=name)
         y = _call(m, what, xr)
@@ -104,7 +104,7 @@ def dropout(Dropout: Callable, p: float = 0.3) -> None:
 
     what = _("{what} in eval mode, x = torch.randn(8, 3, 5, 5)").format(what=name)
     m.eval()
-    x = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(8, 3, 5, 5, generator=drawn(2))
     y = _call(m, what, x.clone())
     expect_shape(y, (8, 3, 5, 5), what, _("dropout keeps the shape of its input"))
     hint = _("in eval mode dropout is the identity: return x when not self.training (inverted dropout needs no rescaling)")
@@ -183,7 +183,7 @@ def early_stopping(EarlyStopping: Callable) -> None:
                 "so that 0.89 < 1.0 - 0.1 counts as an improvement"))
 
     # restore(): the weights (parameters and buffers) of the best epoch, copied
-    g = torch.Generator().manual_seed(0)
+    g = drawn(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     with torch.no_grad():
         for t in model.state_dict().values():
@@ -276,7 +276,7 @@ def batchnorm(BatchNorm2d: Callable, num_features: int = 3, seed: int = 0) -> No
                      atol=0, rtol=0, hint=hint)
 
     # the same random state in both modules, through nn.BatchNorm2d's state_dict
-    g = torch.Generator().manual_seed(seed)
+    g = drawn(seed)
     ref = nn.BatchNorm2d(C)
     with torch.no_grad():
         ref.weight.copy_(1 + 0.5 * torch.randn(C, generator=g))

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import models as _tv_models
 from torchvision.models import resnet as _tv
 
-from autograder.checks import close, count_params, expect_module, shape_text, state_shapes
+from autograder.checks import drawn, close, count_params, expect_module, shape_text, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_gpu_execution, expect_split_accuracy,
                                fail)
 from autograder.i18n import Domain
@@ -386,7 +386,7 @@ def torchvision_match(resnet18: Callable, resnet34: Callable, resnet50: Callable
                                _("ResNet({layers}) with torchvision's layer names").format(layers=_LAYERS[name]))
         _load(name, model, theirs.state_dict())
         model.eval()
-        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        x = torch.randn(2, 3, 64, 64, generator=drawn(1))
         _compare_forward(f"{name} (eval)", theirs, model, x,
                          _("the input reaching this layer differs: check the order conv → bn → ReLU and the max pool "
                            "after the stem"), block_hint=_(_BLOCK_HINT))

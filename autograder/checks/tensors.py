@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import expect, expect_close, expect_shape, fail
 from autograder.i18n import Domain
 
@@ -188,7 +188,7 @@ def standardize(standardize: Callable) -> None:
     unchanged: on a 2 x 2 example with a constant column, on iris, and on [6, 3] with two constant
     columns."""
     iris = torch.from_numpy(_iris()["data"]).float()
-    g = torch.Generator().manual_seed(1)
+    g = drawn(1)
     rand = torch.randn(6, 3, generator=g)
     rand[:, 1] = 2.5  # constant columns: std 0
     rand[:, 2] = 0.0

@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from autograder.checks import CheckFailed, count_params, lazy_parameters, state_shapes
+from autograder.checks import drawn, CheckFailed, count_params, lazy_parameters, state_shapes
 from autograder.checks import (Scored, call_student, error_line, expect, expect_close, expect_gpu_execution,
                                expect_split_accuracy, fail)
 from autograder.i18n import Domain
@@ -271,7 +271,7 @@ def _compare_outputs(label: str, model: nn.Module, reference: nn.Module, size: i
     strictly, without a copy; the same logits in eval mode."""
     model.load_state_dict(reference.state_dict(), strict=True, assign=True)  # as in _match_structure
     model.eval()
-    g = torch.Generator().manual_seed(1)
+    g = drawn(1)
     x = torch.randn(2, 3, size, size, generator=g)
     expected = reference(x)
     what = _("{label} logits on a [2, 3, {size}, {size}] batch with torchvision's weights (eval mode)").format(
