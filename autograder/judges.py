@@ -195,12 +195,23 @@ class JudgeServerDown(RuntimeError):
     pass
 
 
+SOCKET_PATH_MAX = 100     # bytes of a Unix socket's path (the kernel's limit is 107)
+
+
+def _socket_parent() -> str | None:
+    """Where the socket's folder goes: the temporary folder (None), or /tmp where a socket there
+    would be too long a path (a deep TMPDIR: the server could not bind, and nothing would be judged)."""
+    longest = os.path.join(tempfile.gettempdir(), SOCKET_FOLDER_PREFIX + "x" * 8, "judges.sock")
+    return None if len(os.fsencode(longest)) <= SOCKET_PATH_MAX else "/tmp"
+
+
 class Judges:
     """The grader's judge server: `judge(...)` judges one notebook's cells in a fresh judge."""
 
     def __init__(self, command: list[str] | None = None) -> None:
         self.command = command or [sys.executable, "-m", "autograder.judges"]
-        self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, ignore_cleanup_errors=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, dir=_socket_parent(),
+                                                ignore_cleanup_errors=True)
         self.path = str(Path(self._tmp.name) / "judges.sock")
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None

@@ -552,6 +552,28 @@ def test_a_judge_that_crashes_or_hangs_costs_only_its_notebook(tmp_path, monkeyp
         broken.close()
 
 
+def test_a_deep_temporary_folder_still_gives_the_judge_server_a_socket(tmp_path, monkeypatch):
+    """A Unix socket's path holds at most 107 bytes: under a deep TMPDIR the server could not
+    bind, and every notebook of the run was a grader error (found with a test's private TMPDIR).
+    The socket's folder then goes to /tmp."""
+    import tempfile
+
+    from autograder import judges
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    server = judges.Judges()
+    try:
+        assert len(server.path) <= judges.SOCKET_PATH_MAX and not server.path.startswith(str(deep))
+        assert server.judge("backprop", [], {}, "cpu", {}, 30.0) == {}      # it started, and answers
+    finally:
+        server.close()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))                 # a short one is used as it is
+    short = judges.Judges()
+    assert short.path.startswith(str(tmp_path))
+    short.close()
+
+
 def _judges_running(script) -> list[int]:
     """The processes that run `script` (the server and its judges), after a moment to end."""
     import os
