@@ -115,7 +115,8 @@ def grade_remote(run: str, course: Course, settings: RunSettings, sandboxed: boo
     """A Dask task: grade one submission (its file's bytes) on this worker; the Result as a dict
     and what its cells showed."""
     graders = _engine(run, course, settings, sandboxed, threads)
-    with tempfile.TemporaryDirectory(prefix="course-submission-") as tmp:
+    # in the engine's own runtime folder: a worker killed mid-task leaves it to the next grader's sweep
+    with tempfile.TemporaryDirectory(prefix="course-submission-", dir=graders.runtime) as tmp:
         path = Path(tmp) / name
         path.write_bytes(data)
         result = graders.grade(student, course.lab(lab_id), path)

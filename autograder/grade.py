@@ -14,7 +14,6 @@ import math
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,7 +31,7 @@ from .i18n import gettext as _
 from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
-from .sandbox import SandboxOptions, Worker, WorkerLost, make_runtime, require_sandbox
+from .sandbox import RuntimeFolder, SandboxOptions, Worker, WorkerLost, require_sandbox
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
@@ -372,8 +371,8 @@ class Graders:
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads, draw)
-        self._tmp = tempfile.TemporaryDirectory(prefix="course-runtime-")
-        runtime = make_runtime(Path(self._tmp.name))
+        self._runtime = RuntimeFolder()
+        self.runtime = runtime = self._runtime.path     # (removed with this grader, or by the next one's sweep)
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
         self.idle: queue.Queue[Worker] = queue.Queue()
         for slot in range(jobs):          # each warms up in its sandbox while this process goes on
@@ -426,7 +425,7 @@ class Graders:
     def close(self) -> None:
         while not self.idle.empty():
             self.idle.get().close()
-        self._tmp.cleanup()
+        self._runtime.cleanup()
 
     def __enter__(self) -> "Graders":
         return self

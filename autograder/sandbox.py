@@ -23,6 +23,7 @@ watches its heartbeat, and replaces a worker that dies, stops or hangs.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import shutil
@@ -63,6 +64,51 @@ class SandboxOptions:
 
 
 # --- the runtime the sandbox sees ----------------------------------------------------------
+
+RUNTIME_PREFIX = "course-runtime-"
+STALE_RUNTIME_SECONDS = 600.0
+
+
+class RuntimeFolder:
+    """A grader's copy of the student-safe files (`make_runtime`) in a temporary folder, locked
+    (an flock on its `.lock`, outside what sandboxes mount) for as long as the grader lives.
+    Making one first removes those of graders killed outright (SIGKILL runs no clean-up)."""
+
+    def __init__(self) -> None:
+        sweep_runtimes()
+        self._tmp = tempfile.TemporaryDirectory(prefix=RUNTIME_PREFIX, ignore_cleanup_errors=True)
+        self._lock = os.open(os.path.join(self._tmp.name, ".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.path = make_runtime(Path(self._tmp.name))
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()
+        os.close(self._lock)
+
+
+def sweep_runtimes(root: Path | None = None, min_age: float = STALE_RUNTIME_SECONDS) -> int:
+    """Remove the runtime folders under `root` (the temporary folder) that no living grader holds:
+    older than `min_age` seconds (a folder whose lock is not taken yet is seconds old) and whose
+    lock can be taken. Returns how many."""
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}*"):
+        try:
+            if time.time() - folder.lstat().st_mtime < min_age or folder.is_symlink():
+                continue
+            lock = os.open(folder / ".lock", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue                      # not ours (another user's), or no lock: left alone
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue                      # its grader is alive
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        finally:
+            os.close(lock)
+    return removed
+
 
 def make_runtime(folder: Path) -> Path:
     """Copy the student-safe autograder files (STUDENT_FILES) and the worker's modules into

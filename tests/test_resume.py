@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import datetime as dt
 from autograder.cli import main
 from autograder.pipeline import GradeOptions, grade_to_folder, merge_folders
 from autograder.report import read_results
+from autograder.sandbox import RuntimeFolder, sweep_runtimes
 from tests.conftest import ROOT
 
 LAB = "backprop"
@@ -25,17 +27,19 @@ def _class(course, root, n):
         (root / f"s{i}" / f"{LAB}.ipynb").write_text(course.solution_path(LAB).read_text())
 
 
-def _grade(root, out, *extra, wait=True):
+def _grade(root, out, *extra, wait=True, env=None):
     cmd = [sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out), "--lab", LAB, *extra]
     if not wait:
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd + ["--no-gradebook"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd + ["--no-gradebook"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_a_killed_run_resumes_where_it_stopped(course, tmp_path):
-    root, out = tmp_path / "class", tmp_path / "out"
+def test_a_killed_run_resumes_where_it_stopped(course, tmp_path, monkeypatch):
+    root, out, scratch = tmp_path / "class", tmp_path / "out", tmp_path / "tmp"
     _class(course, root, 3)
-    proc = _grade(root, out, "--jobs", "1", wait=False)
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = _grade(root, out, "--jobs", "1", wait=False, env=env)
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*/*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -45,7 +49,8 @@ def test_a_killed_run_resumes_where_it_stopped(course, tmp_path):
     assert 1 <= len(first) < 3
     for path in (out / "results").glob("*/*.json"):
         json.loads(path.read_text())               # every file written is whole
-    again = _grade(root, out, "--jobs", "1")
+    _the_killed_graders_copy_is_swept(scratch, monkeypatch)
+    again = _grade(root, out, "--jobs", "1", env=env)
     assert again.returncode == 0, again.stderr
     assert f"({len(first)} unchanged since the last run" in again.stderr
     after = {p.parent.name: p.stat().st_mtime_ns for p in (out / "results").glob("*/*.json")}
@@ -53,6 +58,22 @@ def test_a_killed_run_resumes_where_it_stopped(course, tmp_path):
     assert all(after[s] == first[s] for s in first)  # finished results were not redone
     rows = (out / "grades.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * (len(course.lab(LAB).checks) + len(course.lab(LAB).written))
+
+
+def _the_killed_graders_copy_is_swept(scratch, monkeypatch):
+    """SIGKILL ran no clean-up: the killed grader's copy of the student-safe files is left. The
+    next grader removes it (unlocked, and old enough: here any age), never a living grader's."""
+    import tempfile
+    left = list(scratch.glob("course-runtime-*"))
+    assert len(left) == 1
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    living = RuntimeFolder()
+    try:
+        assert sweep_runtimes(scratch, min_age=0) == 1
+        assert not left[0].exists() and (living.path / "autograder").is_dir()
+    finally:
+        living.cleanup()
+    assert list(scratch.glob("course-runtime-*")) == []
 
 
 def test_rerun_skips_unchanged_and_regrades_changed(course, tmp_path, capsys):
