@@ -29,8 +29,10 @@ def runs(course, tmp_path_factory):
     options = dict(lab_ids=[LAB], jobs=2, roster=root / "roster.txt")
     one = grade_to_folder(root / "class", course, root / "one", GradeOptions(**options))
     # a slice (two or three notebooks: one worker) needs only its signed results for `course merge`: no reports
+    # the same draw for every shard, as the README says (shard 2 forgets it: a warning)
     shards = [grade_to_folder(root / "class", course, root / f"shard{k}",
-                              GradeOptions(**{**options, "jobs": 1}, shard=(k, 2), reports=False)) for k in (1, 2)]
+                              GradeOptions(**{**options, "jobs": 1}, shard=(k, 2), reports=False, draw=draw))
+              for k, draw in ((1, 1234), (2, None))]
     merged = merge_folders(root / "merged", [root / "shard1", root / "shard2"], course)
     return root, one, shards, merged
 
@@ -42,6 +44,12 @@ def test_shards_partition_the_class(runs):
     assert keys[0] | keys[1] == {(r.student, r.lab) for r in one.results}            # zed's missing lab included once
     for k, shard in enumerate(keys, 1):
         assert all(in_shard(student, lab, (k, 2)) for student, lab in shard)
+
+
+def test_a_shard_without_a_draw_is_warned(runs):
+    _, _, shards, _ = runs
+    assert not [w for w in shards[0].warnings if "--draw" in w]
+    assert [w for w in shards[1].warnings if "give every shard of the class the same --draw N" in w]
 
 
 def test_merged_reports_equal_one_run_and_nothing_is_regraded(runs):
