@@ -556,6 +556,7 @@ def test_a_deep_temporary_folder_still_gives_the_judge_server_a_socket(tmp_path,
     """A Unix socket's path holds at most 107 bytes: under a deep TMPDIR the server could not
     bind, and every notebook of the run was a grader error (found with a test's private TMPDIR).
     The socket's folder then goes to /tmp."""
+    import os
     import tempfile
 
     from autograder import judges
@@ -568,10 +569,14 @@ def test_a_deep_temporary_folder_still_gives_the_judge_server_a_socket(tmp_path,
         assert server.judge("backprop", [], {}, "cpu", {}, 30.0) == {}      # it started, and answers
     finally:
         server.close()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))                 # a short one is used as it is
-    short = judges.Judges()
-    assert short.path.startswith(str(tmp_path))
-    short.close()
+    short = tempfile.mkdtemp(prefix="cj-", dir="/tmp")                      # a short one is used as it is
+    monkeypatch.setattr(tempfile, "tempdir", short)
+    server = judges.Judges()
+    try:
+        assert server.path.startswith(short + "/")
+    finally:
+        server.close()
+        os.rmdir(short)
 
 
 def _judges_running(script) -> list[int]:
