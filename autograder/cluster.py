@@ -116,7 +116,7 @@ def grade_remote(run: str, course: Course, settings: RunSettings, sandboxed: boo
     and what its cells showed."""
     graders = _engine(run, course, settings, sandboxed, threads)
     # in the engine's own runtime folder: a worker killed mid-task leaves it to the next grader's sweep
-    with tempfile.TemporaryDirectory(prefix="course-submission-", dir=graders.runtime) as tmp:
+    with tempfile.TemporaryDirectory(prefix="course-submission-", dir=graders.runtime.path) as tmp:
         path = Path(tmp) / name
         path.write_bytes(data)
         result = graders.grade(student, course.lab(lab_id), path)

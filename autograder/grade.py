@@ -371,12 +371,11 @@ class Graders:
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads, draw)
-        self._runtime = RuntimeFolder()
-        self.runtime = runtime = self._runtime.path     # (removed with this grader, or by the next one's sweep)
+        self.runtime = RuntimeFolder()      # (removed with this grader, or by the next one's sweep)
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
         self.idle: queue.Queue[Worker] = queue.Queue()
         for slot in range(jobs):          # each warms up in its sandbox while this process goes on
-            worker = Worker(slot, runtime, options)
+            worker = Worker(slot, self.runtime.path, options)
             try:
                 worker.launch()
             except OSError:
@@ -425,7 +424,7 @@ class Graders:
     def close(self) -> None:
         while not self.idle.empty():
             self.idle.get().close()
-        self._runtime.cleanup()
+        self.runtime.cleanup()
 
     def __enter__(self) -> "Graders":
         return self

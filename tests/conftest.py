@@ -54,6 +54,15 @@ def course():
     return load_course(ROOT / "course.yml")
 
 
+def with_late_policy(course, lab_id: str):
+    """(the lab, `course` with only it): due 2026-12-10 15:00 UTC, each started day late costing
+    10% of the points earned, all of them past 3 days."""
+    import dataclasses
+    import datetime as dt
+    lab = dataclasses.replace(course.lab(lab_id), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
+    return lab, dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+
+
 def full_marks(result) -> bool:
     """Every point the grader gives by itself: the written answers (graded by a person) aside."""
     return result.score == result.max_score - result.pending_points

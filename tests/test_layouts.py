@@ -22,7 +22,7 @@ from autograder.grade import find_submissions, submission_facts
 from autograder.pipeline import read_roster
 from autograder.report import grades_csv, read_results
 from autograder.results import CheckResult, Result
-from tests.conftest import ROOT, full_marks
+from tests.conftest import ROOT, full_marks, with_late_policy
 
 LAB = "tensors"
 
@@ -173,9 +173,7 @@ def test_late_work_loses_the_share_course_yml_says(course):
     """Past a lab's due time, each started day costs grading.late.per_day of the points earned,
     all past max_days; without a policy lateness is only noted; a rerun does not stack it."""
     import dataclasses
-    import datetime as dt
-    lab = dataclasses.replace(course.lab(LAB), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
-    strict = dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+    lab, strict = with_late_policy(course, LAB)
 
     def graded(submitted_at, on=strict):
         r = Result("s", LAB, "x", [CheckResult(n, p, p) for n, p in lab.checks.items()], submitted_at=submitted_at)

@@ -9,14 +9,11 @@ import subprocess
 import sys
 import time
 
-import dataclasses
-import datetime as dt
-
 from autograder.cli import main
 from autograder.pipeline import GradeOptions, grade_to_folder, merge_folders
 from autograder.report import read_results
 from autograder.sandbox import RuntimeFolder, sweep_runtimes
-from tests.conftest import ROOT
+from tests.conftest import ROOT, with_late_policy
 
 LAB = "backprop"
 
@@ -125,8 +122,7 @@ def test_a_submission_the_grader_stopped_on_twice_is_set_aside(course, tmp_path)
 def test_a_new_submission_time_rewrites_the_reused_result(course, tmp_path):
     """Red team: a rerun reused the signed result and applied a new timestamp.txt's late penalty to
     its reports, but kept the stored result as it was: `course merge` showed the old penalty."""
-    lab = dataclasses.replace(course.lab(LAB), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
-    strict = dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+    lab, strict = with_late_policy(course, LAB)
     root, out = tmp_path / "submitted", tmp_path / "out"
     folder = root / "s0" / LAB                       # nbgrader's layout: timestamp.txt beside the notebook
     folder.mkdir(parents=True)
