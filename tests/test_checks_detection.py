@@ -137,6 +137,8 @@ VARIANTS = {
     "mean_average_precision": [
         ("over predicted classes too", ("mean_average_precision", 'labels = [t["labels"] for t in targets]', 'labels = [t["labels"] for t in targets] + [p["labels"] for p in preds]')),
         ("VOC threshold by default", ("mean_average_precision", "iou_thresholds = np.linspace(0.5, 0.95, 10)", "iou_thresholds = [0.5]")),
+        ("classes assumed 0, 1, 2", ("mean_average_precision", "classes = torch.unique(torch.cat(labels)).tolist() if labels else []", "classes = [0, 1, 2]")),
+        ("first threshold only", ("mean_average_precision", "for t in iou_thresholds]", "for t in list(iou_thresholds)[:1]]")),
     ],
 }
 

@@ -244,7 +244,9 @@ def _key(value) -> str:
     return repr(value)
 
 
-@pytest.mark.parametrize("lab, answer", [("detection", "iou"), ("detection", "box_iou"), ("convolution", "conv2d"),
+@pytest.mark.parametrize("lab, answer", [("detection", "iou"), ("detection", "box_iou"),
+                                         ("detection", "average_precision"),
+                                         ("detection", "mean_average_precision"), ("convolution", "conv2d"),
                                          ("convolution", "conv_params"), ("forward", "linear_forward"),
                                          ("backprop", "rel_error")])
 def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw(lab, answer):

@@ -290,7 +290,7 @@ def test_a_float_that_lies_is_judged_by_its_value(graded):
 def test_golden_values_changed_in_the_notebook_change_nothing(graded):
     lost = lost_checks(graded["golden"])
     assert set(lost) == {"mean_average_precision"}
-    assert "expected 0.386433" in lost["mean_average_precision"], lost
+    assert "expected" in lost["mean_average_precision"] and "got 0.25" in lost["mean_average_precision"], lost
 
 
 # ------------------------------------------------------------------ the record, as data
