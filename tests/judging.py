@@ -41,16 +41,17 @@ def in_process(lab: str, source: str, namespace: dict) -> str:
 
 
 def judged(lab: str, source: str, namespace: dict, checks_process: socket.socket | None = None,
-           draw: int = 0) -> str:
+           draw: int = 0, partial: bool = False) -> str:
     """The judge's verdict on a probe of the cell: with the check in this process, or with
     `checks_process` (a socket) in the check process, started for the grading run's `draw`
-    (`check_process(draw)`)."""
+    (`check_process(draw)`); `partial`: judged case by case (its message then ends "(k of n
+    cases passed)")."""
     if checks_process is None:
         header, blob = witness.probe_cell(lab, source, namespace)
     else:
         header, blob = live.probe_cell(lab, source, namespace, checks_process)
     try:
-        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob, facts={"draw": draw})
+        witness.judge_cell(lab, source, json.loads(json.dumps(header)), blob, facts={"draw": draw}, partial=partial)
     except NotImplementedError:
         return "not answered"
     except AssertionError as e:

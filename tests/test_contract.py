@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
+import re
 import sys
 import textwrap
 import types
@@ -244,16 +245,10 @@ def _key(value) -> str:
     return repr(value)
 
 
-@pytest.mark.parametrize("lab, answer", [("detection", "iou"), ("detection", "box_iou"),
-                                         ("detection", "average_precision"),
-                                         ("detection", "mean_average_precision"), ("convolution", "conv2d"),
-                                         ("convolution", "conv_params"), ("forward", "linear_forward"),
-                                         ("backprop", "rel_error")])
-def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw(lab, answer):
-    """The red team's attack: the checks' code ships with the notebooks, so a notebook can carry
-    the answers to every case the check cell gives (public and hidden, recorded from a working
-    implementation elsewhere) and answer anything else wrongly. It passes where the cases are the
-    notebook's own (draw 0) and fails when graded under any other draw."""
+def _recorded(lab: str, answer: str) -> tuple[str, dict]:
+    """The check cell of `answer` and the notebook's namespace with `answer` replaced by a table of
+    its answers to every case that cell gives (public and hidden), recorded from the reference;
+    any other input gets a zero."""
     namespace = notebook(lab)
     source = dict(check_cells(lab))[answer]
     real, table = namespace[answer], {}
@@ -268,7 +263,33 @@ def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw
     def from_the_table(*args, **kwargs):
         return table.get(_key([args, kwargs]), torch.zeros(()))
 
-    cheat = {**namespace, answer: from_the_table}
+    return source, {**namespace, answer: from_the_table}
+
+
+@pytest.mark.parametrize("lab, answer", [("detection", "iou"), ("detection", "box_iou"),
+                                         ("detection", "average_precision"),
+                                         ("detection", "mean_average_precision"), ("convolution", "conv2d"),
+                                         ("convolution", "conv_params"), ("forward", "linear_forward"),
+                                         ("backprop", "rel_error")])
+def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw(lab, answer):
+    """The red team's attack: the checks' code ships with the notebooks, so a notebook can carry
+    the answers to every case the check cell gives (public and hidden, recorded from a working
+    implementation elsewhere) and answer anything else wrongly. It passes where the cases are the
+    notebook's own (draw 0) and fails when graded under any other draw."""
+    source, cheat = _recorded(lab, answer)
     assert judged(lab, source, cheat, check_process(0), 0) == "pass"
     for draw in DRAWS:
         assert judged(lab, source, cheat, check_process(draw), draw) != "pass", draw
+
+
+@pytest.mark.parametrize("answer, cases", [("nms", 6), ("batched_nms", 5)])
+def test_recorded_answers_keep_no_share_of_a_partial_check_but_its_empty_case(answer, cases):
+    """In a check that scores its cases in proportion, the hand-written cases are moved at random
+    under a draw too, so recorded answers keep only the one case whose answer is the same in
+    every draw (no boxes in, none out) — the share a function returning nothing earns."""
+    source, cheat = _recorded("detection", answer)
+    assert judged("detection", source, cheat, check_process(0), 0, partial=True) == "pass"
+    for draw in DRAWS:
+        verdict = judged("detection", source, cheat, check_process(draw), draw, partial=True)
+        passed, total = map(int, re.search(r"\((\d+) of (\d+) cases passed\)$", verdict).groups())
+        assert (passed / total, total % cases) == (1 / cases, 0), (draw, verdict)

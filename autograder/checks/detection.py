@@ -99,6 +99,40 @@ def _nms_case(gen: torch.Generator, n: int, thresholds: tuple) -> tuple[torch.Te
             return boxes, (torch.randperm(n, generator=gen).float() + 1) / (n + 1)
 
 
+def _moved(gen: torch.Generator, boxes: torch.Tensor, scores: list[float]) -> tuple:
+    """A hand case (whole-pixel boxes, scores in tenths) moved in ways that keep every IoU bit for
+    bit and the scores' order and ties: the boxes shifted by a whole number of pixels, mirrored
+    left-right (at random) and scaled by a power of 2; each score s mapped to (10 s + d) / 32 for a
+    drawn d (exact in float32; thresholds map alike); the boxes reordered when no two scores are
+    equal (equal scores keep their index order, which decides between them).
+    Returns (boxes, scores, where, score): where[i] is the new index of box i; score(s) maps s."""
+    d = int(torch.randint(0, 21, (), generator=gen))
+
+    def score(s: float) -> float:
+        return (round(float(s) * 10) + d) / 32
+
+    moved = boxes + torch.randint(0, 61, (2,), generator=gen).float().repeat(2)
+    if bool(torch.randint(0, 2, (), generator=gen)):
+        moved = torch.stack([100 - moved[:, 2], moved[:, 1], 100 - moved[:, 0], moved[:, 3]], dim=1)
+    moved = moved * 2.0 ** int(torch.randint(-1, 3, (), generator=gen))
+    n = len(boxes)
+    order = torch.randperm(n, generator=gen) if len(set(scores)) == n else torch.arange(n)
+    where = torch.empty(n, dtype=torch.int64)
+    where[order] = torch.arange(n)
+    mapped = torch.tensor([score(s) for s in scores], dtype=torch.float32)
+    return moved[order], mapped[order], where.tolist(), score
+
+
+def _scores(scores: torch.Tensor) -> str:
+    """Scores for a message, as short as they are exact."""
+    return "[" + ", ".join(f"{s:g}" for s in scores.tolist()) + "]"
+
+
+def _labels(gen: torch.Generator, n: int) -> list[int]:
+    """n distinct class labels drawn from 0..19."""
+    return torch.randperm(20, generator=gen)[:n].tolist()
+
+
 def _indices(value: Any, what: str) -> torch.Tensor:
     """value is a 1-D int64 tensor of indices (else a failure)."""
     if not isinstance(value, torch.Tensor):
@@ -244,37 +278,46 @@ def box_iou(box_iou: Callable, seed: int = 0) -> None:
 
 @_given(box_iou=_box_iou_given)
 def nms(nms: Callable, seed: int = 0) -> None:
-    """Ties at the threshold survive, highest score first with ties by index, score_threshold
-    (>=, indices into the original boxes), empty input; random boxes against torchvision.ops.nms."""
-    boxes = torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]])                     # IoU exactly 0.5
+    """Hand cases, moved at random: ties at the threshold survive, highest score first with ties
+    by index, score_threshold (>=, indices into the original boxes); empty input; random boxes
+    against torchvision.ops.nms."""
+    # The hand cases, each moved at random (a grading run's draw gives moves no notebook saw).
+    hand = drawn(2430 + seed)
+    boxes, scores, where, _score = _moved(hand, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), [0.9, 0.8])  # IoU 0.5
     with case("the tie at the threshold"):
         what = _("nms on two boxes with IoU exactly 0.5 at iou_threshold 0.5")
-        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.5), [0, 1], what, _tie())
+        _expect_keep(_call(nms, what, boxes, scores, 0.5), [where[0], where[1]], what, _tie())
         what = _("nms on two boxes with IoU exactly 0.5 at iou_threshold 0.4")
-        _expect_keep(_call(nms, what, boxes, torch.tensor([0.9, 0.8]), 0.4), [0], what,
+        _expect_keep(_call(nms, what, boxes, scores, 0.4), [where[0]], what,
                      _("IoU 0.5 > 0.4: the lower-scoring box is suppressed"))
 
     apart = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6], [9, 9, 10, 10]])
     with case("highest score first"):
-        what = _("nms on 3 disjoint boxes with scores [0.3, 0.7, 0.5]")
-        _expect_keep(_call(nms, what, apart, torch.tensor([0.3, 0.7, 0.5]), 0.5), [1, 2, 0], what,
+        boxes, scores, where, _score = _moved(hand, apart, [0.3, 0.7, 0.5])
+        what = _("nms on 3 disjoint boxes with scores {scores}").format(scores=_scores(scores))
+        _expect_keep(_call(nms, what, boxes, scores, 0.5), [where[1], where[2], where[0]], what,
                      _("nothing overlaps, so all are kept, highest score first"))
     with case("equal scores in index order"):
-        what = _("nms on 3 disjoint boxes with equal scores [0.5, 0.5, 0.5]")
-        _expect_keep(_call(nms, what, apart, torch.full((3,), 0.5), 0.5), [0, 1, 2], what, _stable())
-        what = _("nms on 3 identical boxes with equal scores [0.5, 0.5, 0.5]")
-        _expect_keep(_call(nms, what, torch.tensor([[2.0, 2, 4, 4]] * 3), torch.full((3,), 0.5), 0.5), [0], what,
+        boxes, scores, where, _score = _moved(hand, apart, [0.5, 0.5, 0.5])
+        what = _("nms on 3 disjoint boxes with equal scores {scores}").format(scores=_scores(scores))
+        _expect_keep(_call(nms, what, boxes, scores, 0.5), [0, 1, 2], what, _stable())
+        boxes, scores, where, _score = _moved(hand, torch.tensor([[2.0, 2, 4, 4]] * 3), [0.5, 0.5, 0.5])
+        what = _("nms on 3 identical boxes with equal scores {scores}").format(scores=_scores(scores))
+        _expect_keep(_call(nms, what, boxes, scores, 0.5), [0], what,
                      _("{rule}; the kept box suppresses its copies").format(rule=_stable()))
 
     pairs = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [21, 21, 30, 30]])  # IoU 0.81
     with case("the score threshold"):
-        what = "nms(boxes, scores=[0.4, 0.6, 0.5, 0.3], 0.5, score_threshold=0.5)"
-        _expect_keep(_call(nms, what, pairs, torch.tensor([0.4, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.5), [1, 2],
-                     what, _("boxes with score >= score_threshold take part (0.5 does)"), candidates=[1, 2])
-        what = "nms(boxes, scores=[0.1, 0.6, 0.5, 0.3], 0.5, score_threshold=0.2)"
-        _expect_keep(_call(nms, what, pairs, torch.tensor([0.1, 0.6, 0.5, 0.3]), 0.5, score_threshold=0.2), [1, 2],
+        boxes, scores, where, score = _moved(hand, pairs, [0.4, 0.6, 0.5, 0.3])
+        what = f"nms(boxes, scores={_scores(scores)}, 0.5, score_threshold={score(0.5):g})"
+        _expect_keep(_call(nms, what, boxes, scores, 0.5, score_threshold=score(0.5)), [where[1], where[2]],
+                     what, _("boxes with score >= score_threshold take part ({score} does)").format(score=f"{score(0.5):g}"),
+                     candidates=sorted([where[1], where[2]]))
+        boxes, scores, where, score = _moved(hand, pairs, [0.1, 0.6, 0.5, 0.3])
+        what = f"nms(boxes, scores={_scores(scores)}, 0.5, score_threshold={score(0.2):g})"
+        _expect_keep(_call(nms, what, boxes, scores, 0.5, score_threshold=score(0.2)), [where[1], where[2]],
                      what, _("return indices into the original boxes, not into the boxes left after the score filter"),
-                     candidates=[1, 2, 3])
+                     candidates=sorted([where[1], where[2], where[3]]))
 
     with case("no boxes"):
         what = "nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"
@@ -299,21 +342,31 @@ def nms(nms: Callable, seed: int = 0) -> None:
 
 @_given(nms=_nms_given, box_iou=_box_iou_given)
 def batched_nms(batched_nms: Callable, seed: int = 0) -> None:
-    """Different classes never suppress each other; same class as nms (ties at the threshold
-    survive); highest score first; empty input; random boxes against torchvision.ops.batched_nms."""
+    """Hand cases, moved and relabelled at random: different classes never suppress each other;
+    same class as nms (ties at the threshold survive); highest score first; empty input; random
+    boxes against torchvision.ops.batched_nms."""
+    # The hand cases, each moved at random and with random class labels (as nms's).
+    hand = drawn(2440 + seed)
     same = torch.tensor([[0.0, 0, 1, 1]] * 2)
     with case("classes apart"):
-        what = _("batched_nms on two identical boxes of classes [0, 1], scores [0.5, 0.9]")
-        _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([0, 1]), 0.5), [1, 0],
+        boxes, scores, where, _score = _moved(hand, same, [0.5, 0.9])
+        classes = torch.tensor(_labels(hand, 2))[torch.argsort(torch.tensor(where))]
+        what = _("batched_nms on two identical boxes of classes {classes}, scores {scores}").format(
+            classes=classes.tolist(), scores=_scores(scores))
+        _expect_keep(_call(batched_nms, what, boxes, scores, classes, 0.5), [where[1], where[0]],
                      what, _("only boxes of the same class suppress each other; all kept boxes highest score first"))
     with case("one class suppresses"):
-        what = _("batched_nms on two identical boxes of classes [1, 1], scores [0.5, 0.9]")
-        _expect_keep(_call(batched_nms, what, same, torch.tensor([0.5, 0.9]), torch.tensor([1, 1]), 0.5), [1],
+        boxes, scores, where, _score = _moved(hand, same, [0.5, 0.9])
+        classes = torch.tensor(_labels(hand, 1) * 2)
+        what = _("batched_nms on two identical boxes of classes {classes}, scores {scores}").format(
+            classes=classes.tolist(), scores=_scores(scores))
+        _expect_keep(_call(batched_nms, what, boxes, scores, classes, 0.5), [where[1]],
                      what, _("boxes of the same class suppress each other as in nms"))
     with case("the tie at the threshold"):
-        what = _("batched_nms on two boxes of class 2 with IoU exactly 0.5 at iou_threshold 0.5")
-        _expect_keep(_call(batched_nms, what, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), torch.tensor([0.9, 0.8]),
-                           torch.tensor([2, 2]), 0.5), [0, 1], what, _tie())
+        boxes, scores, where, _score = _moved(hand, torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1]]), [0.9, 0.8])
+        c = _labels(hand, 1)[0]
+        what = _("batched_nms on two boxes of class {c} with IoU exactly 0.5 at iou_threshold 0.5").format(c=c)
+        _expect_keep(_call(batched_nms, what, boxes, scores, torch.tensor([c, c]), 0.5), [where[0], where[1]], what, _tie())
 
     with case("no boxes"):
         what = "batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)"
