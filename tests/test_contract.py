@@ -246,11 +246,12 @@ def _key(value) -> str:
 
 
 def _recorded(lab: str, answer: str) -> tuple[str, dict]:
-    """The check cell of `answer` and the notebook's namespace with `answer` replaced by a table of
-    its answers to every case that cell gives (public and hidden), recorded from the reference;
-    any other input gets a zero."""
+    """The check cell of `answer` and the notebook's namespace with the answer's function replaced
+    by a table of its answers to every case that cell gives (public and hidden), recorded from the
+    reference; any other input gets a zero."""
     namespace = notebook(lab)
     source = dict(check_cells(lab))[answer]
+    answer = {"kfold": "kfold_indices"}.get(answer, answer)      # a check named other than its function
     real, table = namespace[answer], {}
 
     def recording(*args, **kwargs):
@@ -258,7 +259,7 @@ def _recorded(lab: str, answer: str) -> tuple[str, dict]:
         return table[_key([args, kwargs])]
 
     assert in_process(lab, source, {**namespace, answer: recording}) == "pass"
-    assert len(table) >= 3
+    assert len(table) >= 2
 
     def from_the_table(*args, **kwargs):
         return table.get(_key([args, kwargs]), torch.zeros(()))
@@ -270,7 +271,9 @@ def _recorded(lab: str, answer: str) -> tuple[str, dict]:
                                          ("detection", "average_precision"),
                                          ("detection", "mean_average_precision"), ("convolution", "conv2d"),
                                          ("convolution", "conv_params"), ("forward", "linear_forward"),
-                                         ("backprop", "rel_error")])
+                                         ("backprop", "rel_error"), ("backprop", "sigmoid_grad"),
+                                         ("training", "per_class_accuracy"), ("regularization", "kfold"),
+                                         ("tensors", "to_tensor")])
 def test_answers_recorded_from_the_checks_own_cases_pass_only_the_notebooks_draw(lab, answer):
     """The red team's attack: the checks' code ships with the notebooks, so a notebook can carry
     the answers to every case the check cell gives (public and hidden, recorded from a working

@@ -215,8 +215,10 @@ def _activation(fn: Callable, name: str) -> None:
     formula, stable, autograd = _(formula), _(_STABLE[name]), _(_AUTOGRAD)
     _no_builtin(fn, name)
 
-    # 1. values on a grid, a [3, 11] tensor: shape kept, x unchanged, no built-in called
-    x = torch.linspace(-8, 8, 33).reshape(3, 11)
+    # 1. values on a grid, a [3, 11] tensor: shape kept, x unchanged, no built-in called; the grid's
+    #    points moved at random by up to 0.2 (a grading run's draw gives points no notebook saw)
+    gen = drawn(300 + list(_SPEC).index(name))
+    x = (torch.linspace(-8, 8, 33) + (torch.rand(33, generator=gen) - 0.5) * 0.4).clamp(-8, 8).reshape(3, 11)
     before = x.clone()
     what = _("{name}(x [3, 11] in [-8, 8])").format(name=name)
     out, names = _call(torch_calls, what, fn, x)

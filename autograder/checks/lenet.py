@@ -130,7 +130,9 @@ def param_count(model: nn.Module) -> None:
 def standardize(Standardize) -> None:
     """Standardize(mean, std) is a module without parameters that returns (x − mean) / std, elementwise,
     for any shape and values; mean and std are buffers (in the state_dict, moved by .to())."""
-    for mean, std in ((0.1307, 0.3081), (-2.0, 4.0)):
+    gen = drawn(130)               # MNIST's mean and std, then a drawn pair; x's points moved at random
+    other = (round(float(torch.rand((), generator=gen)) * 6 - 3, 2), round(0.5 + float(torch.rand((), generator=gen)) * 4.5, 2))
+    for mean, std in ((0.1307, 0.3081), other):
         what = f"Standardize({mean:g}, {std:g})"
         module = expect_module(_call(Standardize, what, mean, std), what, _("Standardize must subclass nn.Module"))
         trained = [name for name, _p in module.named_parameters()]
@@ -146,7 +148,7 @@ def standardize(Standardize) -> None:
                _("{what}: buffer values").format(what=what), _("{mean} and {std}").format(mean=f"{mean:g}", std=f"{std:g}"),
                ", ".join(f"{float(b):g}" for b in buffers.values()),
                _("store the mean and the std you were given"))
-        x = torch.linspace(-1, 2, 24).reshape(2, 1, 3, 4)
+        x = (torch.linspace(-1, 2, 24) + torch.rand(24, generator=gen) * 0.1).reshape(2, 1, 3, 4)
         call = _("{what}(x) for x of shape [2, 1, 3, 4]").format(what=what)
         y = _call(module, call, x)
         expected = (x - mean) / std

@@ -492,11 +492,19 @@ def _index_list(value: Any, what: str) -> list[int]:
 
 
 def kfold(kfold_indices: Callable) -> None:
-    """For n = 10, k = 3 and n = 23, k = 5: k (train, val) pairs; the validation folds partition the
-    samples (sizes differing by at most one, the larger first), each train set is every other
-    sample; the folds are shuffled (not 0, 1, 2, ... in order), the same for the same seed and
-    different for another one."""
-    for n, k in ((10, 3), (23, 5)):
+    """For a drawn n in 10..19 with k = 3 and a drawn n in 20..35 with k in 4..6 (n never a
+    multiple of k): k (train, val) pairs; the validation folds partition the samples (sizes
+    differing by at most one, the larger first), each train set is every other sample; the folds
+    are shuffled (not 0, 1, 2, ... in order), the same for the same seed and different for another
+    one."""
+    gen = drawn(494)
+    cases = []
+    for low, high, k in ((10, 20, 3), (20, 36, int(torch.randint(4, 7, (), generator=gen)))):
+        n = k
+        while n % k == 0:
+            n = int(torch.randint(low, high, (), generator=gen))
+        cases.append((n, k))
+    for n, k in cases:
         what = _("kfold_indices({n}, {k}, seed=0)").format(n=n, k=k)
         splits = _call(kfold_indices, what, n, k, 0, hint=_("shuffle once, cut into k folds, pair each fold with the rest"))
         if not isinstance(splits, (list, tuple)) or len(splits) != k:
@@ -526,9 +534,9 @@ def kfold(kfold_indices: Callable) -> None:
         expect(vals[0] != list(range(sizes[0])) or vals[1] != list(range(sizes[0], sizes[0] + sizes[1])),
                _("{what}: the folds").format(what=what), _("shuffled samples"), _("0, 1, 2, ... in order"),
                _("shuffle before cutting: data sets are often sorted (by class, by date)"))
-    what = _("kfold_indices(23, 5, seed)")
-    again = _call(kfold_indices, what, 23, 5, 0)
-    other = _call(kfold_indices, what, 23, 5, 1)
+    what = _("kfold_indices({n}, {k}, seed)").format(n=n, k=k)
+    again = _call(kfold_indices, what, n, k, 0)
+    other = _call(kfold_indices, what, n, k, 1)
     same = [_index_list(v, what) for _, v in again] == vals
     expect(same, what, _("the same folds for the same seed"), _("other folds"),
            _("draw the permutation from a generator seeded with `seed`: torch.Generator().manual_seed(seed)"))

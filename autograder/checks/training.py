@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from autograder.checks import count_params
-from autograder.checks import call_student as _call
+from autograder.checks import drawn, call_student as _call
 from autograder.checks import Scored, as_number, close, expect, expect_gpu_execution, expect_split_accuracy, fail, fmt, given, keeps_rng, model_device
 from autograder.i18n import Domain
 from autograder.runtime import get_device
@@ -62,12 +62,18 @@ class _Probe(nn.Module):
 
 
 def _case(n: int, seed: int, device: torch.device) -> tuple[_Probe, torch.Tensor, torch.Tensor]:
-    """A probe model and data X [n, 1, 28, 28] in [0, 1], y int64 [n], from `seed`, RNG untouched."""
+    """A probe model and data X [n, 1, 28, 28] in [0, 1], y int64 [n], drawn from `seed`
+    (autograder.checks.drawn: a grading run's draw gives cases no notebook saw); the student's
+    RNG untouched."""
+    gen = drawn(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
         model = _Probe()
-        X = torch.rand(n, 1, 28, 28)
-        y = torch.randint(0, 10, (n,))
+    bound = 1 / math.sqrt(784)                   # nn.Linear's own initialisation range
+    with torch.no_grad():
+        for p in model.linear.parameters():
+            p.uniform_(-bound, bound, generator=gen)
+    X = torch.rand(n, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
     return model.to(device), X, y
 
 
@@ -218,9 +224,7 @@ def _ordered_case(device: torch.device) -> tuple[_Probe, torch.Tensor, torch.Ten
     model, X, _labels = _case(500, 21, device)
     with torch.no_grad():
         logits = model.linear(torch.flatten(X, 1).to(device)).cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(22)
-        y = torch.randint(0, 10, (500,))
+    y = torch.randint(0, 10, (500,), generator=drawn(22))
     y[:250] = logits[:250].argmax(dim=1)
     order = F.cross_entropy(logits, y, reduction="none").argsort()
     return model, X[order].contiguous(), y[order].contiguous()
@@ -339,11 +343,16 @@ def confusion_matrix(confusion_matrix: Callable) -> None:
 
 
 def per_class_accuracy(per_class_accuracy: Callable) -> None:
-    """On two confusion matrices: each true class's share predicted right (the diagonal over the
-    row sums), floats; nan for a class without samples (never 0 or 1)."""
-    cases = (torch.tensor([[8, 1, 1], [2, 6, 2], [0, 3, 27]]),     # rows 10, 10, 30; columns 10, 10, 30 differ per class
-             torch.tensor([[3, 1, 0], [0, 0, 0], [1, 0, 4]]))      # class 1 has no samples
-    for counts in cases:
+    """On two drawn confusion matrices: each true class's share predicted right (the diagonal over
+    the row sums), floats; nan for a class without samples (never 0 or 1)."""
+    gen = drawn(341)
+    while True:                    # every class has samples; row sums differ from column sums
+        first = torch.randint(0, 20, (3, 3), generator=gen) + 5 * torch.eye(3, dtype=torch.int64)
+        if not torch.equal(first.sum(dim=0), first.sum(dim=1)):
+            break
+    second = torch.randint(0, 6, (3, 3), generator=gen) + torch.eye(3, dtype=torch.int64)
+    second[int(torch.randint(0, 3, (), generator=gen))] = 0     # a class without samples
+    for counts in (first, second):
         what = _("per_class_accuracy({counts})").format(counts=counts.tolist())
         got = _call(per_class_accuracy, what, counts.clone(), hint=_("the diagonal divided by each row's sum"))
         if not isinstance(got, torch.Tensor):
