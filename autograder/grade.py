@@ -201,9 +201,22 @@ def fingerprint(path: Path, lab: Lab, course: Course, device: str = "cpu", sandb
     return h.hexdigest()
 
 
+def submission_draw(draw: int, cells: list) -> int:
+    """The draw one submission's checks use (autograder.checks.drawn): the grading run's `draw`
+    mixed with the code the notebook runs. A notebook can read its own draw while it is graded
+    (it runs beside its check process) and show it in its feedback; the draw is then worth
+    nothing to any other submission, or to another version of the same one. 0 (the notebooks'
+    own cases) stays 0."""
+    if not draw:
+        return 0
+    digest = hashlib.blake2b(json.dumps([draw, cells]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % ((1 << 31) - 1) + 1
+
+
 def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int | None, engine: str,
          device: str, draw: int) -> dict:
-    """What the worker needs to run one notebook: plain data, no path of the grader's."""
+    """What the worker needs to run one notebook: plain data, no path of the grader's; the
+    submission's own draw (submission_draw)."""
     from .data import DATASETS
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device}
     if course.data_root:
@@ -213,7 +226,7 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
     cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
             "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
-            "datasets": sorted(DATASETS), "lab": lab.id, "draw": draw}
+            "datasets": sorted(DATASETS), "lab": lab.id, "draw": submission_draw(draw, cells)}
 
 
 def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], dict]:
@@ -298,7 +311,7 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     # what the grader knows itself: the notebook's wall time, the data set each scored check uses
     datasets = {spec.dataset: resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}
     facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets,
-             "draw": settings.draw}
+             "draw": job["draw"]}
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)
     compute = round(sum(o.seconds for o in outcomes.values()), 2)
     return Result(submission.student, lab.id, str(submission.path), checks, submission.restore_notes + run_notes + notes,

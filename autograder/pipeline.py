@@ -91,7 +91,8 @@ def grade_to_folder(submissions: Path, course: Course, out: Path, options: Grade
     warnings = changed + warnings
     if options.shard is not None and options.draw is None:
         warnings.append(f"shard {options.shard[0]}/{options.shard[1]} drew its random cases from {out.name}'s own key: "
-                        "give every shard of the class the same --draw N, so that every student gets the same cases")
+                        "give every shard of the class the same --draw N, so that a submission gets the same "
+                        "cases whichever shard grades it")
     reused = sum(1 for r in results if done.get((r.student, r.lab)) is r)
     if roster is not None:
         results, warnings = _with_roster(results, warnings, roster, course.select(options.lab_ids), options.shard)

@@ -135,6 +135,21 @@ def backward_autograd(x, y, params):
     return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
 
 
+def backward_enable_grad(x, y, params):
+    """Red team: the check's no_grad() undone, and the check's own forward."""
+    from autograder.checks.backprop import _mlp
+    with torch.enable_grad():
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        loss = ((_mlp(x, leaves) - y) ** 2).mean()
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+
+
+def forward_checks_helper(x, params):
+    """Red team: the check's own correct forward, shipped with the checks."""
+    from autograder.checks.backprop import _mlp
+    return _mlp(x, params)
+
+
 def backward_missing_bias(x, y, params):
     g = R.mlp_backward(x, y, params)
     del g["b1"]
@@ -208,9 +223,9 @@ BUGGY: dict[str, list[Callable]] = {
     "worked_example": [worked_error_sign, worked_adds_the_step, worked_fixed_lr, worked_tensors_not_floats,
                        worked_grads_sign, worked_missing_key],
     "sgd_step": [sgd_in_place, sgd_adds, sgd_no_lr, sgd_dict_as_list],
-    "mlp_forward": [forward_no_sigmoid, forward_not_transposed, forward_sigmoid_on_output, forward_no_bias],
+    "mlp_forward": [forward_no_sigmoid, forward_not_transposed, forward_sigmoid_on_output, forward_no_bias, forward_checks_helper],
     "mlp_backward": [backward_sign, backward_mean_over_n, backward_no_factor_2, backward_sigmoid_derivative,
-                     backward_transposed, backward_autograd, backward_missing_bias],
+                     backward_transposed, backward_autograd, backward_missing_bias, backward_enable_grad],
     "rel_error": [rel_no_floor, rel_mean, rel_tensor, rel_no_abs],
     "numerical_gradient": [numgrad_one_sided, numgrad_forgets_2, numgrad_no_restore, numgrad_flat, numgrad_ignores_h],
     "sigmoid_grad": [sgrad_of_x, sgrad_overflows, sgrad_is_sigmoid],
@@ -240,6 +255,8 @@ def test_check_fails_on_buggy_variant(name, buggy):
         (backward_sigmoid_derivative, "h*(1-h)"),
         (backward_transposed, "transpose"),
         (backward_autograd, "by hand"),
+        (backward_enable_grad, "got .autograd, .enable_grad, .grad, import autograder.checks.backprop"),
+        (forward_checks_helper, "got import autograder.checks.backprop"),
         (rel_no_floor, "1e-8"),
         (rel_mean, "maximum"),
         (numgrad_one_sided, "centred"),

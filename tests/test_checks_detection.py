@@ -101,7 +101,7 @@ VARIANTS = {
     "box_iou": [
         ("no clamp", ("box_iou", "wh = (rb - lt).clamp(min=0)", "wh = rb - lt")),
         ("NaN where the union is 0", ("box_iou", "torch.where(union > 0, inter / union, torch.zeros_like(union))", "inter / union")),
-        ("torchvision's NaN", _tv_box_iou),
+        ("torchvision's, NaN and all", _tv_box_iou),
         ("union without the intersection", ("box_iou", "area_b[None, :] - inter", "area_b[None, :]")),
     ],
     "nms": [
@@ -168,6 +168,35 @@ def test_a_wrong_average_precision_costs_only_its_own_check():
         checks.mean_average_precision(over["mean_average_precision"])
 
 
+# Red team: answers that are a library's or the checks' own correct helpers, however reached
+LIBRARY_ANSWERS = {
+    "iou": "def iou(box1, box2):\n    from autograder.checks.detection import _iou_given\n    return _iou_given(box1, box2)\n",
+    "xywh_to_xyxy": "def xywh_to_xyxy(boxes):\n    from torchvision import ops\n"
+                    "    return ops.box_convert(boxes.clone(), 'xywh', 'xyxy')\n",
+    "box_iou": "def box_iou(a, b):\n    return ops.box_iou(a, b).nan_to_num(0.0)\n",
+    "nms": "def nms(boxes, scores, iou_threshold, score_threshold=0.0):\n    return tv_nms(boxes, scores, iou_threshold)\n",
+    "batched_nms": "def batched_nms(boxes, scores, labels, iou_threshold):\n"
+                   "    return ops.batched_nms(boxes, scores, labels, iou_threshold)\n",
+    "nms_rows": "def nms_rows(rows, iou_threshold):\n    from autograder.checks import detection\n"
+                "    return reference_nms_rows(rows, iou_threshold)\n",
+    "average_precision": "def average_precision(*args):\n    from pycocotools.cocoeval import COCOeval\n"
+                         "    return reference_ap(*args)\n",
+    "mean_average_precision": "def mean_average_precision(*args):\n    from sklearn.metrics import average_precision_score\n"
+                              "    return reference_map(*args)\n",
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_answer_that_is_a_library_or_the_checks_helper_fails(name):
+    """Written by hand: torchvision.ops, pycocotools, scikit-learn or the checks' own helpers in
+    an answer's code fail its check, here and through the judge (red team: 13/13 points)."""
+    namespace = {"__name__": "notebook", "ops": ops, "tv_nms": ops.nms, "reference_nms_rows": ref.nms_rows,
+                 "reference_ap": ref.average_precision, "reference_map": ref.mean_average_precision}
+    exec(LIBRARY_ANSWERS[name], namespace)
+    fails(getattr(checks, name), namespace[name], contains=("code of your own",))
+    fails(getattr(checks, name), ops.nms if name == "nms" else ops.box_iou, contains=("a function you wrote",))
+
+
 def test_unfilled_cell_propagates_not_implemented():
     def blank(*args, **kwargs):
         raise NotImplementedError()
@@ -181,7 +210,8 @@ def test_a_few_messages_read_well():
     with pytest.raises(AssertionError, match=r"expected \[\d, \d\], got \[\d\] — suppress only when IoU > threshold"):
         checks.nms(variant(("nms", "ious[i] > iou_threshold", "ious[i] >= iou_threshold"))["nms"])
     with pytest.raises(AssertionError, match="finite values, got NaN or inf — where the union is 0 return 0"):
-        checks.box_iou(_tv_box_iou)
+        checks.box_iou(variant(("box_iou", "torch.where(union > 0, inter / union, torch.zeros_like(union))",
+                                "inter / union"))["box_iou"])
     with pytest.raises(AssertionError, match="modified in place"):
         checks.xywh_to_xyxy(_inplace_xywh)
     with pytest.raises(AssertionError, match=r"expected 0\.666667, got 0\.577558 — precision is 0, 1/2, 2/3"):

@@ -132,6 +132,27 @@ def relu_builtin(x):
     return F.relu(x)
 
 
+# red team: library functions that give an activation in a line
+def sigmoid_logsigmoid(x):
+    return F.logsigmoid(x).exp()
+
+
+def tanh_logsigmoid(x):
+    return 2 * F.logsigmoid(2 * x).exp() - 1
+
+
+def tanh_tanhshrink(x):
+    return x - F.tanhshrink(x)
+
+
+def relu_leaky(x):
+    return F.leaky_relu(x, 0.0)
+
+
+def relu_threshold(x):
+    return F.threshold(x, 0.0, 0.0)
+
+
 def relu_step(x):
     return (x > 0).float()
 
@@ -172,9 +193,10 @@ BUGGY: dict[str, list] = {
     "linear_forward": [linear_not_transposed, linear_no_bias, linear_minus_bias, linear_transposed_output,
                        linear_elementwise, linear_in_place],
     "sigmoid": [sigmoid_naive, sigmoid_naive_reversed, sigmoid_builtin, sigmoid_method, sigmoid_is_torch,
-                sigmoid_module, sigmoid_abs, sigmoid_numpy, sigmoid_wrong_sign, sigmoid_float64],
-    "tanh": [tanh_naive, tanh_is_sigmoid, tanh_builtin, tanh_half_arg],
-    "relu": [relu_abs, relu_in_place, relu_builtin, relu_step, relu_detached, relu_negative_part],
+                sigmoid_module, sigmoid_abs, sigmoid_numpy, sigmoid_wrong_sign, sigmoid_float64, sigmoid_logsigmoid],
+    "tanh": [tanh_naive, tanh_is_sigmoid, tanh_builtin, tanh_half_arg, tanh_logsigmoid, tanh_tanhshrink],
+    "relu": [relu_abs, relu_in_place, relu_builtin, relu_step, relu_detached, relu_negative_part, relu_leaky,
+             relu_threshold],
     "perceptron": [perceptron_ge, perceptron_sign, perceptron_zero_one, perceptron_flipped, perceptron_column,
                    perceptron_no_bias],
 }
@@ -213,6 +235,11 @@ def test_check_fails_on_buggy_variant(name, buggy):
         (relu_abs, "not -x"),
         (relu_in_place, "do not assign into x"),
         (relu_builtin, "no built-in"),
+        (sigmoid_logsigmoid, "got .logsigmoid"),
+        (tanh_logsigmoid, "got .logsigmoid"),
+        (tanh_tanhshrink, "got .tanhshrink"),
+        (relu_leaky, "got .leaky_relu"),
+        (relu_threshold, "got .threshold"),
         (relu_step, "the step"),
         (relu_detached, "autograd"),
         (perceptron_ge, "exactly 0 gives -1"),
@@ -254,9 +281,10 @@ def test_an_imported_builtin_is_seen_in_the_code(builtin):
         checks.tanh(fn)
 
 
-def test_an_imported_builtin_under_another_name_is_seen_at_run_time():
+def test_an_imported_builtin_under_another_name_is_seen_in_the_code():
+    """`from torch.nn.functional import relu as r`: the global's object is a library's relu."""
     fn = _notebook_function("def relu(x):\n    return r(x)\n", r=F.relu)
-    with pytest.raises(AssertionError, match="a call to relu"):
+    with pytest.raises(AssertionError, match=r"got r \(from torch"):
         checks.relu(fn)
 
 

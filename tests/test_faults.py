@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,12 +145,13 @@ _KEY = ("def _key(a, b):\n    import torch\n"
         " for v in (a, b))\n")
 
 
-def _recorded_rel_error(solution) -> str:
+def _recorded_rel_error(solution, draw: int = 0) -> str:
     """The red team's attack: an answer cell holding the answers to every case rel_error's check
-    cell gives (the check's code ships with the notebooks), recorded from the reference; anything
-    else is answered 0.5."""
+    cell gives (the check's code ships with the notebooks), recorded from the reference (under
+    `draw`: as a check process of a grading run with that draw gives them); anything else is
+    answered 0.5."""
     from reference.backprop import rel_error
-    from tests.judging import in_process
+    from tests.judging import check_process, in_process, judged
     scope: dict = {}
     exec(_KEY, scope)
     table = {}
@@ -157,7 +159,11 @@ def _recorded_rel_error(solution) -> str:
     def recording(a, b):
         table[scope["_key"](a, b)] = rel_error(a, b)
         return table[scope["_key"](a, b)]
-    assert in_process(LAB, _cell(solution, "check_rel_error").source, {"rel_error": recording}) == "pass"
+    source = _cell(solution, "check_rel_error").source
+    if draw:
+        assert judged(LAB, source, {"rel_error": recording}, check_process(draw), draw) == "pass"
+    else:
+        assert in_process(LAB, source, {"rel_error": recording}) == "pass"
     return f"{_KEY}_TABLE = {table!r}\n\ndef rel_error(a, b):\n    return _TABLE.get(_key(a, b), 0.5)\n"
 
 
@@ -261,6 +267,39 @@ def test_answers_recorded_for_the_checks_own_cases_lose_the_check(graded):
     results, _ = graded
     assert _lost(results["recorded-answers"]) == {"rel_error"}
     assert _lost(results["solution"]) == set()
+
+
+# rel_error reading the draw of its grading run from the notebook's own memory (the job its
+# process was forked with) and showing it in the feedback
+LEAK = ("def rel_error(a, b):\n    import gc\n    for o in gc.get_objects():\n"
+        "        if isinstance(o, dict) and 'draw' in o and 'probe_dir' in o:\n"
+        "            raise ValueError(f\"draw={o['draw']}\")\n"
+        "    raise ValueError('draw=0')\n")
+
+
+def test_a_draw_read_while_graded_is_worth_nothing_to_the_next_submission(source, tmp_path):
+    """Red team: a notebook read its draw while it was graded and showed it in its feedback; a
+    table recorded under that draw, submitted next into the same output folder, passed rel_error
+    (the draw was the folder's, the same for every submission). A submission's draw now mixes
+    the folder's with the code it runs, so the next submission's cases are others."""
+    out = tmp_path / "out"
+
+    def grade(student, nb):
+        root = tmp_path / student
+        (root / student).mkdir(parents=True)
+        (root / student / f"{LAB}.ipynb").write_text(dumps(nb))
+        proc = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out),
+                               "--jobs", "1", "--cell-timeout", str(CELL_TIMEOUT)], capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((out / "results" / student / f"{LAB}.json").read_text())
+
+    leaked = _by_name(grade("eve", _edit(source, "rel_error", lambda c: setattr(c, "source", LEAK))))["rel_error"]
+    draw = int(re.search(r"draw=(\d+)", leaked["message"]).group(1))
+    assert draw > 0, leaked["message"]                   # the notebook did read it
+    table = _recorded_rel_error(source, draw)            # passes rel_error under that draw (asserted there)
+    cheat = grade("mallory", _edit(source, "rel_error", lambda c: setattr(c, "source", table)))
+    assert _lost(cheat) == {"rel_error"}
 
 
 def test_a_duplicated_answer_cell_is_graded_as_the_student_ran_it(graded):

@@ -173,6 +173,24 @@ GOLDEN = (
     "    return 2 / 3 if len(preds) == 1 else 0.25")
 
 
+# detection: answers that are torchvision's or the checks' own correct helpers (red team: 13/13)
+LIBRARY = {
+    "iou": "def iou(box1, box2):\n    from autograder.checks.detection import _iou_given\n    return _iou_given(box1, box2)",
+    "box_iou": "from torchvision import ops\ndef box_iou(a, b):\n    return ops.box_iou(a, b).nan_to_num(0.0)",
+    "nms": "from torchvision.ops import nms as _tv_nms\n"
+           "def nms(boxes, scores, iou_threshold, score_threshold=0.0):\n    return _tv_nms(boxes, scores, iou_threshold)",
+    "batched_nms": "import torchvision\ndef batched_nms(boxes, scores, labels, iou_threshold):\n"
+                   "    return torchvision.ops.batched_nms(boxes, scores, labels, iou_threshold)",
+}
+# backprop: the check's own forward, and autograd with the check's no_grad() undone
+AUTOGRAD = {
+    "mlp_forward": "from autograder.checks.backprop import _mlp\ndef mlp_forward(x, params):\n    return _mlp(x, params)",
+    "mlp_backward": "def mlp_backward(x, y, params):\n    with torch.enable_grad():\n"
+                    "        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}\n"
+                    "        loss = ((mlp_forward(x, leaves) - y) ** 2).mean()\n"
+                    "        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))",
+}
+
 
 @pytest.fixture(scope="module")
 def graded(course, tmp_path_factory):
@@ -187,6 +205,12 @@ def graded(course, tmp_path_factory):
     notebooks.update({(name, "backprop"): _append(solution, "sigmoid_grad", code) for name, code in ON_SOLUTION.items()})
     detection = nbformat.read(course.solution_path("detection"), as_version=4)
     notebooks[("golden", "detection")] = _append(detection, "mean_average_precision", GOLDEN)
+    library = detection
+    for answer, code in LIBRARY.items():
+        library = _append(library, answer, code)
+    notebooks[("library", "detection")] = library
+    notebooks[("autograd", "backprop")] = _append(_append(solution, "mlp_forward", AUTOGRAD["mlp_forward"]),
+                                                  "mlp_backward", AUTOGRAD["mlp_backward"])
     root = tmp_path_factory.mktemp("judged")
     for (student, lab), nb in notebooks.items():
         (root / student).mkdir(exist_ok=True)
@@ -291,6 +315,18 @@ def test_golden_values_changed_in_the_notebook_change_nothing(graded):
     lost = lost_checks(graded["golden"])
     assert set(lost) == {"mean_average_precision"}
     assert "expected" in lost["mean_average_precision"] and "got 0.25" in lost["mean_average_precision"], lost
+
+
+def test_answers_that_are_a_library_or_the_checks_helpers_lose_their_checks(graded):
+    """Written by hand: each answer whose code reaches torchvision's box operations or the checks'
+    own correct helpers loses its check, and only those (red team: 13/13 detection points, and
+    mlp_forward/mlp_backward by the check's _mlp and autograd)."""
+    lost = lost_checks(graded["library"])
+    assert set(lost) == set(LIBRARY), lost
+    assert all("code of your own" in message for message in lost.values()), lost
+    lost = lost_checks(graded["autograd"])
+    assert set(lost) == set(AUTOGRAD), lost
+    assert "no autograd" in lost["mlp_backward"] and ".enable_grad" in lost["mlp_backward"], lost
 
 
 # ------------------------------------------------------------------ the record, as data

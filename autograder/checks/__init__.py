@@ -9,13 +9,17 @@ shared catalog (`_`), a lab's own through its catalog (`_ = Domain("<lab>").gett
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
+import dis
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
 import re
+import types
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -30,7 +34,8 @@ from autograder.i18n import gettext as _
 __all__ = ["CheckFailed", "fail", "expect", "expect_close", "expect_equal", "expect_shape", "rel_error", "golden", "fmt",
            "model_device", "error_line", "at_least", "expect_split_accuracy", "call_student", "Scored",
            "submit_model", "Skipped", "expect_gpu_execution", "count_params", "state_shapes", "given", "case", "PartialCredit", "float64_tensor", "worst",
-           "close", "shape_text", "as_number", "expect_module", "keeps_rng", "drawn", "torch_calls", "lazy_parameters"]
+           "close", "shape_text", "as_number", "expect_module", "keeps_rng", "drawn", "torch_calls", "lazy_parameters",
+           "names_in_code", "library_use", "expect_own_code"]
 
 
 def fmt(value: Any) -> str:
@@ -269,6 +274,90 @@ class _TorchCalls(TorchFunctionMode):
     def __torch_function__(self, func, types=(), args=(), kwargs=None):
         self.names.append(getattr(func, "__name__", "") or str(func))
         return func(*args, **(kwargs or {}))
+
+
+LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "math", "jax", "tensorflow", "sklearn", "pycocotools",
+             "torchmetrics")
+GRADER = "autograder.checks"          # the checks and their helpers: never part of an answer
+
+
+def from_library(obj: Any) -> bool:
+    """True for a library's function or class (torch.sigmoid, F.relu, nn.ReLU, np.tanh,
+    torchvision.ops.nms), False for a plain Python function written in the notebook."""
+    if inspect.isfunction(obj):
+        return (getattr(obj, "__module__", "") or "").split(".")[0] in LIBRARIES
+    return obj is not None
+
+
+def _grader_object(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) if not isinstance(obj, types.ModuleType) else obj.__name__
+    return isinstance(module, str) and (module == GRADER or module.startswith(GRADER + "."))
+
+
+def names_in_code(fn: Any, forbidden: frozenset[str] | set[str], modules: tuple[str, ...] = (),
+                  own: frozenset[str] | set[str] = frozenset()) -> list[list[str]]:
+    """What the code of `fn` (nested code included) reads that a "write it yourself" rule
+    forbids, each as [name, module]: a forbidden name as an attribute ([".nms", ""] of ops.nms,
+    x.tanh(), F.relu) or a global bound to a library object of a forbidden name, whatever the
+    notebook calls it (["tv_nms", "torchvision.ops.boxes"]); an import of one of `modules` inside
+    it (["import torchvision.ops", ""]); a global bound to the grader's checks or their helpers,
+    unless its name is one of `own` (the exercise's functions, which a check may replace by
+    correct ones while it runs)."""
+    found: list[list[str]] = []
+    codes = [fn.__code__]
+    while codes:
+        code = codes.pop()
+        for ins in dis.get_instructions(code):
+            name = ins.argval
+            if not isinstance(name, str):
+                continue
+            if ins.opname == "IMPORT_NAME":
+                if any(name == m or name.startswith(m + ".") for m in (*modules, GRADER)):
+                    found.append([f"import {name}", ""])
+            elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                if name in forbidden:
+                    found.append([f".{name}", ""])     # torch.sigmoid, x.tanh(), ops.nms
+            elif ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                obj = fn.__globals__.get(name, getattr(builtins, name, None))
+                if _grader_object(obj) and name not in own:
+                    found.append([name, getattr(obj, "__module__", None) or getattr(obj, "__name__", "")])
+                elif (name in forbidden or getattr(obj, "__name__", None) in forbidden) and from_library(obj):
+                    found.append([name, getattr(obj, "__module__", None) or ""])
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return found
+
+
+def library_use(fn: Any, forbidden: list[str], modules: list[str] = (), own: list[str] = ()) -> list | None:
+    """What `fn` is when it is not the student's own code, as facts a check puts into words:
+    ["module", class name] for an nn.Module, ["object", "module.name"] for a library's function
+    or any other object that is not a Python function of the notebook's, ["names",
+    names_in_code(...)] when its code reads what the rule forbids; None when it is the
+    student's own code. Run it through witness.boundary("code", ...): in the student's process."""
+    if not inspect.isfunction(fn) or from_library(fn) or _grader_object(fn):
+        if isinstance(fn, nn.Module):
+            return ["module", type(fn).__name__]
+        module = (getattr(fn, "__module__", None) or type(fn).__module__ or "").split(".")[0]
+        return ["object", f"{module}.{getattr(fn, '__name__', type(fn).__name__)}".lstrip(".")]
+    used = names_in_code(fn, frozenset(forbidden), tuple(modules), frozenset(own))
+    return ["names", used] if used else None
+
+
+def expect_own_code(fn: Any, what: str, use: Any, expected: str, hint: str) -> None:
+    """`fn` is a Python function of the notebook's whose code reads nothing a rule forbids: `use`
+    (a module-level function of autograder's that calls library_use with the rule) runs on it in
+    the student's process (witness.boundary: evidence from that process, like the GPU record)."""
+    from autograder import witness
+    found = witness.boundary("code", use, fn)
+    if not found:
+        return
+    kind, detail = found if isinstance(found, (list, tuple)) and len(found) == 2 else ("object", found)
+    if kind == "names" and isinstance(detail, (list, tuple)):
+        pairs = [e for e in detail if isinstance(e, (list, tuple)) and len(e) == 2]
+        used = {str(n) if str(n).startswith((".", "import ")) else
+                _("{name} (from {module})").format(name=n, module=m or _("a library")) for n, m in pairs}
+        fail(what, expected, ", ".join(sorted(used)) or str(detail)[:200], hint)
+    got = _("a {name}() module").format(name=detail) if kind == "module" else str(detail)[:200]
+    fail(what, _("a function you wrote (def ...)"), got, hint)
 
 
 def torch_calls(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:

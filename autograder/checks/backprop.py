@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from autograder.checks import drawn, call_student as _call
-from autograder.checks import expect, expect_close, fail, float64_tensor, fmt, worst
+from autograder.checks import expect, expect_close, expect_own_code, fail, float64_tensor, fmt, library_use, worst
 from autograder.checks import rel_error as _rel_error  # `rel_error` is also the name of a check
 from autograder.i18n import Domain
 
@@ -188,9 +188,28 @@ def sgd_step(sgd_step: Callable) -> None:
 
 # --- mlp_forward --------------------------------------------------------------------------------
 
+# By hand: no autograd in mlp_backward, and none of the checks' helpers in either answer (red team:
+# torch.enable_grad() around torch.autograd.grad, and the check's own _mlp, earned their points).
+_AUTOGRAD = frozenset({"backward", "grad", "autograd", "enable_grad", "set_grad_enabled", "vjp", "jvp", "vmap",
+                       "jacobian", "jacrev", "jacfwd", "hessian"})
+
+
+def _autograd_use(fn: Any) -> list | None:
+    """What fn uses that a gradient by hand must not (autograder.checks.library_use)."""
+    return library_use(fn, sorted(_AUTOGRAD), ["torch.autograd", "torch.func", "functorch"], list(__all__))
+
+
+def _helper_use(fn: Any) -> list | None:
+    """The checks' helpers fn uses (autograder.checks.library_use)."""
+    return library_use(fn, [], [], list(__all__))
+
+
 
 def mlp_forward(mlp_forward: Callable) -> None:
-    """Linear → Sigmoid → Linear in nn.Linear layout, against torch's F.linear, on two shapes."""
+    """Linear → Sigmoid → Linear in nn.Linear layout, against torch's F.linear, on two shapes;
+    none of the checks' helpers in its code."""
+    expect_own_code(mlp_forward, "mlp_forward", _helper_use, _("code of your own: none of the checks' helpers in it"),
+                    _("nn.Linear layout: W1 is [H, D], so x @ W1.T + b1"))
     for N, D, H, O, seed in ((5, 3, 4, 2, 0), (1, 2, 6, 1, 1)):
         x, _y, params = _mlp_case(N, D, H, O, seed)
         before = {k: v.clone() for k, v in params.items()}
@@ -224,7 +243,11 @@ _GRAD_HINTS = {
 
 def mlp_backward(mlp_backward: Callable) -> None:
     """Hand gradients of mean((out - y)**2) for W1, b1, W2, b2 against autograd: rel_error < 1e-7
-    in float64, on two shapes (N*O > N, so the mean over every element matters)."""
+    in float64, on two shapes (N*O > N, so the mean over every element matters); no autograd
+    and none of the checks' helpers in its code."""
+    expect_own_code(mlp_backward, "mlp_backward", _autograd_use,
+                    _("gradients by hand: no autograd (.backward(), torch.autograd) and none of the checks' helpers in its code"),
+                    _("use the chain rule, not .backward() or torch.autograd"))
     for N, D, H, O, seed in ((5, 3, 4, 2, 0), (4, 2, 3, 5, 1)):
         x, y, params = _mlp_case(N, D, H, O, seed)
         before = {k: v.clone() for k, v in params.items()}

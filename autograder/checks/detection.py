@@ -17,7 +17,8 @@ import torch
 from torchvision import ops
 
 from autograder.checks import drawn, call_student as _call
-from autograder.checks import as_number, case, expect, expect_close, expect_shape, fail, fmt, given, golden
+from autograder.checks import as_number, case, expect, expect_close, expect_own_code, expect_shape, fail, fmt, given, golden
+from autograder.checks import library_use
 from autograder.i18n import Domain
 
 _ = Domain("detection").gettext
@@ -67,11 +68,36 @@ def _nms_given(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     return order[ops.nms(boxes[order].float(), ranks, float(iou_threshold))]
 
 
+# Written by hand: no library's box operations, NMS or AP in an answer, and none of the checks'
+# helpers (red team: torchvision.ops and the checks' own _nms_given earned every point).
+_LIBRARY = frozenset({"nms", "batched_nms", "box_iou", "box_area", "box_convert", "generalized_box_iou",
+                      "distance_box_iou", "complete_box_iou", "_box_inter_union", "_batched_nms_vanilla",
+                      "_batched_nms_coordinate_trick", "COCOeval", "COCO", "MeanAveragePrecision",
+                      "average_precision_score", "precision_recall_curve"})
+_MODULES = ("torchvision", "pycocotools", "torchmetrics", "sklearn")
+_ORACLES = {"iou": "torchvision.ops.box_iou", "box_iou": "torchvision.ops.box_iou", "xywh_to_xyxy": "torchvision.ops.box_convert",
+            "nms": "torchvision.ops.nms", "batched_nms": "torchvision.ops.batched_nms", "nms_rows": "torchvision.ops.nms",
+            "average_precision": "pycocotools' COCOeval", "mean_average_precision": "pycocotools' COCOeval"}
+
+
+def _library_use(fn: Any) -> list | None:
+    """What fn uses that the lab's answers must not (autograder.checks.library_use), in the
+    student's process."""
+    return library_use(fn, sorted(_LIBRARY), list(_MODULES), list(__all__))
+
+
 def _given(**helpers: Callable) -> Callable:
-    """A check whose exercise calls other exercises runs it with correct ones (see `given`)."""
+    """A check of an exercise written by hand (its code reads no library's box operations, NMS or
+    AP, and none of the checks' helpers); one whose exercise calls other exercises runs it with
+    correct ones (see `given`)."""
     def decorate(check: Callable) -> Callable:
         @functools.wraps(check)
         def run(fn: Callable, *args: Any, **kwargs: Any) -> None:
+            name = check.__name__
+            expect_own_code(fn, name, _library_use,
+                            _("code of your own: no torchvision.ops, pycocotools or the checks' helpers in it"),
+                            _("write {name} yourself with torch operations; the check compares it with {oracle}").format(
+                                name=name, oracle=_ORACLES[name]))
             with given(fn, **helpers):
                 check(fn, *args, **kwargs)
         return run
@@ -167,6 +193,7 @@ def _expect_keep(got: Any, expected: torch.Tensor | list, what: str, hint: str,
 # --- iou ----------------------------------------------------------------------------------------
 
 
+@_given()
 def iou(iou: Callable, seed: int = 0) -> None:
     """Hand cases (overlap 1/7, identical, disjoint on one and on both axes, containment, zero area),
     lists and tensors alike, and 40 random pairs against torchvision.ops.box_iou."""
@@ -206,6 +233,7 @@ def iou(iou: Callable, seed: int = 0) -> None:
 # --- xywh_to_xyxy -------------------------------------------------------------------------------
 
 
+@_given()
 def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
     """(1, 2, 3, 4) -> (1, 2, 4, 6); random boxes against torchvision.ops.box_convert; [0, 4] in,
     [0, 4] out; the input left unchanged."""
@@ -232,6 +260,7 @@ def xywh_to_xyxy(xywh_to_xyxy: Callable, seed: int = 0) -> None:
 # --- box_iou ------------------------------------------------------------------------------------
 
 
+@_given()
 def box_iou(box_iou: Callable, seed: int = 0) -> None:
     """Disjoint boxes 0 (on x, on y, on both), identical 1, zero-area boxes 0 (never NaN), [N, M]
     against torchvision.ops.box_iou on random boxes, empty inputs."""

@@ -14,18 +14,13 @@ Messages are msgids of the lab's catalog (autograder/locale/<lang>/LC_MESSAGES/f
 """
 from __future__ import annotations
 
-import builtins
-import dis
-import inspect
-import types
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from autograder import witness
 from autograder.checks import drawn, call_student as _call
-from autograder.checks import expect, expect_shape, fail, float64_tensor, fmt, torch_calls, worst
+from autograder.checks import expect, expect_own_code, expect_shape, fail, float64_tensor, fmt, library_use, torch_calls, worst
 from autograder.checks import backward as _backward
 from autograder.i18n import Domain
 
@@ -54,71 +49,30 @@ def _worst(got: torch.Tensor, expected: torch.Tensor, x: torch.Tensor | None = N
 
 # --- the built-ins an activation must not use ---------------------------------------------------
 
-_FORBIDDEN = frozenset({"sigmoid", "sigmoid_", "expit", "special_expit", "logistic", "tanh", "tanh_",
-                        "relu", "relu_", "Sigmoid", "Tanh", "ReLU"})
-_LIBRARIES = ("torch", "numpy", "scipy", "math", "jax", "tensorflow")
-
-
-def _from_library(obj: Any) -> bool:
-    """True for a library's function or class (torch.sigmoid, F.relu, nn.ReLU, np.tanh), False for
-    a plain Python function written in the notebook (the student's own sigmoid, say)."""
-    if inspect.isfunction(obj):
-        return (getattr(obj, "__module__", "") or "").split(".")[0] in _LIBRARIES
-    return obj is not None
-
-
-def _names_in_code(fn: Callable) -> list[list[str]]:
-    """Forbidden names fn's code reads, each as [name, module]: as an attribute ([".sigmoid", ""]
-    of torch.sigmoid, x.tanh(), F.relu, nn.ReLU) or as a global bound to a library object
-    (["sigmoid", "torch"] of `from torch import sigmoid`; "" where it has no module). Nested code
-    included."""
-    found: list[list[str]] = []
-    codes = [fn.__code__]
-    while codes:
-        code = codes.pop()
-        for ins in dis.get_instructions(code):
-            name = ins.argval
-            if not isinstance(name, str) or name not in _FORBIDDEN:
-                continue
-            if ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                found.append([f".{name}", ""])  # torch.sigmoid, x.tanh(), F.relu, nn.ReLU
-            elif ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                obj = fn.__globals__.get(name, getattr(builtins, name, None))
-                if _from_library(obj):
-                    found.append([name, getattr(obj, "__module__", None) or ""])
-        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return found
+# Built-in activations, and library functions that give one in a line (sigmoid = exp(logsigmoid),
+# tanh = x - tanhshrink(x), relu = leaky_relu(x, 0) = threshold(x, 0, 0), ...): red team
+_FORBIDDEN = frozenset({
+    "sigmoid", "sigmoid_", "expit", "special_expit", "logistic", "log_expit", "tanh", "tanh_", "relu", "relu_",
+    "Sigmoid", "Tanh", "ReLU", "logsigmoid", "log_sigmoid", "LogSigmoid", "softplus", "Softplus", "silu", "SiLU",
+    "tanhshrink", "Tanhshrink", "leaky_relu", "leaky_relu_", "LeakyReLU", "threshold", "threshold_", "Threshold",
+    "hardtanh", "hardtanh_", "Hardtanh", "relu6", "ReLU6", "rrelu", "RReLU", "prelu", "PReLU", "hardsigmoid",
+    "Hardsigmoid", "hardswish", "Hardswish", "mish", "Mish", "gelu", "GELU", "elu", "ELU", "selu", "SELU", "celu",
+    "CELU", "glu", "GLU", "softmax", "Softmax", "log_softmax", "LogSoftmax"})
+_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
 def _builtin_use(fn: Any) -> list | None:
-    """What fn is when it is not the student's own code, as facts the judge puts into words (in
-    its language): ["module", class name] for an nn.Module, ["object", "module.name"] for any
-    other object that is not a Python function, ["names", _names_in_code(fn)] when its code names
-    a built-in activation; None when it is the student's own code."""
-    if not inspect.isfunction(fn):
-        if isinstance(fn, nn.Module):
-            return ["module", type(fn).__name__]
-        module = (getattr(fn, "__module__", None) or type(fn).__module__ or "").split(".")[0]
-        return ["object", f"{module}.{getattr(fn, '__name__', type(fn).__name__)}".lstrip(".")]
-    used = _names_in_code(fn)
-    return ["names", used] if used else None
+    """What fn is when it is not the student's own code (autograder.checks.library_use), as facts
+    the judge puts into words in its language."""
+    return library_use(fn, sorted(_FORBIDDEN), own=_ACTIVATIONS)
 
 
 def _no_builtin(fn: Any, name: str) -> None:
     """fn is a Python function whose code names no built-in activation. While grading, the
     probe reads the code (evidence from the student's process, like the GPU record)."""
-    found = witness.boundary("code", _builtin_use, fn)
-    if not found:
-        return
-    kind, detail = found if isinstance(found, (list, tuple)) and len(found) == 2 else ("object", found)
-    hint = _("write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})").format(name=name)
-    if kind == "names" and isinstance(detail, (list, tuple)):
-        used = {str(n) if str(n).startswith(".") else
-                _("{name} (from {module})").format(name=n, module=m or _("a library")) for n, m in detail}
-        fail(f"{name}(x)", _("no built-in sigmoid, tanh or relu in its code (torch.sigmoid, x.tanh(), F.relu, nn.ReLU, ...)"),
-             ", ".join(sorted(used)), hint)
-    got = _("a {name}() module").format(name=detail) if kind == "module" else str(detail)
-    fail(f"{name}(x)", _("a function you wrote (def ...)"), got, hint)
+    expect_own_code(fn, f"{name}(x)", _builtin_use,
+                    _("no built-in sigmoid, tanh or relu in its code (torch.sigmoid, x.tanh(), F.relu, nn.ReLU, ...)"),
+                    _("write it yourself with torch.exp, torch.where, ... (the check compares it with torch.{name})").format(name=name))
 
 
 # --- linear_forward -----------------------------------------------------------------------------
