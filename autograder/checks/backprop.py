@@ -204,7 +204,6 @@ def _helper_use(fn: Any) -> list | None:
     return library_use(fn, [], [], list(__all__))
 
 
-
 def mlp_forward(mlp_forward: Callable) -> None:
     """Linear → Sigmoid → Linear in nn.Linear layout, against torch's F.linear, on two shapes;
     none of the checks' helpers in its code."""

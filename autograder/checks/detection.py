@@ -137,16 +137,24 @@ def _moved(gen: torch.Generator, boxes: torch.Tensor, scores: list[float]) -> tu
     def score(s: float) -> float:
         return (round(float(s) * 10) + d) / 32
 
-    moved = boxes + torch.randint(0, 61, (2,), generator=gen).float().repeat(2)
-    if bool(torch.randint(0, 2, (), generator=gen)):
-        moved = torch.stack([100 - moved[:, 2], moved[:, 1], 100 - moved[:, 0], moved[:, 3]], dim=1)
-    moved = moved * 2.0 ** int(torch.randint(-1, 3, (), generator=gen))
+    offset = torch.randint(0, 61, (2,), generator=gen).float()
+    mirror = bool(torch.randint(0, 2, (), generator=gen))
+    moved = _shifted(boxes, offset, mirror, 2.0 ** int(torch.randint(-1, 3, (), generator=gen)), 100)
     n = len(boxes)
     order = torch.randperm(n, generator=gen) if len(set(scores)) == n else torch.arange(n)
     where = torch.empty(n, dtype=torch.int64)
     where[order] = torch.arange(n)
     mapped = torch.tensor([score(s) for s in scores], dtype=torch.float32)
     return moved[order], mapped[order], where.tolist(), score
+
+
+def _shifted(boxes: torch.Tensor, offset: torch.Tensor, mirror: bool, scale: float, width: float) -> torch.Tensor:
+    """Boxes shifted by `offset` (x, y), mirrored left-right in [0, width] when `mirror`, then
+    scaled by `scale`: every IoU between them stays what it was."""
+    moved = boxes + offset.repeat(2)
+    if mirror:
+        moved = torch.stack([width - moved[:, 2], moved[:, 1], width - moved[:, 0], moved[:, 3]], dim=1)
+    return moved * scale
 
 
 def _scores(scores: torch.Tensor) -> str:
@@ -578,21 +586,15 @@ def _moved_class(g: dict, c: int, gen: torch.Generator) -> tuple[list, list, lis
     order = torch.randperm(len(pb), generator=gen).tolist()
     a, b = 0.5 + 0.4 * float(torch.rand((), generator=gen)), 0.1 * float(torch.rand((), generator=gen))
     scores = [(ps[i] * a + b) for i in order]
-    for _try in range(21):
+    for attempt in range(21):
         scale = 2.0 ** int(torch.randint(-1, 3, (), generator=gen))
         mirror = bool(torch.randint(0, 2, (), generator=gen))
-
-        def move(boxes: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-            if _try == 20:
-                return boxes.clone()
-            moved = boxes + offset.repeat(2)
-            if mirror:
-                moved = torch.stack([300 - moved[:, 2], moved[:, 1], 300 - moved[:, 0], moved[:, 3]], dim=1)
-            return moved * scale
-
         offsets = [torch.randint(0, 81, (2,), generator=gen).float() for _ in order]
-        boxes = [move(pb[i], o) for i, o in zip(order, offsets)]
-        truth = [move(gb[i], o) for i, o in zip(order, offsets)]
+        if attempt == 20:                        # only reordered and remapped
+            boxes, truth = [pb[i].clone() for i in order], [gb[i].clone() for i in order]
+            break
+        boxes = [_shifted(pb[i], o, mirror, scale, 300) for i, o in zip(order, offsets)]
+        truth = [_shifted(gb[i], o, mirror, scale, 300) for i, o in zip(order, offsets)]
         if _same_sides([(pb[i], gb[i]) for i in order], list(zip(boxes, truth)), g["thresholds"]):
             break
     keep = [torch.randperm(len(s), generator=gen) for s in scores]
@@ -700,8 +702,7 @@ def mean_average_precision(mean_average_precision: Callable) -> None:
     others = sorted({c for p in g["scenario"]["preds"] for c in p["labels"]} - set(g["classes"]))
     everything = g["classes"] + others
     for thresholds in (None, _subset(gen, g["thresholds"], least=2), _subset(gen, g["thresholds"])[:1]):
-        names = torch.randperm(20, generator=gen)[:len(everything)].tolist()
-        labels = dict(zip(everything, names))
+        labels = dict(zip(everything, _labels(gen, len(everything))))
         keep = sorted(_subset(gen, g["classes"]))
         preds, targets = _golden_dicts(g, keep, labels)
         label = _("default thresholds 0.50:0.05:0.95") if thresholds is None else \
