@@ -615,6 +615,39 @@ def test_a_deep_temporary_folder_still_gives_the_judge_server_a_socket(tmp_path,
         os.rmdir(short)
 
 
+def _maps_torchvision(pid: int) -> bool:
+    """Whether process `pid` has torchvision imported (its compiled library mapped)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "/torchvision/" in f.read()
+
+
+def test_the_judge_server_warms_up_only_the_labs_it_judges():
+    """Each lab's checks, catalogs, golden data and data sets are loaded into the judges' server
+    before its first judge of that lab forks, not all at start: a run that grades backprop never
+    imports detection's torchvision (2.5 s of every `course grade`); the first detection notebook
+    brings it, and it is judged as before."""
+    from autograder import judges
+    from reference.backprop import sigmoid_grad
+    from reference.detection import iou
+    backprop = "checks.sigmoid_grad(sigmoid_grad)"
+    detection = "checks.iou(iou)"
+    records = {3: witness.probe_cell("backprop", backprop, {"sigmoid_grad": sigmoid_grad}),
+               4: witness.probe_cell("detection", detection, {"iou": iou})}
+    server = judges.Judges()
+    try:
+        verdict = server.judge("backprop", [(3, backprop, False)], records, "cpu", {}, 60.0)
+        assert verdict[3][0].status == "ok", verdict
+        assert not _maps_torchvision(server._proc.pid)
+        verdict = server.judge("detection", [(4, detection, False)], records, "cpu", {}, 60.0)
+        assert verdict[4][0].status == "ok", verdict
+        assert _maps_torchvision(server._proc.pid)
+        verdict = server.judge("nosuch", [(3, backprop, False)], records, "cpu", {}, 60.0)    # not a lab: its judge
+        assert verdict[3][0].status == "error", verdict                                      # says so, the server goes on
+        assert server.judge("backprop", [(3, backprop, False)], records, "cpu", {}, 60.0)[3][0].status == "ok"
+    finally:
+        server.close()
+
+
 def _judges_running(script) -> list[int]:
     """The processes that run `script` (the server and its judges), after a moment to end."""
     import os
