@@ -31,18 +31,23 @@ OWN_UID = False             # the worker runs as a uid of its own (root mode): R
 ZYGOTE = None               # autograder.zygote.Zygote: what notebooks and scorers are forked from
 
 
-def warm_up() -> None:
+HEAVY = ("dynamo", "mnist")   # what `warm_up` imports only where a lab needs it (grade.warm_up_plan)
+
+
+def warm_up(labs: tuple[str, ...] | None = None, heavy: tuple[str, ...] = HEAVY) -> None:
     """Import what notebooks import, once per worker, without running any torch op (a fork
-    after torch's thread pools start is unsafe)."""
+    after torch's thread pools start is unsafe): for `labs` (None: every lab), with the `heavy`
+    imports they need."""
     os.environ.setdefault("MPLBACKEND", "agg")
     import matplotlib
     matplotlib.use("agg")
     import matplotlib.pyplot  # noqa: F401
     import numpy  # noqa: F401
     import torch  # noqa: F401
-    import torch._dynamo  # noqa: F401  (the first optimizer step imports it: 1.5 s)
+    if "dynamo" in heavy:
+        import torch._dynamo  # noqa: F401  (the first optimizer step imports it, and torchvision: 2 s)
+        import torchvision  # noqa: F401
     import torch.nn.functional  # noqa: F401
-    import torchvision  # noqa: F401
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
     import autograder.checks  # noqa: F401
@@ -51,9 +56,10 @@ def warm_up() -> None:
     import autograder.data
     import autograder.runtime  # noqa: F401
     from autograder.integrity import import_checked_modules
-    import_checked_modules()   # every check module, so that each child's Guard snapshot is cheap
-    # the embedded MNIST split, parsed once per worker (numpy only: no torch op runs here)
-    autograder.data._mnist_split_tensors(0)
+    import_checked_modules(labs)   # the labs' check modules, so that each child's Guard snapshot is cheap
+    if "mnist" in heavy:
+        # the embedded MNIST split, parsed once per worker (numpy only: no torch op runs here)
+        autograder.data._mnist_split_tensors(0)
 
 
 # --- the processes a notebook started, and their memory -------------------------------------
@@ -284,7 +290,7 @@ def _child(cells: list[tuple[int, str, str]], write_fd: int, workdir: str, env: 
         torch.set_num_threads(threads)
     shell = _grading_shell(shown)
     from autograder.integrity import Guard
-    guard = Guard(shell.user_ns)          # a local: the submission cannot rebind it
+    guard = Guard(shell.user_ns, lab or None)   # a local: the submission cannot rebind it
     checks = None                         # the socket to the check process
     for index, source, kind in cells:
         if kind != "answer":              # course code (given cells, checks) runs unpatched

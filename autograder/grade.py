@@ -369,13 +369,33 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     return result
 
 
+def warm_up_plan(course: Course, lab_ids) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(labs, heavy imports) a worker that grades `lab_ids` warms up for (autograder.forked.warm_up):
+    "dynamo" (2 s: torch._dynamo, which the first optimizer step imports, and torchvision) and
+    "mnist" (the embedded split, parsed) only where a lab's source notebook or its checks use
+    them. What a notebook imports beyond that costs it the import, never a grade."""
+    from .release import PACKAGE_DIR
+    labs, heavy = tuple(sorted(set(lab_ids))), set()
+    for lab_id in labs:
+        try:
+            text = "".join(c.source for c in load_source(course.solution_path(lab_id)).cells if c.cell_type == "code")
+            text += (PACKAGE_DIR / "checks" / f"{lab_id}.py").read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            text = "optim mnist"          # not readable here: everything, as before the labs were known
+        if "optim" in text or "torchvision" in text:
+            heavy.add("dynamo")
+        if "mnist" in text:
+            heavy.add("mnist")
+    return labs, tuple(sorted(heavy))
+
+
 class Graders:
     """`jobs` warm workers, each in its own sandbox, launched at once (ready by first use) and replaced when lost;
     and the test images they ask for (loaded here, once per data set)."""
 
     def __init__(self, course: Course, jobs: int, device: str, sandboxed: bool = True,
                  cell_timeout: float | None = None, notebook_timeout: float | None = None, engine: str = "fork",
-                 threads: int | None = None, draw: int = 0) -> None:
+                 threads: int | None = None, draw: int = 0, labs: tuple[str, ...] | None = None) -> None:
         if sandboxed:
             require_sandbox()
         self.course = course
@@ -385,7 +405,8 @@ class Graders:
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads, draw)
         self.runtime = RuntimeFolder()      # (removed with this grader, or by the next one's sweep)
-        options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads)
+        options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads,
+                                 warm=None if labs is None else warm_up_plan(course, labs))
         self.idle: queue.Queue[Worker] = queue.Queue()
         for slot in range(jobs):          # each warms up in its sandbox while this process goes on
             worker = Worker(slot, self.runtime.path, options)
@@ -450,7 +471,7 @@ def grade_notebook(path: Path, lab: Lab, course: Course, student: str = "",
                    cell_timeout: float | None = None, notebook_timeout: float | None = None,
                    engine: str = "fork", device: str = "cpu", sandboxed: bool = True) -> Result:
     """Grade one submitted notebook of `lab` (run, then score). Never raises for a bad submission."""
-    with Graders(course, 1, device, sandboxed, cell_timeout, notebook_timeout, engine) as graders:
+    with Graders(course, 1, device, sandboxed, cell_timeout, notebook_timeout, engine, labs=(lab.id,)) as graders:
         return graders.grade(student or path.parent.name, lab, path)
 
 
@@ -720,7 +741,8 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
         return submission_facts(graders.grade(student, lab, path), path, course)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine, draw=draw) as graders, \
+    with Graders(course, jobs, device, sandboxed, cell_timeout, notebook_timeout, engine, draw=draw,
+                 labs=tuple(found[i][1].id for i in todo)) as graders, \
             ThreadPoolExecutor(jobs) as pool:
         futures = {pool.submit(grade, *found[i]): i for i in todo}
         for future in as_completed(futures):

@@ -24,29 +24,32 @@ _MISSING = object()
 _CACHES = {"__slotnames__"}   # what pickling caches on a class (copyreg): not a change
 
 
-def _namespaces() -> list[object]:
+def _namespaces(labs: tuple[str, ...] | None = None) -> list[object]:
+    """What the guard protects: the modules above, and every autograder module imported, with
+    the check modules of `labs` (None: of every lab) among them."""
     import numpy
     import torch
     import torch.nn.functional
 
     import autograder
     import autograder.checks
-    for info in pkgutil.iter_modules(autograder.checks.__path__):
-        importlib.import_module(f"autograder.checks.{info.name}")
+    names = [info.name for info in pkgutil.iter_modules(autograder.checks.__path__)]
+    for name in names if labs is None else [n for n in names if n in labs]:
+        importlib.import_module(f"autograder.checks.{name}")
     ours = [m for name, m in sorted(sys.modules.items()) if name == "autograder" or name.startswith("autograder.")]
     return [builtins, math, time, numpy, torch, torch.Tensor, torch._C.TensorBase, torch.nn.Module,
             torch.nn.functional, torch.linalg, torch.testing, *ours]
 
 
-def import_checked_modules() -> None:
-    """Import every module the guard protects (the worker does this once, before forking)."""
-    _namespaces()
+def import_checked_modules(labs: tuple[str, ...] | None = None) -> None:
+    """Import the modules the guard protects for `labs` (the worker does this once, before forking)."""
+    _namespaces(labs)
 
 
 class Guard:
-    def __init__(self, user_ns: dict) -> None:
+    def __init__(self, user_ns: dict, lab: str | None = None) -> None:
         self.user_ns = user_ns
-        self.saved = [(obj, dict(vars(obj))) for obj in _namespaces()]
+        self.saved = [(obj, dict(vars(obj))) for obj in _namespaces(None if lab is None else (lab,))]
         self.modules = {name: m for name, m in sys.modules.items()
                         if name in ("torch", "numpy", "math", "time") or name.split(".")[0] == "autograder"}
         self.code = {}

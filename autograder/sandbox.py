@@ -61,6 +61,15 @@ class SandboxOptions:
     device: str = "cpu"
     threads: int = 1
     scratch_mb: int = SCRATCH_MB
+    warm: tuple[tuple[str, ...], tuple[str, ...]] | None = None   # (labs, heavy imports) its warm-up is for; None: all
+
+
+def warm_arguments(options: SandboxOptions) -> list[str]:
+    """The worker's warm-up arguments (autograder.worker --labs, --heavy)."""
+    if options.warm is None:
+        return []
+    labs, heavy = options.warm
+    return ["--labs", ",".join(labs), "--heavy", ",".join(heavy)]
 
 
 # --- the runtime the sandbox sees ----------------------------------------------------------
@@ -198,7 +207,7 @@ def bwrap_command(runtime: Path, slot: int, options: SandboxOptions) -> list[str
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     # -P: the working folder never joins the import path (a planted /tmp/bdb/ would run in every notebook)
-    cmd += ["--chdir", "/", sys.executable, "-P", "-m", "autograder.worker", "--sandboxed"]
+    cmd += ["--chdir", "/", sys.executable, "-P", "-m", "autograder.worker", "--sandboxed", *warm_arguments(options)]
     if root:
         cmd += ["--uid", str(UID_BASE + slot)]
     return cmd
@@ -279,7 +288,7 @@ class Worker:
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
-            cmd = [sys.executable, "-m", "autograder.worker", "--scratch", str(self.scratch)]
+            cmd = [sys.executable, "-m", "autograder.worker", "--scratch", str(self.scratch), *warm_arguments(self.options)]
             env = {**os.environ, "OMP_NUM_THREADS": str(self.options.threads), "MKL_NUM_THREADS": str(self.options.threads)}
         log = os.environ.get("COURSE_WORKER_LOG")
         stderr = open(log, "ab") if log else subprocess.DEVNULL

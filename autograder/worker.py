@@ -285,9 +285,11 @@ def _scorer_entry(payload: bytes, write_fd: int) -> None:
         out.write(payload)
 
 
-def serve(sandboxed: bool, uid: int | None, scratch: Path | None = None) -> int:
+def serve(sandboxed: bool, uid: int | None, scratch: Path | None = None, labs: tuple[str, ...] | None = None,
+          heavy: tuple[str, ...] | None = None) -> int:
     """Serve jobs from stdin until it closes. `scratch`: an unsandboxed worker's own folder in the
-    shared /tmp (its grader makes and removes it); a sandboxed one has the sandbox's /tmp."""
+    shared /tmp (its grader makes and removes it); a sandboxed one has the sandbox's /tmp.
+    `labs`, `heavy`: what it warms up for (autograder.forked.warm_up; None: every lab, everything)."""
     channel_in = os.fdopen(os.dup(0), "rb", buffering=0)   # no buffer that would keep a job's bytes
     channel_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -306,7 +308,7 @@ def serve(sandboxed: bool, uid: int | None, scratch: Path | None = None) -> int:
         KEEP.update(p.name for p in SCRATCH.iterdir())
         BASELINE.update(_tree([SCRATCH, Path("/dev/shm")]))
     from . import forked
-    forked.warm_up()
+    forked.warm_up(labs, forked.HEAVY if heavy is None else heavy)
     gc.collect()
     gc.freeze()      # what warm-up made is permanent: the per-job collection below scans only the job's objects
     from .zygote import ENTRIES, Zygote
@@ -336,8 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uid", type=int)
     p.add_argument("--sandboxed", action="store_true")
     p.add_argument("--scratch", type=Path, help="unsandboxed: the folder for the jobs' files")
+    p.add_argument("--labs", help="the labs it grades, comma-separated (warm-up: every lab if not given)")
+    p.add_argument("--heavy", help="the heavy imports they need, comma-separated (with --labs)")
     args = p.parse_args(argv)
-    return serve(args.sandboxed, args.uid, args.scratch)
+    names = lambda text: tuple(filter(None, text.split(","))) if text is not None else None  # noqa: E731
+    return serve(args.sandboxed, args.uid, args.scratch, names(args.labs), names(args.heavy))
 
 
 if __name__ == "__main__":

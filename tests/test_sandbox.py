@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -399,6 +400,32 @@ def _workers() -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def test_a_worker_warms_up_for_the_labs_it_grades(course, monkeypatch):
+    """A worker imports, before its first notebook, what the labs it grades use: torch._dynamo and
+    torchvision (2 s) only for labs that train or use torchvision, the MNIST split only where read
+    (grade.warm_up_plan, from the source notebook and the lab's checks). A tensors worker maps no
+    torchvision and grades the solution to full marks; labs not known ahead (a Dask worker's) or a
+    source that cannot be read get everything."""
+    from autograder.grade import Graders, warm_up_plan
+    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ())
+    assert warm_up_plan(course, ["tensors", "detection", "tensors"]) == (("detection", "tensors"), ("dynamo",))
+    assert warm_up_plan(course, ["convolution"]) == (("convolution",), ("mnist",))
+    assert warm_up_plan(course, ["vgg"]) == (("vgg",), ("dynamo", "mnist"))
+    assert sandbox.warm_arguments(sandbox.SandboxOptions()) == []
+    with Graders(course, 1, "cpu", labs=("tensors",)) as graders:
+        worker = graders.idle.get()
+        worker.wait_ready()
+        graders.idle.put(worker)
+        pids = _workers()                 # the worker and its zygote
+        assert pids and all("--labs" in open(f"/proc/{pid}/cmdline").read().split("\0") for pid in pids)
+        for pid in pids:
+            with open(f"/proc/{pid}/maps") as f:
+                assert "/torchvision/" not in f.read()
+        assert full_marks(graders.grade("ann", course.lab("tensors"), course.solution_path("tensors")))
+    monkeypatch.setattr(type(course), "solution_path", lambda self, lab_id, language=None: Path("/no/such.ipynb"))
+    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("dynamo", "mnist"))
 
 
 def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, tmp_path, monkeypatch):
