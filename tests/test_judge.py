@@ -648,6 +648,19 @@ def test_the_judge_server_warms_up_only_the_labs_it_judges():
         server.close()
 
 
+def test_where_a_tensor_differs_most_is_found_without_sympy():
+    """`checks.worst` names the index of the largest error in most checks' messages, and runs in
+    every probe and judge: torch.unravel_index imported sympy and torch.fx's symbolic shapes
+    there (0.8 s a judge, each a fresh fork); numpy's gives the same index."""
+    import subprocess
+    import sys
+    code = ("import sys, torch\nfrom autograder.checks import worst\n"
+            "e = torch.zeros(3, 4, 5); g = e.clone(); g[1, 2, 3] = 1\n"
+            "print(worst(g, e), 'sympy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "('0 at [1, 2, 3]', '1') False", done.stdout + done.stderr[-2000:]
+
+
 def _judges_running(script) -> list[int]:
     """The processes that run `script` (the server and its judges), after a moment to end."""
     import os
