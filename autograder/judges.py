@@ -3,9 +3,10 @@
 A record is the student's data, and the judge decodes it and runs the check on it. A record
 that crashes the judge (a bug in a decoder, a library's) or keeps it busy must cost that
 notebook's checks, never the grading process or a classmate's grade. So the grader starts one
-small server (`python -m autograder.judges SOCKET`): a clean process, no threads, torch and the
-checks imported once, that forks a judge for each connection. The grader sends the cells and
-records (pickled: the grader's own message), the judge answers JSON (never pickle: it read the
+small server (`python -m autograder.judges SOCKET`): a clean process, no threads, torch imported
+once and each lab's checks when its first notebook is judged, that forks a judge for each
+connection. The grader sends the lab's id (the server loads that lab, once), then the cells and
+records (pickled: the grader's own message); the judge answers JSON (never pickle: it read the
 student's data).
 """
 from __future__ import annotations
