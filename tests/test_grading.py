@@ -52,6 +52,9 @@ def test_solution_full_marks_blank_zero(graded, course, lab_id):
         (c.name, c.message) for c in solution.checks if not c.passed and not c.pending]
     assert [c.name for c in solution.checks if c.pending] == list(course.lab(lab_id).written)
     assert solution.notes == []          # the integrity guard found nothing to restore
+    # run top to bottom, no cell of the solution fails (a helper used before the cell defining it)
+    assert not [(i, text) for i, shown in (solution.outputs or {}).items() for kind, text in shown
+                if kind == "error"]
     assert blank.score == 0
     for check in blank.checks:
         assert check.message, check.name  # every lost check says why
