@@ -216,8 +216,8 @@ def submission_draw(draw: int, cells: list) -> int:
 def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int | None, engine: str,
          device: str, draw: int) -> dict:
     """What the worker needs to run one notebook: plain data, no path of the grader's; the
-    submission's own draw (submission_draw)."""
-    from .data import DATASETS
+    submission's own draw (submission_draw); the data sets whose test images the worker may ask
+    for: those the lab's scored checks use."""
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device}
     if course.data_root:
         env["COURSE_DATA"] = "/course-data"
@@ -226,13 +226,13 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
     cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
             "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
-            "datasets": sorted(DATASETS), "lab": lab.id, "draw": submission_draw(draw, cells)}
+            "datasets": sorted({resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}), "lab": lab.id, "draw": submission_draw(draw, cells)}
 
 
 def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], dict]:
     """The worker's answer, as plain data of the expected types (WorkerLost otherwise): outcomes,
     notes, predictions, and what each cell showed (capped again); the probes' records are read
-    apart (autograder.witness.read_records)."""
+    apart (autograder.results.read_records)."""
     if "error" in reply:
         raise WorkerLost(f"the grading worker failed: {str(reply['error'])[:300]}")
     try:
@@ -305,7 +305,7 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     job = _job(nb, lab, course, limits, settings.threads, settings.engine, device, settings.draw)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions, shown = _parse_reply(reply)
-    from .witness import JUDGE_SECONDS, read_records
+    from .results import JUDGE_SECONDS, read_records
     records = read_records(blob, reply.get("records"))
     del blob
     # what the grader knows itself: the notebook's wall time, the data set each scored check uses
@@ -331,9 +331,12 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
     """Finish the scored checks of `result` (see autograder.scoring): a check whose cell passed
     gets its points only if the submitted model's predictions reach the lab's threshold. Runs
     in the process that called `course grade`, the only one that reads the test labels."""
+    scored = scored_checks(lab.id)
+    if not scored:
+        return result
     from .checks import at_least, submission_stem
     by_name = {c.name: c for c in result.checks}
-    for name, spec in scored_checks(lab.id).items():
+    for name, spec in scored.items():
         check = by_name.get(name)
         if check is None or not check.passed:
             continue                        # the cell failed: its message says why

@@ -26,8 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .results import Outcome
-from .witness import JUDGE_SECONDS
+from .results import JUDGE_SECONDS, Outcome
 
 SOCKET_FOLDER_PREFIX = "course-judges-"
 JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up

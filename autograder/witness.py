@@ -49,9 +49,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .results import JUDGE_SECONDS, MAX_HEADER  # noqa: F401  (read by checks and live)
+
 SESSION: "Probe | Judge | None" = None   # the probe or judge of the check being run, else None
 MAX_BYTES = 512 << 20      # of tensor data in one cell's record
-MAX_HEADER = 16 << 20      # of one record's JSON: the grader parses it (a larger one is no record)
 MAX_ITEMS = 100_000        # items of one iterator, elements of one container
 BIG = 1 << 20              # elements: a larger result reaches the judge as its shape only (a meta
                            # tensor: full-size networks' weights, whose values no check reads)
@@ -60,7 +61,6 @@ ARRAY_COPY_BYTES = 8 << 20  # an array the check handed over is watched through 
 MAX_DECODED = 256 << 20    # bytes the judge may make from one cell's record, repeats counted
 MAX_DECODED_ITEMS = 2_000_000   # values and container items the judge may make from one record
 MAX_CALLBACKS = 20_000     # calls back into the check the judge replays for one cell
-JUDGE_SECONDS = 120.0      # judging one submission's checks takes longer: the rest fail
 SEED = 20_251_206          # the global generators' seed before each check call (both sides)
 _TRUSTED = ("builtins", "torch", "torchvision", "numpy", "collections")
 _DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -1572,23 +1572,3 @@ def write_record(path: str, header: dict, blob: bytes) -> None:
         out.write(blob)
 
 
-def read_records(blob: bytes, index: Any) -> dict[int, tuple[dict, bytes]]:
-    """The probes' records the worker sent: {cell index: (header, data)}; a record that does not
-    parse is left out (its check then fails: no record)."""
-    records = {}
-    if not isinstance(index, list):
-        return records
-    for entry in index[:1000]:
-        try:
-            cell, offset, size = (int(v) for v in entry)
-            if offset < 0 or size < 8 or offset + size > len(blob):
-                continue
-            head, data_size = struct.unpack(">II", blob[offset:offset + 8])
-            if 8 + head + data_size != size or head > MAX_HEADER:
-                continue
-            header = json.loads(blob[offset + 8:offset + 8 + head])
-            if isinstance(header, dict):
-                records[cell] = (header, blob[offset + 8 + head:offset + size])
-        except (TypeError, ValueError, RecursionError):
-            continue
-    return records

@@ -428,6 +428,22 @@ def test_a_worker_warms_up_for_the_labs_it_grades(course, monkeypatch):
     assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("dynamo", "mnist"))
 
 
+def test_a_run_whose_labs_score_no_accuracy_never_imports_torch_in_the_grading_process(course, tmp_path):
+    """`course grade` of labs without scored checks: the grading process reads records, asks the
+    judges and writes reports without torch (importing it cost every run 4 s); the workers and
+    the judges' server import it themselves. (A lab with scored checks imports it to count.)"""
+    import subprocess
+    import sys
+    _write(tmp_path / "class", "ann", nbformat.read(course.solution_path("tensors"), as_version=4), "tensors")
+    script = ("import sys\nfrom autograder.cli import main\n"
+              f"rc = main(['grade', {str(tmp_path / 'class')!r}, '--out', {str(tmp_path / 'out')!r}, '--no-gradebook'])\n"
+              "print('torch' in sys.modules, rc)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.stdout.split()[-2:] == ["False", "0"], proc.stdout + proc.stderr[-2000:]
+    [result] = read_results(tmp_path / "out").values()
+    assert full_marks(result) and not result.grader_error
+
+
 def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, tmp_path, monkeypatch):
     """The grader kills and stops its own workers mid-notebook (what a kernel bug, the OOM
     killer or an operator could do): each loses one submission, the class is graded."""
