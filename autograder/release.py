@@ -34,6 +34,7 @@ STUDENT_FILES = (
     "i18n.py",
     "runtime.py",
     "witness.py",
+    "results.py",
     "data.py",
     "mnist_split.json",
     "pretrained.py",

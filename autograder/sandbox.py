@@ -43,7 +43,7 @@ UID_BASE = 200000 + (os.getpid() % 10000) * 256   # root mode: slot k runs as UI
 SCRATCH_MB = 512            # the sandbox's /tmp (every file it writes counts here)
 START_TIMEOUT = 300.0       # seconds for a worker to import torch & co. and say ready
 SILENCE_LIMIT = 30.0        # seconds without a frame (heartbeats come every second) = a stopped worker
-WORKER_FILES = ("worker.py", "forked.py", "zygote.py", "results.py", "integrity.py", "execute.py", "live.py")
+WORKER_FILES = ("worker.py", "forked.py", "zygote.py", "integrity.py", "execute.py", "live.py")
 RUNTIME = "/course"
 DATA = "/course-data"
 FIX = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces "

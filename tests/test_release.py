@@ -99,7 +99,7 @@ def test_bundle_layout(course, bundle):
     assert {n for n in names if n.startswith("weights/")} == {f"weights/{p.name}" for p in weights.glob("*") if p.is_file()}
     assert not {f"{m}.py" for m in GRADER_MODULES} & names
     grader_side = {p.name for p in PACKAGE_DIR.glob("*.py")} - {"__init__.py", "runtime.py", "data.py", "pretrained.py",
-                                                                 "witness.py", "handin.py", "i18n.py"}
+                                                                 "witness.py", "results.py", "handin.py", "i18n.py"}
     assert grader_side and not grader_side & names     # scoring.py, integrity.py, ... stay out by default
     everything = [p.relative_to(out) for p in out.rglob("*")]
     assert not [p for p in everything if {"reference", "solutions", "tests", "__pycache__"} & set(p.parts)]
