@@ -15,11 +15,14 @@ cells, grade ids and code of every language are the same, only prose differs.
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import gettext as _gettext
 import importlib
 import inspect
 import io
 import json
+import os
 import re
 import tempfile
 import textwrap
@@ -290,10 +293,16 @@ def hand_in_cells(lab: Lab, _: Callable[[str], str] = _english) -> list[nbformat
             nbformat.v4.new_code_cell(code, id="hand-in", metadata={"nbgrader": _nbgrader("code", "hand-in")})]
 
 
+@functools.lru_cache(maxsize=4)
+def _yaml(text: str):
+    """YAML `text` parsed (libyaml's parser where PyYAML has it: 10 times faster), once per text."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def glossary(lab_id: str) -> list[dict[str, str]]:
     """The lab's terms from reference/notebooks/glossary.yml: [{"en": ..., "ko": ...}, ...]."""
-    data = yaml.safe_load(GLOSSARY.read_text(encoding="utf-8")) if GLOSSARY.is_file() else {}
-    terms = (data or {}).get(lab_id) or []
+    data = _yaml(GLOSSARY.read_text(encoding="utf-8")) if GLOSSARY.is_file() else {}
+    terms = copy.deepcopy((data or {}).get(lab_id) or [])
     if not isinstance(terms, list) or not all(isinstance(t, dict) and isinstance(t.get(SOURCE), str) for t in terms):
         raise CourseError(f"{GLOSSARY.relative_to(TEMPLATE_DIR.parent.parent)}: {lab_id}: a list of terms, "
                           f"each a mapping with at least `{SOURCE}`")
@@ -373,6 +382,7 @@ def generate_assignments(sources: dict[str, nbformat.NotebookNode]) -> dict[str,
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
+    _compile_validators_once()
     released = {}
     with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
         for lab_id, nb in sources.items():
@@ -397,6 +407,58 @@ def generate_assignments(sources: dict[str, nbformat.NotebookNode]) -> dict[str,
                 raise CourseError(f"nbgrader generate_assignment failed for lab {lab_id!r}: {e}") from None
             released[lab_id] = Path(tmp, "release", lab_id, f"{lab_id}.ipynb").read_text(encoding="utf-8")
     return released
+
+
+def _compile_validators_once() -> None:
+    """Half of `course build` went to compiling the same JSON schemas again and again:
+    - nbconvert validates the notebook after each of nbgrader's preprocessors with
+      `relax_add_props=True`, and nbformat 5.10 compiles a new fastjsonschema validator for every
+      such call (about 0.1 s, a dozen per notebook; upstream, jupyter/nbconvert#1663);
+    - nbgrader's metadata check calls `jsonschema.validate` on every graded cell, which checks
+      nbgrader's schema against the meta-schema each time.
+    Each is compiled once here and kept (nbformat's own cache keeps the strict validator, where
+    nbformat would have put the relaxed one); what is valid and what is not stays the same."""
+    from nbformat import validator
+    if getattr(validator.get_validator, "compiles_once", False):
+        return
+    original, relaxed = validator.get_validator, {}
+
+    def get_validator(version=None, version_minor=None, relax_add_props=False, name=None):
+        if not relax_add_props:
+            return original(version, version_minor, False, name)
+        key = (version, version_minor, name, os.environ.get("NBFORMAT_VALIDATOR"))
+        if key not in relaxed:
+            strict = dict(validator.validators)
+            relaxed[key] = original(version, version_minor, True, name)
+            validator.validators.clear()
+            validator.validators.update(strict)
+        return relaxed[key]
+
+    get_validator.compiles_once = True
+    validator.get_validator = get_validator
+
+    import jsonschema
+    from nbgrader.nbgraderformat import common
+    checked: dict[str, jsonschema.protocols.Validator] = {}
+
+    class _Jsonschema:                     # what nbgrader's module calls `jsonschema`
+        def __getattr__(self, name):
+            return getattr(jsonschema, name)
+
+        @staticmethod
+        def validate(instance, schema, *args, **kwargs):
+            if args or kwargs:
+                return jsonschema.validate(instance, schema, *args, **kwargs)
+            key = json.dumps(schema, sort_keys=True)
+            if key not in checked:
+                cls = jsonschema.validators.validator_for(schema)
+                cls.check_schema(schema)
+                checked[key] = cls(schema)
+            error = jsonschema.exceptions.best_match(checked[key].iter_errors(instance))
+            if error is not None:
+                raise error
+
+    common.jsonschema = _Jsonschema()
 
 
 def _starter_preprocessor() -> type:

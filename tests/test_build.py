@@ -96,6 +96,38 @@ def test_build_is_deterministic(course):
     assert generate_assignments({lab.id: a})[lab.id] == course.exercise_path(lab.id).read_text()
 
 
+def test_the_build_compiles_each_schema_once_and_judges_as_before(course, monkeypatch):
+    """nbconvert validated after each of nbgrader's preprocessors with a freshly compiled schema
+    (jupyter/nbconvert#1663) and nbgrader checked its metadata schema for every graded cell: half
+    of `course build`. Now one lab's notebooks compile the relaxed notebook schema at most once,
+    and what is valid stays so: a wrong nbgrader field is refused, an extra notebook field is
+    allowed only where nbconvert relaxes the schema (stock nbformat then let it through strict
+    validation too: it cached the relaxed validator in place of the strict one)."""
+    import fastjsonschema
+    import jsonschema
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    from autograder import build as build_module
+    lab = course.labs[1].id
+    source = build_module.source_notebook(course.lab(lab), course)
+    compiled = []
+    real = fastjsonschema.compile
+    monkeypatch.setattr(fastjsonschema, "compile", lambda *a, **k: (compiled.append(1), real(*a, **k))[1])
+    for _ in range(2):
+        assert generate_assignments({lab: source})[lab] == course.exercise_path(lab).read_text()
+    assert len(compiled) <= 2, f"{len(compiled)} schemas compiled for one lab built twice"
+    bad = nbformat.v4.new_code_cell("x", metadata={"nbgrader": {
+        "schema_version": 3, "grade": True, "solution": False, "locked": True, "grade_id": "a", "points": "many",
+        "task": False}})
+    with pytest.raises(jsonschema.ValidationError, match="'many' is not of type 'number'"):
+        MetadataValidator().validate_cell(bad)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    nb.cells[0]["bogus"] = 1
+    nbformat.validate(nb, relax_add_props=True)
+    with pytest.raises(nbformat.ValidationError, match="bogus"):
+        nbformat.validate(nb)
+
+
 def test_build_check_names_every_stale_file(tmp_path):
     shutil.copy(ROOT / "course.yml", tmp_path / "course.yml")
     lab_ids = [lab.id for lab in load_course(ROOT / "course.yml").labs][:2]   # two labs keep it quick
