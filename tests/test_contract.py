@@ -191,7 +191,8 @@ def test_a_planted_bug_reads_the_same_in_the_notebook_and_from_the_judge(lab, bu
         assert masked(judged(lab, cells[name], namespace, checks_process)) == masked(here), name
         checked += 1
     if not checked:
-        pytest.skip(f"bug {bug.name} fails only checks of the trained model (tests/test_grading.py)")
+        pytest.skip(f"bug {bug.name} fails only checks of the trained model (tests/test_checks_{lab}.py trains it; "
+                    "tests/test_grading.py grades the first bug of each lab end to end)")
 
 
 # --- a grading run's draw: other random cases than the notebook's own --------------------------
