@@ -214,10 +214,10 @@ def submission_draw(draw: int, cells: list) -> int:
 
 
 def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int | None, engine: str,
-         device: str, draw: int) -> dict:
+         device: str, draw: int, datasets: dict[str, str]) -> dict:
     """What the worker needs to run one notebook: plain data, no path of the grader's; the
     submission's own draw (submission_draw); the data sets whose test images the worker may ask
-    for: those the lab's scored checks use."""
+    for: those the lab's scored checks use (`datasets`, as `run_submission` resolved them)."""
     env = {"COURSE_GRADING": "1", "COURSE_SEED": str(course.seed), "COURSE_DEVICE": device}
     if course.data_root:
         env["COURSE_DATA"] = "/course-data"
@@ -226,7 +226,7 @@ def _job(nb, lab: Lab, course: Course, limits: tuple[float, float], threads: int
     cells = [[i, c.source, cell_kind(c)] for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     return {"cells": cells, "env": env, "cell_timeout": limits[0], "notebook_timeout": limits[1],
             "memory_mb": course.memory_mb, "threads": threads, "engine": engine, "device": device,
-            "datasets": sorted({resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}), "lab": lab.id, "draw": submission_draw(draw, cells)}
+            "datasets": sorted(set(datasets.values())), "lab": lab.id, "draw": submission_draw(draw, cells)}
 
 
 def _parse_reply(reply: dict) -> tuple[dict[int, Outcome], list[str], dict[str, list[int] | str], dict]:
@@ -302,14 +302,15 @@ def run_submission(submission: Submission, worker: Worker, graders: "Graders") -
     sandboxed = worker.options.sandboxed
     notes = [] if sandboxed else [UNSANDBOXED]
     limits = (settings.cell_timeout, settings.notebook_timeout)
-    job = _job(nb, lab, course, limits, settings.threads, settings.engine, device, settings.draw)
+    # the data set each scored check uses: the worker's images, and a fact the judge knows
+    datasets = {spec.dataset: resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}
+    job = _job(nb, lab, course, limits, settings.threads, settings.engine, device, settings.draw, datasets)
     reply, blob = worker.run(job, graders.images, limits[1] + MAX_MODELS * limits[0] + 60)
     outcomes, run_notes, predictions, shown = _parse_reply(reply)
     from .results import JUDGE_SECONDS, read_records
     records = read_records(blob, reply.get("records"))
     del blob
-    # what the grader knows itself: the notebook's wall time, the data set each scored check uses
-    datasets = {spec.dataset: resolve_dataset(spec, course) for spec in scored_checks(lab.id).values()}
+    # what the grader knows itself: the notebook's wall time, and the data sets above
     facts = {"notebook_seconds": reply.get("notebook_seconds"), "judge_left": [JUDGE_SECONDS], "datasets": datasets,
              "draw": job["draw"]}
     checks = score(nb, outcomes, lab, course.gpu, device, records, facts)

@@ -49,7 +49,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .results import JUDGE_SECONDS, MAX_HEADER  # noqa: F401  (read by checks and live)
+from .results import JUDGE_SECONDS
 
 SESSION: "Probe | Judge | None" = None   # the probe or judge of the check being run, else None
 MAX_BYTES = 512 << 20      # of tensor data in one cell's record
@@ -1570,5 +1570,3 @@ def write_record(path: str, header: dict, blob: bytes) -> None:
         out.write(struct.pack(">II", len(data), len(blob)))
         out.write(data)
         out.write(blob)
-
-
