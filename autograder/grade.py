@@ -31,6 +31,7 @@ from .i18n import gettext as _
 from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
+from . import sandbox
 from .sandbox import RuntimeFolder, SandboxOptions, Worker, WorkerLost, require_sandbox
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
@@ -409,11 +410,17 @@ class Graders:
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)   # torch threads per notebook
         self.settings = RunSettings(cell_timeout or course.cell_timeout, notebook_timeout or course.notebook_timeout,
                                     engine, device, self.threads, draw)
-        self.runtime = RuntimeFolder()      # (removed with this grader, or by the next one's sweep)
         options = SandboxOptions(sandboxed, course.data_root_path, device, self.threads,
                                  warm=None if labs is None else warm_up_plan(course, labs))
+        # kept from an earlier run of this process where it keeps them (sandbox.keep_workers)
+        self.pool = sandbox.POOL if sandboxed else None
+        self._own_runtime = None if self.pool else RuntimeFolder()   # (removed with this grader, or by the next one's sweep)
+        self.runtime = self.pool.runtime() if self.pool else self._own_runtime
         self.idle: queue.Queue[Worker] = queue.Queue()
         for slot in range(jobs):          # each warms up in its sandbox while this process goes on
+            if self.pool:
+                self.idle.put(self.pool.worker(options))
+                continue
             worker = Worker(slot, self.runtime.path, options)
             try:
                 worker.launch()
@@ -462,8 +469,13 @@ class Graders:
 
     def close(self) -> None:
         while not self.idle.empty():
-            self.idle.get().close()
-        self.runtime.cleanup()
+            worker = self.idle.get()
+            if self.pool:
+                self.pool.give_back(worker)
+            else:
+                worker.close()
+        if self._own_runtime:
+            self._own_runtime.cleanup()
 
     def __enter__(self) -> "Graders":
         return self

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -386,3 +387,100 @@ class Worker:
         except WorkerLost:
             self.close()
             raise
+
+
+class WorkerPool:
+    """Warm sandboxed workers kept from one grading run of this process to the next: a run
+    (autograder.grade.Graders) gives its workers back when it ends, and a later run whose
+    workers would be launched with the same SandboxOptions takes them instead of warming up
+    new ones (torch & co.: seconds of CPU each). For a process that grades many small classes,
+    such as a test suite (tests/conftest.py); `course grade` grades one run and keeps none.
+
+    A kept worker is what the next submission of the same run would have got: every notebook
+    is forked from its zygote, made before its first job (nothing of an earlier notebook is in
+    that memory), its /tmp is wiped after every notebook, and a worker that died, was stopped
+    or left something behind is closed, never kept. The pool owns the runtime folder its
+    workers see, and gives each worker a slot (a uid) no other worker of the pool holds."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep                  # idle workers kept at most (the oldest closed first)
+        self._lock = threading.Lock()
+        self._runtime: RuntimeFolder | None = None
+        self._idle: list[Worker] = []     # oldest first
+        self._slots: set[int] = set()     # held by this pool's workers, idle or lent to a run
+
+    def worker(self, options: SandboxOptions) -> Worker:
+        """An idle worker launched with `options`, else a new one (launched, warming up)."""
+        while True:
+            with self._lock:
+                kept = next((w for w in self._idle if w.options == options), None)
+                if kept is not None:
+                    self._idle.remove(kept)
+            if kept is None:
+                break
+            if self._healthy(kept):
+                return kept
+            self._close(kept)            # died or was stopped while idle
+        with self._lock:
+            slot = min(set(range(len(self._slots) + 1)) - self._slots)
+            self._slots.add(slot)
+        worker = Worker(slot, self.runtime().path, options)
+        try:
+            worker.launch()
+        except OSError:
+            pass                          # the run starts it again: a failure there costs one submission
+        return worker
+
+    def runtime(self) -> RuntimeFolder:
+        """The runtime folder this pool's workers see (made on first use)."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = RuntimeFolder()
+            return self._runtime
+
+    def give_back(self, worker: Worker) -> None:
+        """Keep a run's worker for the next run, or close it (dead, stopped, one too many, or
+        launched before the pool was last closed: its runtime folder is gone)."""
+        current = self._runtime is not None and worker.runtime == self._runtime.path
+        if not current or not self._healthy(worker):
+            self._close(worker)
+            return
+        with self._lock:
+            self._idle.append(worker)
+            closing, self._idle = self._idle[:-self.keep], self._idle[-self.keep:]
+        for w in closing:
+            self._close(w)
+
+    @staticmethod
+    def _healthy(worker: Worker) -> bool:
+        return worker.alive and not _stopped(worker.proc.pid)
+
+    def _close(self, worker: Worker) -> None:
+        worker.close()
+        with self._lock:
+            self._slots.discard(worker.slot)
+
+    def close(self) -> None:
+        """Close the idle workers and remove the runtime folder (between runs: a worker lent to
+        a run at this moment is closed when it is given back)."""
+        with self._lock:
+            idle, self._idle, self._slots = self._idle, [], set()
+            runtime, self._runtime = self._runtime, None
+        for worker in idle:
+            worker.close()
+        if runtime is not None:
+            runtime.cleanup()
+
+
+POOL: WorkerPool | None = None     # set: grading runs of this process keep their sandboxed workers
+
+
+def keep_workers(keep: int = 4) -> WorkerPool:
+    """From now on, grading runs of this process keep their warm sandboxed workers for the next
+    run (WorkerPool); `POOL.close()` and `POOL = None` end it."""
+    global POOL
+    if POOL is None:
+        import atexit
+        POOL = WorkerPool(keep)
+        atexit.register(POOL.close)
+    return POOL

@@ -49,6 +49,28 @@ def torch_left_as_found():
         pytest.fail(f"torch state left changed: {changed}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kept_workers():
+    """The grading runs of one pytest process keep their warm sandboxed workers for the next run
+    (autograder.sandbox.WorkerPool): the many small classes of the suite warm torch up once per
+    kind of worker, not once per run. `course grade` in a subprocess keeps none."""
+    from autograder import sandbox
+    pool = sandbox.keep_workers()
+    yield pool
+    pool.close()
+    sandbox.POOL = None
+
+
+@pytest.fixture
+def fresh_workers(monkeypatch):
+    """Workers launched for this test's runs alone, and none kept from earlier ones alive (a test
+    that kills, stops, patches or counts them)."""
+    from autograder import sandbox
+    if sandbox.POOL is not None:
+        sandbox.POOL.close()
+    monkeypatch.setattr(sandbox, "POOL", None)
+
+
 @pytest.fixture(scope="session")
 def course():
     return load_course(ROOT / "course.yml")

@@ -345,7 +345,7 @@ def test_memory_is_counted_in_proportional_sizes_and_read_cheaply():
         os.waitpid(pid, 0)
 
 
-def test_a_file_that_is_not_a_notebook_never_waits_for_a_worker(course, tmp_path, monkeypatch):
+def test_a_file_that_is_not_a_notebook_never_waits_for_a_worker(course, fresh_workers, tmp_path, monkeypatch):
     """Unreadable files are answered from the file alone: with no worker that could start, they
     still get their one-line "not graded" result, and no grader error."""
     from autograder import grade, sandbox

@@ -402,7 +402,7 @@ def _workers() -> list[int]:
     return pids
 
 
-def test_a_worker_warms_up_for_the_labs_it_grades(course, monkeypatch):
+def test_a_worker_warms_up_for_the_labs_it_grades(course, fresh_workers, monkeypatch):
     """A worker imports, before its first notebook, what the labs it grades use: torch._dynamo and
     torchvision (2 s) only for labs that train or use torchvision, the MNIST split only where read
     (grade.warm_up_plan, from the source notebook and the lab's checks). A tensors worker maps no
@@ -428,6 +428,49 @@ def test_a_worker_warms_up_for_the_labs_it_grades(course, monkeypatch):
     assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("dynamo", "mnist"))
 
 
+def test_a_worker_kept_for_the_next_run_brings_it_nothing_of_the_last(course, fresh_workers, tmp_path, monkeypatch):
+    """Where a process keeps its workers between runs (sandbox.keep_workers: this suite does),
+    the next run takes the warm worker instead of launching one, and an attacker graded in one
+    run leaves nothing in it for a classmate graded in the next; a kept worker stopped while
+    idle is never handed out, and the oldest is closed beyond `keep`."""
+    pool = sandbox.WorkerPool(keep=1)
+    monkeypatch.setattr(sandbox, "POOL", pool)
+    launched, launch = [], sandbox.Worker.launch
+    monkeypatch.setattr(sandbox.Worker, "launch", lambda self: (launched.append(self.slot), launch(self))[1])
+    attack = _with(_solution(course), "import builtins, os, sys\nbuiltins.PLANTED = sys.modules['PLANTED'] = 1\n"
+                                      "os.environ['PLANTED'] = '1'\nopen('/tmp/planted.py', 'w').write('x = 1')")
+    honest = _with(_solution(course), "import builtins, os, sys\nassert not hasattr(builtins, 'PLANTED') and "
+                                      "'PLANTED' not in sys.modules and 'PLANTED' not in os.environ\n"
+                                      "assert not os.path.exists('/tmp/planted.py')")
+    try:
+        for run, (student, nb) in enumerate((("mallory", attack), ("ann", honest), ("bob", honest))):
+            if run == 2:              # stopped while idle in the pool: closed, a new one launched
+                [kept] = pool._idle
+                os.kill(next(p for p in _workers() if kept.proc.pid in _ancestors(p)), signal.SIGSTOP)
+            _write(tmp_path / str(run), student, nb)
+            rc, results = _grade(tmp_path / str(run), tmp_path / f"out{run}", "--jobs", "1")
+            assert rc == 0 and full_marks(results[student]), lost_checks(results[student])
+            assert len(launched) == (1 if run < 2 else 2), launched
+        assert launched == [0, 0]     # the stopped one's slot, free again
+        _write(tmp_path / "tensors", "cy", nbformat.read(course.solution_path("tensors"), as_version=4), "tensors")
+        assert _grade(tmp_path / "tensors", tmp_path / "out-tensors", "--jobs", "1")[0] == 0
+        [kept] = pool._idle           # keep=1: the backprop worker closed, the tensors one kept
+        assert "tensors" in kept.options.warm[0] and len(launched) == 3 and launched[-1] == 1
+    finally:
+        pool.close()
+
+
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    while pid > 1:
+        try:
+            pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        found.append(pid)
+    return found
+
+
 def test_a_run_whose_labs_score_no_accuracy_never_imports_torch_in_the_grading_process(course, tmp_path):
     """`course grade` of labs without scored checks: the grading process reads records, asks the
     judges and writes reports without torch (importing it cost every run 4 s); the workers and
@@ -444,7 +487,7 @@ def test_a_run_whose_labs_score_no_accuracy_never_imports_torch_in_the_grading_p
     assert full_marks(result) and not result.grader_error
 
 
-def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, tmp_path, monkeypatch):
+def test_a_killed_or_stopped_worker_costs_only_the_submission_it_held(course, fresh_workers, tmp_path, monkeypatch):
     """The grader kills and stops its own workers mid-notebook (what a kernel bug, the OOM
     killer or an operator could do): each loses one submission, the class is graded."""
     import time
