@@ -100,13 +100,12 @@ def _graded_as(course, doc: dict, expected_lost: set[str], tmp_path: Path) -> di
     return tests
 
 
-def test_gradescope_run_grades_solution_and_planted_bug(course, autograder_zip, tmp_path):
-    """(A blank notebook: the forged one of the next test.)"""
-    texts = notebooks(course)
-    for who, expected_lost in (("solution", set()), ("bug", {"softmax"})):
-        proc, doc = run_autograder(autograder_zip, tmp_path / who, {f"{LAB}.ipynb": texts[who]})
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-        tests = _graded_as(course, doc, expected_lost, tmp_path)
+def test_gradescope_run_grades_a_planted_bug_exactly(course, autograder_zip, tmp_path):
+    """The planted bug loses its check and every other check passes (the solution's full marks
+    are test_grading's; a blank notebook: the forged one of the next test)."""
+    proc, doc = run_autograder(autograder_zip, tmp_path / "bug", {f"{LAB}.ipynb": notebooks(course)["bug"]})
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    tests = _graded_as(course, doc, {"softmax"}, tmp_path)
     assert "expected" in tests["softmax"]["output"] and len(tests["softmax"]["output"].splitlines()) <= 2
 
 

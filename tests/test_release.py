@@ -26,8 +26,9 @@ from tests.conftest import ROOT
 from tests.test_config import run_cli
 
 # labs whose notebooks run in the fresh environment: golden JSON (detection), the embedded data
-# and a training run (lenet), autograd by hand (backprop); skipped if course.yml lacks one
-EXECUTED = ("backprop", "lenet", "detection")
+# and a training run (training: an MLP in seconds), autograd by hand (backprop); skipped if
+# course.yml lacks one
+EXECUTED = ("backprop", "training", "detection")
 # .ci/compat: COURSE_COMPAT="torch==2.6.0 torchvision==0.21.0" installs the bundle with those
 # (downloaded) into a real venv instead, and COURSE_COMPAT_LABS=all runs every lab's notebooks
 COMPAT = os.environ.get("COURSE_COMPAT", "").split()
