@@ -92,15 +92,17 @@ _engines: dict[str, Graders] = {}      # run id -> the warm engine of this worke
 _engines_lock = threading.Lock()
 
 
-def _engine(run: str, course: Course, settings: RunSettings, sandboxed: bool, threads: dict[str, int]) -> Graders:
+def _engine(run: str, course: Course, settings: RunSettings, sandboxed: bool, threads: dict[str, int],
+            labs: tuple[str, ...]) -> Graders:
     from dask.distributed import get_worker
     with _engines_lock:
         if run not in _engines:
             close_engines()                     # an earlier run's engine: its settings may differ
             worker = get_worker()
             host = worker.address.rsplit("://", 1)[-1].rsplit(":", 1)[0]
+            # its sandboxes warm up for the run's labs (grade.warm_up_plan), not for every lab
             _engines[run] = Graders(course, worker.state.nthreads, settings.device, sandboxed, settings.cell_timeout,
-                                    settings.notebook_timeout, settings.engine, threads.get(host), settings.draw)
+                                    settings.notebook_timeout, settings.engine, threads.get(host), settings.draw, labs)
         return _engines[run]
 
 
@@ -111,10 +113,10 @@ def close_engines() -> None:
 
 
 def grade_remote(run: str, course: Course, settings: RunSettings, sandboxed: bool, threads: dict[str, int],
-                 student: str, lab_id: str, name: str, data: bytes) -> dict:
-    """A Dask task: grade one submission (its file's bytes) on this worker; the Result as a dict
-    and what its cells showed."""
-    graders = _engine(run, course, settings, sandboxed, threads)
+                 labs: tuple[str, ...], student: str, lab_id: str, name: str, data: bytes) -> dict:
+    """A Dask task: grade one submission (its file's bytes) on this worker, one of the run's
+    `labs`; the Result as a dict and what its cells showed."""
+    graders = _engine(run, course, settings, sandboxed, threads, labs)
     # in the engine's own runtime folder: a worker killed mid-task leaves it to the next grader's sweep
     with tempfile.TemporaryDirectory(prefix="course-submission-", dir=graders.runtime.path) as tmp:
         path = Path(tmp) / name
@@ -137,6 +139,7 @@ def grade_on_cluster(client, course: Course, items: list[tuple[int, str, Lab, Pa
     from dask.distributed import as_completed
     run = uuid.uuid4().hex
     threads = _threads_by_host(client)
+    labs = tuple(sorted({lab.id for _, _, lab, _ in items}))
     futures = {}
     for i, student, lab, path in items:
         stamp = fingerprint(path, lab, course, settings.device, sandboxed, settings.draw)
@@ -145,7 +148,7 @@ def grade_on_cluster(client, course: Course, items: list[tuple[int, str, Lab, Pa
         except SubmissionError as e:
             yield i, not_graded(student, lab, path, e, stamp, sandboxed)
             continue
-        future = client.submit(grade_remote, run, course, settings, sandboxed, threads, student, lab.id, path.name, data,
+        future = client.submit(grade_remote, run, course, settings, sandboxed, threads, labs, student, lab.id, path.name, data,
                                key=f"grade-{student}-{lab.id}-{run[:8]}-{i}", pure=False)
         futures[future] = (i, student, lab, path, stamp)
     try:

@@ -82,6 +82,24 @@ def test_a_local_cluster_grades_as_local_grading_does(graded):
     assert not any(r.grader_error for r in on_dask.results)
 
 
+def test_a_dask_worker_warms_up_for_the_runs_labs_only(course, client):
+    """Each Dask worker's sandboxes warm up for the labs of the run (grade.warm_up_plan): a
+    tensors run imports neither torch._dynamo nor the MNIST split (every lab's warm-up: 10
+    CPU-s a worker, twice a tensors one's)."""
+    def warm_plan():
+        from autograder.grade import RunSettings
+        graders = cluster_module._engine("warm-plan", course, RunSettings(60, 600), True, {}, ("tensors",))
+        try:
+            worker = graders.idle.get()
+            graders.idle.put(worker)
+            return worker.options.warm
+        finally:
+            cluster_module.close_engines()
+    workers = list(client.scheduler_info()["workers"])
+    plans = client.gather([client.submit(warm_plan, workers=[w], pure=False) for w in workers])
+    assert len(workers) == 2 and plans == [(("tensors",), ())] * 2
+
+
 def test_a_rerun_on_the_cluster_regrades_nothing(course, graded, client):
     root, _, _ = graded
     labs = sorted({lab for lab, _ in CLASS.values()})

@@ -406,8 +406,8 @@ def test_a_worker_warms_up_for_the_labs_it_grades(course, fresh_workers, monkeyp
     """A worker imports, before its first notebook, what the labs it grades use: torch._dynamo and
     torchvision (2 s) only for labs that train or use torchvision, the MNIST split only where read
     (grade.warm_up_plan, from the source notebook and the lab's checks). A tensors worker maps no
-    torchvision and grades the solution to full marks; labs not known ahead (a Dask worker's) or a
-    source that cannot be read get everything."""
+    torchvision and grades the solution to full marks; labs not known ahead (Graders without
+    `labs`) or a source that cannot be read get everything (a Dask worker's: test_cluster)."""
     from autograder.grade import Graders, warm_up_plan
     assert warm_up_plan(course, ["tensors"]) == (("tensors",), ())
     assert warm_up_plan(course, ["tensors", "detection", "tensors"]) == (("detection", "tensors"), ("dynamo",))
