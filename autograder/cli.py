@@ -13,9 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-# jsonschema (imported by nbformat) compiles a grammar for the "iri" formats at import when
-# rfc3987_syntax is installed: 1.1 s of every command, for formats no notebook schema uses
-sys.modules.setdefault("rfc3987_syntax", None)
 
 from .config import CourseError, load_course  # noqa: E402
 from .i18n import LANGUAGES, set_language  # noqa: E402
