@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-
-from .config import CourseError, load_course  # noqa: E402
-from .i18n import LANGUAGES, set_language  # noqa: E402
+from .config import CourseError, load_course
+from .i18n import LANGUAGES, set_language
 
 _LANG_HELP = "the language students read: notebooks, messages, pages, README (default: course.yml `language`)"
 

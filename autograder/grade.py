@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from . import sandbox
 from .config import Course, CourseError, Lab
 from .i18n import Domain
 from .i18n import gettext as _
 from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
-from . import sandbox
 from .sandbox import RuntimeFolder, SandboxOptions, Worker, WorkerLost, require_sandbox
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 

@@ -464,10 +464,10 @@ class WorkerPool:
         """Close the idle workers and remove the runtime folder (between runs: a worker lent to
         a run at this moment is closed when it is given back)."""
         with self._lock:
-            idle, self._idle, self._slots = self._idle, [], set()
+            idle, self._idle = self._idle, []
             runtime, self._runtime = self._runtime, None
         for worker in idle:
-            worker.close()
+            self._close(worker)
         if runtime is not None:
             runtime.cleanup()
 

@@ -460,6 +460,22 @@ def test_a_worker_kept_for_the_next_run_brings_it_nothing_of_the_last(course, fr
         pool.close()
 
 
+def test_a_pools_workers_never_share_a_slot_even_when_it_is_closed_mid_run(monkeypatch):
+    """A slot is a uid: two live workers of one pool never hold the same one, even where the pool
+    is closed while a worker is lent to a run (that worker is closed when given back)."""
+    monkeypatch.setattr(sandbox.Worker, "launch", lambda self: None)      # no process: slots only
+    pool, options = sandbox.WorkerPool(keep=2), sandbox.SandboxOptions()
+    try:
+        lent = pool.worker(options)
+        pool.close()
+        new = pool.worker(options)
+        assert new.slot != lent.slot
+        pool.give_back(lent)              # launched before the close: closed, its slot free again
+        assert pool._idle == [] and pool.worker(options).slot not in (new.slot,)
+    finally:
+        pool.close()
+
+
 def _ancestors(pid: int) -> list[int]:
     found = []
     while pid > 1:
