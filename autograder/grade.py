@@ -32,7 +32,7 @@ from .i18n import gettext as _
 from .i18n import set_language
 from .notebook import SubmissionError, cell_kind, is_grade, is_solution, load_source, read_capped, read_submission, restore
 from .results import MAX_OUTPUTS, CheckResult, Outcome, Result, capped_outputs
-from .sandbox import RuntimeFolder, SandboxOptions, Worker, WorkerLost, require_sandbox
+from .sandbox import RuntimeFolder, SandboxOptions, Worker, WorkerLost, launched, require_sandbox
 from .scoring import MAX_MODELS, resolve_dataset, scored_checks, scoring_images, scoring_labels
 
 MAX_MESSAGE = 400
@@ -414,19 +414,12 @@ class Graders:
                                  warm=None if labs is None else warm_up_plan(course, labs))
         # kept from an earlier run of this process where it keeps them (sandbox.keep_workers)
         self.pool = sandbox.POOL if sandboxed else None
-        self._own_runtime = None if self.pool else RuntimeFolder()   # (removed with this grader, or by the next one's sweep)
-        self.runtime = self.pool.runtime() if self.pool else self._own_runtime
+        # the pool's runtime folder, or this grader's own (removed with it, or by the next one's sweep)
+        self.runtime = self.pool.runtime() if self.pool else RuntimeFolder()
         self.idle: queue.Queue[Worker] = queue.Queue()
         for slot in range(jobs):          # each warms up in its sandbox while this process goes on
-            if self.pool:
-                self.idle.put(self.pool.worker(options))
-                continue
-            worker = Worker(slot, self.runtime.path, options)
-            try:
-                worker.launch()
-            except OSError:
-                pass                      # grade() starts it again: a failure there costs one submission
-            self.idle.put(worker)
+            self.idle.put(self.pool.worker(options) if self.pool
+                          else launched(Worker(slot, self.runtime.path, options)))
         self._images: dict[str, object] = {}
         self._lock = threading.Lock()
         from .judges import shared    # (torch, for judging: imported while the workers warm up)
@@ -474,8 +467,8 @@ class Graders:
                 self.pool.give_back(worker)
             else:
                 worker.close()
-        if self._own_runtime:
-            self._own_runtime.cleanup()
+        if not self.pool:
+            self.runtime.cleanup()
 
     def __enter__(self) -> "Graders":
         return self

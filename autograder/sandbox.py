@@ -389,6 +389,16 @@ class Worker:
             raise
 
 
+def launched(worker: Worker) -> Worker:
+    """`worker`, launched (it warms up while the grader goes on); where it cannot start now, the
+    run starts it again when it needs it: a failure there costs one submission."""
+    try:
+        worker.launch()
+    except OSError:
+        pass
+    return worker
+
+
 class WorkerPool:
     """Warm sandboxed workers kept from one grading run of this process to the next: a run
     (autograder.grade.Graders) gives its workers back when it ends, and a later run whose
@@ -424,12 +434,7 @@ class WorkerPool:
         with self._lock:
             slot = min(set(range(len(self._slots) + 1)) - self._slots)
             self._slots.add(slot)
-        worker = Worker(slot, self.runtime().path, options)
-        try:
-            worker.launch()
-        except OSError:
-            pass                          # the run starts it again: a failure there costs one submission
-        return worker
+        return launched(Worker(slot, self.runtime().path, options))
 
     def runtime(self) -> RuntimeFolder:
         """The runtime folder this pool's workers see (made on first use)."""
