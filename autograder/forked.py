@@ -31,7 +31,7 @@ OWN_UID = False             # the worker runs as a uid of its own (root mode): R
 ZYGOTE = None               # autograder.zygote.Zygote: what notebooks and scorers are forked from
 
 
-HEAVY = ("dynamo", "mnist")   # what `warm_up` imports only where a lab needs it (grade.warm_up_plan)
+HEAVY = ("dynamo", "mnist", "sklearn")   # what `warm_up` imports only where a lab needs it (grade.warm_up_plan)
 
 
 def warm_up(labs: tuple[str, ...] | None = None, heavy: tuple[str, ...] = HEAVY) -> None:
@@ -48,6 +48,8 @@ def warm_up(labs: tuple[str, ...] | None = None, heavy: tuple[str, ...] = HEAVY)
         import torch._dynamo  # noqa: F401  (the first optimizer step imports it, and torchvision: 2 s)
         import torchvision  # noqa: F401
     import torch.nn.functional  # noqa: F401
+    if "sklearn" in heavy:
+        import sklearn.datasets  # noqa: F401  (1.4 s: the tensors and forward labs' data sets)
     from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
 
     import autograder.checks  # noqa: F401

@@ -376,9 +376,11 @@ def apply_scores(result: Result, predictions: dict[str, list[int] | str], course
 
 def warm_up_plan(course: Course, lab_ids) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(labs, heavy imports) a worker that grades `lab_ids` warms up for (autograder.forked.warm_up):
-    "dynamo" (2 s: torch._dynamo, which the first optimizer step imports, and torchvision) and
-    "mnist" (the embedded split, parsed) only where a lab's source notebook or its checks use
-    them. What a notebook imports beyond that costs it the import, never a grade."""
+    "dynamo" (2 s: torch._dynamo, which the first optimizer step imports, and torchvision),
+    "mnist" (the embedded split, parsed) and "sklearn" (sklearn.datasets: 1.4 s of every tensors
+    or forward notebook) only where a lab's source notebook or its checks use them. What a
+    notebook imports beyond that costs it the import, never a grade."""
+    from . import forked
     from .release import PACKAGE_DIR
     labs, heavy = tuple(sorted(set(lab_ids))), set()
     for lab_id in labs:
@@ -386,12 +388,14 @@ def warm_up_plan(course: Course, lab_ids) -> tuple[tuple[str, ...], tuple[str, .
             text = "".join(c.source for c in load_source(course.solution_path(lab_id)).cells if c.cell_type == "code")
             text += (PACKAGE_DIR / "checks" / f"{lab_id}.py").read_text(encoding="utf-8")
         except (OSError, ValueError):     # not readable here: everything, as before the labs were known
-            heavy.update(("dynamo", "mnist"))
+            heavy.update(forked.HEAVY)
             continue
         if "optim" in text or "torchvision" in text:
             heavy.add("dynamo")
         if "mnist" in text:
             heavy.add("mnist")
+        if re.search(r"^\s*(from|import) sklearn\b", text, re.M):
+            heavy.add("sklearn")
     return labs, tuple(sorted(heavy))
 
 

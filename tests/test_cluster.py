@@ -97,7 +97,7 @@ def test_a_dask_worker_warms_up_for_the_runs_labs_only(course, client):
             cluster_module.close_engines()
     workers = list(client.scheduler_info()["workers"])
     plans = client.gather([client.submit(warm_plan, workers=[w], pure=False) for w in workers])
-    assert len(workers) == 2 and plans == [(("tensors",), ())] * 2
+    assert len(workers) == 2 and plans == [(("tensors",), ("sklearn",))] * 2
 
 
 def test_a_rerun_on_the_cluster_regrades_nothing(course, graded, client):

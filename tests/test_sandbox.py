@@ -409,8 +409,8 @@ def test_a_worker_warms_up_for_the_labs_it_grades(course, fresh_workers, monkeyp
     torchvision and grades the solution to full marks; labs not known ahead (Graders without
     `labs`) or a source that cannot be read get everything (a Dask worker's: test_cluster)."""
     from autograder.grade import Graders, warm_up_plan
-    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ())
-    assert warm_up_plan(course, ["tensors", "detection", "tensors"]) == (("detection", "tensors"), ("dynamo",))
+    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("sklearn",))
+    assert warm_up_plan(course, ["tensors", "detection", "tensors"]) == (("detection", "tensors"), ("dynamo", "sklearn"))
     assert warm_up_plan(course, ["convolution"]) == (("convolution",), ("mnist",))
     assert warm_up_plan(course, ["vgg"]) == (("vgg",), ("dynamo", "mnist"))
     assert sandbox.warm_arguments(sandbox.SandboxOptions()) == []
@@ -425,7 +425,7 @@ def test_a_worker_warms_up_for_the_labs_it_grades(course, fresh_workers, monkeyp
                 assert "/torchvision/" not in f.read()
         assert full_marks(graders.grade("ann", course.lab("tensors"), course.solution_path("tensors")))
     monkeypatch.setattr(type(course), "solution_path", lambda self, lab_id, language=None: Path("/no/such.ipynb"))
-    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("dynamo", "mnist"))
+    assert warm_up_plan(course, ["tensors"]) == (("tensors",), ("dynamo", "mnist", "sklearn"))
 
 
 def test_a_worker_kept_for_the_next_run_brings_it_nothing_of_the_last(course, fresh_workers, tmp_path, monkeypatch):
