@@ -12,6 +12,7 @@ student's data).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -165,6 +166,14 @@ def _warm_up() -> None:
     torch.set_num_threads(1)     # a fork of a process whose OpenMP pool ran hangs at its first parallel op
     import autograder.checks  # noqa: F401
     import autograder.witness  # noqa: F401
+    _freeze()
+
+
+def _freeze() -> None:
+    """What the server holds is permanent: a judge's collections (vgg's frees each model it
+    compared) scan only the judge's own objects, not torch's."""
+    gc.collect()
+    gc.freeze()
 
 
 _WARM: set[str] = set()
@@ -197,6 +206,8 @@ def _warm_lab(lab_id: str) -> None:
             mnist_splits()
     except Exception:  # noqa: BLE001 — not a lab, or a broken one: each of its judges meets the error and says so
         return
+    finally:
+        _freeze()
 
 
 _FIRST_MESSAGE_SECONDS = 60
