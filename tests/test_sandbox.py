@@ -780,3 +780,19 @@ def test_a_stopped_worker_is_seen_at_once_but_a_notebooks_stopped_process_is_not
         os.kill(grandchild, signal.SIGKILL)
         os.kill(root.pid, signal.SIGKILL)
         root.wait()
+
+
+@pytest.mark.parametrize("policy, passed", [("passive", "PASSIVE"), ("ACTIVE", "ACTIVE"), ("spin; rm -rf /", None), (None, None)])
+def test_the_graders_openmp_wait_policy_and_nothing_else_reaches_the_sandbox(tmp_path, monkeypatch, policy, passed):
+    """`make test` sets OMP_WAIT_POLICY=PASSIVE (two pytest workers on two cores: a spinning
+    OpenMP thread burns the other's core); the sandbox's cleared environment takes that one
+    variable from the grader's, where it is a policy OpenMP knows, and no other."""
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    monkeypatch.setenv("COURSE_SECRET_TOKEN", SECRET)
+    cmd = sandbox.bwrap_command(tmp_path, 0, sandbox.SandboxOptions())
+    env = {cmd[i + 1]: cmd[i + 2] for i, arg in enumerate(cmd) if arg == "--setenv"}
+    assert "--clearenv" in cmd and env.get("OMP_WAIT_POLICY") == passed
+    assert "COURSE_SECRET_TOKEN" not in env and SECRET not in cmd
