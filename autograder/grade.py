@@ -751,9 +751,9 @@ def grade_class(root: Path, course: Course, lab_ids: list[str] | None = None, jo
         if attempts is not None:
             mark, count = _attempts(attempts, student, lab.id)
             mark.parent.mkdir(parents=True, exist_ok=True)
-            partial = mark.with_name(mark.name + ".partial")     # whole or not at all: a kill between
-            partial.write_text(str(count + 1))                   # open and write left an empty mark
-            os.replace(partial, mark)                            # (attempt 0: set aside never)
+            partial = mark.with_name(mark.name + ".partial")     # whole or not at all: an empty mark (a kill
+            partial.write_text(str(count + 1))                   # between open and write) reads as no attempt,
+            os.replace(partial, mark)                            # and its submission is never set aside
         return submission_facts(graders.grade(student, lab, path), path, course)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
