@@ -454,7 +454,8 @@ class WorkerPool:
             return
         with self._lock:
             self._idle.append(worker)
-            closing, self._idle = self._idle[:-self.keep], self._idle[-self.keep:]
+            cut = max(0, len(self._idle) - self.keep)
+            closing, self._idle = self._idle[:cut], self._idle[cut:]
         for w in closing:
             self._close(w)
 
