@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -432,7 +433,8 @@ def test_a_worker_kept_for_the_next_run_brings_it_nothing_of_the_last(course, fr
     """Where a process keeps its workers between runs (sandbox.keep_workers: this suite does),
     the next run takes the warm worker instead of launching one, and an attacker graded in one
     run leaves nothing in it for a classmate graded in the next; a kept worker stopped while
-    idle is never handed out, and the oldest is closed beyond `keep`."""
+    idle is never handed out; a kept worker warmed up for every lab grades another lab's run;
+    and the oldest is closed beyond `keep`."""
     pool = sandbox.WorkerPool(keep=1)
     monkeypatch.setattr(sandbox, "POOL", pool)
     launched, launch = [], sandbox.Worker.launch
@@ -452,12 +454,33 @@ def test_a_worker_kept_for_the_next_run_brings_it_nothing_of_the_last(course, fr
             assert rc == 0 and full_marks(results[student]), lost_checks(results[student])
             assert len(launched) == (1 if run < 2 else 2), launched
         assert launched == [0, 0]     # the stopped one's slot, free again
-        _write(tmp_path / "tensors", "cy", nbformat.read(course.solution_path("tensors"), as_version=4), "tensors")
-        assert _grade(tmp_path / "tensors", tmp_path / "out-tensors", "--jobs", "1")[0] == 0
-        [kept] = pool._idle           # keep=1: the backprop worker closed, the tensors one kept
-        assert "tensors" in kept.options.warm[0] and len(launched) == 3 and launched[-1] == 1
+        [kept] = pool._idle
+        assert kept.options.warm is None          # a pool's workers warm up for every lab
+        tensors = nbformat.read(course.solution_path("tensors"), as_version=4)
+        _write(tmp_path / "tensors", "cy", tensors, "tensors")
+        rc, results = _grade(tmp_path / "tensors", tmp_path / "out-tensors", "--jobs", "1")
+        assert rc == 0 and full_marks(results["cy"]) and launched == [0, 0]   # the kept worker graded it
+        for student in ("dee", "eve"):  # two jobs: a thread each, not the kept worker's two
+            _write(tmp_path / "two", student, tensors, "tensors")
+        rc, results = _grade(tmp_path / "two", tmp_path / "out-two", "--jobs", "2")
+        assert rc == 0 and all(full_marks(r) for r in results.values()) and len(results) == 2
+        assert launched == [0, 0, 1, 2] and len(pool._idle) == 1   # keep=1: the older ones closed
     finally:
         pool.close()
+
+
+def test_a_kept_worker_serves_a_run_its_warm_up_covers_and_nothing_else():
+    base = sandbox.SandboxOptions(warm=(("backprop", "vgg"), ("dynamo", "mnist")))
+    serves = sandbox.serves
+    assert serves(base, base) and serves(replace(base, warm=None), base)
+    assert serves(base, replace(base, warm=(("vgg",), ("mnist",))))
+    assert serves(base, replace(base, warm=(("backprop",), ())))
+    assert not serves(base, replace(base, warm=(("tensors",), ())))           # a lab it did not warm up for
+    assert not serves(base, replace(base, warm=(("vgg",), ("sklearn",))))     # an import it did not make
+    assert not serves(base, replace(base, warm=None))                         # everything: only an all-labs worker
+    for other in (replace(base, threads=2), replace(base, device="cuda"), replace(base, sandboxed=False),
+                  replace(base, scratch_mb=1), replace(base, data_root=Path("/data"))):
+        assert not serves(base, other) and not serves(replace(base, warm=None), other)
 
 
 def test_a_pools_workers_never_share_a_slot_even_when_it_is_closed_mid_run(monkeypatch):
