@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +86,17 @@ def with_late_policy(course, lab_id: str):
     import datetime as dt
     lab = dataclasses.replace(course.lab(lab_id), due=dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.timezone.utc))
     return lab, dataclasses.replace(course, labs=(lab,), late_per_day=0.1, late_max_days=3)
+
+
+def course_cli(args: list[str]) -> subprocess.CompletedProcess:
+    """`course ARGS` run in this process, where its kept workers and judges are warm (a
+    subprocess warms up its own: seconds of CPU), its output taken as a pipe takes it: strict
+    UTF-8, so that printing a lone surrogate raises as it would there."""
+    from autograder.cli import main
+    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2)]
+    with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+        rc = main(args)
+    return subprocess.CompletedProcess(args, rc, *(s.buffer.getvalue().decode() for s in streams))
 
 
 def full_marks(result) -> bool:

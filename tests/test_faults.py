@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder.build import dumps
+from tests.conftest import course_cli
 
 LAB = "backprop"
 TARGET = "sigmoid_grad"      # an answer cell and the check aimed at it
@@ -103,9 +102,8 @@ def _grade_class(notebooks, tmp_path_factory, cell_timeout, out=None):
             path.write_text(content if isinstance(content, str) else dumps(content))
     out = out or tmp_path_factory.mktemp("out")
     before = {p.parent.name for p in (out / "results").glob(f"*/{LAB}.json")}
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out),
-                           "--jobs", "2", "--cell-timeout", str(cell_timeout), "--memory-mb", str(MEMORY_MB)],
-                          capture_output=True, text=True, timeout=600)
+    proc = course_cli(["grade", str(root), "--out", str(out), "--jobs", "2", "--cell-timeout", str(cell_timeout),
+                    "--memory-mb", str(MEMORY_MB)])
     assert proc.returncode == 0, proc.stderr
     results = {p.parent.name: json.loads(p.read_text()) for p in (out / "results").glob(f"*/{LAB}.json")}
     assert set(results) - before == set(notebooks)

@@ -22,7 +22,7 @@ from autograder.grade import find_submissions, submission_facts
 from autograder.pipeline import read_roster
 from autograder.report import grades_csv, read_results
 from autograder.results import CheckResult, Result
-from tests.conftest import ROOT, full_marks, with_late_policy
+from tests.conftest import ROOT, course_cli, full_marks, with_late_policy
 
 LAB = "tensors"
 
@@ -105,11 +105,11 @@ def test_course_grade_reads_nbgraders_collected_layout(course, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text("# exported from the LMS\nname,student\nBob B.,bob\nDee D.,dee\n")   # cy is not on it
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "autograder.cli", "grade", str(submitted), "--lab", LAB, "--out", str(out), "--jobs", "2"]
-    bad = subprocess.run([*command, "--roster", str(tmp_path / "no-such.csv")], cwd=ROOT, capture_output=True, text=True)
+    command = ["grade", str(submitted), "--lab", LAB, "--out", str(out), "--jobs", "2"]
+    bad = course_cli([*command, "--roster", str(tmp_path / "no-such.csv")])
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--roster" in bad.stderr, bad.stderr
     assert not out.exists()                                                   # nothing written
-    done = subprocess.run([*command, "--roster", str(roster)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = course_cli([*command, "--roster", str(roster)])
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warning: skipped cy/scratch.ipynb: no lab 'scratch' in course.yml" in done.stderr
     assert (out / "warnings.txt").read_text() == ("skipped cy/scratch.ipynb: no lab 'scratch' in course.yml\n"
@@ -141,8 +141,7 @@ def test_file_names_that_are_not_utf8_are_graded_and_reported(course, tmp_path):
         _hand_in(course, folder, f"{LAB}.ipynb")
     _hand_in(course, root, os.fsdecode(b"bob/notes\xfe.ipynb"))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(root), "--out", str(out), "--jobs", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = course_cli(["grade", str(root), "--out", str(out), "--jobs", "2"])
     assert done.returncode == 0, done.stderr[-2000:]
     results = read_results(out)
     assert sorted(results) == [("ada\\xfe", LAB), ("ada\\xff", LAB), ("cy\\x01", LAB)]
@@ -223,9 +222,7 @@ def test_nbgrader_exchange_round_trip_with_the_shipped_config(course, tmp_path):
     collected = instructor / "submitted" / alice / LAB
     assert (collected / f"{LAB}.ipynb").is_file() and (collected / "timestamp.txt").is_file()
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "--course", str(ROOT), "grade",
-                           str(instructor / "submitted"), "--lab", LAB, "--out", str(out)],
-                          cwd=instructor, env=env, capture_output=True, text=True, timeout=600)
+    proc = course_cli(["--course", str(ROOT), "grade", str(instructor / "submitted"), "--lab", LAB, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = read_results(out)[alice, LAB]
     assert full_marks(result) and result.submitted_at
