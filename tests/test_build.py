@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import nbformat
 import pytest
 
 from autograder.build import build, dumps, exercise_source, generate_assignments, parse_cells, source_notebook
 from autograder.config import CourseError, Lab, load_course
-from tests.conftest import ROOT
+from tests.conftest import ROOT, course_cli
 
 
 def sample(x: int, y: int = 2) -> int:
@@ -131,22 +129,22 @@ def test_the_build_compiles_each_schema_once_and_judges_as_before(course, monkey
 def test_build_check_names_every_stale_file(tmp_path):
     shutil.copy(ROOT / "course.yml", tmp_path / "course.yml")
     lab_ids = [lab.id for lab in load_course(ROOT / "course.yml").labs][:2]   # two labs keep it quick
-    cli = [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path / "course.yml"), "build", "--lang", "en",
+    cli = ["--course", str(tmp_path / "course.yml"), "build", "--lang", "en",
            *(arg for lab_id in lab_ids for arg in ("--lab", lab_id))]   # English: test_i18n checks the Korean build
-    fresh = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
+    fresh = course_cli(cli + ["--check"])
     assert fresh.returncode == 1
     stale = set(fresh.stdout.split())
     for lab_id in lab_ids:
         assert f"solutions/{lab_id}/{lab_id}.ipynb" in stale and f"exercises/{lab_id}/{lab_id}.ipynb" in stale
-    assert subprocess.run(cli, capture_output=True, text=True, timeout=300).returncode == 0
+    assert course_cli(cli).returncode == 0
     for lab_id in lab_ids:  # a build elsewhere gives the committed bytes
         assert (tmp_path / "exercises" / lab_id / f"{lab_id}.ipynb").read_bytes() == (ROOT / "exercises" / lab_id / f"{lab_id}.ipynb").read_bytes()
-    assert subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300).returncode == 0
+    assert course_cli(cli + ["--check"]).returncode == 0
     edited = tmp_path / "exercises" / lab_ids[0] / f"{lab_ids[0]}.ipynb"
     nb = json.loads(edited.read_text())
     nb["cells"][1]["source"] = ["edited by hand"]
     edited.write_text(json.dumps(nb))
-    again = subprocess.run(cli + ["--check"], capture_output=True, text=True, timeout=300)
+    again = course_cli(cli + ["--check"])
     assert again.returncode == 1 and again.stdout.split() == ["stale:", f"exercises/{lab_ids[0]}/{lab_ids[0]}.ipynb"]
 
 
