@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from autograder.config import CourseError, load_course
-from tests.conftest import ROOT
+from tests.conftest import ROOT, course_cli
 
 
 def variant(tmp_path, edit):
@@ -77,8 +77,9 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_course(tmp_path / "absent.yml")
 
 
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "autograder.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def run_cli(*args):
+    """`course ARGS` of this repository's course (unless ARGS name one), in this process."""
+    return course_cli(list(args) if "--course" in args else ["--course", str(ROOT), *args])
 
 
 @pytest.mark.parametrize("args, expected", [
