@@ -25,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .results import JUDGE_SECONDS, Outcome
 
 SOCKET_FOLDER_PREFIX = "course-judges-"
+STALE_SOCKET_SECONDS = 600.0
 JUDGE_MARGIN = 60.0    # seconds past the judging budget before a judge is given up
 
 
@@ -242,11 +244,48 @@ def _socket_parent() -> str | None:
     return None if len(os.fsencode(longest)) <= SOCKET_PATH_MAX else "/tmp"
 
 
+def _listening_paths() -> set[str] | None:
+    """The paths of the Unix sockets bound in this network namespace (Linux's /proc/net/unix),
+    or None where that cannot be read."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="surrogateescape") as f:
+            return {fields[7] for line in f if len(fields := line.rstrip("\n").split(None, 7)) == 8}
+    except OSError:
+        return None
+
+
+def sweep_sockets(root: str | None = None, min_age: float = STALE_SOCKET_SECONDS) -> int:
+    """Remove the socket folders of judge servers that are gone (a grader killed with its server,
+    both with SIGKILL, leaves its folder): this user's, older than `min_age` seconds, holding
+    nothing but a socket no process has bound any more. Returns how many."""
+    bound = _listening_paths()
+    if bound is None:
+        return 0
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{SOCKET_FOLDER_PREFIX}*"):
+        try:
+            info = folder.lstat()
+            if (folder.is_symlink() or not folder.is_dir() or info.st_uid != os.getuid()
+                    or time.time() - info.st_mtime < min_age):
+                continue
+            names = os.listdir(folder)
+            if set(names) - {"judges.sock"} or str(folder / "judges.sock") in bound:
+                continue                  # not a judge server's folder alone, or its server is alive
+            for name in names:
+                os.unlink(folder / name)
+            os.rmdir(folder)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 class Judges:
     """The grader's judge server: `judge(...)` judges one notebook's cells in a fresh judge."""
 
     def __init__(self, command: list[str] | None = None) -> None:
         self.command = command or [sys.executable, "-m", "autograder.judges"]
+        sweep_sockets(_socket_parent())
         self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, dir=_socket_parent(),
                                                 ignore_cleanup_errors=True)
         self.path = str(Path(self._tmp.name) / "judges.sock")

@@ -699,3 +699,54 @@ def test_a_grader_killed_outright_leaves_no_judge_socket_behind():
     while os.path.exists(folder) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(folder)
+
+
+def test_the_socket_folders_of_gone_judge_servers_are_swept_and_no_other(monkeypatch):
+    """A grader killed with its judge server (SIGKILL to both) left its socket's folder in /tmp:
+    one per killed run, for ever. A new judge server removes those whose socket nobody has
+    bound for 10 minutes; a live server's, a young one and one holding anything else stay."""
+    import os
+    import shutil
+    import socket
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from autograder import judges
+    tmp_path = Path(tempfile.mkdtemp(prefix="sweep-", dir="/tmp"))    # short: a socket's path has a limit
+
+    def folder(name: str, live: bool = False, old: bool = True, extra: bool = False, sock: bool = True):
+        path = tmp_path / f"{judges.SOCKET_FOLDER_PREFIX}{name}"
+        path.mkdir()
+        server = None
+        if sock:
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(str(path / "judges.sock"))
+            server.listen()
+            if not live:
+                server.close()            # the file stays; no process has it bound
+        if extra:
+            (path / "notes.txt").write_text("not a judge server's")
+        if old:
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        return path, server
+
+    gone, _ = folder("gone")
+    empty, _ = folder("empty", sock=False)
+    live, server = folder("live", live=True)
+    young, _ = folder("young", old=False)
+    other, _ = folder("other", extra=True)
+    try:
+        assert judges.sweep_sockets(str(tmp_path)) == 2
+        assert not gone.exists() and not empty.exists() and live.exists() and young.exists() and other.exists()
+        os.utime(young, (time.time() - 3600, time.time() - 3600))
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))   # a new server's folder goes here
+        new = judges.Judges()                                        # sweeps first
+        try:
+            assert not young.exists() and live.exists() and other.exists()
+            assert os.path.dirname(new.path).startswith(str(tmp_path))
+        finally:
+            new.close()
+    finally:
+        server.close()
+        shutil.rmtree(tmp_path)
