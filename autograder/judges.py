@@ -285,9 +285,9 @@ class Judges:
 
     def __init__(self, command: list[str] | None = None) -> None:
         self.command = command or [sys.executable, "-m", "autograder.judges"]
-        sweep_sockets(_socket_parent())
-        self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, dir=_socket_parent(),
-                                                ignore_cleanup_errors=True)
+        parent = _socket_parent()
+        sweep_sockets(parent)
+        self._tmp = tempfile.TemporaryDirectory(prefix=SOCKET_FOLDER_PREFIX, dir=parent, ignore_cleanup_errors=True)
         self.path = str(Path(self._tmp.name) / "judges.sock")
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None

@@ -68,12 +68,10 @@ class SandboxOptions:
 def serves(kept: SandboxOptions, wanted: SandboxOptions) -> bool:
     """A worker launched with `kept` can grade what one launched with `wanted` would: the same
     options but its warm-up, which covers the wanted labs and heavy imports (None: everything)."""
-    if kept.warm is None or kept == wanted:
-        return replace(kept, warm=None) == replace(wanted, warm=None)
-    if wanted.warm is None:
-        return False
-    return (replace(kept, warm=None) == replace(wanted, warm=None)
-            and set(wanted.warm[0]) <= set(kept.warm[0]) and set(wanted.warm[1]) <= set(kept.warm[1]))
+    same = replace(kept, warm=None) == replace(wanted, warm=None)
+    if not same or kept.warm is None:
+        return same
+    return wanted.warm is not None and set(wanted.warm[0]) <= set(kept.warm[0]) and set(wanted.warm[1]) <= set(kept.warm[1])
 
 
 def warm_arguments(options: SandboxOptions) -> list[str]:
@@ -433,13 +431,12 @@ class WorkerPool:
         self._slots: set[int] = set()     # held by this pool's workers, idle or lent to a run
 
     def worker(self, options: SandboxOptions) -> Worker:
-        """An idle worker that serves `options` (launched with them, or warmed up for more), else a
-        new one, launched and warming up for every lab: the next runs of this process may grade
-        other labs, and one warm-up for all (9 s of CPU) costs less than one per kind of run."""
+        """An idle worker that serves `options`, else a new one, launched and warming up for every
+        lab: the next runs of this process may grade other labs, and one warm-up for all (9 s of
+        CPU) costs less than one per kind of run."""
         while True:
             with self._lock:
-                kept = next((w for w in self._idle if w.options == options), None) or next(
-                    (w for w in self._idle if serves(w.options, options)), None)
+                kept = next((w for w in self._idle if serves(w.options, options)), None)
                 if kept is not None:
                     self._idle.remove(kept)
             if kept is None:
